@@ -1,0 +1,10 @@
+//! peerdoc's core: identifiers, the storage abstraction, the wire protocol and the sync
+//! engine, with no IO and no async runtime.
+
+#![deny(missing_docs)]
+
+pub mod ids;
+pub mod storage;
+
+pub use ids::{ConnectionId, DocumentId, DocumentIdError, HeadsDigest, PeerId, StorageId};
+pub use storage::{MemoryStorage, Storage, StorageError, StorageKey, WriteBatch, WriteOp};
