@@ -260,6 +260,38 @@ fn item_set_keeps_its_fingerprint_incrementally() {
 }
 
 #[test]
+fn sets_edited_mid_run_still_finish_with_a_snapshot() {
+    let (ours, mut theirs) = pair_with_changes(10, 5_000, 30);
+    let before = truth(&ours, &theirs);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let config = ReconcileConfig::default();
+    let (mut initiator, first) = Reconciliation::initiate(&ours, &config);
+    let mut responder = Reconciliation::respond(&config);
+    let (mut initiator_found, mut responder_found) = (Vec::new(), Vec::new());
+    let mut in_flight = Some(first);
+    let mut to_responder = true;
+    while let Some(payload) = in_flight {
+        // A local edit on the responder between every two rounds.
+        theirs.insert(DocumentId::random(&mut rng), random_digest(&mut rng));
+        in_flight = if to_responder {
+            responder.receive(&theirs, &payload).unwrap()
+        } else {
+            initiator.receive(&ours, &payload).unwrap()
+        };
+        initiator_found.extend(initiator.take_differences());
+        responder_found.extend(responder.take_differences());
+        to_responder = !to_responder;
+    }
+    assert!(initiator.is_done() && responder.is_done());
+    // Every difference that existed before the run and was not touched is still found.
+    let found = as_map(&initiator_found);
+    for id in before.keys() {
+        assert!(found.contains_key(id), "missed {id}");
+    }
+    as_map(&responder_found);
+}
+
+#[test]
 fn payload_after_the_end_is_rejected() {
     let set = ItemSet::new();
     let (mut initiator, first) = Reconciliation::initiate(&set, &ReconcileConfig::default());
