@@ -5,6 +5,7 @@
 
 pub mod ids;
 pub mod persist;
+pub mod reconcile;
 pub mod storage;
 
 pub use ids::{ConnectionId, DocumentId, DocumentIdError, HeadsDigest, PeerId, StorageId};
