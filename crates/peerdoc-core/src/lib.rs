@@ -5,6 +5,7 @@
 
 pub mod ids;
 pub mod storage;
+pub mod wire;
 
 pub use ids::{ConnectionId, DocumentId, DocumentIdError, HeadsDigest, PeerId, StorageId};
 pub use storage::{MemoryStorage, Storage, StorageError, StorageKey, WriteBatch, WriteOp};
