@@ -7,6 +7,7 @@ pub mod ids;
 pub mod persist;
 pub mod reconcile;
 pub mod storage;
+pub mod wire;
 
 pub use ids::{ConnectionId, DocumentId, DocumentIdError, HeadsDigest, PeerId, StorageId};
 pub use storage::{MemoryStorage, Storage, StorageError, StorageKey, WriteBatch, WriteOp};
