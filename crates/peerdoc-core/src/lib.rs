@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod ids;
+pub mod model;
 pub mod storage;
 
 pub use ids::{ConnectionId, DocumentId, DocumentIdError, HeadsDigest, PeerId, StorageId};
