@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod ids;
+pub mod model;
 pub mod persist;
 pub mod reconcile;
 pub mod storage;
