@@ -211,10 +211,7 @@ fn increment(tx: &mut impl Transactable, path: &str, by: i64) -> Result<(), Mode
 const ROOT_HAS_NO_PLACE: &str = "the document root is not a key or element of anything";
 
 /// The container and prop of an existing value at a non-root `path`.
-pub(crate) fn existing_place(
-    doc: &impl ReadDoc,
-    path: &str,
-) -> Result<(ObjId, Prop), ModelError> {
+pub(crate) fn existing_place(doc: &impl ReadDoc, path: &str) -> Result<(ObjId, Prop), ModelError> {
     let pointer = Pointer::parse(path)?;
     let Some((parent, last)) = pointer.split_last() else {
         return Err(ModelError::InvalidPointer {
@@ -278,7 +275,12 @@ fn list_position(doc: &impl ReadDoc, path: &str) -> Result<(ObjId, usize), Model
     }
 }
 
-fn check_index(doc: &impl ReadDoc, obj: &ObjId, path: &str, index: usize) -> Result<(), ModelError> {
+fn check_index(
+    doc: &impl ReadDoc,
+    obj: &ObjId,
+    path: &str,
+    index: usize,
+) -> Result<(), ModelError> {
     let len = doc.length(obj);
     if index < len {
         Ok(())

@@ -116,7 +116,10 @@ fn reconcile_text(tx: &mut impl Transactable, obj: &ObjId, target: &str) -> Resu
     let old_middle = &current[prefix..current.len() - suffix];
     let new_middle = &target[prefix..target.len() - suffix];
     let encoding = tx.text_encoding();
-    match (units(encoding, &current[..prefix]), units(encoding, old_middle)) {
+    match (
+        units(encoding, &current[..prefix]),
+        units(encoding, old_middle),
+    ) {
         (Some(index), Some(delete)) => {
             let delete = isize::try_from(delete).map_err(|_| ModelError::IndexOutOfBounds {
                 path: String::new(),
@@ -297,7 +300,8 @@ mod tests {
 
     #[test]
     fn json_numbers_keep_counters_and_timestamps() {
-        let mut doc = doc_from(&json!({"c": {"$counter": 2}, "ts": {"$timestamp": 5}, "s": {"$str": "a"}}));
+        let mut doc =
+            doc_from(&json!({"c": {"$counter": 2}, "ts": {"$timestamp": 5}, "s": {"$str": "a"}}));
         reconcile(&mut doc, &json!({"c": 7, "ts": 9, "s": "b"}));
         let get = |k: &str| doc.get(ObjId::Root, k).unwrap().unwrap().0.into_owned();
         assert_eq!(get("c"), Value::counter(7));

@@ -46,8 +46,18 @@ fn set(path: &str, value: Json) -> Json {
 #[test]
 fn concurrent_writes_are_reported_with_actor_change_time_and_winner() {
     let doc = base();
-    let (mut a, hash_a) = edit(&doc, 0xaa, 1_000, set("/vendors/florist/phone", json!({"$str": "0111"})));
-    let (mut b, hash_b) = edit(&doc, 0xbb, 2_000, set("/vendors/florist/phone", json!({"$str": "0222"})));
+    let (mut a, hash_a) = edit(
+        &doc,
+        0xaa,
+        1_000,
+        set("/vendors/florist/phone", json!({"$str": "0111"})),
+    );
+    let (mut b, hash_b) = edit(
+        &doc,
+        0xbb,
+        2_000,
+        set("/vendors/florist/phone", json!({"$str": "0222"})),
+    );
     let patches = merge(&mut a, &mut b);
 
     let found = conflicts(&a);
@@ -84,11 +94,27 @@ fn concurrent_writes_are_reported_with_actor_change_time_and_winner() {
 #[test]
 fn resolve_with_the_losing_value_restores_it_and_clears_the_conflict() {
     let doc = base();
-    let (mut a, _) = edit(&doc, 0xaa, 1_000, set("/vendors/florist/phone", json!({"$str": "0111"})));
-    let (mut b, _) = edit(&doc, 0xbb, 2_000, set("/vendors/florist/phone", json!({"$str": "0222"})));
+    let (mut a, _) = edit(
+        &doc,
+        0xaa,
+        1_000,
+        set("/vendors/florist/phone", json!({"$str": "0111"})),
+    );
+    let (mut b, _) = edit(
+        &doc,
+        0xbb,
+        2_000,
+        set("/vendors/florist/phone", json!({"$str": "0222"})),
+    );
     let patches = merge(&mut a, &mut b);
     let conflict = conflicts(&a).remove(0);
-    let loser = conflict.values.iter().find(|v| !v.winner).unwrap().value.clone();
+    let loser = conflict
+        .values
+        .iter()
+        .find(|v| !v.winner)
+        .unwrap()
+        .value
+        .clone();
 
     let mut tx = a.transaction();
     resolve(&mut tx, &conflict.path, &json!({"$str": loser.clone()})).unwrap();
@@ -101,8 +127,18 @@ fn resolve_with_the_losing_value_restores_it_and_clears_the_conflict() {
 #[test]
 fn text_and_object_values_conflict_whole() {
     let doc = base();
-    let (mut a, _) = edit(&doc, 0xaa, 1, set("/vendors/florist", json!({"name": "Roses", "x": 1})));
-    let (mut b, _) = edit(&doc, 0xbb, 2, set("/vendors/florist", json!({"name": "Lilies"})));
+    let (mut a, _) = edit(
+        &doc,
+        0xaa,
+        1,
+        set("/vendors/florist", json!({"name": "Roses", "x": 1})),
+    );
+    let (mut b, _) = edit(
+        &doc,
+        0xbb,
+        2,
+        set("/vendors/florist", json!({"name": "Lilies"})),
+    );
     merge(&mut a, &mut b);
     let (mut c, _) = edit(&a, 0xcc, 3, set("/vendors/note", json!("call first")));
     let (mut d, _) = edit(&a, 0xdd, 4, set("/vendors/note", json!("call after 9")));
@@ -113,7 +149,10 @@ fn text_and_object_values_conflict_whole() {
     assert_eq!(paths, ["/vendors/florist", "/vendors/note"]);
     let mut florist: Vec<_> = found[0].values.iter().map(|v| v.value.clone()).collect();
     florist.sort_by_key(|v| v.to_string());
-    assert_eq!(florist, [json!({"name": "Lilies"}), json!({"name": "Roses", "x": 1})]);
+    assert_eq!(
+        florist,
+        [json!({"name": "Lilies"}), json!({"name": "Roses", "x": 1})]
+    );
     let mut notes: Vec<_> = found[1].values.iter().map(|v| v.value.clone()).collect();
     notes.sort_by_key(|v| v.to_string());
     assert_eq!(notes, [json!("call after 9"), json!("call first")]);
@@ -146,15 +185,16 @@ fn list_elements_conflict_and_nested_paths_are_found() {
 #[test]
 fn concurrent_text_edits_merge_without_conflict() {
     let doc = base();
-    let splice = |index: usize, insert: &str| {
-        json!([{"op": "splice", "path": "/vendors/florist/name", "index": index, "delete": 0, "insert": insert}])
-    };
+    let splice = |index: usize, insert: &str| json!([{"op": "splice", "path": "/vendors/florist/name", "index": index, "delete": 0, "insert": insert}]);
     let (mut a, _) = edit(&doc, 0xaa, 1, splice(0, "The "));
     let (mut b, _) = edit(&doc, 0xbb, 2, splice(6, " Ltd"));
     let patches = merge(&mut a, &mut b);
     assert!(conflicts(&a).is_empty());
     assert!(conflicts_from_patches(&a, &patches).is_empty());
-    assert_eq!(to_json(&a)["vendors"]["florist"]["name"], json!("The Petals Ltd"));
+    assert_eq!(
+        to_json(&a)["vendors"]["florist"]["name"],
+        json!("The Petals Ltd")
+    );
 }
 
 #[test]
@@ -164,7 +204,10 @@ fn keys_that_need_escaping_get_escaped_pointers() {
     let (mut b, _) = edit(&doc, 0xbb, 2, set("/vendors/a~1b~0c", json!(2)));
     let patches = merge(&mut a, &mut b);
     assert_eq!(conflicts(&a)[0].path, "/vendors/a~1b~0c");
-    assert_eq!(conflicts_from_patches(&a, &patches)[0].path, "/vendors/a~1b~0c");
+    assert_eq!(
+        conflicts_from_patches(&a, &patches)[0].path,
+        "/vendors/a~1b~0c"
+    );
 }
 
 #[test]
