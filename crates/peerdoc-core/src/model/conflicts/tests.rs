@@ -79,6 +79,10 @@ fn concurrent_writes_are_reported_with_actor_change_time_and_winner() {
     );
     let winners: Vec<_> = conflict.values.iter().filter(|v| v.winner).collect();
     assert_eq!(winners.len(), 1);
+    assert!(
+        conflict.values.last().is_some_and(|v| v.winner),
+        "winner is listed last"
+    );
     assert_eq!(
         to_json(&a).pointer("/vendors/florist/phone"),
         Some(&winners[0].value)
@@ -180,6 +184,12 @@ fn list_elements_conflict_and_nested_paths_are_found() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].path, "/timeline/1");
     assert_eq!(conflicts_from_patches(&a, &patches), found);
+
+    let mut tx = a.transaction();
+    resolve(&mut tx, "/timeline/1", &json!("Dinner")).unwrap();
+    tx.commit();
+    assert!(conflicts(&a).is_empty());
+    assert_eq!(to_json(&a)["timeline"], json!(["Ceremony", "Dinner"]));
 }
 
 #[test]

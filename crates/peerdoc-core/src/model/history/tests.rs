@@ -287,4 +287,39 @@ proptest! {
         // Reverting again finds nothing to change.
         prop_assert_eq!(revert_to(&mut doc, &heads, CommitOptions::default()).unwrap(), None);
     }
+
+    #[test]
+    fn revert_to_restores_versions_with_merged_heads(
+        batches in prop::collection::vec(
+            (prop::collection::vec(arb_op(), 1..4), prop::collection::vec(arb_op(), 1..4)),
+            1..5,
+        ),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        // Two devices edit concurrently and sync after every round, so versions have
+        // two heads and values conflict.
+        let mut a = Automerge::new().with_actor(ActorId::from(&[0xaa; 16][..]));
+        let mut tx = a.transaction();
+        init_from_json(&mut tx, &json!({"l": [], "t": "hello", "n": {"$counter": 0}, "m": {}})).unwrap();
+        tx.commit();
+        let mut b = a.fork().with_actor(ActorId::from(&[0xbb; 16][..]));
+        let mut versions = vec![(a.get_heads(), to_json(&a))];
+        for (ops_a, ops_b) in &batches {
+            for (doc, ops) in [(&mut a, ops_a), (&mut b, ops_b)] {
+                let mut tx = doc.transaction();
+                for op in ops {
+                    let _ = apply_ops(&mut tx, std::slice::from_ref(op));
+                }
+                tx.commit();
+            }
+            a.merge(&mut b).unwrap();
+            b.merge(&mut a).unwrap();
+            versions.push((a.get_heads(), to_json(&a)));
+        }
+        let (heads, json_then) = pick.get(&versions).clone();
+        revert_to(&mut b, &heads, CommitOptions::default()).unwrap();
+        prop_assert_eq!(to_json(&b), json_then);
+        a.merge(&mut b).unwrap();
+        prop_assert_eq!(to_json(&a), to_json(&b));
+    }
 }
