@@ -318,6 +318,25 @@ mod tests {
     }
 
     #[test]
+    fn text_splices_count_in_the_documents_encoding() {
+        for encoding in [
+            TextEncoding::UnicodeCodePoint,
+            TextEncoding::Utf8CodeUnit,
+            TextEncoding::Utf16CodeUnit,
+            TextEncoding::GraphemeCluster,
+        ] {
+            let mut doc = Automerge::new_with_encoding(encoding);
+            let mut tx = doc.transaction();
+            init_from_json(&mut tx, &json!({"t": "a🎉bé👩‍👩‍👧"})).unwrap();
+            tx.commit();
+            for target in ["a🎉cé👩‍👩‍👧🎉", "🎉", "", "x👩‍👩‍👧é"] {
+                reconcile(&mut doc, &json!({"t": target}));
+                assert_eq!(to_json(&doc), json!({"t": target}), "{encoding:?}");
+            }
+        }
+    }
+
+    #[test]
     fn root_must_be_an_object() {
         let mut doc = Automerge::new();
         let mut tx = doc.transaction();
