@@ -124,6 +124,10 @@ fn push_prop(pointer: &str, prop: &Prop) -> String {
     }
 }
 
+/// A child of a scanned object: its prop, whether it is conflicted, and the winning value's
+/// object id and type if it is an object.
+type Child = (Prop, bool, Option<(ObjType, ObjId)>);
+
 /// Looks up conflicts, caching change times by hash for the length of one call.
 struct Finder<'a> {
     doc: &'a Automerge,
@@ -139,7 +143,7 @@ impl<'a> Finder<'a> {
     }
 
     fn scan(&mut self, obj: &ObjId, obj_type: ObjType, pointer: String, out: &mut Vec<Conflict>) {
-        let children: Vec<(Prop, bool, Option<(ObjType, ObjId)>)> = match obj_type {
+        let children: Vec<Child> = match obj_type {
             ObjType::Map | ObjType::Table => self
                 .doc
                 .map_range(obj, ..)
@@ -166,10 +170,8 @@ impl<'a> Finder<'a> {
         };
         for (prop, conflicted, child) in children {
             let path = push_prop(&pointer, &prop);
-            if conflicted {
-                if let Some(conflict) = self.conflict_at(obj, prop, path.clone()) {
-                    out.push(conflict);
-                }
+            if conflicted && let Some(conflict) = self.conflict_at(obj, prop, path.clone()) {
+                out.push(conflict);
             }
             if let Some((child_type, child_id)) = child {
                 self.scan(&child_id, child_type, path, out);
@@ -205,7 +207,8 @@ impl<'a> Finder<'a> {
     fn value_json(&self, value: &Value<'_>, id: &ObjId) -> Json {
         match value {
             Value::Scalar(s) => scalar_to_json(s),
-            Value::Object(_) => ReadDoc::hydrate(self.doc, id, None).map_or(Json::Null, |h| Tree::from_hydrate(&h).to_json()),
+            Value::Object(_) => ReadDoc::hydrate(self.doc, id, None)
+                .map_or(Json::Null, |h| Tree::from_hydrate(&h).to_json()),
         }
     }
 

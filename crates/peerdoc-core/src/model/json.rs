@@ -72,11 +72,10 @@ pub fn put_json(
     value: &Json,
 ) -> Result<(), ModelError> {
     let tree = Tree::from_json(value, "")?;
-    let place = match &key.into() {
-        Prop::Map(key) => return create(tx, obj, Place::Key(key), &tree),
-        Prop::Seq(index) => Place::Put(*index),
-    };
-    create(tx, obj, place, &tree)
+    match key.into() {
+        Prop::Map(key) => create(tx, obj, Place::Key(&key), &tree),
+        Prop::Seq(index) => create(tx, obj, Place::Put(index), &tree),
+    }
 }
 
 /// Writes every key of the JSON object `value` into the document root (see [`put_json`]

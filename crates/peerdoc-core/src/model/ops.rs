@@ -163,10 +163,10 @@ fn splice(
     let not_text = || ModelError::NotAText {
         path: path.to_owned(),
     };
-    let (obj, prop) = existing_place(tx, path).map_err(|e| match e {
-        ModelError::InvalidPointer { reason, .. } if reason == ROOT_HAS_NO_PLACE => not_text(),
-        other => other,
-    })?;
+    if path.is_empty() {
+        return Err(not_text());
+    }
+    let (obj, prop) = existing_place(tx, path)?;
     let Some((Value::Object(ObjType::Text), text)) = tx.get(&obj, prop)? else {
         return Err(not_text());
     };
@@ -188,10 +188,10 @@ fn increment(tx: &mut impl Transactable, path: &str, by: i64) -> Result<(), Mode
     let not_counter = || ModelError::NotACounter {
         path: path.to_owned(),
     };
-    let (obj, prop) = existing_place(tx, path).map_err(|e| match e {
-        ModelError::InvalidPointer { reason, .. } if reason == ROOT_HAS_NO_PLACE => not_counter(),
-        other => other,
-    })?;
+    if path.is_empty() {
+        return Err(not_counter());
+    }
+    let (obj, prop) = existing_place(tx, path)?;
     let current = match tx.get(&obj, prop.clone())? {
         Some((Value::Scalar(s), _)) => match s.as_ref() {
             ScalarValue::Counter(c) => i64::from(c),
@@ -208,18 +208,13 @@ fn increment(tx: &mut impl Transactable, path: &str, by: i64) -> Result<(), Mode
     Ok(())
 }
 
-const ROOT_HAS_NO_PLACE: &str = "the document root is not a key or element of anything";
-
 /// The container and prop of an existing value at a non-root `path`.
-pub(crate) fn existing_place(
-    doc: &impl ReadDoc,
-    path: &str,
-) -> Result<(ObjId, Prop), ModelError> {
+pub(crate) fn existing_place(doc: &impl ReadDoc, path: &str) -> Result<(ObjId, Prop), ModelError> {
     let pointer = Pointer::parse(path)?;
     let Some((parent, last)) = pointer.split_last() else {
         return Err(ModelError::InvalidPointer {
             path: String::new(),
-            reason: ROOT_HAS_NO_PLACE,
+            reason: "the document root is not a key or element of anything",
         });
     };
     let (obj, obj_type) = resolve_container(doc, &pointer, parent)?;
@@ -278,7 +273,12 @@ fn list_position(doc: &impl ReadDoc, path: &str) -> Result<(ObjId, usize), Model
     }
 }
 
-fn check_index(doc: &impl ReadDoc, obj: &ObjId, path: &str, index: usize) -> Result<(), ModelError> {
+fn check_index(
+    doc: &impl ReadDoc,
+    obj: &ObjId,
+    path: &str,
+    index: usize,
+) -> Result<(), ModelError> {
     let len = doc.length(obj);
     if index < len {
         Ok(())

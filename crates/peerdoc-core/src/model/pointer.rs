@@ -34,9 +34,11 @@ impl<'a> Pointer<'a> {
         let mut offset = 1;
         for raw in rest.split('/') {
             offset += raw.len();
-            tokens.push(unescape(raw).ok_or_else(|| {
-                invalid(&source[..offset], "'~' must be followed by '0' or '1'")
-            })?);
+            tokens.push(
+                unescape(raw).ok_or_else(|| {
+                    invalid(&source[..offset], "'~' must be followed by '0' or '1'")
+                })?,
+            );
             ends.push(offset);
             offset += 1;
         }
@@ -145,7 +147,10 @@ pub(crate) fn slot<'t>(
                 Ok(Slot::End)
             } else {
                 parse_index(token).map(Slot::Index).ok_or_else(|| {
-                    invalid(path, "a list index must be '-' or a number without leading zeros")
+                    invalid(
+                        path,
+                        "a list index must be '-' or a number without leading zeros",
+                    )
                 })
             }
         }

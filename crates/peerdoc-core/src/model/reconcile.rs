@@ -116,13 +116,13 @@ fn reconcile_text(tx: &mut impl Transactable, obj: &ObjId, target: &str) -> Resu
     let old_middle = &current[prefix..current.len() - suffix];
     let new_middle = &target[prefix..target.len() - suffix];
     let encoding = tx.text_encoding();
-    match (units(encoding, &current[..prefix]), units(encoding, old_middle)) {
+    match (
+        units(encoding, &current[..prefix]),
+        units(encoding, old_middle),
+    ) {
         (Some(index), Some(delete)) => {
-            let delete = isize::try_from(delete).map_err(|_| ModelError::IndexOutOfBounds {
-                path: String::new(),
-                index: delete,
-                len: delete,
-            })?;
+            // A str never exceeds isize::MAX bytes, so its unit count fits too.
+            let delete = isize::try_from(delete).unwrap_or(isize::MAX);
             tx.splice_text(obj, index, delete, new_middle)?;
         }
         // Grapheme-counted documents: let automerge diff by graphemes.
@@ -297,7 +297,8 @@ mod tests {
 
     #[test]
     fn json_numbers_keep_counters_and_timestamps() {
-        let mut doc = doc_from(&json!({"c": {"$counter": 2}, "ts": {"$timestamp": 5}, "s": {"$str": "a"}}));
+        let mut doc =
+            doc_from(&json!({"c": {"$counter": 2}, "ts": {"$timestamp": 5}, "s": {"$str": "a"}}));
         reconcile(&mut doc, &json!({"c": 7, "ts": 9, "s": "b"}));
         let get = |k: &str| doc.get(ObjId::Root, k).unwrap().unwrap().0.into_owned();
         assert_eq!(get("c"), Value::counter(7));
@@ -314,6 +315,25 @@ mod tests {
         let target = json!({"l": [1, 9, 10, 11]});
         reconcile(&mut doc, &target);
         assert_eq!(to_json(&doc), target);
+    }
+
+    #[test]
+    fn text_splices_count_in_the_documents_encoding() {
+        for encoding in [
+            TextEncoding::UnicodeCodePoint,
+            TextEncoding::Utf8CodeUnit,
+            TextEncoding::Utf16CodeUnit,
+            TextEncoding::GraphemeCluster,
+        ] {
+            let mut doc = Automerge::new_with_encoding(encoding);
+            let mut tx = doc.transaction();
+            init_from_json(&mut tx, &json!({"t": "a🎉bé👩‍👩‍👧"})).unwrap();
+            tx.commit();
+            for target in ["a🎉cé👩‍👩‍👧🎉", "🎉", "", "x👩‍👩‍👧é"] {
+                reconcile(&mut doc, &json!({"t": target}));
+                assert_eq!(to_json(&doc), json!({"t": target}), "{encoding:?}");
+            }
+        }
     }
 
     #[test]

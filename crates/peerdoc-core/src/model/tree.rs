@@ -84,7 +84,9 @@ impl Tree {
     pub(crate) fn to_json(&self) -> Json {
         match self {
             Tree::Scalar(s) => scalar_to_json(s),
-            Tree::Map(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Tree::Map(map) => {
+                Json::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
             Tree::List(items) => Json::Array(items.iter().map(Tree::to_json).collect()),
             Tree::Text(s) => Json::String(s.clone()),
         }
@@ -111,7 +113,10 @@ fn number_to_scalar(n: &Number) -> ScalarValue {
     }
 }
 
-fn tagged_scalar(map: &JsonMap<String, Json>, path: &str) -> Result<Option<ScalarValue>, ModelError> {
+fn tagged_scalar(
+    map: &JsonMap<String, Json>,
+    path: &str,
+) -> Result<Option<ScalarValue>, ModelError> {
     let mut entries = map.iter();
     let (Some((tag, payload)), None) = (entries.next(), entries.next()) else {
         return Ok(None);

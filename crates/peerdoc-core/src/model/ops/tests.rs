@@ -68,7 +68,11 @@ fn set_writes_keys_list_elements_and_appends() {
 #[test]
 fn set_on_root_reconciles_the_whole_document() {
     let mut doc = venue();
-    apply(&mut doc, json!([{"op": "set", "path": "", "value": {"only": 1}}])).unwrap();
+    apply(
+        &mut doc,
+        json!([{"op": "set", "path": "", "value": {"only": 1}}]),
+    )
+    .unwrap();
     assert_eq!(to_json(&doc), json!({"only": 1}));
     assert!(matches!(
         apply(&mut doc, json!([{"op": "set", "path": "", "value": [1]}])),
@@ -88,7 +92,10 @@ fn delete_removes_keys_and_elements() {
     )
     .unwrap();
     assert_eq!(at(&doc, "/vendors"), json!({}));
-    assert_eq!(at(&doc, "/timeline"), json!([{"at": "18:00", "what": "Dinner"}]));
+    assert_eq!(
+        at(&doc, "/timeline"),
+        json!([{"at": "18:00", "what": "Dinner"}])
+    );
 }
 
 #[test]
@@ -106,10 +113,18 @@ fn insert_and_remove_edit_lists() {
     assert_eq!(at(&doc, "/timeline/1"), json!("a"));
     assert_eq!(at(&doc, "/timeline/2"), json!("b"));
     assert_eq!(at(&doc, "/timeline/4"), json!(1));
-    apply(&mut doc, json!([{"op": "remove", "path": "/timeline/1", "count": 2}])).unwrap();
+    apply(
+        &mut doc,
+        json!([{"op": "remove", "path": "/timeline/1", "count": 2}]),
+    )
+    .unwrap();
     assert_eq!(at(&doc, "/timeline/1/what"), json!("Dinner"));
     assert_eq!(at(&doc, "/timeline/2"), json!(1));
-    apply(&mut doc, json!([{"op": "remove", "path": "/timeline/0", "count": 0}])).unwrap();
+    apply(
+        &mut doc,
+        json!([{"op": "remove", "path": "/timeline/0", "count": 0}]),
+    )
+    .unwrap();
     assert_eq!(at(&doc, "/timeline").as_array().map(Vec::len), Some(3));
 }
 
@@ -167,7 +182,11 @@ fn a_bad_op_fails_the_batch_and_rollback_leaves_the_doc_unchanged() {
 
 #[test]
 fn invalid_pointers_are_refused() {
-    for (path, bad) in [("title", "title"), ("/a~2", "/a~2"), ("/timeline/01/at", "/timeline/01")] {
+    for (path, bad) in [
+        ("title", "title"),
+        ("/a~2", "/a~2"),
+        ("/timeline/01/at", "/timeline/01"),
+    ] {
         let err = expect_err(json!([{"op": "set", "path": path, "value": 1}]));
         assert!(
             matches!(&err, ModelError::InvalidPointer { path, .. } if path == bad),
@@ -190,7 +209,9 @@ fn missing_paths_are_reported_where_they_break() {
     assert!(matches!(err, ModelError::PathNotFound { path } if path == "/vendors/dj"));
     let err = expect_err(json!([{"op": "increment", "path": "/nope", "by": 1}]));
     assert!(matches!(err, ModelError::PathNotFound { .. }));
-    let err = expect_err(json!([{"op": "splice", "path": "/nope", "index": 0, "delete": 0, "insert": ""}]));
+    let err = expect_err(
+        json!([{"op": "splice", "path": "/nope", "index": 0, "delete": 0, "insert": ""}]),
+    );
     assert!(matches!(err, ModelError::PathNotFound { .. }));
 }
 
@@ -234,19 +255,30 @@ fn indexes_past_the_end_are_out_of_bounds() {
     ];
     for op in cases {
         let err = expect_err(json!([op]));
-        assert!(matches!(err, ModelError::IndexOutOfBounds { len: 2 | 12, .. }), "{op}: {err:?}");
+        assert!(
+            matches!(err, ModelError::IndexOutOfBounds { len: 2 | 12, .. }),
+            "{op}: {err:?}"
+        );
     }
 }
 
 #[test]
 fn splice_needs_text_and_increment_needs_a_counter() {
     for path in ["/count", "/vendors", "/vendors/florist/phone", ""] {
-        let err = expect_err(json!([{"op": "splice", "path": path, "index": 0, "delete": 0, "insert": "x"}]));
-        assert!(matches!(&err, ModelError::NotAText { path: p } if p == path), "{err:?}");
+        let err = expect_err(
+            json!([{"op": "splice", "path": path, "index": 0, "delete": 0, "insert": "x"}]),
+        );
+        assert!(
+            matches!(&err, ModelError::NotAText { path: p } if p == path),
+            "{err:?}"
+        );
     }
     for path in ["/count", "/title", "/timeline", ""] {
         let err = expect_err(json!([{"op": "increment", "path": path, "by": 1}]));
-        assert!(matches!(&err, ModelError::NotACounter { path: p } if p == path), "{err:?}");
+        assert!(
+            matches!(&err, ModelError::NotACounter { path: p } if p == path),
+            "{err:?}"
+        );
     }
     let err = expect_err(json!([{"op": "increment", "path": "/photos", "by": i64::MAX}]));
     assert!(matches!(err, ModelError::CounterOverflow { .. }));
@@ -254,7 +286,9 @@ fn splice_needs_text_and_increment_needs_a_counter() {
 
 #[test]
 fn malformed_tags_in_values_are_refused_with_their_path() {
-    let err = expect_err(json!([{"op": "insert", "path": "/timeline/0", "values": [1, {"$bytes": "x"}]}]));
+    let err = expect_err(
+        json!([{"op": "insert", "path": "/timeline/0", "values": [1, {"$bytes": "x"}]}]),
+    );
     assert!(matches!(err, ModelError::InvalidTaggedValue { path, .. } if path == "/timeline/0/1"));
 }
 
@@ -262,7 +296,13 @@ fn malformed_tags_in_values_are_refused_with_their_path() {
 fn ops_deserialise_from_snake_case_json_and_reject_unknown_ops() {
     let op: EditOp =
         serde_json::from_value(json!({"op": "remove", "path": "/l/0", "count": 2})).unwrap();
-    assert_eq!(op, EditOp::Remove { path: "/l/0".into(), count: 2 });
+    assert_eq!(
+        op,
+        EditOp::Remove {
+            path: "/l/0".into(),
+            count: 2
+        }
+    );
     assert!(serde_json::from_value::<EditOp>(json!({"op": "move", "path": "/a"})).is_err());
     assert!(serde_json::from_value::<EditOp>(json!({"op": "increment", "path": "/a"})).is_err());
 }
