@@ -49,7 +49,7 @@ impl DocumentId {
     }
 
     /// A fresh random (version 4, RFC 4122 variant) UUID from the caller's rng.
-    pub fn random(rng: &mut impl RngCore) -> Self {
+    pub fn random<R: RngCore + ?Sized>(rng: &mut R) -> Self {
         let mut bytes = [0u8; 16];
         rng.fill_bytes(&mut bytes);
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
@@ -175,7 +175,7 @@ string_id!(
 
 impl StorageId {
     /// A fresh random storage id (a UUID in its usual hyphenated text form).
-    pub fn random(rng: &mut impl RngCore) -> Self {
+    pub fn random<R: RngCore + ?Sized>(rng: &mut R) -> Self {
         let b = DocumentId::random(rng).0;
         Self(format!(
             "{}-{}-{}-{}-{}",

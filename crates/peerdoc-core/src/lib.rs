@@ -7,6 +7,7 @@ pub mod ids;
 pub mod model;
 pub mod persist;
 pub mod reconcile;
+pub mod repo;
 pub mod storage;
 pub mod wire;
 

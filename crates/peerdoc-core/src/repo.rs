@@ -1,0 +1,784 @@
+//! The repo engine: a sans-IO state machine that owns documents, talks to peers in the
+//! automerge-repo protocol (plus peerdoc's reconciliation extension) and asks its driver
+//! for storage operations.
+//!
+//! Feed it [`Input`]s with the current time and an rng; perform the [`Output`]s it returns.
+//! It reads no clock, draws no OS randomness and does no IO, so a simulator can replay
+//! any schedule from a seed.
+//!
+//! ```
+//! use peerdoc_core::repo::{Command, CommandId, Input, Output, Reply, Repo, RepoConfig, StorageOp, StorageResult};
+//! use peerdoc_core::{MemoryStorage, PeerId, Storage};
+//! use rand::SeedableRng;
+//!
+//! // A tiny driver: run storage ops inline and feed completions back.
+//! fn drive(repo: &mut Repo, store: &MemoryStorage, rng: &mut rand_chacha::ChaCha8Rng, input: Input) -> Vec<Output> {
+//!     let mut inputs = vec![input];
+//!     let mut done = Vec::new();
+//!     while let Some(input) = inputs.pop() {
+//!         for out in repo.handle(1_700_000_000_000, rng, input) {
+//!             match out {
+//!                 Output::Storage { id, op } => {
+//!                     let result = match op {
+//!                         StorageOp::LoadRange { prefix } => store.range(&prefix).map(StorageResult::Range),
+//!                         StorageOp::Load { key } => store.get(&key).map(StorageResult::Value),
+//!                         StorageOp::Write(batch) => store.write(batch).map(|_| StorageResult::Written),
+//!                     };
+//!                     inputs.push(Input::StorageCompleted { id, result });
+//!                 }
+//!                 other => done.push(other),
+//!             }
+//!         }
+//!     }
+//!     done
+//! }
+//!
+//! let store = MemoryStorage::new();
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+//! let mut repo = Repo::new(RepoConfig::new(PeerId::new("laptop")));
+//! drive(&mut repo, &store, &mut rng, Input::Start);
+//!
+//! let initial = serde_json::json!({"title": "Barn wedding", "firstDance": "21:00"});
+//! let outs = drive(&mut repo, &store, &mut rng, Input::Command {
+//!     id: CommandId(1),
+//!     command: Command::Create { initial: Some(initial), priority: 10, title: None },
+//! });
+//! let doc = outs.iter().find_map(|o| match o {
+//!     Output::Reply { result: Ok(Reply::Created { doc, .. }), .. } => Some(*doc),
+//!     _ => None,
+//! }).unwrap();
+//!
+//! let outs = drive(&mut repo, &store, &mut rng, Input::Command {
+//!     id: CommandId(2),
+//!     command: Command::Read { doc, heads: None },
+//! });
+//! let json = outs.iter().find_map(|o| match o {
+//!     Output::Reply { result: Ok(Reply::Json { value, .. }), .. } => Some(value.clone()),
+//!     _ => None,
+//! }).unwrap();
+//! assert_eq!(json["firstDance"], "21:00");
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+
+use automerge::{Automerge, ChangeHash, ReadDoc};
+use rand::RngCore;
+
+use crate::ids::{ConnectionId, DocumentId, StorageId};
+use crate::persist::{self, ConflictRecord, DocumentMeta};
+use crate::reconcile::ItemSet;
+use crate::storage::{StorageError, StorageKey, WriteBatch};
+
+mod changes;
+mod commands;
+mod config;
+mod connection;
+mod document;
+mod io;
+mod peers;
+
+pub use config::RepoConfig;
+pub use io::{
+    ChangeFn, ChangeOrigin, ChangeRequest, Command, CommandId, Event, Input, Output, Reply,
+    RepoError, StorageOp, StorageOpId, StorageResult,
+};
+
+use connection::Connection;
+use document::LoadedDoc;
+
+/// Counters for status pages and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoStats {
+    /// Documents known (tombstones included).
+    pub documents: usize,
+    /// Documents held in memory.
+    pub loaded: usize,
+    /// Storage operations not yet completed.
+    pub storage_in_flight: usize,
+    /// Connections (handshaking or ready).
+    pub connections: usize,
+    /// Documents evicted from memory so far.
+    pub evictions: u64,
+}
+
+/// What one connection looks like from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The driver's id.
+    pub conn: ConnectionId,
+    /// The peer's id, once the handshake finished.
+    pub peer: Option<crate::ids::PeerId>,
+    /// The peer's storage id.
+    pub storage_id: Option<StorageId>,
+    /// Whether the peer speaks peerdoc's extensions.
+    pub peerdoc: bool,
+    /// Frames received.
+    pub messages_in: u64,
+    /// Frames sent.
+    pub messages_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Documents waiting to be synced with this peer.
+    pub queued_syncs: usize,
+    /// Documents being synced with this peer now (from the queue).
+    pub active_syncs: usize,
+}
+
+/// Work waiting for a document to load.
+#[derive(Debug)]
+enum Waiter {
+    Command(CommandId, Command),
+    PeerSync {
+        conn: ConnectionId,
+        data: Vec<u8>,
+        request: bool,
+    },
+    PeerDeleted(ConnectionId),
+    QueuedSync(ConnectionId),
+}
+
+#[derive(Debug, Default)]
+struct Loading {
+    chunks: Option<Vec<(StorageKey, Vec<u8>)>>,
+    conflicts: Option<Vec<(StorageKey, Vec<u8>)>>,
+    waiters: Vec<Waiter>,
+}
+
+#[derive(Debug)]
+enum Purpose {
+    StartCatalog,
+    StartStorageId,
+    LoadChunks(DocumentId),
+    LoadConflicts(DocumentId),
+    Write {
+        doc: Option<DocumentId>,
+        heads: Option<Vec<ChangeHash>>,
+        replies: Vec<(CommandId, Reply)>,
+    },
+}
+
+#[derive(Debug)]
+enum Phase {
+    Starting {
+        catalog: Option<Vec<(StorageKey, Vec<u8>)>>,
+        storage_id: Option<Option<Vec<u8>>>,
+        queued: VecDeque<Input>,
+    },
+    Ready,
+    Failed,
+}
+
+/// The engine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Repo {
+    config: RepoConfig,
+    phase: Phase,
+    storage_id: Option<StorageId>,
+    catalog: BTreeMap<DocumentId, DocumentMeta>,
+    items: ItemSet,
+    docs: BTreeMap<DocumentId, LoadedDoc>,
+    loading: BTreeMap<DocumentId, Loading>,
+    storage_ops: BTreeMap<StorageOpId, Purpose>,
+    conns: BTreeMap<ConnectionId, Connection>,
+    pending_commands: usize,
+    next_op: u64,
+    use_clock: u64,
+    ephemeral_count: u64,
+    evictions: u64,
+    now_ms: u64,
+    tick_scheduled: bool,
+    out: Vec<Output>,
+}
+
+impl Repo {
+    /// A repo that does nothing until it receives [`Input::Start`].
+    pub fn new(config: RepoConfig) -> Self {
+        Self {
+            config,
+            phase: Phase::Starting {
+                catalog: None,
+                storage_id: None,
+                queued: VecDeque::new(),
+            },
+            storage_id: None,
+            catalog: BTreeMap::new(),
+            items: ItemSet::new(),
+            docs: BTreeMap::new(),
+            loading: BTreeMap::new(),
+            storage_ops: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            pending_commands: 0,
+            next_op: 0,
+            use_clock: 0,
+            ephemeral_count: 0,
+            evictions: 0,
+            now_ms: 0,
+            tick_scheduled: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// Whether startup finished.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+
+    /// This repo's storage id, once ready.
+    pub fn storage_id(&self) -> Option<&StorageId> {
+        self.storage_id.as_ref()
+    }
+
+    /// The document, if it is in memory now. Use [`Command::Open`] to load it.
+    pub fn document(&self, doc: &DocumentId) -> Option<&Automerge> {
+        self.docs.get(doc).map(|d| &d.doc)
+    }
+
+    /// Metadata of every known document (tombstones included), in id order.
+    pub fn catalog(&self) -> &BTreeMap<DocumentId, DocumentMeta> {
+        &self.catalog
+    }
+
+    /// The reconciliation item set (id → heads digest).
+    pub fn items(&self) -> &ItemSet {
+        &self.items
+    }
+
+    /// Connections and their counters.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.conns.iter().map(|(id, c)| c.info(*id)).collect()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RepoStats {
+        RepoStats {
+            documents: self.catalog.len(),
+            loaded: self.docs.len(),
+            storage_in_flight: self.storage_ops.len(),
+            connections: self.conns.len(),
+            evictions: self.evictions,
+        }
+    }
+
+    /// Feeds one input; returns what the driver must do, in order.
+    pub fn handle(&mut self, now_ms: u64, rng: &mut dyn RngCore, input: Input) -> Vec<Output> {
+        self.now_ms = self.now_ms.max(now_ms);
+        match &mut self.phase {
+            Phase::Ready => self.dispatch(rng, input),
+            Phase::Failed => {
+                if let Input::Command { id, .. } = input {
+                    self.reply(
+                        id,
+                        Err(RepoError::Storage("repo failed to start".to_string())),
+                    );
+                }
+            }
+            Phase::Starting { queued, .. } => match input {
+                Input::Start => self.start(),
+                Input::StorageCompleted { id, result } => self.startup_completed(rng, id, result),
+                other => {
+                    // Bounded: a driver feeding more before start has finished is refused.
+                    if queued.len() >= self.config.max_pending_commands {
+                        if let Input::Command { id, .. } = other {
+                            self.reply(id, Err(RepoError::Busy("still starting".into())));
+                        }
+                    } else {
+                        queued.push_back(other);
+                    }
+                }
+            },
+        }
+        if self.is_ready() {
+            self.trim_memory();
+            if !self.tick_scheduled {
+                self.tick_scheduled = true;
+                self.out.push(Output::ScheduleTick {
+                    at_ms: self.now_ms + self.config.tick_interval_ms,
+                });
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn dispatch(&mut self, rng: &mut dyn RngCore, input: Input) {
+        match input {
+            Input::Start => {}
+            Input::Command { id, command } => self.command(rng, id, command),
+            Input::ConnectionOpened { conn, initiator } => self.connection_opened(conn, initiator),
+            Input::ConnectionClosed { conn } => self.connection_closed(conn),
+            Input::MessageReceived { conn, bytes } => self.message_received(rng, conn, bytes),
+            Input::StorageCompleted { id, result } => self.storage_completed(rng, id, result),
+            Input::Tick => {
+                self.tick_scheduled = false;
+                self.tick();
+            }
+        }
+    }
+
+    // ---- startup ------------------------------------------------------------------
+
+    fn start(&mut self) {
+        self.storage(
+            Purpose::StartCatalog,
+            StorageOp::LoadRange {
+                prefix: persist::meta_prefix(),
+            },
+        );
+        self.storage(
+            Purpose::StartStorageId,
+            StorageOp::Load {
+                key: persist::storage_id_key(),
+            },
+        );
+    }
+
+    fn startup_completed(
+        &mut self,
+        rng: &mut dyn RngCore,
+        id: StorageOpId,
+        result: Result<StorageResult, StorageError>,
+    ) {
+        let purpose = self.storage_ops.remove(&id);
+        let Phase::Starting {
+            catalog,
+            storage_id,
+            ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        match (purpose, result) {
+            (Some(Purpose::StartCatalog), Ok(StorageResult::Range(entries))) => {
+                *catalog = Some(entries)
+            }
+            (Some(Purpose::StartStorageId), Ok(StorageResult::Value(value))) => {
+                *storage_id = Some(value)
+            }
+            (Some(Purpose::Write { .. }), Ok(_)) => return,
+            (_, Err(error)) => {
+                tracing::error!(%error, "repo start failed");
+                self.out.push(Output::Event(Event::StorageFailed { error }));
+                let queued = match std::mem::replace(&mut self.phase, Phase::Failed) {
+                    Phase::Starting { queued, .. } => queued,
+                    _ => VecDeque::new(),
+                };
+                for input in queued {
+                    if let Input::Command { id, .. } = input {
+                        self.reply(
+                            id,
+                            Err(RepoError::Storage("repo failed to start".to_string())),
+                        );
+                    }
+                }
+                return;
+            }
+            _ => return,
+        }
+        if catalog.is_none() || storage_id.is_none() {
+            return;
+        }
+        let Phase::Starting {
+            catalog,
+            storage_id,
+            queued,
+        } = std::mem::replace(&mut self.phase, Phase::Ready)
+        else {
+            return;
+        };
+        for (key, value) in catalog.unwrap_or_default() {
+            let Some(doc) = key
+                .components()
+                .get(2)
+                .and_then(|s| DocumentId::parse(s).ok())
+            else {
+                continue;
+            };
+            match DocumentMeta::decode(&value) {
+                Ok(meta) => {
+                    self.items.insert(doc, meta.digest());
+                    self.catalog.insert(doc, meta);
+                }
+                Err(error) => {
+                    tracing::warn!(doc = %doc, %error, "unreadable document metadata");
+                    self.out.push(Output::Event(Event::DocumentDamaged {
+                        doc,
+                        reason: format!("metadata unreadable: {error}"),
+                    }));
+                }
+            }
+        }
+        let existing = storage_id
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let id = match existing {
+            Some(id) => StorageId::new(id),
+            None => {
+                let id = StorageId::random(rng);
+                let mut batch = WriteBatch::new();
+                batch.put(persist::storage_id_key(), id.as_str().as_bytes().to_vec());
+                self.write(None, None, Vec::new(), batch);
+                id
+            }
+        };
+        self.storage_id = Some(id.clone());
+        self.out.push(Output::Event(Event::Ready {
+            storage_id: id,
+            documents: self.catalog.len(),
+        }));
+        for input in queued {
+            self.dispatch(rng, input);
+        }
+    }
+
+    // ---- storage ------------------------------------------------------------------
+
+    fn storage(&mut self, purpose: Purpose, op: StorageOp) {
+        let id = StorageOpId(self.next_op);
+        self.next_op += 1;
+        self.storage_ops.insert(id, purpose);
+        self.out.push(Output::Storage { id, op });
+    }
+
+    fn write(
+        &mut self,
+        doc: Option<DocumentId>,
+        heads: Option<Vec<ChangeHash>>,
+        replies: Vec<(CommandId, Reply)>,
+        batch: WriteBatch,
+    ) {
+        if let Some(d) = doc.and_then(|d| self.docs.get_mut(&d)) {
+            d.writes_in_flight += 1;
+        }
+        self.storage(
+            Purpose::Write {
+                doc,
+                heads,
+                replies,
+            },
+            StorageOp::Write(batch),
+        );
+    }
+
+    fn storage_completed(
+        &mut self,
+        rng: &mut dyn RngCore,
+        id: StorageOpId,
+        result: Result<StorageResult, StorageError>,
+    ) {
+        let Some(purpose) = self.storage_ops.remove(&id) else {
+            tracing::debug!(op = id.0, "completion for an unknown storage op");
+            return;
+        };
+        match purpose {
+            Purpose::StartCatalog | Purpose::StartStorageId => {}
+            Purpose::LoadChunks(doc) => self.load_part_completed(rng, doc, true, result),
+            Purpose::LoadConflicts(doc) => self.load_part_completed(rng, doc, false, result),
+            Purpose::Write {
+                doc,
+                heads,
+                replies,
+            } => {
+                let loaded = doc.and_then(|d| self.docs.get_mut(&d));
+                match result {
+                    Ok(_) => {
+                        if let Some(d) = loaded {
+                            d.writes_in_flight = d.writes_in_flight.saturating_sub(1);
+                            if let Some(h) = heads {
+                                d.durable_heads = h;
+                            }
+                        }
+                        for (cid, reply) in replies {
+                            self.reply(cid, Ok(reply));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, doc = ?doc, "storage write failed");
+                        if let Some(d) = loaded {
+                            d.writes_in_flight = d.writes_in_flight.saturating_sub(1);
+                            // Re-save everything since the last confirmed write on the next tick.
+                            d.saved_heads = d.durable_heads.clone();
+                        }
+                        for (cid, _) in replies {
+                            self.reply(cid, Err(RepoError::Storage(error.to_string())));
+                        }
+                        self.out.push(Output::Event(Event::StorageFailed { error }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn load_part_completed(
+        &mut self,
+        rng: &mut dyn RngCore,
+        doc: DocumentId,
+        chunks: bool,
+        result: Result<StorageResult, StorageError>,
+    ) {
+        let Some(loading) = self.loading.get_mut(&doc) else {
+            return;
+        };
+        let entries = match result {
+            Ok(StorageResult::Range(entries)) => entries,
+            Ok(_) => Vec::new(),
+            Err(error) => {
+                tracing::error!(%error, doc = %doc, "loading a document failed");
+                let loading = self.loading.remove(&doc).unwrap_or_default();
+                self.fail_waiters(doc, loading.waiters, RepoError::Storage(error.to_string()));
+                self.out.push(Output::Event(Event::StorageFailed { error }));
+                return;
+            }
+        };
+        if chunks {
+            loading.chunks = Some(entries);
+        } else {
+            loading.conflicts = Some(entries);
+        }
+        if loading.chunks.is_some() && loading.conflicts.is_some() {
+            let loading = self.loading.remove(&doc).unwrap_or_default();
+            self.finish_load(rng, doc, loading);
+        }
+    }
+
+    fn start_load(&mut self, doc: DocumentId, waiter: Waiter) {
+        if let Some(loading) = self.loading.get_mut(&doc) {
+            loading.waiters.push(waiter);
+            return;
+        }
+        self.loading.insert(
+            doc,
+            Loading {
+                waiters: vec![waiter],
+                ..Loading::default()
+            },
+        );
+        self.storage(
+            Purpose::LoadChunks(doc),
+            StorageOp::LoadRange {
+                prefix: persist::document_prefix(&doc),
+            },
+        );
+        self.storage(
+            Purpose::LoadConflicts(doc),
+            StorageOp::LoadRange {
+                prefix: persist::conflicts_prefix(&doc),
+            },
+        );
+    }
+
+    fn finish_load(&mut self, rng: &mut dyn RngCore, doc_id: DocumentId, loading: Loading) {
+        let loaded = persist::load_document(loading.chunks.unwrap_or_default());
+        for (key, reason) in &loaded.damaged {
+            tracing::warn!(doc = %doc_id, key = %key, %reason, "damaged chunk skipped");
+            self.out.push(Output::Event(Event::DocumentDamaged {
+                doc: doc_id,
+                reason: format!("chunk {key}: {reason}"),
+            }));
+        }
+        let mut doc = LoadedDoc::new(loaded.doc, rng, self.tick_use());
+        let heads = doc.doc.get_heads();
+        if let Some(meta) = self.catalog.get_mut(&doc_id) {
+            let missing: Vec<ChangeHash> = meta
+                .change_heads()
+                .into_iter()
+                .filter(|h| doc.doc.get_change_by_hash(h).is_none())
+                .collect();
+            if !missing.is_empty() {
+                self.out.push(Output::Event(Event::DocumentDamaged {
+                    doc: doc_id,
+                    reason: format!("{} recorded heads missing after load", missing.len()),
+                }));
+            }
+            if meta.change_heads() != heads && !meta.deleted {
+                meta.set_heads(&heads);
+                self.items.insert(doc_id, meta.digest());
+            }
+        }
+        doc.durable_heads = heads.clone();
+        doc.saved_heads = heads;
+        doc.chunk_keys = loaded.chunk_keys;
+        doc.incremental_chunks = loaded.incremental_chunks;
+        doc.chunk_bytes = loaded.chunk_bytes;
+        doc.stored_sync = loaded.sync_states;
+        for (_, value) in loading.conflicts.unwrap_or_default() {
+            if let Ok(record) = ConflictRecord::decode(&value) {
+                doc.conflict_ids.insert(record.identity());
+                doc.conflict_log.push(record);
+            }
+        }
+        self.docs.insert(doc_id, doc);
+        for waiter in loading.waiters {
+            self.run_waiter(rng, doc_id, waiter);
+        }
+    }
+
+    fn fail_waiters(&mut self, doc: DocumentId, waiters: Vec<Waiter>, error: RepoError) {
+        for waiter in waiters {
+            match waiter {
+                Waiter::Command(id, _) => {
+                    self.pending_commands = self.pending_commands.saturating_sub(1);
+                    self.reply(id, Err(error.clone()));
+                }
+                Waiter::PeerSync { conn, .. } | Waiter::PeerDeleted(conn) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.pending_inbound = c.pending_inbound.saturating_sub(1);
+                    }
+                }
+                Waiter::QueuedSync(conn) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.active.remove(&doc);
+                    }
+                    self.pump_queue(conn);
+                }
+            }
+        }
+    }
+
+    fn run_waiter(&mut self, rng: &mut dyn RngCore, doc: DocumentId, waiter: Waiter) {
+        match waiter {
+            Waiter::Command(id, command) => {
+                self.pending_commands = self.pending_commands.saturating_sub(1);
+                self.command(rng, id, command);
+            }
+            Waiter::PeerSync {
+                conn,
+                data,
+                request,
+            } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.pending_inbound = c.pending_inbound.saturating_sub(1);
+                    self.peer_sync(rng, conn, doc, data, request);
+                }
+            }
+            Waiter::PeerDeleted(conn) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.pending_inbound = c.pending_inbound.saturating_sub(1);
+                }
+                self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None);
+            }
+            Waiter::QueuedSync(conn) => {
+                if self.docs.contains_key(&doc) && self.conns.contains_key(&conn) {
+                    self.send_sync(doc, conn);
+                } else if let Some(c) = self.conns.get_mut(&conn) {
+                    c.active.remove(&doc);
+                    self.pump_queue(conn);
+                }
+            }
+        }
+    }
+
+    // ---- memory -------------------------------------------------------------------
+
+    fn tick_use(&mut self) -> u64 {
+        self.use_clock += 1;
+        self.use_clock
+    }
+
+    fn touch(&mut self, doc: &DocumentId) {
+        let t = self.tick_use();
+        if let Some(d) = self.docs.get_mut(doc) {
+            d.last_used = t;
+        }
+    }
+
+    fn bytes_in_memory(&self) -> u64 {
+        self.docs.values().map(|d| d.chunk_bytes).sum()
+    }
+
+    /// Evicts least-recently-used idle documents until within budget.
+    fn trim_memory(&mut self) {
+        let over = |repo: &Self| {
+            repo.docs.len() > repo.config.max_docs_in_memory
+                || repo.bytes_in_memory() > repo.config.max_bytes_in_memory
+        };
+        if !over(self) {
+            return;
+        }
+        let mut candidates: Vec<(u64, DocumentId)> = self
+            .docs
+            .iter()
+            .filter(|(id, d)| {
+                d.evictable()
+                    && !self.conns.values().any(|c| c.active.contains(*id))
+                    && !self.loading.contains_key(*id)
+            })
+            .map(|(id, d)| (d.last_used, *id))
+            .collect();
+        candidates.sort();
+        for (_, id) in candidates {
+            if !over(self) {
+                break;
+            }
+            self.evict(id);
+        }
+    }
+
+    fn evict(&mut self, id: DocumentId) {
+        let mut batch = WriteBatch::new();
+        self.persist_sessions(&id, &mut batch, true);
+        if !batch.is_empty() {
+            self.write(Some(id), None, Vec::new(), batch);
+            // The write above counted against the doc; it is leaving memory now.
+        }
+        self.docs.remove(&id);
+        self.evictions += 1;
+        tracing::debug!(doc = %id, "evicted");
+    }
+
+    /// Adds dirty sync states of `doc` to `batch` (all sessions when `all`).
+    fn persist_sessions(&mut self, doc: &DocumentId, batch: &mut WriteBatch, all: bool) {
+        let Some(d) = self.docs.get_mut(doc) else {
+            return;
+        };
+        for (conn, session) in d.sessions.iter_mut() {
+            if !(session.dirty || all) {
+                continue;
+            }
+            let Some(storage) = self.conns.get(conn).and_then(|c| c.persistent_storage_id()) else {
+                continue;
+            };
+            batch.put(
+                persist::sync_state_key(doc, &storage),
+                session.state.encode(),
+            );
+            session.dirty = false;
+        }
+    }
+
+    fn tick(&mut self) {
+        let ids: Vec<DocumentId> = self.docs.keys().copied().collect();
+        for id in ids {
+            let mut batch = WriteBatch::new();
+            self.persist_sessions(&id, &mut batch, false);
+            // Retry saves that failed.
+            let needs_save = self
+                .docs
+                .get(&id)
+                .is_some_and(|d| d.writes_in_flight == 0 && d.saved_heads != d.doc.get_heads());
+            if needs_save {
+                self.save_document(id, batch, Vec::new());
+            } else if !batch.is_empty() {
+                self.write(Some(id), None, Vec::new(), batch);
+            }
+        }
+    }
+
+    // ---- output helpers -------------------------------------------------------------
+
+    fn reply(&mut self, id: CommandId, result: Result<Reply, RepoError>) {
+        self.out.push(Output::Reply { id, result });
+    }
+
+    fn event(&mut self, event: Event) {
+        self.out.push(Output::Event(event));
+    }
+}
+
+#[cfg(test)]
+mod tests;

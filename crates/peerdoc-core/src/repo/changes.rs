@@ -1,0 +1,181 @@
+//! What happens when a document's content changes or it is deleted: save, log
+//! conflicts, tell the application, push to peers.
+
+use crate::ids::DocumentId;
+use crate::model;
+use crate::persist::{self, ConflictRecord, ConflictRecordValue, DocumentMeta};
+use crate::{HeadsDigest, WriteBatch};
+
+use super::{ChangeOrigin, CommandId, Event, Reply, Repo};
+
+impl Repo {
+    /// A loaded document's heads moved: log new conflicts, save, notify, push.
+    pub(super) fn doc_changed(
+        &mut self,
+        doc_id: DocumentId,
+        patches: Vec<automerge::Patch>,
+        origin: ChangeOrigin,
+        replies: Vec<(CommandId, Reply)>,
+    ) {
+        let now = self.now_ms;
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return;
+        };
+        for session in doc.sessions.values_mut() {
+            session.in_sync = false;
+        }
+        let mut batch = WriteBatch::new();
+        let mut new_conflicts = Vec::new();
+        for conflict in model::conflicts_from_patches(&doc.doc, &patches) {
+            let record = ConflictRecord {
+                seq: doc.next_conflict_seq(),
+                path: conflict.path,
+                detected_ms: now,
+                values: conflict
+                    .values
+                    .into_iter()
+                    .map(|v| ConflictRecordValue {
+                        value: v.value,
+                        actor: v.actor,
+                        change: v.change.map(|c| c.to_string()),
+                        time: v.time,
+                        winner: v.winner,
+                    })
+                    .collect(),
+            };
+            if doc.conflict_ids.insert(record.identity()) {
+                batch.put(persist::conflict_key(&doc_id, record.seq), record.encode());
+                doc.conflict_log.push(record.clone());
+                new_conflicts.push(record);
+            }
+        }
+        let heads = doc.doc.get_heads();
+        let adopted = !self.catalog.contains_key(&doc_id);
+        self.persist_sessions(&doc_id, &mut batch, false);
+        self.save_document(doc_id, batch, replies);
+        if adopted {
+            self.event(Event::DocumentCreated {
+                doc: doc_id,
+                origin,
+            });
+        }
+        self.event(Event::DocumentChanged {
+            doc: doc_id,
+            heads,
+            patches,
+            origin,
+        });
+        for record in new_conflicts {
+            tracing::info!(doc = %doc_id, path = %record.path, "conflict detected");
+            self.event(Event::ConflictDetected {
+                doc: doc_id,
+                record,
+            });
+        }
+        self.push_to_peers(doc_id);
+    }
+
+    /// Writes what changed since the last save (compacting when due) plus metadata,
+    /// together with `batch`, atomically.
+    pub(super) fn save_document(
+        &mut self,
+        doc_id: DocumentId,
+        mut batch: WriteBatch,
+        replies: Vec<(CommandId, Reply)>,
+    ) {
+        let now = self.now_ms;
+        let threshold = self.config.compaction_threshold;
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return;
+        };
+        let heads = doc.doc.get_heads();
+        // The first save of a document, and every `threshold`-th, is a compact snapshot.
+        if doc.chunk_keys.is_empty() || doc.incremental_chunks + 1 >= threshold {
+            let (compaction, key, size) = persist::compact(&doc_id, &doc.doc, &doc.chunk_keys);
+            batch.extend(compaction);
+            doc.chunk_keys = vec![key];
+            doc.incremental_chunks = 0;
+            doc.chunk_bytes = size;
+        } else if let Some((key, chunk)) =
+            persist::save_incremental(&doc_id, &doc.doc, &doc.saved_heads)
+        {
+            doc.chunk_bytes += chunk.len() as u64;
+            doc.incremental_chunks += 1;
+            doc.chunk_keys.push(key.clone());
+            batch.put(key, chunk);
+        }
+        doc.saved_heads = heads.clone();
+        let stored = doc.chunk_bytes;
+        let meta = self
+            .catalog
+            .entry(doc_id)
+            .or_insert_with(|| DocumentMeta::new(now, 0));
+        meta.set_heads(&heads);
+        meta.updated_ms = now;
+        meta.stored_bytes = stored;
+        batch.put(persist::meta_key(&doc_id), meta.encode());
+        let digest = meta.digest();
+        self.items.insert(doc_id, digest);
+        self.write(Some(doc_id), Some(heads), replies, batch);
+    }
+
+    /// Deletes a document for good: its data goes, a tombstone stays and spreads.
+    /// The document must be loaded (or unknown), so every key to delete is known.
+    pub(super) fn apply_tombstone(
+        &mut self,
+        doc_id: DocumentId,
+        origin: ChangeOrigin,
+        reply: Option<CommandId>,
+    ) {
+        let now = self.now_ms;
+        let mut batch = WriteBatch::new();
+        if let Some(doc) = self.docs.remove(&doc_id) {
+            for key in doc.chunk_keys {
+                batch.delete(key);
+            }
+            let mut storages: Vec<_> = doc.stored_sync.into_keys().collect();
+            storages.extend(
+                doc.sessions
+                    .keys()
+                    .filter_map(|c| self.conns.get(c))
+                    .filter_map(|c| c.persistent_storage_id()),
+            );
+            for storage in storages {
+                batch.delete(persist::sync_state_key(&doc_id, &storage));
+            }
+            for record in doc.conflict_log {
+                batch.delete(persist::conflict_key(&doc_id, record.seq));
+            }
+        }
+        let meta = self
+            .catalog
+            .entry(doc_id)
+            .or_insert_with(|| DocumentMeta::new(now, 0));
+        meta.deleted = true;
+        meta.heads.clear();
+        meta.updated_ms = now;
+        meta.stored_bytes = 0;
+        batch.put(persist::meta_key(&doc_id), meta.encode());
+        self.items.insert(doc_id, HeadsDigest::TOMBSTONE);
+        let replies = reply.map(|id| vec![(id, Reply::Done)]).unwrap_or_default();
+        self.write(None, None, replies, batch);
+        self.event(Event::DocumentDeleted {
+            doc: doc_id,
+            origin,
+        });
+        let except = match origin {
+            ChangeOrigin::Remote(conn) => Some(conn),
+            ChangeOrigin::Local => None,
+        };
+        self.broadcast_tombstone(doc_id, except);
+        let conns: Vec<_> = self.conns.keys().copied().collect();
+        for conn in conns {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.queue.retain(|(_, d)| *d != doc_id);
+                if c.active.remove(&doc_id) {
+                    self.pump_queue(conn);
+                }
+            }
+        }
+    }
+}

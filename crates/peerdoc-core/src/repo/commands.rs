@@ -1,0 +1,322 @@
+//! Commands from the local application.
+
+use automerge::{Automerge, ChangeHash, PatchLog, ReadDoc, transaction::CommitOptions};
+use rand::RngCore;
+
+use crate::WriteBatch;
+use crate::ids::{ConnectionId, DocumentId};
+use crate::model;
+use crate::persist::{self, DocumentMeta};
+use crate::wire::Message;
+
+use super::document::LoadedDoc;
+use super::{
+    ChangeOrigin, ChangeRequest, Command, CommandId, Event, Reply, Repo, RepoError, Waiter,
+};
+
+impl Command {
+    /// The document a command is about, if any.
+    fn document(&self) -> Option<DocumentId> {
+        match self {
+            Command::Create { .. } | Command::Import { .. } => None,
+            Command::Open { doc }
+            | Command::Change { doc, .. }
+            | Command::Read { doc, .. }
+            | Command::Export { doc }
+            | Command::Conflicts { doc }
+            | Command::History { doc }
+            | Command::Delete { doc }
+            | Command::SetMeta { doc, .. }
+            | Command::Broadcast { doc, .. } => Some(*doc),
+        }
+    }
+}
+
+impl Repo {
+    fn commit_options(&self, message: Option<String>) -> CommitOptions {
+        // automerge stores change times in seconds since the epoch.
+        let options = CommitOptions::default().with_time((self.now_ms / 1000) as i64);
+        match message {
+            Some(m) => options.with_message(m),
+            None => options,
+        }
+    }
+
+    pub(super) fn command(&mut self, rng: &mut dyn RngCore, id: CommandId, command: Command) {
+        let Some(doc) = command.document() else {
+            return match command {
+                Command::Create {
+                    initial,
+                    priority,
+                    title,
+                } => self.create(rng, id, None, initial, priority, title),
+                Command::Import {
+                    bytes,
+                    priority,
+                    title,
+                } => self.create(rng, id, Some(bytes), None, priority, title),
+                _ => {}
+            };
+        };
+        let deleted = match self.catalog.get(&doc) {
+            None => return self.reply(id, Err(RepoError::DocumentNotFound(doc))),
+            Some(meta) => meta.deleted,
+        };
+        if deleted {
+            let result = match command {
+                Command::Delete { .. } => Ok(Reply::Done),
+                _ => Err(RepoError::DocumentDeleted(doc)),
+            };
+            return self.reply(id, result);
+        }
+        match command {
+            Command::SetMeta {
+                priority, title, ..
+            } => return self.set_meta(id, doc, priority, title),
+            Command::Broadcast { data, .. } => return self.broadcast(id, doc, data),
+            _ => {}
+        }
+        if self.docs.contains_key(&doc) {
+            self.touch(&doc);
+            self.run_doc_command(id, doc, command);
+        } else if self.pending_commands >= self.config.max_pending_commands {
+            self.reply(
+                id,
+                Err(RepoError::Busy(format!(
+                    "{} commands are waiting for documents to load",
+                    self.pending_commands
+                ))),
+            );
+        } else {
+            self.pending_commands += 1;
+            self.start_load(doc, Waiter::Command(id, command));
+        }
+    }
+
+    fn run_doc_command(&mut self, id: CommandId, doc_id: DocumentId, command: Command) {
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return self.reply(id, Err(RepoError::DocumentNotFound(doc_id)));
+        };
+        let result = match command {
+            Command::Open { .. } => Ok(Reply::Opened {
+                doc: doc_id,
+                heads: doc.doc.get_heads(),
+            }),
+            Command::Read { heads: None, .. } => Ok(Reply::Json {
+                value: model::to_json(&doc.doc),
+                heads: doc.doc.get_heads(),
+            }),
+            Command::Read {
+                heads: Some(heads), ..
+            } => {
+                if heads
+                    .iter()
+                    .all(|h| doc.doc.get_change_by_hash(h).is_some())
+                {
+                    Ok(Reply::Json {
+                        value: model::to_json_at(&doc.doc, &heads),
+                        heads,
+                    })
+                } else {
+                    Err(RepoError::UnknownHeads(doc_id))
+                }
+            }
+            Command::Export { .. } => Ok(Reply::Exported(doc.doc.save())),
+            Command::Conflicts { .. } => Ok(Reply::Conflicts {
+                current: model::conflicts(&doc.doc),
+                log: doc.conflict_log.clone(),
+            }),
+            Command::History { .. } => Ok(Reply::History(model::history(&doc.doc))),
+            Command::Change {
+                request, message, ..
+            } => return self.local_change(id, doc_id, request, message),
+            Command::Delete { .. } => {
+                return self.apply_tombstone(doc_id, ChangeOrigin::Local, Some(id));
+            }
+            Command::Create { .. }
+            | Command::Import { .. }
+            | Command::SetMeta { .. }
+            | Command::Broadcast { .. } => return,
+        };
+        self.reply(id, result);
+    }
+
+    fn create(
+        &mut self,
+        rng: &mut dyn RngCore,
+        id: CommandId,
+        bytes: Option<Vec<u8>>,
+        initial: Option<serde_json::Value>,
+        priority: i32,
+        title: Option<String>,
+    ) {
+        let base = match &bytes {
+            Some(bytes) => match Automerge::load(bytes) {
+                Ok(doc) => doc,
+                Err(error) => {
+                    return self.reply(id, Err(RepoError::InvalidDocument(error.to_string())));
+                }
+            },
+            None => Automerge::new(),
+        };
+        let use_tick = self.tick_use();
+        let mut doc = LoadedDoc::new(base, rng, use_tick);
+        let options = self.commit_options(None);
+        if let Some(initial) = initial {
+            let mut tx = doc.doc.transaction();
+            if let Err(error) = model::init_from_json(&mut tx, &initial) {
+                tx.rollback();
+                return self.reply(id, Err(RepoError::InvalidChange(error.to_string())));
+            }
+            tx.commit_with(options);
+        } else if bytes.is_none() {
+            // Give the document a change so that it has heads and syncs like any other.
+            doc.doc.empty_commit(options);
+        }
+        let doc_id = DocumentId::random(rng);
+        let mut meta = DocumentMeta::new(self.now_ms, priority);
+        meta.title = title;
+        self.catalog.insert(doc_id, meta);
+        let heads = doc.doc.get_heads();
+        self.docs.insert(doc_id, doc);
+        self.event(Event::DocumentCreated {
+            doc: doc_id,
+            origin: ChangeOrigin::Local,
+        });
+        self.doc_changed(
+            doc_id,
+            Vec::new(),
+            ChangeOrigin::Local,
+            vec![(id, Reply::Created { doc: doc_id, heads })],
+        );
+    }
+
+    fn local_change(
+        &mut self,
+        id: CommandId,
+        doc_id: DocumentId,
+        request: ChangeRequest,
+        message: Option<String>,
+    ) {
+        let options = self.commit_options(message);
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return self.reply(id, Err(RepoError::DocumentNotFound(doc_id)));
+        };
+        let before = doc.doc.get_heads();
+        let outcome: Result<(Option<ChangeHash>, Vec<automerge::Patch>), RepoError> = match request
+        {
+            ChangeRequest::Revert { heads } => {
+                match model::revert_to(&mut doc.doc, &heads, options) {
+                    Ok(hash) => {
+                        let after = doc.doc.get_heads();
+                        Ok((hash, doc.doc.diff(&before, &after)))
+                    }
+                    Err(model::ModelError::UnknownHeads { .. }) => {
+                        Err(RepoError::UnknownHeads(doc_id))
+                    }
+                    Err(error) => Err(RepoError::InvalidChange(error.to_string())),
+                }
+            }
+            other => Self::transact(&mut doc.doc, other, options)
+                .map(|(hash, mut log)| (hash, doc.doc.make_patches(&mut log))),
+        };
+        match outcome {
+            Err(error) => self.reply(id, Err(error)),
+            Ok((None, _)) => self.reply(
+                id,
+                Ok(Reply::Changed {
+                    heads: before,
+                    change: None,
+                }),
+            ),
+            Ok((Some(hash), patches)) => {
+                let heads = self
+                    .docs
+                    .get(&doc_id)
+                    .map(|d| d.doc.get_heads())
+                    .unwrap_or_default();
+                self.doc_changed(
+                    doc_id,
+                    patches,
+                    ChangeOrigin::Local,
+                    vec![(
+                        id,
+                        Reply::Changed {
+                            heads,
+                            change: Some(hash),
+                        },
+                    )],
+                );
+            }
+        }
+    }
+
+    /// Runs a transaction-based request; an error rolls it back.
+    fn transact(
+        doc: &mut Automerge,
+        request: ChangeRequest,
+        options: CommitOptions,
+    ) -> Result<(Option<ChangeHash>, PatchLog), RepoError> {
+        let mut tx = doc
+            .transaction_log_patches(PatchLog::active())
+            .map_err(|e| RepoError::InvalidChange(e.to_string()))?;
+        let applied = match request {
+            ChangeRequest::Ops(ops) => model::apply_ops(&mut tx, &ops),
+            ChangeRequest::ReplaceWith(value) => model::reconcile_to_json(&mut tx, &value),
+            ChangeRequest::Func(f) => f(&mut tx),
+            ChangeRequest::Resolve { path, value } => model::resolve(&mut tx, &path, &value),
+            ChangeRequest::Revert { .. } => Ok(()),
+        };
+        match applied {
+            Err(error) => {
+                tx.rollback();
+                Err(RepoError::InvalidChange(error.to_string()))
+            }
+            Ok(()) => Ok(tx.commit_with(options)),
+        }
+    }
+
+    fn set_meta(
+        &mut self,
+        id: CommandId,
+        doc: DocumentId,
+        priority: Option<i32>,
+        title: Option<String>,
+    ) {
+        let Some(meta) = self.catalog.get_mut(&doc) else {
+            return self.reply(id, Err(RepoError::DocumentNotFound(doc)));
+        };
+        if let Some(p) = priority {
+            meta.priority = p;
+        }
+        if title.is_some() {
+            meta.title = title;
+        }
+        let meta = meta.clone();
+        let mut batch = WriteBatch::new();
+        batch.put(persist::meta_key(&doc), meta.encode());
+        self.write(None, None, vec![(id, Reply::Done)], batch);
+        self.event(Event::MetaChanged { doc, meta });
+    }
+
+    fn broadcast(&mut self, id: CommandId, doc: DocumentId, data: Vec<u8>) {
+        let targets: Vec<(ConnectionId, crate::PeerId)> = self
+            .conns
+            .iter()
+            .filter_map(|(c, conn)| conn.peer.as_ref().map(|p| (*c, p.peer_id.clone())))
+            .collect();
+        for (conn, target) in targets {
+            self.ephemeral_count += 1;
+            let message = Message::Ephemeral {
+                sender_id: self.config.peer_id.clone(),
+                target_id: target,
+                count: self.ephemeral_count,
+                session_id: self.config.peer_id.to_string(),
+                document_id: doc,
+                data: data.clone(),
+            };
+            self.send(conn, message);
+        }
+        self.reply(id, Ok(Reply::Done));
+    }
+}

@@ -1,0 +1,88 @@
+//! One connection to a peer, as the engine sees it.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+use crate::ids::{ConnectionId, DocumentId, PeerId, StorageId};
+use crate::reconcile::Reconciliation;
+
+use super::ConnectionInfo;
+
+/// What the handshake told us about the peer.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerInfo {
+    pub(crate) peer_id: PeerId,
+    pub(crate) storage_id: Option<StorageId>,
+    pub(crate) ephemeral: bool,
+    pub(crate) peerdoc: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) initiator: bool,
+    pub(crate) peer: Option<PeerInfo>,
+    pub(crate) reconcile: Option<Reconciliation>,
+    pub(crate) reconcile_reported: bool,
+    pub(crate) reconcile_differences: usize,
+    /// Documents to sync with this peer, highest priority first.
+    pub(crate) queue: BTreeSet<(Reverse<i32>, DocumentId)>,
+    /// Documents from the queue being synced now (bounded).
+    pub(crate) active: BTreeSet<DocumentId>,
+    /// Messages from this peer waiting for a document to load (bounded).
+    pub(crate) pending_inbound: usize,
+    pub(crate) messages_in: u64,
+    pub(crate) messages_out: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+}
+
+impl Connection {
+    pub(crate) fn new(initiator: bool) -> Self {
+        Self {
+            initiator,
+            peer: None,
+            reconcile: None,
+            reconcile_reported: false,
+            reconcile_differences: 0,
+            queue: BTreeSet::new(),
+            active: BTreeSet::new(),
+            pending_inbound: 0,
+            messages_in: 0,
+            messages_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.peer.is_some()
+    }
+
+    pub(crate) fn is_peerdoc(&self) -> bool {
+        self.peer.as_ref().is_some_and(|p| p.peerdoc)
+    }
+
+    /// The storage id under which sync state with this peer is persisted (none for
+    /// ephemeral peers, whose state would never be reused).
+    pub(crate) fn persistent_storage_id(&self) -> Option<StorageId> {
+        self.peer
+            .as_ref()
+            .filter(|p| !p.ephemeral)
+            .and_then(|p| p.storage_id.clone())
+    }
+
+    pub(crate) fn info(&self, conn: ConnectionId) -> ConnectionInfo {
+        ConnectionInfo {
+            conn,
+            peer: self.peer.as_ref().map(|p| p.peer_id.clone()),
+            storage_id: self.peer.as_ref().and_then(|p| p.storage_id.clone()),
+            peerdoc: self.is_peerdoc(),
+            messages_in: self.messages_in,
+            messages_out: self.messages_out,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            queued_syncs: self.queue.len(),
+            active_syncs: self.active.len(),
+        }
+    }
+}

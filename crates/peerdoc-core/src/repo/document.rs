@@ -1,0 +1,86 @@
+//! A loaded document and the bookkeeping that ties it to storage and to peers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::{ActorId, Automerge, ChangeHash, sync};
+use rand::RngCore;
+
+use crate::ids::{ConnectionId, StorageId};
+use crate::persist::ConflictRecord;
+use crate::storage::StorageKey;
+
+/// The sync conversation about one document with one connected peer.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) state: sync::State,
+    /// Shared heads moved since the state was last persisted.
+    pub(crate) dirty: bool,
+    /// Both sides reported the same heads; cleared when ours move.
+    pub(crate) in_sync: bool,
+}
+
+impl Session {
+    pub(crate) fn new(state: sync::State) -> Self {
+        Self {
+            state,
+            dirty: false,
+            in_sync: false,
+        }
+    }
+}
+
+/// A document held in memory.
+#[derive(Debug)]
+pub(crate) struct LoadedDoc {
+    pub(crate) doc: Automerge,
+    /// Heads covered by writes that completed.
+    pub(crate) durable_heads: Vec<ChangeHash>,
+    /// Heads covered by writes emitted (completed or not).
+    pub(crate) saved_heads: Vec<ChangeHash>,
+    /// Every chunk key written for this document and not yet compacted away.
+    pub(crate) chunk_keys: Vec<StorageKey>,
+    pub(crate) incremental_chunks: usize,
+    pub(crate) chunk_bytes: u64,
+    /// Persisted sync states of peers that are not connected now.
+    pub(crate) stored_sync: BTreeMap<StorageId, sync::State>,
+    /// Sync states of connected peers.
+    pub(crate) sessions: BTreeMap<ConnectionId, Session>,
+    /// Identities of logged conflicts, so each is logged once.
+    pub(crate) conflict_ids: BTreeSet<String>,
+    pub(crate) conflict_log: Vec<ConflictRecord>,
+    pub(crate) writes_in_flight: usize,
+    pub(crate) last_used: u64,
+}
+
+impl LoadedDoc {
+    pub(crate) fn new(mut doc: Automerge, rng: &mut dyn RngCore, now_use: u64) -> Self {
+        // A fresh actor per load: reusing one after a crash could mint two different
+        // changes with the same (actor, seq), which peers reject.
+        let mut actor = [0u8; 16];
+        rng.fill_bytes(&mut actor);
+        doc.set_actor(ActorId::from(actor.as_slice()));
+        Self {
+            doc,
+            durable_heads: Vec::new(),
+            saved_heads: Vec::new(),
+            chunk_keys: Vec::new(),
+            incremental_chunks: 0,
+            chunk_bytes: 0,
+            stored_sync: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            conflict_ids: BTreeSet::new(),
+            conflict_log: Vec::new(),
+            writes_in_flight: 0,
+            last_used: now_use,
+        }
+    }
+
+    /// Whether nothing depends on this document staying in memory.
+    pub(crate) fn evictable(&self) -> bool {
+        self.writes_in_flight == 0 && self.saved_heads == self.doc.get_heads()
+    }
+
+    pub(crate) fn next_conflict_seq(&self) -> u64 {
+        self.conflict_log.last().map_or(0, |r| r.seq + 1)
+    }
+}

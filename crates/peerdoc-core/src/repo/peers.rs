@@ -1,0 +1,711 @@
+//! The peer side of the engine: handshake, per-document sync, reconciliation, tombstones.
+
+use std::cmp::Reverse;
+
+use automerge::{Automerge, PatchLog, sync, sync::SyncDoc};
+use rand::RngCore;
+
+use crate::ids::{ConnectionId, DocumentId, PeerId};
+use crate::persist;
+use crate::reconcile::{Difference, Reconciliation};
+use crate::wire::{
+    Message, PEERDOC_EXTENSION_VERSION, PROTOCOL_VERSION, PeerMetadata, PeerdocCapabilities,
+    WireError,
+};
+
+use super::connection::{Connection, PeerInfo};
+use super::document::{LoadedDoc, Session};
+use super::{ChangeOrigin, Event, Output, Repo, Waiter};
+
+impl Repo {
+    fn our_metadata(&self) -> PeerMetadata {
+        PeerMetadata {
+            storage_id: self.storage_id.clone(),
+            is_ephemeral: false,
+            peerdoc: Some(PeerdocCapabilities {
+                version: PEERDOC_EXTENSION_VERSION,
+            }),
+        }
+    }
+
+    fn me(&self) -> PeerId {
+        self.config.peer_id.clone()
+    }
+
+    pub(super) fn connection_opened(&mut self, conn: ConnectionId, initiator: bool) {
+        if self.conns.contains_key(&conn) {
+            tracing::warn!(%conn, "connection id reused; ignored");
+            return;
+        }
+        self.conns.insert(conn, Connection::new(initiator));
+        if initiator {
+            let join = Message::Join {
+                sender_id: self.me(),
+                supported_protocol_versions: vec![PROTOCOL_VERSION.to_string()],
+                metadata: Some(self.our_metadata()),
+            };
+            self.send(conn, join);
+        }
+    }
+
+    pub(super) fn connection_closed(&mut self, conn: ConnectionId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let storage = c.persistent_storage_id();
+        let mut batch = crate::WriteBatch::new();
+        for (doc_id, doc) in self.docs.iter_mut() {
+            let Some(session) = doc.sessions.remove(&conn) else {
+                continue;
+            };
+            if let Some(storage) = &storage {
+                if session.dirty {
+                    batch.put(
+                        persist::sync_state_key(doc_id, storage),
+                        session.state.encode(),
+                    );
+                }
+                // Keep the state for a quick reconnect while the doc stays loaded.
+                doc.stored_sync.insert(storage.clone(), session.state);
+            }
+        }
+        if !batch.is_empty() {
+            self.write(None, None, Vec::new(), batch);
+        }
+        self.event(Event::PeerDisconnected {
+            conn,
+            peer: c.peer.map(|p| p.peer_id),
+        });
+    }
+
+    pub(super) fn disconnect(&mut self, conn: ConnectionId, reason: String, misbehaved: bool) {
+        if misbehaved {
+            tracing::warn!(%conn, %reason, "disconnecting misbehaving peer");
+        } else {
+            tracing::info!(%conn, %reason, "closing connection");
+        }
+        self.out.push(Output::Disconnect {
+            conn,
+            reason,
+            misbehaved,
+        });
+        self.connection_closed(conn);
+    }
+
+    fn misbehaved(&mut self, conn: ConnectionId, reason: String) {
+        self.disconnect(conn, reason, true);
+    }
+
+    pub(super) fn send(&mut self, conn: ConnectionId, message: Message) {
+        let bytes = message.encode();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.messages_out += 1;
+            c.bytes_out += bytes.len() as u64;
+            self.out.push(Output::Send { conn, bytes });
+        }
+    }
+
+    pub(super) fn message_received(
+        &mut self,
+        rng: &mut dyn RngCore,
+        conn: ConnectionId,
+        bytes: Vec<u8>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            tracing::debug!(%conn, "frame from a closed connection dropped");
+            return;
+        };
+        c.messages_in += 1;
+        c.bytes_in += bytes.len() as u64;
+        let message = match Message::decode(&bytes, self.config.max_message_size) {
+            Ok(message) => message,
+            Err(WireError::UnknownType(kind)) => {
+                tracing::debug!(%conn, %kind, "unknown message type ignored");
+                return;
+            }
+            Err(error) => {
+                self.misbehaved(conn, format!("undecodable message: {error}"));
+                return;
+            }
+        };
+        self.peer_message(rng, conn, message);
+    }
+
+    fn peer_message(&mut self, rng: &mut dyn RngCore, conn: ConnectionId, message: Message) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let (ready, initiator) = (c.is_ready(), c.initiator);
+        let peer = c.peer.clone();
+        match message {
+            Message::Join {
+                sender_id,
+                supported_protocol_versions,
+                metadata,
+            } => {
+                if ready || initiator {
+                    return self.misbehaved(conn, "unexpected join".into());
+                }
+                if !supported_protocol_versions
+                    .iter()
+                    .any(|v| v == PROTOCOL_VERSION)
+                {
+                    let message = format!(
+                        "unsupported protocol versions {supported_protocol_versions:?}; \
+                         this peer speaks {PROTOCOL_VERSION}"
+                    );
+                    self.send(
+                        conn,
+                        Message::Error {
+                            message,
+                            sender_id: Some(self.me()),
+                            target_id: Some(sender_id),
+                        },
+                    );
+                    return self.disconnect(conn, "no common protocol version".into(), false);
+                }
+                let reply = Message::Peer {
+                    sender_id: self.me(),
+                    target_id: sender_id.clone(),
+                    selected_protocol_version: PROTOCOL_VERSION.to_string(),
+                    metadata: Some(self.our_metadata()),
+                };
+                self.send(conn, reply);
+                self.peer_ready(conn, sender_id, metadata);
+            }
+            Message::Peer {
+                sender_id,
+                selected_protocol_version,
+                metadata,
+                ..
+            } => {
+                if ready || !initiator {
+                    return self.misbehaved(conn, "unexpected peer message".into());
+                }
+                if selected_protocol_version != PROTOCOL_VERSION {
+                    return self.misbehaved(
+                        conn,
+                        format!("peer selected unoffered version {selected_protocol_version:?}"),
+                    );
+                }
+                self.peer_ready(conn, sender_id, metadata);
+            }
+            Message::Leave { .. } => self.disconnect(conn, "peer left".into(), false),
+            Message::Error { message, .. } => {
+                self.disconnect(conn, format!("peer reported an error: {message}"), false)
+            }
+            other => {
+                let Some(peer) = peer else {
+                    return self
+                        .misbehaved(conn, format!("{} before the handshake", other.type_name()));
+                };
+                if other.sender_id().is_some_and(|s| *s != peer.peer_id) {
+                    return self.misbehaved(conn, "sender id differs from the handshake".into());
+                }
+                if other.target_id().is_some_and(|t| *t != self.config.peer_id) {
+                    return self.misbehaved(conn, "message addressed to another peer".into());
+                }
+                self.ready_message(rng, conn, peer, other);
+            }
+        }
+    }
+
+    fn ready_message(
+        &mut self,
+        rng: &mut dyn RngCore,
+        conn: ConnectionId,
+        peer: PeerInfo,
+        message: Message,
+    ) {
+        match message {
+            Message::Request {
+                document_id, data, ..
+            } => self.peer_sync_or_wait(rng, conn, document_id, data, true),
+            Message::Sync {
+                document_id, data, ..
+            } => self.peer_sync_or_wait(rng, conn, document_id, data, false),
+            Message::DocUnavailable { document_id, .. } => {
+                tracing::debug!(%conn, doc = %document_id, "peer does not have document");
+                if let Some(c) = self.conns.get_mut(&conn)
+                    && c.active.remove(&document_id)
+                {
+                    self.pump_queue(conn);
+                }
+            }
+            Message::Ephemeral {
+                document_id,
+                data,
+                sender_id,
+                ..
+            } => self.event(Event::Ephemeral {
+                doc: document_id,
+                from: sender_id,
+                data,
+            }),
+            Message::RemoteHeadsChanged {
+                document_id,
+                new_heads,
+                ..
+            } => {
+                for (storage_id, heads) in new_heads {
+                    self.event(Event::RemoteHeads {
+                        doc: document_id,
+                        storage_id,
+                        heads: heads.heads,
+                        timestamp: heads.timestamp,
+                    });
+                }
+            }
+            Message::RemoteSubscriptionChange { .. } => {
+                tracing::debug!(%conn, "remote heads subscriptions are not served yet");
+            }
+            Message::Reconcile { data, .. } => {
+                if !peer.peerdoc {
+                    return self.misbehaved(conn, "reconcile without negotiating it".into());
+                }
+                self.reconcile_received(rng, conn, &data);
+            }
+            Message::Deleted { document_id, .. } => {
+                if !peer.peerdoc {
+                    return self.misbehaved(conn, "tombstone without negotiating it".into());
+                }
+                self.peer_deleted(conn, document_id);
+            }
+            Message::Join { .. } | Message::Peer { .. } => {
+                self.misbehaved(conn, "second handshake".into())
+            }
+            Message::Leave { .. } | Message::Error { .. } => {}
+        }
+    }
+
+    fn peer_ready(&mut self, conn: ConnectionId, peer_id: PeerId, metadata: Option<PeerMetadata>) {
+        let metadata = metadata.unwrap_or(PeerMetadata {
+            storage_id: None,
+            is_ephemeral: true,
+            peerdoc: None,
+        });
+        let info = PeerInfo {
+            peer_id: peer_id.clone(),
+            storage_id: metadata.storage_id.clone(),
+            ephemeral: metadata.is_ephemeral,
+            peerdoc: metadata
+                .peerdoc
+                .is_some_and(|p| p.version >= PEERDOC_EXTENSION_VERSION),
+        };
+        let peerdoc = info.peerdoc;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.peer = Some(info);
+        let initiator = c.initiator;
+        self.event(Event::PeerConnected {
+            conn,
+            peer: peer_id.clone(),
+            storage_id: metadata.storage_id,
+            peerdoc,
+        });
+        if peerdoc {
+            let config = self.config.reconcile.clone();
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if initiator {
+                let (state, payload) = Reconciliation::initiate(&self.items, &config);
+                c.reconcile = Some(state);
+                let message = Message::Reconcile {
+                    sender_id: self.config.peer_id.clone(),
+                    target_id: peer_id,
+                    data: payload,
+                };
+                self.send(conn, message);
+            } else {
+                c.reconcile = Some(Reconciliation::respond(&config));
+            }
+        } else if self.config.announce_to_plain_peers {
+            let live: Vec<(i32, DocumentId)> = self
+                .catalog
+                .iter()
+                .filter(|(_, m)| !m.deleted)
+                .map(|(id, m)| (m.priority, *id))
+                .collect();
+            if let Some(c) = self.conns.get_mut(&conn) {
+                for (priority, id) in live {
+                    c.queue.insert((Reverse(priority), id));
+                }
+            }
+            self.pump_queue(conn);
+        }
+    }
+
+    fn reconcile_received(&mut self, rng: &mut dyn RngCore, conn: ConnectionId, data: &[u8]) {
+        let config = self.config.reconcile.clone();
+        let items = &self.items;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(peer_id) = c.peer.as_ref().map(|p| p.peer_id.clone()) else {
+            return;
+        };
+        let state = c
+            .reconcile
+            .get_or_insert_with(|| Reconciliation::respond(&config));
+        let reply = match state.receive(items, data) {
+            Ok(reply) => reply,
+            Err(error) => return self.misbehaved(conn, format!("bad reconcile payload: {error}")),
+        };
+        let differences = state.take_differences();
+        let done = state.is_done();
+        let rounds = state.rounds();
+        c.reconcile_differences += differences.len();
+        let total = c.reconcile_differences;
+        let report = done && !c.reconcile_reported;
+        if report {
+            c.reconcile_reported = true;
+        }
+        if let Some(payload) = reply {
+            let message = Message::Reconcile {
+                sender_id: self.config.peer_id.clone(),
+                target_id: peer_id,
+                data: payload,
+            };
+            self.send(conn, message);
+        }
+        self.handle_differences(rng, conn, differences);
+        if report {
+            self.event(Event::ReconcileFinished {
+                conn,
+                differences: total,
+                rounds,
+            });
+        }
+    }
+
+    fn handle_differences(
+        &mut self,
+        _rng: &mut dyn RngCore,
+        conn: ConnectionId,
+        differences: Vec<Difference>,
+    ) {
+        for difference in differences {
+            let doc = difference.document_id;
+            let theirs_tombstone = difference.theirs.is_some_and(|d| d.is_tombstone());
+            match self.catalog.get(&doc).map(|m| (m.deleted, m.priority)) {
+                Some((true, _)) if !theirs_tombstone => self.send_tombstone(conn, doc),
+                Some((true, _)) => {}
+                Some((false, _)) if theirs_tombstone => self.peer_deleted(conn, doc),
+                Some((false, priority)) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.queue.insert((Reverse(priority), doc));
+                    }
+                }
+                None if theirs_tombstone => {
+                    self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None)
+                }
+                None => {}
+            }
+        }
+        self.pump_queue(conn);
+    }
+
+    /// Starts queued syncs with `conn` up to the per-peer concurrency bound.
+    pub(super) fn pump_queue(&mut self, conn: ConnectionId) {
+        loop {
+            let limit = self.config.max_concurrent_syncs_per_peer;
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.active.len() >= limit {
+                return;
+            }
+            let Some((_, doc)) = c.queue.pop_first() else {
+                return;
+            };
+            if self.catalog.get(&doc).is_none_or(|m| m.deleted) {
+                continue;
+            }
+            c.active.insert(doc);
+            if self.docs.contains_key(&doc) {
+                self.send_sync(doc, conn);
+                self.settle_if_in_sync(doc, conn);
+            } else {
+                self.start_load(doc, Waiter::QueuedSync(conn));
+            }
+        }
+    }
+
+    fn settle_if_in_sync(&mut self, doc: DocumentId, conn: ConnectionId) {
+        let in_sync = self
+            .docs
+            .get(&doc)
+            .and_then(|d| d.sessions.get(&conn))
+            .is_some_and(|s| s.in_sync);
+        if in_sync && let Some(c) = self.conns.get_mut(&conn) {
+            c.active.remove(&doc);
+        }
+    }
+
+    fn send_tombstone(&mut self, conn: ConnectionId, doc: DocumentId) {
+        let Some(target) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.peer.as_ref())
+            .map(|p| p.peer_id.clone())
+        else {
+            return;
+        };
+        let message = Message::Deleted {
+            sender_id: self.me(),
+            target_id: target,
+            document_id: doc,
+        };
+        self.send(conn, message);
+    }
+
+    /// Tells every peerdoc peer (but `except`) that `doc` is deleted.
+    pub(super) fn broadcast_tombstone(&mut self, doc: DocumentId, except: Option<ConnectionId>) {
+        let targets: Vec<ConnectionId> = self
+            .conns
+            .iter()
+            .filter(|(id, c)| c.is_peerdoc() && Some(**id) != except)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in targets {
+            self.send_tombstone(conn, doc);
+        }
+    }
+
+    fn peer_deleted(&mut self, conn: ConnectionId, doc: DocumentId) {
+        match self.catalog.get(&doc) {
+            Some(meta) if meta.deleted => {}
+            None => self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None),
+            Some(_) if self.docs.contains_key(&doc) => {
+                self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None)
+            }
+            Some(_) => {
+                if self.admit_inbound(conn) {
+                    self.start_load(doc, Waiter::PeerDeleted(conn));
+                }
+            }
+        }
+    }
+
+    /// Counts a message that must wait for a load; disconnects a peer over its bound.
+    fn admit_inbound(&mut self, conn: ConnectionId) -> bool {
+        let limit = self.config.max_pending_per_peer;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if c.pending_inbound >= limit {
+            self.misbehaved(
+                conn,
+                format!("more than {limit} messages waiting for documents to load"),
+            );
+            return false;
+        }
+        c.pending_inbound += 1;
+        true
+    }
+
+    fn peer_sync_or_wait(
+        &mut self,
+        rng: &mut dyn RngCore,
+        conn: ConnectionId,
+        doc: DocumentId,
+        data: Vec<u8>,
+        request: bool,
+    ) {
+        match self.catalog.get(&doc) {
+            Some(meta) if meta.deleted => {
+                if self.conns.get(&conn).is_some_and(Connection::is_peerdoc) {
+                    self.send_tombstone(conn, doc);
+                } else {
+                    self.send_unavailable(conn, doc);
+                }
+            }
+            _ if self.docs.contains_key(&doc) => self.peer_sync(rng, conn, doc, data, request),
+            Some(_) => {
+                if self.admit_inbound(conn) {
+                    self.start_load(
+                        doc,
+                        Waiter::PeerSync {
+                            conn,
+                            data,
+                            request,
+                        },
+                    );
+                }
+            }
+            None if request => self.send_unavailable(conn, doc),
+            None => {
+                // A peer shares a document we have never seen. It stays tentative (in
+                // memory, not in the catalog) until a change arrives: a document whose
+                // origin crashed before saving it must not linger as an empty ghost.
+                let use_tick = self.tick_use();
+                self.docs
+                    .insert(doc, LoadedDoc::new(Automerge::new(), rng, use_tick));
+                self.peer_sync(rng, conn, doc, data, request);
+            }
+        }
+    }
+
+    fn send_unavailable(&mut self, conn: ConnectionId, doc: DocumentId) {
+        let Some(target) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.peer.as_ref())
+            .map(|p| p.peer_id.clone())
+        else {
+            return;
+        };
+        let message = Message::DocUnavailable {
+            sender_id: self.me(),
+            target_id: target,
+            document_id: doc,
+        };
+        self.send(conn, message);
+    }
+
+    /// Makes sure `doc` has a sync session with `conn`, resuming a persisted state.
+    fn ensure_session(
+        conns: &std::collections::BTreeMap<ConnectionId, Connection>,
+        doc: &mut LoadedDoc,
+        conn: ConnectionId,
+    ) {
+        if doc.sessions.contains_key(&conn) {
+            return;
+        }
+        let storage = conns.get(&conn).and_then(Connection::persistent_storage_id);
+        let state = storage
+            .and_then(|s| doc.stored_sync.remove(&s))
+            // Only the persistent part (shared heads) survives a reconnect.
+            .map(|s| sync::State::decode(&s.encode()).unwrap_or_default())
+            .unwrap_or_default();
+        doc.sessions.insert(conn, Session::new(state));
+    }
+
+    pub(super) fn peer_sync(
+        &mut self,
+        _rng: &mut dyn RngCore,
+        conn: ConnectionId,
+        doc_id: DocumentId,
+        data: Vec<u8>,
+        _request: bool,
+    ) {
+        let message = match sync::Message::decode(&data) {
+            Ok(message) => message,
+            Err(error) => {
+                return self.misbehaved(conn, format!("undecodable sync message: {error}"));
+            }
+        };
+        self.touch(&doc_id);
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return;
+        };
+        Self::ensure_session(&self.conns, doc, conn);
+        let LoadedDoc {
+            doc: automerge,
+            sessions,
+            ..
+        } = doc;
+        let Some(session) = sessions.get_mut(&conn) else {
+            return;
+        };
+        let before = automerge.get_heads();
+        let mut log = PatchLog::active();
+        if let Err(error) =
+            automerge.receive_sync_message_log_patches(&mut session.state, message, &mut log)
+        {
+            return self.misbehaved(conn, format!("sync message rejected: {error}"));
+        }
+        session.dirty = true;
+        let after = doc.doc.get_heads();
+        if after != before {
+            let patches = doc.doc.make_patches(&mut log);
+            self.doc_changed(doc_id, patches, ChangeOrigin::Remote(conn), Vec::new());
+        } else {
+            self.send_sync(doc_id, conn);
+        }
+        self.check_in_sync(doc_id, conn);
+    }
+
+    /// Sends the next sync message about `doc` to `conn`, if there is one.
+    pub(super) fn send_sync(&mut self, doc_id: DocumentId, conn: ConnectionId) {
+        let Some(target) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.peer.as_ref())
+            .map(|p| p.peer_id.clone())
+        else {
+            return;
+        };
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return;
+        };
+        Self::ensure_session(&self.conns, doc, conn);
+        let LoadedDoc {
+            doc: automerge,
+            sessions,
+            ..
+        } = doc;
+        let Some(session) = sessions.get_mut(&conn) else {
+            return;
+        };
+        if let Some(message) = automerge.generate_sync_message(&mut session.state) {
+            let message = Message::Sync {
+                sender_id: self.config.peer_id.clone(),
+                target_id: target,
+                document_id: doc_id,
+                data: message.encode(),
+            };
+            self.send(conn, message);
+        }
+    }
+
+    /// Pushes a changed document to every peer that should hear about it.
+    pub(super) fn push_to_peers(&mut self, doc_id: DocumentId) {
+        let announce = self.config.announce_to_plain_peers;
+        let Some(doc) = self.docs.get(&doc_id) else {
+            return;
+        };
+        let targets: Vec<ConnectionId> = self
+            .conns
+            .iter()
+            .filter(|(id, c)| {
+                c.is_ready() && (c.is_peerdoc() || announce || doc.sessions.contains_key(*id))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in targets {
+            self.send_sync(doc_id, conn);
+        }
+    }
+
+    fn check_in_sync(&mut self, doc_id: DocumentId, conn: ConnectionId) {
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return;
+        };
+        let mut ours = doc.doc.get_heads();
+        ours.sort();
+        let Some(session) = doc.sessions.get_mut(&conn) else {
+            return;
+        };
+        let Some(mut theirs) = session.state.their_heads.clone() else {
+            return;
+        };
+        theirs.sort();
+        if theirs != ours || session.in_sync {
+            return;
+        }
+        session.in_sync = true;
+        self.event(Event::DocumentSynced {
+            doc: doc_id,
+            conn,
+            heads: ours,
+        });
+        if let Some(c) = self.conns.get_mut(&conn)
+            && c.active.remove(&doc_id)
+        {
+            self.pump_queue(conn);
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The convergence property over many seeds (see the crate docs).
+//!
+//! `SEED=n` replays one seed; `SIM_SEEDS=n` changes how many run (default 2,000).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[test]
+fn converges_under_partitions_resets_and_crashes() {
+    if let Ok(seed) = std::env::var("SEED") {
+        let seed: u64 = seed.parse().expect("SEED must be a number");
+        let config = peerdoc_sim::SimConfig::from_seed(seed);
+        match peerdoc_sim::run(&config) {
+            Ok(report) => println!("{report:?}"),
+            Err(failure) => panic!("{failure}"),
+        }
+        return;
+    }
+    let count: u64 = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000);
+    let next = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let totals = Arc::new(Mutex::new(peerdoc_sim::SimReport::default()));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (next, failures, totals) = (next.clone(), failures.clone(), totals.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= count {
+                        break;
+                    }
+                    match peerdoc_sim::run(&peerdoc_sim::SimConfig::from_seed(seed)) {
+                        Ok(r) => {
+                            let mut t = totals.lock().unwrap();
+                            t.acked_changes += r.acked_changes;
+                            t.crashes += r.crashes;
+                            t.resets += r.resets;
+                            t.partitions += r.partitions;
+                            t.stale_frames += r.stale_frames;
+                            t.conflicts += r.conflicts;
+                            t.deletes += r.deletes;
+                            t.evictions += r.evictions;
+                            t.docs_created += r.docs_created;
+                        }
+                        Err(failure) => failures.lock().unwrap().push(failure.to_string()),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("simulation thread panicked");
+    }
+    let totals = totals.lock().unwrap();
+    println!("{count} seeds: {totals:?}");
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {count} seeds failed; first:\n{}",
+        failures.len(),
+        failures[0]
+    );
+    // The schedules must actually exercise the faults they claim to.
+    assert!(totals.crashes > 0 && totals.resets > 0 && totals.partitions > 0);
+    assert!(totals.stale_frames > 0 && totals.deletes > 0 && totals.evictions > 0);
+    assert!(totals.conflicts > 0);
+}
