@@ -1,0 +1,76 @@
+//! The store's error type.
+
+use std::path::PathBuf;
+
+use peerdoc_core::StorageError;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (or another handle in this one) has the store open: sled takes an
+    /// exclusive `flock` on `<path>/db`.
+    #[error("store at {path} is held by another process: {detail}")]
+    HeldByAnotherProcess {
+        /// The store directory.
+        path: PathBuf,
+        /// sled's message.
+        detail: String,
+    },
+    /// sled panicked while opening: its files are damaged beyond what its recovery handles.
+    #[error("store at {path} is damaged: sled panicked while opening it: {panic}")]
+    DamagedStore {
+        /// The store directory.
+        path: PathBuf,
+        /// The panic message.
+        panic: String,
+    },
+    /// sled reported an error while opening.
+    #[error("could not open store at {path}: {source}")]
+    Open {
+        /// The store directory.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// sled reported an error on a read, write or flush.
+    #[error("sled failed: {0}")]
+    Sled(#[from] sled::Error),
+    /// A sled call panicked after opening (a sled bug or damaged files).
+    #[error("sled panicked during {operation}: {panic}")]
+    SledPanicked {
+        /// What was being done.
+        operation: &'static str,
+        /// The panic message.
+        panic: String,
+    },
+    /// Reading the store directory's size failed.
+    #[error("could not measure {path}: {source}")]
+    Measure {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A key violates the storage contract.
+    #[error(transparent)]
+    InvalidKey(StorageError),
+}
+
+impl From<StoreError> for StorageError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::InvalidKey(inner) => inner,
+            other => StorageError::Io(other.to_string()),
+        }
+    }
+}
+
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
