@@ -43,6 +43,13 @@ pub enum StoreError {
         /// The panic message.
         panic: String,
     },
+    /// This batch was committed in one sled batch with other writers' batches, and that
+    /// commit failed; none of them were applied or none are known to be durable.
+    #[error("the group commit holding this batch failed: {detail}")]
+    GroupCommitFailed {
+        /// The leader's error.
+        detail: String,
+    },
     /// Reading the store directory's size failed.
     #[error("could not measure {path}: {source}")]
     Measure {
@@ -61,6 +68,18 @@ impl From<StoreError> for StorageError {
         match error {
             StoreError::InvalidKey(inner) => inner,
             other => StorageError::Io(other.to_string()),
+        }
+    }
+}
+
+impl crate::group_commit::GroupError for StoreError {
+    fn from_group(detail: String) -> Self {
+        StoreError::GroupCommitFailed { detail }
+    }
+    fn from_panic(panic: String) -> Self {
+        StoreError::SledPanicked {
+            operation: "group commit",
+            panic,
         }
     }
 }

@@ -23,6 +23,9 @@ const QUARANTINE_TREE: &str = "peerdoc/quarantine/v1";
 /// How often a read retries after quarantining a value that a writer may have replaced.
 const READ_ATTEMPTS: usize = 3;
 
+/// An encoded key and its framed value (`None` deletes).
+type EncodedOp = (Vec<u8>, Option<Vec<u8>>);
+
 /// sled's space/throughput trade-off.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SpaceMode {
@@ -83,7 +86,7 @@ pub struct SledStorage {
     db: sled::Db,
     data: sled::Tree,
     quarantine: sled::Tree,
-    commit: GroupCommit,
+    commit: GroupCommit<Vec<EncodedOp>>,
     next_quarantine_seq: AtomicU64,
 }
 
@@ -297,21 +300,30 @@ impl SledStorage {
                 }
             }
         }
-        let mut sled_batch = sled::Batch::default();
-        for op in batch.into_ops() {
-            match op {
+        let ops: Vec<EncodedOp> = batch
+            .into_ops()
+            .into_iter()
+            .map(|op| match op {
                 WriteOp::Put { key, value } => {
                     let encoded = encode_key(&key);
                     let framed = frame(&encoded, &value);
-                    sled_batch.insert(encoded, framed);
+                    (encoded, Some(framed))
                 }
-                WriteOp::Delete { key } => sled_batch.remove(encode_key(&key)),
+                WriteOp::Delete { key } => (encode_key(&key), None),
+            })
+            .collect();
+        self.commit.commit(ops, |group| {
+            let mut sled_batch = sled::Batch::default();
+            for (key, value) in group.into_iter().flatten() {
+                match value {
+                    Some(value) => sled_batch.insert(key, value),
+                    None => sled_batch.remove(key),
+                }
             }
-        }
-        self.data.apply_batch(sled_batch)?;
-        let mine = self.commit.applied();
-        self.commit
-            .wait_durable(mine, || self.db.flush().map(drop).map_err(StoreError::from))
+            self.data.apply_batch(sled_batch)?;
+            self.db.flush()?;
+            Ok(())
+        })
     }
 }
 
