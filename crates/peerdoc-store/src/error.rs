@@ -24,6 +24,24 @@ pub enum StoreError {
         /// The panic message.
         panic: String,
     },
+    /// The directory holds sled files but not the marker every store is created with:
+    /// sled could not parse its log and would have shown an empty store.
+    #[error(
+        "store at {path} lost its contents: sled's log is unreadable (damaged or truncated); \
+         restore it from a backup or a peer, or move it aside to start empty"
+    )]
+    LostContents {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// Creating a new store directory failed.
+    #[error("could not create store at {path}: {source}")]
+    Create {
+        /// The store directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// sled reported an error while opening.
     #[error("could not open store at {path}: {source}")]
     Open {

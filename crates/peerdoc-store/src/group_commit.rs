@@ -114,7 +114,10 @@ impl<B> GroupCommit<B> {
             let batches = group.into_iter().map(|(_, b)| b).collect();
             let result = catch_unwind(AssertUnwindSafe(|| apply_and_flush(batches)))
                 .unwrap_or_else(|payload| Err(E::from_panic(panic_message(payload.as_ref()))));
-            let shared = result.as_ref().map(|()| ()).map_err(ToString::to_string);
+            let shared: Result<(), String> = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
             queue = self.lock();
             queue.leading = false;
             if result.is_ok() {

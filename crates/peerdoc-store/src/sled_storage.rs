@@ -20,6 +20,10 @@ use crate::usage::{StorageUsage, directory_bytes};
 
 const DATA_TREE: &str = "peerdoc/data/v1";
 const QUARANTINE_TREE: &str = "peerdoc/quarantine/v1";
+const META_TREE: &str = "peerdoc/meta/v1";
+/// Written once when a store is created (see [`create_marked`]).
+const MARKER_KEY: &[u8] = b"store-format";
+const MARKER_VALUE: &[u8] = b"peerdoc-store v1";
 /// How often a read retries after quarantining a value that a writer may have replaced.
 const READ_ATTEMPTS: usize = 3;
 
@@ -100,36 +104,26 @@ impl fmt::Debug for SledStorage {
 }
 
 impl SledStorage {
-    /// Opens (or creates) the store in directory `path`.
+    /// Opens the store in directory `path`, creating it when `path` is missing or an
+    /// empty directory.
     ///
     /// Never panics: a sled panic on damaged files becomes [`StoreError::DamagedStore`],
-    /// and a directory another process holds gives [`StoreError::HeldByAnotherProcess`].
+    /// a directory another process holds gives [`StoreError::HeldByAnotherProcess`], and
+    /// a store whose log sled could not parse gives [`StoreError::LostContents`] instead
+    /// of sled's silent empty store. A new store is built in a staging directory beside
+    /// `path` (`.<name>.creating-<pid>`) and renamed into place.
     pub fn open(path: impl AsRef<Path>, config: SledConfig) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let sled_config = sled::Config::new()
-            .path(&path)
-            .cache_capacity(config.cache_capacity_bytes)
-            .flush_every_ms(config.flush_every_ms)
-            .mode(match config.mode {
-                SpaceMode::LowSpace => sled::Mode::LowSpace,
-                SpaceMode::HighThroughput => sled::Mode::HighThroughput,
-            });
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            let db = sled_config.open()?;
-            let data = db.open_tree(DATA_TREE)?;
-            let quarantine = db.open_tree(QUARANTINE_TREE)?;
-            Ok::<_, sled::Error>((db, data, quarantine))
-        }));
-        let (db, data, quarantine) = match opened {
-            Ok(Ok(trees)) => trees,
-            Ok(Err(source)) => return Err(open_error(path, source)),
-            Err(payload) => {
-                return Err(StoreError::DamagedStore {
-                    path,
-                    panic: panic_message(payload.as_ref()),
-                });
-            }
-        };
+        if is_fresh(&path) {
+            create_marked(&path, &config)?;
+        }
+        let (db, data, quarantine, meta) = open_sled(&path, &config)?;
+        if meta.get(MARKER_KEY)?.is_none() {
+            // Every store is created with the marker before it appears at `path`, so a
+            // store without it lost its log: sled 0.34 opens a log it cannot parse as
+            // an empty store rather than failing.
+            return Err(StoreError::LostContents { path });
+        }
         let mut next_seq = 0;
         for entry in quarantine.iter().keys() {
             next_seq = next_seq.max(sequence_of(&entry?) + 1);
@@ -324,6 +318,72 @@ impl SledStorage {
             self.db.flush()?;
             Ok(())
         })
+    }
+}
+
+type OpenedTrees = (sled::Db, sled::Tree, sled::Tree, sled::Tree);
+
+/// Opens sled and the store's trees; a sled panic becomes [`StoreError::DamagedStore`].
+fn open_sled(path: &Path, config: &SledConfig) -> Result<OpenedTrees, StoreError> {
+    let sled_config = sled::Config::new()
+        .path(path)
+        .cache_capacity(config.cache_capacity_bytes)
+        .flush_every_ms(config.flush_every_ms)
+        .mode(match config.mode {
+            SpaceMode::LowSpace => sled::Mode::LowSpace,
+            SpaceMode::HighThroughput => sled::Mode::HighThroughput,
+        });
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        let db = sled_config.open()?;
+        let data = db.open_tree(DATA_TREE)?;
+        let quarantine = db.open_tree(QUARANTINE_TREE)?;
+        let meta = db.open_tree(META_TREE)?;
+        Ok::<_, sled::Error>((db, data, quarantine, meta))
+    }));
+    match opened {
+        Ok(Ok(trees)) => Ok(trees),
+        Ok(Err(source)) => Err(open_error(path.to_path_buf(), source)),
+        Err(payload) => Err(StoreError::DamagedStore {
+            path: path.to_path_buf(),
+            panic: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+/// Whether `path` is missing or an empty directory (a store still to be created).
+fn is_fresh(path: &Path) -> bool {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Creates a store with its marker in a staging directory beside `path`, then renames
+/// it into place, so no directory at `path` ever lacks the marker unless damaged.
+fn create_marked(path: &Path, config: &SledConfig) -> Result<(), StoreError> {
+    let creating = |source| StoreError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".to_string());
+    let staging = path.with_file_name(format!(".{name}.creating-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(creating)?;
+    }
+    {
+        let (db, _, _, meta) = open_sled(&staging, config)?;
+        meta.insert(MARKER_KEY, MARKER_VALUE)?;
+        db.flush()?;
+    }
+    // rename(2) replaces an empty directory; when another process created the store
+    // first, `path` is no longer empty and the rename fails: use theirs.
+    match std::fs::rename(&staging, path) {
+        Ok(()) => Ok(()),
+        Err(_) if !is_fresh(path) => std::fs::remove_dir_all(&staging).map_err(creating),
+        Err(e) => Err(creating(e)),
     }
 }
 
