@@ -46,8 +46,9 @@ fn heads_hash(heads: &[ChangeHash]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// A document as stored: its chunks loaded in key order (snapshots sort before
-/// incrementals), plus the keys, so a writer can compact them.
+/// A document as stored: its chunks loaded in key order (automerge queues a change until
+/// its dependencies are loaded, so the order does not matter), plus the keys, so a writer
+/// can compact them.
 struct Stored {
     doc: AutoCommit,
     snapshots: Vec<StorageKey>,
