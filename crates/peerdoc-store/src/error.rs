@@ -1,0 +1,113 @@
+//! The store's error type.
+
+use std::path::PathBuf;
+
+use peerdoc_core::StorageError;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (or another handle in this one) has the store open: sled takes an
+    /// exclusive `flock` on `<path>/db`.
+    #[error("store at {path} is held by another process: {detail}")]
+    HeldByAnotherProcess {
+        /// The store directory.
+        path: PathBuf,
+        /// sled's message.
+        detail: String,
+    },
+    /// sled panicked while opening: its files are damaged beyond what its recovery handles.
+    #[error("store at {path} is damaged: sled panicked while opening it: {panic}")]
+    DamagedStore {
+        /// The store directory.
+        path: PathBuf,
+        /// The panic message.
+        panic: String,
+    },
+    /// The directory holds sled files but not the marker every store is created with:
+    /// sled could not parse its log and would have shown an empty store.
+    #[error(
+        "store at {path} lost its contents: sled's log is unreadable (damaged or truncated); \
+         restore it from a backup or a peer, or move it aside to start empty"
+    )]
+    LostContents {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// Creating a new store directory failed.
+    #[error("could not create store at {path}: {source}")]
+    Create {
+        /// The store directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// sled reported an error while opening.
+    #[error("could not open store at {path}: {source}")]
+    Open {
+        /// The store directory.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// sled reported an error on a read, write or flush.
+    #[error("sled failed: {0}")]
+    Sled(#[from] sled::Error),
+    /// A sled call panicked after opening (a sled bug or damaged files).
+    #[error("sled panicked during {operation}: {panic}")]
+    SledPanicked {
+        /// What was being done.
+        operation: &'static str,
+        /// The panic message.
+        panic: String,
+    },
+    /// This batch was committed in one sled batch with other writers' batches, and that
+    /// commit failed; none of them were applied or none are known to be durable.
+    #[error("the group commit holding this batch failed: {detail}")]
+    GroupCommitFailed {
+        /// The leader's error.
+        detail: String,
+    },
+    /// Reading the store directory's size failed.
+    #[error("could not measure {path}: {source}")]
+    Measure {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A key violates the storage contract.
+    #[error(transparent)]
+    InvalidKey(StorageError),
+}
+
+impl From<StoreError> for StorageError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::InvalidKey(inner) => inner,
+            other => StorageError::Io(other.to_string()),
+        }
+    }
+}
+
+impl crate::group_commit::GroupError for StoreError {
+    fn from_group(detail: String) -> Self {
+        StoreError::GroupCommitFailed { detail }
+    }
+    fn from_panic(panic: String) -> Self {
+        StoreError::SledPanicked {
+            operation: "group commit",
+            panic,
+        }
+    }
+}
+
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

@@ -1,0 +1,416 @@
+//! [`SledStorage`]: the sled-backed [`Storage`].
+
+use std::convert::Infallible;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use peerdoc_core::storage::validate_key;
+use peerdoc_core::{Storage, StorageError, StorageKey, WriteBatch, WriteOp};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionResult, TransactionError};
+
+use crate::error::{StoreError, panic_message};
+use crate::frame::{CorruptionKind, frame, unframe};
+use crate::group_commit::{CommitStats, GroupCommit};
+use crate::key::{decode_key, encode_key, encode_prefix};
+use crate::quarantine::{QuarantinedChunk, decode_record, encode_record, record_key, sequence_of};
+use crate::usage::{StorageUsage, directory_bytes};
+
+const DATA_TREE: &str = "peerdoc/data/v1";
+const QUARANTINE_TREE: &str = "peerdoc/quarantine/v1";
+const META_TREE: &str = "peerdoc/meta/v1";
+/// Written once when a store is created (see [`create_marked`]).
+const MARKER_KEY: &[u8] = b"store-format";
+const MARKER_VALUE: &[u8] = b"peerdoc-store v1";
+/// How often a read retries after quarantining a value that a writer may have replaced.
+const READ_ATTEMPTS: usize = 3;
+
+/// An encoded key and its framed value (`None` deletes).
+type EncodedOp = (Vec<u8>, Option<Vec<u8>>);
+
+/// sled's space/throughput trade-off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SpaceMode {
+    /// Favour less disk space (sled's default).
+    #[default]
+    LowSpace,
+    /// Favour write throughput.
+    HighThroughput,
+}
+
+/// How to open a [`SledStorage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SledConfig {
+    /// sled's page cache size (default 64 MiB: tablets are small).
+    pub cache_capacity_bytes: u64,
+    /// sled's background flush interval. `write` flushes on its own, so this only
+    /// bounds how long quarantine moves stay volatile (default 500 ms, sled's default).
+    pub flush_every_ms: Option<u64>,
+    /// Space or throughput.
+    pub mode: SpaceMode,
+}
+
+impl Default for SledConfig {
+    fn default() -> Self {
+        Self {
+            cache_capacity_bytes: 64 * 1024 * 1024,
+            flush_every_ms: Some(500),
+            mode: SpaceMode::LowSpace,
+        }
+    }
+}
+
+impl SledConfig {
+    /// Sets the page cache size.
+    pub fn cache_capacity_bytes(mut self, bytes: u64) -> Self {
+        self.cache_capacity_bytes = bytes;
+        self
+    }
+
+    /// Sets the background flush interval (`None` turns it off).
+    pub fn flush_every_ms(mut self, every: Option<u64>) -> Self {
+        self.flush_every_ms = every;
+        self
+    }
+
+    /// Sets the space mode.
+    pub fn mode(mut self, mode: SpaceMode) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// A [`Storage`] on sled 0.34 with checksummed values, quarantine of damaged values and
+/// group commit. See the crate docs and `docs/storage.md`.
+pub struct SledStorage {
+    path: PathBuf,
+    db: sled::Db,
+    data: sled::Tree,
+    quarantine: sled::Tree,
+    commit: GroupCommit<Vec<EncodedOp>>,
+    next_quarantine_seq: AtomicU64,
+}
+
+impl fmt::Debug for SledStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStorage")
+            .field("path", &self.path)
+            .field("commit", &self.commit.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStorage {
+    /// Opens the store in directory `path`, creating it when `path` is missing or an
+    /// empty directory.
+    ///
+    /// Never panics: a sled panic on damaged files becomes [`StoreError::DamagedStore`],
+    /// a directory another process holds gives [`StoreError::HeldByAnotherProcess`], and
+    /// a store whose log sled could not parse gives [`StoreError::LostContents`] instead
+    /// of sled's silent empty store. A new store is built in a staging directory beside
+    /// `path` (`.<name>.creating-<pid>`) and renamed into place.
+    pub fn open(path: impl AsRef<Path>, config: SledConfig) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if is_fresh(&path) {
+            create_marked(&path, &config)?;
+        }
+        let (db, data, quarantine, meta) = open_sled(&path, &config)?;
+        if meta.get(MARKER_KEY)?.is_none() {
+            // Every store is created with the marker before it appears at `path`, so a
+            // store without it lost its log: sled 0.34 opens a log it cannot parse as
+            // an empty store rather than failing.
+            return Err(StoreError::LostContents { path });
+        }
+        let mut next_seq = 0;
+        for entry in quarantine.iter().keys() {
+            next_seq = next_seq.max(sequence_of(&entry?) + 1);
+        }
+        Ok(Self {
+            path,
+            db,
+            data,
+            quarantine,
+            commit: GroupCommit::default(),
+            next_quarantine_seq: AtomicU64::new(next_seq),
+        })
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many batches were acknowledged and how many flushes they took.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.commit.stats()
+    }
+
+    /// Every value quarantined so far, in key order.
+    pub fn quarantined(&self) -> Result<Vec<QuarantinedChunk>, StoreError> {
+        self.quarantine
+            .iter()
+            .map(|entry| {
+                let (k, v) = entry?;
+                Ok(decode_record(&k, &v))
+            })
+            .collect()
+    }
+
+    /// Reads and verifies every stored value, quarantining the ones that fail; returns
+    /// how many were quarantined. Useful after an unclean stop.
+    pub fn verify_all(&self) -> Result<usize, StoreError> {
+        let before = self.quarantine.len();
+        self.range_verified(&[])?;
+        Ok(self.quarantine.len().saturating_sub(before))
+    }
+
+    /// Measures disk usage; see `docs/storage.md` for how each figure is computed.
+    pub fn usage(&self) -> Result<StorageUsage, StoreError> {
+        let mut usage = StorageUsage::default();
+        for entry in self.data.iter() {
+            let (k, v) = entry?;
+            usage.add(decode_key(&k).ok().as_ref(), (k.len() + v.len()) as u64);
+        }
+        for entry in self.quarantine.iter() {
+            let (k, v) = entry?;
+            let bytes = (k.len() + v.len()) as u64;
+            usage.live_bytes += bytes;
+            usage.quarantined_bytes += bytes;
+        }
+        usage.finish(directory_bytes(&self.path)?);
+        Ok(usage)
+    }
+
+    /// The raw sled tree holding framed values, for corruption tests.
+    #[doc(hidden)]
+    pub fn raw_data_tree(&self) -> &sled::Tree {
+        &self.data
+    }
+
+    /// Flushes sled's buffers (as `write` does), for tests that edit the raw tree.
+    #[doc(hidden)]
+    pub fn raw_flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn get_verified(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StoreError> {
+        validate_key(key).map_err(StoreError::InvalidKey)?;
+        let encoded = encode_key(key);
+        match self.data.get(&encoded)? {
+            Some(stored) => self.verify(&encoded, key, stored),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks a stored value; on failure quarantines it and re-reads (a writer may have
+    /// replaced it meanwhile).
+    fn verify(
+        &self,
+        encoded: &[u8],
+        key: &StorageKey,
+        mut stored: sled::IVec,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        for _ in 0..READ_ATTEMPTS {
+            match unframe(encoded, &stored) {
+                Ok(payload) => return Ok(Some(payload.to_vec())),
+                Err(reason) => {
+                    self.quarantine_value(encoded, &key.to_string(), &stored, reason)?;
+                    match self.data.get(encoded)? {
+                        Some(next) => stored = next,
+                        None => return Ok(None),
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn range_verified(&self, prefix: &[String]) -> Result<Vec<(StorageKey, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.data.scan_prefix(encode_prefix(prefix)) {
+            let (raw_key, stored) = entry?;
+            let Ok(key) = decode_key(&raw_key) else {
+                let shown = String::from_utf8_lossy(&raw_key).into_owned();
+                self.quarantine_value(&raw_key, &shown, &stored, CorruptionKind::UndecodableKey)?;
+                continue;
+            };
+            if let Some(value) = self.verify(&raw_key, &key, stored)? {
+                out.push((key, value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves `stored` from the data tree to the quarantine tree in one transaction, if
+    /// it is still the value under `encoded`.
+    fn quarantine_value(
+        &self,
+        encoded: &[u8],
+        shown_key: &str,
+        stored: &[u8],
+        reason: CorruptionKind,
+    ) -> Result<(), StoreError> {
+        let seq = self.next_quarantine_seq.fetch_add(1, Ordering::Relaxed);
+        let record_key = record_key(encoded, seq);
+        let record = encode_record(reason, stored);
+        let moved = (&self.data, &self.quarantine)
+            .transaction(
+                |(data, quarantine)| -> ConflictableTransactionResult<bool, Infallible> {
+                    if data.get(encoded)?.as_deref() != Some(stored) {
+                        return Ok(false);
+                    }
+                    data.remove(encoded)?;
+                    quarantine.insert(record_key.as_slice(), record.as_slice())?;
+                    Ok(true)
+                },
+            )
+            .map_err(|e| match e {
+                TransactionError::Storage(source) => StoreError::Sled(source),
+                TransactionError::Abort(never) => match never {},
+            })?;
+        tracing::warn!(
+            path = %self.path.display(),
+            key = %shown_key,
+            reason = %reason,
+            stored_len = stored.len(),
+            moved,
+            "quarantined a stored value that failed verification"
+        );
+        Ok(())
+    }
+
+    fn write_durable(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for op in batch.ops() {
+            match op {
+                WriteOp::Put { key, .. } | WriteOp::Delete { key } => {
+                    validate_key(key).map_err(StoreError::InvalidKey)?
+                }
+            }
+        }
+        let ops: Vec<EncodedOp> = batch
+            .into_ops()
+            .into_iter()
+            .map(|op| match op {
+                WriteOp::Put { key, value } => {
+                    let encoded = encode_key(&key);
+                    let framed = frame(&encoded, &value);
+                    (encoded, Some(framed))
+                }
+                WriteOp::Delete { key } => (encode_key(&key), None),
+            })
+            .collect();
+        self.commit.commit(ops, |group| {
+            let mut sled_batch = sled::Batch::default();
+            for (key, value) in group.into_iter().flatten() {
+                match value {
+                    Some(value) => sled_batch.insert(key, value),
+                    None => sled_batch.remove(key),
+                }
+            }
+            self.data.apply_batch(sled_batch)?;
+            self.db.flush()?;
+            Ok(())
+        })
+    }
+}
+
+type OpenedTrees = (sled::Db, sled::Tree, sled::Tree, sled::Tree);
+
+/// Opens sled and the store's trees; a sled panic becomes [`StoreError::DamagedStore`].
+fn open_sled(path: &Path, config: &SledConfig) -> Result<OpenedTrees, StoreError> {
+    let sled_config = sled::Config::new()
+        .path(path)
+        .cache_capacity(config.cache_capacity_bytes)
+        .flush_every_ms(config.flush_every_ms)
+        .mode(match config.mode {
+            SpaceMode::LowSpace => sled::Mode::LowSpace,
+            SpaceMode::HighThroughput => sled::Mode::HighThroughput,
+        });
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        let db = sled_config.open()?;
+        let data = db.open_tree(DATA_TREE)?;
+        let quarantine = db.open_tree(QUARANTINE_TREE)?;
+        let meta = db.open_tree(META_TREE)?;
+        Ok::<_, sled::Error>((db, data, quarantine, meta))
+    }));
+    match opened {
+        Ok(Ok(trees)) => Ok(trees),
+        Ok(Err(source)) => Err(open_error(path.to_path_buf(), source)),
+        Err(payload) => Err(StoreError::DamagedStore {
+            path: path.to_path_buf(),
+            panic: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+/// Whether `path` is missing or an empty directory (a store still to be created).
+fn is_fresh(path: &Path) -> bool {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Creates a store with its marker in a staging directory beside `path`, then renames
+/// it into place, so no directory at `path` ever lacks the marker unless damaged.
+fn create_marked(path: &Path, config: &SledConfig) -> Result<(), StoreError> {
+    let creating = |source| StoreError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".to_string());
+    let staging = path.with_file_name(format!(".{name}.creating-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(creating)?;
+    }
+    {
+        let (db, _, _, meta) = open_sled(&staging, config)?;
+        meta.insert(MARKER_KEY, MARKER_VALUE)?;
+        db.flush()?;
+    }
+    // rename(2) replaces an empty directory; when another process created the store
+    // first, `path` is no longer empty and the rename fails: use theirs.
+    match std::fs::rename(&staging, path) {
+        Ok(()) => Ok(()),
+        Err(_) if !is_fresh(path) => std::fs::remove_dir_all(&staging).map_err(creating),
+        Err(e) => Err(creating(e)),
+    }
+}
+
+fn open_error(path: PathBuf, source: sled::Error) -> StoreError {
+    // sled 0.34 reports a failed `flock` on `<dir>/db` as an `Io(Other)` error whose
+    // message starts with this phrase (config.rs, `try_lock`); it has no dedicated kind.
+    match &source {
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::HeldByAnotherProcess {
+                path,
+                detail: io.to_string(),
+            }
+        }
+        _ => StoreError::Open { path, source },
+    }
+}
+
+impl Storage for SledStorage {
+    fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.get_verified(key)?)
+    }
+
+    fn range(&self, prefix: &[String]) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
+        Ok(self.range_verified(prefix)?)
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        Ok(self.write_durable(batch)?)
+    }
+}
