@@ -1,0 +1,243 @@
+//! [`NetConfig`]: everything the transport needs to know, serde-friendly.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::NetError;
+
+/// Transport configuration.
+///
+/// The defaults suit a venue LAN: mDNS on, found within about a second, a departed device
+/// forgotten well under a minute. Tests should start from [`NetConfig::loopback`], which
+/// listens on 127.0.0.1 only and keeps mDNS off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetConfig {
+    /// Addresses to listen on. QUIC addresses (`/udp/<port>/quic-v1`) are only allowed
+    /// without a team key.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Discover peers with multicast DNS. Never enable this in a test that runs in the
+    /// machine's own network namespace.
+    pub enable_mdns: bool,
+    /// How often mDNS asks "who is here?". A newcomer is found within one interval.
+    #[serde(with = "millis")]
+    pub mdns_query_interval: Duration,
+    /// How long an mDNS answer stays valid; a device that left is expired after this.
+    #[serde(with = "millis")]
+    pub mdns_ttl: Duration,
+    /// Peers to keep dialing regardless of discovery (networks that block multicast, a
+    /// cloud peer). Redialed with exponential backoff while unreachable.
+    pub peers: Vec<Multiaddr>,
+    /// The team's pre-shared key. When set, every TCP connection runs libp2p's private
+    /// network handshake first and QUIC is off.
+    pub team_key: Option<[u8; 32]>,
+    /// When set, only these peers may complete a connection.
+    pub allowlist: Option<BTreeSet<PeerId>>,
+    /// Largest sync frame accepted or sent, in bytes. Checked before allocating.
+    pub max_frame_size: usize,
+    /// Frames that may wait for one peer's stream before `send_frame` returns
+    /// [`NetError::PeerQueueFull`].
+    pub peer_queue_len: usize,
+    /// Capacity of the event channel to the caller. A full channel slows the peers whose
+    /// frames wait (their streams stop being read); gossip is dropped instead of waiting.
+    pub event_queue_len: usize,
+    /// Capacity of the command channel from [`crate::NetHandle`]s.
+    pub command_queue_len: usize,
+    /// Largest gossip message, in bytes (gossipsub's `max_transmit_size`).
+    pub max_gossip_size: usize,
+    /// First redial delay for an explicit peer.
+    #[serde(with = "millis")]
+    pub reconnect_base: Duration,
+    /// Longest redial delay for an explicit peer.
+    #[serde(with = "millis")]
+    pub reconnect_cap: Duration,
+    /// How long a misbehaving peer is refused.
+    #[serde(with = "millis")]
+    pub ban_duration: Duration,
+    /// Ping interval; a peer that misses a ping for twice this long is disconnected.
+    #[serde(with = "millis")]
+    pub ping_interval: Duration,
+    /// Seed for reconnect jitter. `None` derives one from the clock.
+    pub jitter_seed: Option<u64>,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            listen_addrs: vec![tcp_addr([0, 0, 0, 0])],
+            enable_mdns: true,
+            mdns_query_interval: Duration::from_secs(1),
+            mdns_ttl: Duration::from_secs(20),
+            peers: Vec::new(),
+            team_key: None,
+            allowlist: None,
+            max_frame_size: 32 * 1024 * 1024,
+            peer_queue_len: 64,
+            event_queue_len: 1024,
+            command_queue_len: 64,
+            max_gossip_size: 64 * 1024,
+            reconnect_base: Duration::from_millis(500),
+            reconnect_cap: Duration::from_secs(30),
+            ban_duration: Duration::from_secs(10 * 60),
+            ping_interval: Duration::from_secs(5),
+            jitter_seed: None,
+        }
+    }
+}
+
+fn tcp_addr(ip: [u8; 4]) -> Multiaddr {
+    Multiaddr::empty()
+        .with(Protocol::Ip4(ip.into()))
+        .with(Protocol::Tcp(0))
+}
+
+impl NetConfig {
+    /// A configuration that stays on this machine: TCP on 127.0.0.1 with an OS-chosen
+    /// port, mDNS off. The starting point for in-process tests.
+    pub fn loopback() -> Self {
+        Self {
+            listen_addrs: vec![tcp_addr([127, 0, 0, 1])],
+            enable_mdns: false,
+            ..Self::default()
+        }
+    }
+
+    /// The gossipsub topic of this team: `peerdoc/<16 hex digits of a hash of the key>`,
+    /// or `peerdoc/open` without a key. Teams sharing a LAN never see each other's
+    /// announcements, and the topic name does not reveal the key.
+    pub fn gossip_topic(&self) -> String {
+        match &self.team_key {
+            Some(key) => {
+                let mut hasher = Sha256::new();
+                hasher.update(b"peerdoc gossip topic v1");
+                hasher.update(key);
+                let digest = hasher.finalize();
+                format!("peerdoc/{}", hex::encode(&digest[..8]))
+            }
+            None => "peerdoc/open".to_owned(),
+        }
+    }
+
+    /// Rejects values that would make the network unbounded or insecure.
+    pub fn validate(&self) -> Result<(), NetError> {
+        let positive = [
+            ("max_frame_size", self.max_frame_size),
+            ("peer_queue_len", self.peer_queue_len),
+            ("event_queue_len", self.event_queue_len),
+            ("command_queue_len", self.command_queue_len),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(NetError::InvalidConfig(format!("{name} must be positive")));
+            }
+        }
+        if self.max_frame_size > u32::MAX as usize {
+            return Err(NetError::InvalidConfig(
+                "max_frame_size must fit in 32 bits".to_owned(),
+            ));
+        }
+        if self.max_gossip_size < 1024 {
+            return Err(NetError::InvalidConfig(
+                "max_gossip_size must be at least 1 KiB".to_owned(),
+            ));
+        }
+        if self.reconnect_base.is_zero() || self.reconnect_cap < self.reconnect_base {
+            return Err(NetError::InvalidConfig(
+                "reconnect_base must be positive and at most reconnect_cap".to_owned(),
+            ));
+        }
+        if self.mdns_query_interval.is_zero() || self.mdns_ttl <= self.mdns_query_interval {
+            return Err(NetError::InvalidConfig(
+                "mdns_ttl must exceed a positive mdns_query_interval".to_owned(),
+            ));
+        }
+        if self.ping_interval.is_zero() {
+            return Err(NetError::InvalidConfig(
+                "ping_interval must be positive".to_owned(),
+            ));
+        }
+        if self.team_key.is_some() {
+            for addr in self.listen_addrs.iter().chain(&self.peers) {
+                if is_quic(addr) {
+                    return Err(NetError::QuicWithTeamKey(addr.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the address uses QUIC.
+pub(crate) fn is_quic(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, Protocol::QuicV1 | Protocol::Quic))
+}
+
+/// Durations as integer milliseconds, which reads well in TOML and JSON.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback_keeps_mdns_off() {
+        NetConfig::default().validate().unwrap();
+        let cfg = NetConfig::loopback();
+        cfg.validate().unwrap();
+        assert!(!cfg.enable_mdns);
+    }
+
+    #[test]
+    fn topic_depends_on_key_without_revealing_it() {
+        let open = NetConfig::default();
+        assert_eq!(open.gossip_topic(), "peerdoc/open");
+        let a = NetConfig {
+            team_key: Some([1; 32]),
+            ..NetConfig::default()
+        };
+        let b = NetConfig {
+            team_key: Some([2; 32]),
+            ..NetConfig::default()
+        };
+        assert_ne!(a.gossip_topic(), b.gossip_topic());
+        assert!(!a.gossip_topic().contains(&hex::encode([1u8; 4])));
+    }
+
+    #[test]
+    fn quic_with_team_key_is_rejected() {
+        let cfg = NetConfig {
+            team_key: Some([7; 32]),
+            listen_addrs: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
+            ..NetConfig::loopback()
+        };
+        assert!(matches!(cfg.validate(), Err(NetError::QuicWithTeamKey(_))));
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let cfg = NetConfig {
+            team_key: Some([9; 32]),
+            allowlist: Some(BTreeSet::from([PeerId::random()])),
+            ..NetConfig::loopback()
+        };
+        let json = serde_json::to_string(&cfg).unwrap();
+        let back: NetConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(cfg, back);
+    }
+}

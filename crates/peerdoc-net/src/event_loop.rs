@@ -1,0 +1,877 @@
+//! [`NetEventLoop`]: the task that owns the swarm and every piece of connection state.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use futures::{FutureExt as _, StreamExt as _, future::BoxFuture, stream::FuturesUnordered};
+use libp2p::{
+    Multiaddr, PeerId, Stream, Swarm,
+    gossipsub::{self, IdentTopic, PublishError},
+    identify, mdns,
+    multiaddr::Protocol,
+    ping,
+    swarm::{
+        ConnectionId, DialError, ListenError, SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
+};
+use libp2p_stream::OpenStreamError;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    Misbehaviour, NetConfig, NetError, NetEvent, PeerInfo, PublishOutcome, TransportKind,
+    backoff::redial_delay,
+    config::is_quic,
+    handle::Command,
+    session::{PeerStats, Session, SessionEnd, SessionEnded, SessionTable},
+    swarm::{Behaviour, BehaviourEvent, SYNC_PROTOCOL, is_leader},
+};
+
+/// How often the leader retries opening a sync stream on one connection before giving up
+/// on the connection.
+const MAX_STREAM_ATTEMPTS: u32 = 3;
+
+/// How long to wait when nothing is scheduled.
+const IDLE_WAKEUP: Duration = Duration::from_secs(3600);
+
+/// One open connection to a peer.
+#[derive(Debug, Clone)]
+struct Connection {
+    id: ConnectionId,
+    /// Whether we dialed it.
+    dialed_by_us: bool,
+    remote_addr: Multiaddr,
+}
+
+/// The running sync stream of a peer.
+#[derive(Debug)]
+struct SessionSlot {
+    generation: u64,
+    stats: Arc<PeerStats>,
+    /// Dropping this tells the session task to stop.
+    _stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// A peer with at least one open connection.
+#[derive(Debug)]
+struct ConnectedPeer {
+    connections: Vec<Connection>,
+    connected_since: SystemTime,
+    rtt: Option<Duration>,
+    last_ping: Option<SystemTime>,
+    session: Option<SessionSlot>,
+    stream_attempts: u32,
+}
+
+/// Where an explicitly configured peer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TargetState {
+    /// Waiting to dial at this instant.
+    Waiting(Instant),
+    Dialing(ConnectionId),
+    Connected(PeerId),
+}
+
+#[derive(Debug)]
+struct ExplicitPeer {
+    addr: Multiaddr,
+    /// From the address's `/p2p/` suffix, or learned on the first connection.
+    peer: Option<PeerId>,
+    failures: u32,
+    state: TargetState,
+}
+
+/// Whether the loop keeps running after a command.
+enum Flow {
+    Continue,
+    Stop(oneshot::Sender<()>),
+}
+
+/// The half of the network that does the work: owns the swarm, every connection and
+/// every stream. Spawn [`NetEventLoop::run`] on a tokio runtime; it returns after
+/// [`crate::NetHandle::shutdown`] or once every handle is dropped.
+pub struct NetEventLoop {
+    swarm: Swarm<Behaviour>,
+    config: NetConfig,
+    local: PeerId,
+    topic: IdentTopic,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetEvent>,
+    /// Events produced by the loop itself, waiting for room in `events`. The loop never
+    /// blocks on a slow caller: it would stop answering pings and commands.
+    backlog: VecDeque<NetEvent>,
+    incoming: libp2p_stream::IncomingStreams,
+    control: libp2p_stream::Control,
+    opening: FuturesUnordered<BoxFuture<'static, (PeerId, Result<Stream, OpenStreamError>)>>,
+    ended_tx: mpsc::Sender<SessionEnded>,
+    ended_rx: mpsc::Receiver<SessionEnded>,
+    sessions: SessionTable,
+    /// Sessions told to stop whose tasks may still be emitting their last events; a new
+    /// session to the same peer waits for them, keeping `PeerDisconnected` before the
+    /// next `PeerConnected`.
+    retiring: HashMap<PeerId, (u64, tokio::task::JoinHandle<()>)>,
+    peers: HashMap<PeerId, ConnectedPeer>,
+    bans: HashMap<PeerId, Instant>,
+    /// Peers that do not speak the sync protocol (other libp2p apps on the LAN): not
+    /// redialed on discovery until the instant passes.
+    foreign: HashMap<PeerId, Instant>,
+    explicit: Vec<ExplicitPeer>,
+    rng: ChaCha8Rng,
+    next_generation: u64,
+}
+
+impl fmt::Debug for NetEventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetEventLoop")
+            .field("local", &self.local)
+            .field("topic", &self.topic.to_string())
+            .field("peers", &self.peers.len())
+            .field("bans", &self.bans.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the parts of a network node.
+#[derive(Debug)]
+pub struct Network;
+
+impl Network {
+    /// Validates `config`, builds the swarm, starts listening and dialing configured
+    /// peers, and returns the handle, the event stream and the loop to spawn:
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), peerdoc_net::NetError> {
+    /// use peerdoc_net::{NetConfig, Network};
+    /// let keypair = libp2p::identity::Keypair::generate_ed25519();
+    /// let (handle, mut events, event_loop) = Network::new(NetConfig::loopback(), keypair)?;
+    /// tokio::spawn(event_loop.run());
+    /// while let Some(event) = events.recv().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # drop(handle);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Must be called within a tokio runtime (mDNS and QUIC register with it).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(
+        config: NetConfig,
+        keypair: libp2p::identity::Keypair,
+    ) -> Result<(crate::NetHandle, mpsc::Receiver<NetEvent>, NetEventLoop), NetError> {
+        config.validate()?;
+        let local = keypair.public().to_peer_id();
+        let seed = config.jitter_seed.unwrap_or_else(|| {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let id_bytes = local.to_bytes();
+            id_bytes
+                .iter()
+                .rev()
+                .take(8)
+                .fold(u64::from(nanos), |acc, b| {
+                    acc.rotate_left(8) ^ u64::from(*b)
+                })
+        });
+        let mut swarm = crate::swarm::build_swarm(&config, keypair)?;
+        let topic = IdentTopic::new(config.gossip_topic());
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| NetError::SwarmBuild(format!("gossipsub subscribe: {e}")))?;
+        let mut control = swarm.behaviour().stream.new_control();
+        let incoming = control
+            .accept(SYNC_PROTOCOL)
+            .map_err(|e| NetError::SwarmBuild(e.to_string()))?;
+        for addr in &config.listen_addrs {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let now = Instant::now();
+        let explicit = config
+            .peers
+            .iter()
+            .map(|addr| ExplicitPeer {
+                addr: addr.clone(),
+                peer: peer_id_of(addr),
+                failures: 0,
+                state: TargetState::Waiting(now),
+            })
+            .collect();
+        let (command_tx, commands) = mpsc::channel(config.command_queue_len);
+        let (events, events_rx) = mpsc::channel(config.event_queue_len);
+        let (ended_tx, ended_rx) = mpsc::channel(64);
+        let sessions = SessionTable::default();
+        let handle = crate::NetHandle {
+            local_peer_id: local,
+            commands: command_tx,
+            sessions: sessions.clone(),
+            max_frame_size: config.max_frame_size,
+        };
+        tracing::info!(peer = %local, topic = %topic, mdns = config.enable_mdns, team_key = config.team_key.is_some(), "network configured");
+        let event_loop = NetEventLoop {
+            swarm,
+            local,
+            topic,
+            commands,
+            events,
+            backlog: VecDeque::new(),
+            incoming,
+            control,
+            opening: FuturesUnordered::new(),
+            ended_tx,
+            ended_rx,
+            sessions,
+            retiring: HashMap::new(),
+            peers: HashMap::new(),
+            bans: HashMap::new(),
+            foreign: HashMap::new(),
+            explicit,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            next_generation: 0,
+            config,
+        };
+        Ok((handle, events_rx, event_loop))
+    }
+}
+
+fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+impl NetEventLoop {
+    /// Runs until shutdown.
+    pub async fn run(mut self) {
+        let shutdown_reply = loop {
+            let deadline = tokio::time::Instant::from_std(self.next_deadline());
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => {
+                        if let Flow::Stop(reply) = self.on_command(command) {
+                            break Some(reply);
+                        }
+                    }
+                    None => break None,
+                },
+                Some((peer, stream)) = self.incoming.next() => self.on_inbound_stream(peer, stream),
+                Some((peer, result)) = self.opening.next(), if !self.opening.is_empty() => {
+                    self.on_stream_opened(peer, result);
+                }
+                Some(ended) = self.ended_rx.recv() => self.on_session_ended(ended),
+                // An owned permit, so that the handlers below may borrow `self` mutably.
+                permit = self.events.clone().reserve_owned(), if !self.backlog.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.backlog.pop_front() {
+                            permit.send(event);
+                        }
+                    }
+                    // The caller dropped the receiver; nobody is listening any more.
+                    Err(_) => self.backlog.clear(),
+                },
+                () = tokio::time::sleep_until(deadline) => self.on_timers(),
+            }
+        };
+        tracing::info!(peer = %self.local, "network shutting down");
+        self.sessions.clear();
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        // Dropping each slot's stop sender ends its session task.
+        self.peers.clear();
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    fn push_event(&mut self, event: NetEvent) {
+        let cap = self.config.event_queue_len;
+        if self.backlog.len() >= cap {
+            if matches!(event, NetEvent::Gossip { .. }) {
+                tracing::debug!("event backlog full; dropping gossip");
+                return;
+            }
+            if self.backlog.len() >= cap.saturating_mul(4) {
+                tracing::warn!(event = ?event, "event backlog full; dropping event");
+                return;
+            }
+        }
+        self.backlog.push_back(event);
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let waiting = self.explicit.iter().filter_map(|t| match t.state {
+            TargetState::Waiting(at) => Some(at),
+            _ => None,
+        });
+        self.bans
+            .values()
+            .chain(self.foreign.values())
+            .copied()
+            .chain(waiting)
+            .min()
+            .unwrap_or_else(|| Instant::now() + IDLE_WAKEUP)
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.bans.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            tracing::info!(peer = %peer, "ban expired");
+        }
+        self.foreign.retain(|_, until| *until > now);
+        for index in 0..self.explicit.len() {
+            if matches!(self.explicit[index].state, TargetState::Waiting(at) if at <= now) {
+                self.dial_explicit(index);
+            }
+        }
+    }
+
+    fn dial_explicit(&mut self, index: usize) {
+        let target = &self.explicit[index];
+        let opts = match target.peer {
+            Some(peer) => DialOpts::peer_id(peer)
+                .addresses(vec![target.addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build(),
+            None => DialOpts::unknown_peer_id()
+                .address(target.addr.clone())
+                .build(),
+        };
+        let connection = opts.connection_id();
+        let addr = target.addr.clone();
+        match self.swarm.dial(opts) {
+            Ok(()) => self.explicit[index].state = TargetState::Dialing(connection),
+            Err(DialError::DialPeerConditionFalse(_)) => {
+                // Already connected or being dialed by someone else (discovery, the peer
+                // itself); a disconnect brings us back here.
+                if let Some(peer) = self.explicit[index].peer {
+                    self.explicit[index].state = if self.swarm.is_connected(&peer) {
+                        TargetState::Connected(peer)
+                    } else {
+                        self.backoff_state(index)
+                    };
+                }
+            }
+            Err(e) => {
+                tracing::debug!(addr = %addr, error = %e, "cannot dial explicit peer");
+                self.explicit[index].failures = self.explicit[index].failures.saturating_add(1);
+                self.explicit[index].state = self.backoff_state(index);
+            }
+        }
+    }
+
+    fn backoff_state(&mut self, index: usize) -> TargetState {
+        let failures = self.explicit[index].failures;
+        let delay = redial_delay(
+            self.config.reconnect_base,
+            self.config.reconnect_cap,
+            failures.saturating_sub(1),
+            &mut self.rng,
+        );
+        TargetState::Waiting(Instant::now() + delay)
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(addr = %address, "listening");
+                self.push_event(NetEvent::Listening { addr: address });
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => self.on_connection_established(
+                peer_id,
+                connection_id,
+                endpoint.is_dialer(),
+                endpoint.get_remote_address().clone(),
+                num_established.get(),
+            ),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, cause = ?cause, "connection closed");
+                self.on_connection_closed(peer_id, connection_id, num_established);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => self.on_dial_failure(connection_id, peer_id, &error),
+            SwarmEvent::IncomingConnectionError {
+                peer_id,
+                error,
+                send_back_addr,
+                ..
+            } => {
+                if let (Some(peer), ListenError::Denied { .. }) = (peer_id, &error) {
+                    tracing::debug!(peer = %peer, addr = %send_back_addr, "refused a connection");
+                    self.push_event(NetEvent::ConnectionDenied { peer });
+                } else {
+                    tracing::debug!(addr = %send_back_addr, error = %error, "incoming connection failed");
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_connection_established(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        dialed_by_us: bool,
+        remote_addr: Multiaddr,
+        num_established: u32,
+    ) {
+        tracing::debug!(peer = %peer, addr = %remote_addr, dialed_by_us, "connection established");
+        for target in &mut self.explicit {
+            if target.state == TargetState::Dialing(id) {
+                target.state = TargetState::Connected(peer);
+                target.peer = Some(peer);
+                target.failures = 0;
+            }
+        }
+        let entry = self.peers.entry(peer).or_insert_with(|| ConnectedPeer {
+            connections: Vec::new(),
+            connected_since: SystemTime::now(),
+            rtt: None,
+            last_ping: None,
+            session: None,
+            stream_attempts: 0,
+        });
+        entry.connections.push(Connection {
+            id,
+            dialed_by_us,
+            remote_addr,
+        });
+        if !is_leader(&self.local, &peer) {
+            // The other side opens the stream and settles duplicates.
+            return;
+        }
+        if num_established > 1 {
+            self.close_duplicates(peer);
+        } else {
+            self.open_stream(peer);
+        }
+    }
+
+    /// Keeps one connection per peer: the one we (the leader) dialed, else the oldest.
+    /// Only the leader decides, so the two sides can never close different connections.
+    fn close_duplicates(&mut self, peer: PeerId) {
+        let Some(entry) = self.peers.get(&peer) else {
+            return;
+        };
+        let mut ranked: Vec<&Connection> = entry.connections.iter().collect();
+        ranked.sort_by_key(|c| (!c.dialed_by_us, c.id));
+        let losers: Vec<ConnectionId> = ranked.iter().skip(1).map(|c| c.id).collect();
+        for id in losers {
+            tracing::debug!(peer = %peer, connection = ?id, "closing duplicate connection");
+            self.swarm.close_connection(id);
+        }
+    }
+
+    fn open_stream(&mut self, peer: PeerId) {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        entry.stream_attempts += 1;
+        let mut control = self.control.clone();
+        self.opening.push(
+            async move {
+                let result = control.open_stream(peer, SYNC_PROTOCOL).await;
+                (peer, result)
+            }
+            .boxed(),
+        );
+    }
+
+    fn on_stream_opened(&mut self, peer: PeerId, result: Result<Stream, OpenStreamError>) {
+        if !self.peers.contains_key(&peer) || self.bans.contains_key(&peer) {
+            return;
+        }
+        match result {
+            Ok(stream) => self.start_session(peer, stream),
+            Err(OpenStreamError::UnsupportedProtocol(_)) => self.drop_foreign(peer),
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "opening the sync stream failed");
+                self.retry_stream_or_disconnect(peer);
+            }
+        }
+    }
+
+    fn retry_stream_or_disconnect(&mut self, peer: PeerId) {
+        let attempts = self
+            .peers
+            .get(&peer)
+            .map_or(u32::MAX, |p| p.stream_attempts);
+        if attempts < MAX_STREAM_ATTEMPTS {
+            self.open_stream(peer);
+        } else {
+            tracing::debug!(peer = %peer, "no usable sync stream; disconnecting");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn on_inbound_stream(&mut self, peer: PeerId, stream: Stream) {
+        if is_leader(&self.local, &peer) {
+            // We open the stream to this peer; a second one would give the engine two
+            // channels to the same peer.
+            tracing::debug!(peer = %peer, "ignoring a sync stream opened by the follower");
+            return;
+        }
+        if !self.peers.contains_key(&peer) || self.bans.contains_key(&peer) {
+            return;
+        }
+        self.start_session(peer, stream);
+    }
+
+    fn start_session(&mut self, peer: PeerId, stream: Stream) {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let previous = entry
+            .session
+            .take()
+            .map(|slot| slot.handle)
+            .or_else(|| self.retiring.remove(&peer).map(|(_, handle)| handle));
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let (queue_tx, queue_rx) = mpsc::channel(self.config.peer_queue_len);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let stats = Arc::new(PeerStats::default());
+        let addr = entry
+            .connections
+            .first()
+            .map(|c| c.remote_addr.clone())
+            .unwrap_or_else(Multiaddr::empty);
+        let session = Session {
+            peer,
+            generation,
+            transport: TransportKind::of(&addr),
+            addr,
+            stream,
+            outbound: queue_rx,
+            events: self.events.clone(),
+            ended: self.ended_tx.clone(),
+            stats: stats.clone(),
+            stop: stop_rx,
+            previous,
+            max_frame_size: self.config.max_frame_size,
+        };
+        self.sessions.insert(peer, generation, queue_tx);
+        let handle = tokio::spawn(session.run());
+        entry.session = Some(SessionSlot {
+            generation,
+            stats,
+            _stop: stop_tx,
+            handle,
+        });
+    }
+
+    fn on_session_ended(&mut self, ended: SessionEnded) {
+        let SessionEnded {
+            peer,
+            generation,
+            end,
+        } = ended;
+        self.sessions.remove_generation(&peer, generation);
+        if self
+            .retiring
+            .get(&peer)
+            .is_some_and(|(retired, _)| *retired == generation)
+        {
+            self.retiring.remove(&peer);
+        }
+        let current = match self.peers.get_mut(&peer) {
+            Some(entry)
+                if entry
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.generation == generation) =>
+            {
+                entry.session = None;
+                true
+            }
+            _ => false,
+        };
+        match end {
+            SessionEnd::Misbehaved(reason) => self.ban(peer, reason),
+            SessionEnd::Closed(reason) if current => {
+                tracing::debug!(peer = %peer, reason = %reason, "sync stream ended");
+                if is_leader(&self.local, &peer) {
+                    self.retry_stream_or_disconnect(peer);
+                }
+            }
+            SessionEnd::Closed(_) | SessionEnd::Stopped => {}
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId, reason: Misbehaviour) {
+        tracing::warn!(peer = %peer, reason = %reason, "peer misbehaved; disconnecting and banning");
+        self.sessions.remove(&peer);
+        if let Some(slot) = self.peers.get_mut(&peer).and_then(|e| e.session.take()) {
+            self.retire(peer, slot);
+        }
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+        self.bans
+            .insert(peer, Instant::now() + self.config.ban_duration);
+        self.push_event(NetEvent::PeerMisbehaved { peer, reason });
+    }
+
+    /// Stops a session (dropping its stop sender) and remembers its task until it ends.
+    fn retire(&mut self, peer: PeerId, slot: SessionSlot) {
+        let SessionSlot {
+            generation, handle, ..
+        } = slot;
+        self.sessions.remove_generation(&peer, generation);
+        self.retiring.insert(peer, (generation, handle));
+    }
+
+    fn drop_foreign(&mut self, peer: PeerId) {
+        tracing::debug!(peer = %peer, "peer does not speak the sync protocol; disconnecting");
+        self.foreign
+            .insert(peer, Instant::now() + self.config.ban_duration);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn on_connection_closed(&mut self, peer: PeerId, id: ConnectionId, remaining: u32) {
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            entry.connections.retain(|c| c.id != id);
+        }
+        if remaining > 0 {
+            return;
+        }
+        if let Some(slot) = self.peers.remove(&peer).and_then(|e| e.session) {
+            self.retire(peer, slot);
+        }
+        for index in 0..self.explicit.len() {
+            if self.explicit[index].state == TargetState::Connected(peer) {
+                self.explicit[index].state = self.backoff_state(index);
+            }
+        }
+    }
+
+    fn on_dial_failure(&mut self, id: ConnectionId, peer: Option<PeerId>, error: &DialError) {
+        tracing::debug!(peer = ?peer, error = %error, "dial failed");
+        for index in 0..self.explicit.len() {
+            if self.explicit[index].state == TargetState::Dialing(id) {
+                self.explicit[index].failures = self.explicit[index].failures.saturating_add(1);
+                self.explicit[index].state = self.backoff_state(index);
+            }
+        }
+        self.push_event(NetEvent::DialFailed {
+            peer,
+            error: error.to_string(),
+        });
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if !info.protocols.contains(&SYNC_PROTOCOL) {
+                    self.drop_foreign(peer_id);
+                }
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result,
+            }) => match result {
+                Ok(rtt) => {
+                    if let Some(entry) = self.peers.get_mut(&peer) {
+                        entry.rtt = Some(rtt);
+                        entry.last_ping = Some(SystemTime::now());
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %peer, error = %e, "ping failed; closing connection");
+                    self.swarm.close_connection(connection);
+                }
+            },
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.on_discovered(found),
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            }) => {
+                let from = message.source.unwrap_or(propagation_source);
+                self.push_event(NetEvent::Gossip {
+                    from,
+                    bytes: Bytes::from(message.data),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_discovered(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        let mut by_peer: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
+        for (peer, addr) in found {
+            if self.config.team_key.is_some() && is_quic(&addr) {
+                continue;
+            }
+            by_peer.entry(peer).or_default().push(addr);
+        }
+        for (peer, addrs) in by_peer {
+            let allowed = self
+                .config
+                .allowlist
+                .as_ref()
+                .is_none_or(|list| list.contains(&peer));
+            let wanted = is_leader(&self.local, &peer)
+                && allowed
+                && !self.swarm.is_connected(&peer)
+                && !self.bans.contains_key(&peer)
+                && !self.foreign.contains_key(&peer);
+            if !wanted {
+                continue;
+            }
+            tracing::debug!(peer = %peer, "discovered; dialing");
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(peer = %peer, error = %e, "not dialing discovered peer");
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) -> Flow {
+        match command {
+            Command::Publish { bytes, reply } => {
+                let _ = reply.send(self.publish(bytes));
+            }
+            Command::Dial { addr, reply } => {
+                let _ = reply.send(self.dial(addr));
+            }
+            Command::DisconnectAndBan {
+                peer,
+                reason,
+                reply,
+            } => {
+                self.ban(peer, Misbehaviour::Engine(reason));
+                let _ = reply.send(());
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peer_infos());
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Shutdown { reply } => return Flow::Stop(reply),
+        }
+        Flow::Continue
+    }
+
+    fn publish(&mut self, bytes: Bytes) -> Result<PublishOutcome, NetError> {
+        if bytes.len() > self.config.max_gossip_size {
+            return Err(NetError::GossipTooLarge {
+                len: bytes.len(),
+                max: self.config.max_gossip_size,
+            });
+        }
+        let topic = self.topic.clone();
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) => Ok(PublishOutcome::Sent),
+            Err(PublishError::NoPeersSubscribedToTopic) => Ok(PublishOutcome::NoPeers),
+            Err(PublishError::Duplicate) => Ok(PublishOutcome::Duplicate),
+            Err(e) => Err(NetError::GossipPublish(e.to_string())),
+        }
+    }
+
+    fn dial(&mut self, addr: Multiaddr) -> Result<(), NetError> {
+        if self.config.team_key.is_some() && is_quic(&addr) {
+            return Err(NetError::QuicWithTeamKey(addr));
+        }
+        let opts = match peer_id_of(&addr) {
+            Some(peer) => DialOpts::peer_id(peer)
+                .addresses(vec![addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build(),
+            None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+        };
+        match self.swarm.dial(opts) {
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => Ok(()),
+            Err(e) => Err(NetError::Dial {
+                addr,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        let mut infos: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(peer, entry)| {
+                let stats = entry.session.as_ref().map(|s| &s.stats);
+                let load = |f: fn(&PeerStats) -> u64| stats.map_or(0, |s| f(s));
+                let last_frame = stats.and_then(|s| s.last_frame());
+                let last_seen = [Some(entry.connected_since), entry.last_ping, last_frame]
+                    .into_iter()
+                    .flatten()
+                    .max()
+                    .unwrap_or(entry.connected_since);
+                let addrs: Vec<Multiaddr> = entry
+                    .connections
+                    .iter()
+                    .map(|c| c.remote_addr.clone())
+                    .collect();
+                PeerInfo {
+                    peer: *peer,
+                    transport: addrs
+                        .first()
+                        .map_or(TransportKind::Other, TransportKind::of),
+                    addrs,
+                    connections: entry.connections.len(),
+                    sync_stream: entry.session.is_some(),
+                    rtt: entry.rtt,
+                    bytes_in: load(|s| s.bytes_in.load(std::sync::atomic::Ordering::Relaxed)),
+                    bytes_out: load(|s| s.bytes_out.load(std::sync::atomic::Ordering::Relaxed)),
+                    frames_in: load(|s| s.frames_in.load(std::sync::atomic::Ordering::Relaxed)),
+                    frames_out: load(|s| s.frames_out.load(std::sync::atomic::Ordering::Relaxed)),
+                    last_seen,
+                    connected_since: entry.connected_since,
+                }
+            })
+            .collect();
+        infos.sort_by_key(|i| i.peer);
+        infos
+    }
+}

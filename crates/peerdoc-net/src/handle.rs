@@ -1,0 +1,141 @@
+//! [`NetHandle`]: the cheap, cloneable side of the network that the caller keeps.
+
+use std::fmt;
+
+use bytes::Bytes;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{NetError, PeerInfo, PublishOutcome, session::SessionTable};
+
+/// A request to the event loop, with the channel its answer comes back on.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Publish {
+        bytes: Bytes,
+        reply: oneshot::Sender<Result<PublishOutcome, NetError>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    DisconnectAndBan {
+        peer: PeerId,
+        reason: String,
+        reply: oneshot::Sender<()>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Longest engine-supplied ban reason we keep; reasons end up in logs and events.
+const MAX_REASON_LEN: usize = 256;
+
+/// Talks to a running [`crate::NetEventLoop`]. Clone it freely.
+///
+/// Every method except [`NetHandle::send_frame`] sends a command over a bounded channel
+/// and waits for the loop's answer; they fail with [`NetError::EventLoopClosed`] once the
+/// loop has stopped.
+#[derive(Clone)]
+pub struct NetHandle {
+    pub(crate) local_peer_id: PeerId,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) sessions: SessionTable,
+    pub(crate) max_frame_size: usize,
+}
+
+impl fmt::Debug for NetHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetHandle")
+            .field("local_peer_id", &self.local_peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetHandle {
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// Queues one frame on `peer`'s sync stream. Never waits: frames are delivered in
+    /// order, and when the peer's bounded queue is full this returns
+    /// [`NetError::PeerQueueFull`] so that the caller decides what to drop or retry.
+    pub fn send_frame(&self, peer: PeerId, frame: Bytes) -> Result<(), NetError> {
+        if frame.len() > self.max_frame_size {
+            return Err(NetError::FrameTooLarge {
+                len: frame.len(),
+                max: self.max_frame_size,
+            });
+        }
+        self.sessions.try_send(peer, frame)
+    }
+
+    /// Publishes an announcement on the team's gossip topic (best-effort).
+    pub async fn publish(&self, bytes: Bytes) -> Result<PublishOutcome, NetError> {
+        self.request(|reply| Command::Publish { bytes, reply })
+            .await?
+    }
+
+    /// Dials an address once (explicit peers from the config are redialed automatically).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.request(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Disconnects `peer` and refuses its connections for the configured ban duration;
+    /// for the sync engine to call when the peer violated the protocol.
+    pub async fn disconnect_and_ban(
+        &self,
+        peer: PeerId,
+        reason: impl Into<String>,
+    ) -> Result<(), NetError> {
+        let mut reason = reason.into();
+        if reason.len() > MAX_REASON_LEN {
+            let mut cut = MAX_REASON_LEN;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        self.request(|reply| Command::DisconnectAndBan {
+            peer,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// Health of every connected peer.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
+        self.request(|reply| Command::Peers { reply }).await
+    }
+
+    /// The addresses we listen on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.request(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Closes every stream and connection and stops the event loop.
+    pub async fn shutdown(&self) -> Result<(), NetError> {
+        self.request(|reply| Command::Shutdown { reply }).await
+    }
+
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| NetError::EventLoopClosed)?;
+        answer.await.map_err(|_| NetError::EventLoopClosed)
+    }
+}

@@ -1,0 +1,163 @@
+//! The libp2p behaviour stack and transport, built from a [`NetConfig`].
+
+use std::time::Duration;
+
+use libp2p::{
+    PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list,
+    core::{Transport as _, upgrade::Version},
+    gossipsub, identify,
+    identity::Keypair,
+    mdns, noise, ping,
+    pnet::{PnetConfig, PreSharedKey},
+    swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
+    tcp, yamux,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{NetConfig, NetError};
+
+/// The sync stream protocol: one long-lived, framed, in-order stream per peer.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerdoc/sync/1");
+
+/// The identify protocol version we announce.
+const IDENTIFY_VERSION: &str = "/peerdoc/id/1";
+
+/// Room for gossipsub's own envelope (signature, public key, topic, sequence number)
+/// on top of the caller's payload.
+const GOSSIP_ENVELOPE: usize = 4 * 1024;
+
+/// A handshake (pnet, noise, yamux) that has not finished by then fails: a peer with the
+/// wrong team key reads garbage and might otherwise wait for bytes that never come.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle connections close after this; an open sync stream keeps a connection busy.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    /// Banned peers. First, so that a ban refuses a connection before anything else sees it.
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Enrolled peers, when an allowlist is configured.
+    pub(crate) allowed: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) stream: libp2p_stream::Behaviour,
+}
+
+/// gossipsub settings for a mesh of 2–50 devices (see docs/networking.md).
+pub(crate) fn gossipsub_config(max_payload: usize) -> Result<gossipsub::Config, NetError> {
+    gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_secs(1))
+        .mesh_n(4)
+        .mesh_n_low(2)
+        .mesh_n_high(8)
+        .mesh_outbound_min(1)
+        .gossip_lazy(4)
+        .flood_publish(true)
+        .max_transmit_size(max_payload + GOSSIP_ENVELOPE)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .message_id_fn(|message: &gossipsub::Message| {
+            gossipsub::MessageId::from(&Sha256::digest(&message.data)[..16])
+        })
+        .build()
+        .map_err(|e| NetError::InvalidConfig(format!("gossipsub: {e}")))
+}
+
+fn build_behaviour(config: &NetConfig, keypair: &Keypair) -> Result<Behaviour, NetError> {
+    let local_peer_id = keypair.public().to_peer_id();
+    let allowed = config.allowlist.as_ref().map(|list| {
+        let mut allowed = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+        for peer in list {
+            allowed.allow_peer(*peer);
+        }
+        allowed
+    });
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_VERSION.to_owned(), keypair.public())
+            .with_agent_version(format!("peerdoc-net/{}", env!("CARGO_PKG_VERSION"))),
+    );
+    let ping = ping::Behaviour::new(
+        ping::Config::new()
+            .with_interval(config.ping_interval)
+            .with_timeout(config.ping_interval.saturating_mul(2)),
+    );
+    let gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+        gossipsub_config(config.max_gossip_size)?,
+    )
+    .map_err(|e| NetError::SwarmBuild(format!("gossipsub: {e}")))?;
+    let mdns = if config.enable_mdns {
+        let mdns_config = mdns::Config {
+            ttl: config.mdns_ttl,
+            query_interval: config.mdns_query_interval,
+            enable_ipv6: false,
+        };
+        Some(
+            mdns::tokio::Behaviour::new(mdns_config, local_peer_id)
+                .map_err(|e| NetError::SwarmBuild(format!("mdns: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        blocked: allow_block_list::Behaviour::default(),
+        allowed: allowed.into(),
+        identify,
+        ping,
+        gossipsub,
+        mdns: mdns.into(),
+        stream: libp2p_stream::Behaviour::new(),
+    })
+}
+
+/// Builds the swarm: TCP behind the team key's private-network handshake when a key is
+/// set, otherwise TCP and QUIC. Noise authenticates and encrypts either way.
+pub(crate) fn build_swarm(
+    config: &NetConfig,
+    keypair: Keypair,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let behaviour = build_behaviour(config, &keypair)?;
+    let tcp_config = tcp::Config::default().nodelay(true);
+    let swarm_config =
+        |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
+    let build_err = |e: &dyn std::fmt::Display| NetError::SwarmBuild(e.to_string());
+    let swarm = match config.team_key {
+        Some(key) => {
+            let psk = PreSharedKey::new(key);
+            SwarmBuilder::with_existing_identity(keypair)
+                .with_tokio()
+                .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    let noise = noise::Config::new(key)?;
+                    Ok(tcp::tokio::Transport::new(tcp_config)
+                        .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default())
+                        .timeout(HANDSHAKE_TIMEOUT))
+                })
+                .map_err(|e| build_err(&e))?
+                .with_behaviour(|_| behaviour)
+                .map_err(|e| build_err(&e))?
+                .with_swarm_config(swarm_config)
+                .build()
+        }
+        None => SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(tcp_config, noise::Config::new, yamux::Config::default)
+            .map_err(|e| build_err(&e))?
+            .with_quic()
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| build_err(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+    };
+    Ok(swarm)
+}
+
+/// Whether `local` is the side that dials on discovery, resolves duplicate connections
+/// and opens the sync stream. Exactly one side of any pair answers yes.
+pub(crate) fn is_leader(local: &PeerId, remote: &PeerId) -> bool {
+    local < remote
+}

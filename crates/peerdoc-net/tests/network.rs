@@ -1,0 +1,610 @@
+//! In-process network tests: TCP on 127.0.0.1, mDNS off, explicit dials.
+//!
+//! Every wait has a generous timeout that only guards against a hang; assertions are
+//! about what happened, never how fast.
+
+use std::{collections::BTreeSet, future::Future, time::Duration};
+
+use bytes::Bytes;
+use futures::{AsyncWriteExt as _, StreamExt as _};
+use libp2p::{Multiaddr, PeerId, SwarmBuilder, identity::Keypair, noise, tcp, yamux};
+use peerdoc_net::{
+    Misbehaviour, NetConfig, NetError, NetEvent, NetHandle, Network, PublishOutcome, SYNC_PROTOCOL,
+};
+use tokio::sync::mpsc;
+
+/// Failure guard for any single wait.
+const GUARD: Duration = Duration::from_secs(30);
+
+struct Node {
+    net: NetHandle,
+    events: mpsc::Receiver<NetEvent>,
+    addr: Multiaddr,
+    id: PeerId,
+}
+
+async fn guard<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(GUARD, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+async fn start_with(config: NetConfig, keypair: Keypair) -> Node {
+    assert!(
+        !config.enable_mdns,
+        "tests never run mDNS in the host namespace"
+    );
+    let (net, mut events, event_loop) = Network::new(config, keypair).unwrap();
+    tokio::spawn(event_loop.run());
+    let addr = guard("listen address", async {
+        loop {
+            match events.recv().await {
+                Some(NetEvent::Listening { addr }) => break addr,
+                Some(_) => {}
+                None => panic!("event loop ended"),
+            }
+        }
+    })
+    .await;
+    Node {
+        id: net.local_peer_id(),
+        net,
+        events,
+        addr,
+    }
+}
+
+async fn start(config: NetConfig) -> Node {
+    start_with(config, Keypair::generate_ed25519()).await
+}
+
+impl Node {
+    /// Waits for the first event `pick` accepts, skipping the rest.
+    async fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(&NetEvent) -> Option<T>) -> T {
+        guard(what, async {
+            loop {
+                match self.events.recv().await {
+                    Some(event) => {
+                        if let Some(v) = pick(&event) {
+                            break v;
+                        }
+                    }
+                    None => panic!("event loop ended while waiting for {what}"),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn connected_to(&mut self, peer: PeerId) {
+        self.wait_for("PeerConnected", |e| {
+            matches!(e, NetEvent::PeerConnected { peer: p, .. } if *p == peer).then_some(())
+        })
+        .await;
+    }
+
+    async fn frame_from(&mut self, peer: PeerId) -> Bytes {
+        self.wait_for("frame", |e| match e {
+            NetEvent::Frame { peer: p, bytes } if *p == peer => Some(bytes.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Everything already in the event channel, without waiting.
+    fn drain(&mut self) -> Vec<NetEvent> {
+        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+    }
+}
+
+/// Connects `a` to `b` by explicit dial and waits until both have a sync stream.
+async fn connect(a: &mut Node, b: &mut Node) {
+    a.net.dial(b.addr.clone()).await.unwrap();
+    a.connected_to(b.id).await;
+    b.connected_to(a.id).await;
+}
+
+/// Queues a frame, waiting politely while the peer's queue is full.
+async fn send(net: &NetHandle, peer: PeerId, frame: Bytes) {
+    guard("room in the peer queue", async {
+        loop {
+            match net.send_frame(peer, frame.clone()) {
+                Ok(()) => break,
+                Err(NetError::PeerQueueFull { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(e) => panic!("send_frame: {e}"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_frames_arrive_in_order_and_are_counted() {
+    let mut a = start(NetConfig::loopback()).await;
+    let mut b = start(NetConfig::loopback()).await;
+    connect(&mut a, &mut b).await;
+
+    let frame = |i: u32| {
+        let mut body = i.to_be_bytes().to_vec();
+        body.resize(4 + (i as usize * 7) % 3000, (i % 251) as u8);
+        Bytes::from(body)
+    };
+    let sender = {
+        let net = a.net.clone();
+        let to = b.id;
+        tokio::spawn(async move {
+            for i in 0..1000 {
+                send(&net, to, frame(i)).await;
+            }
+        })
+    };
+    let mut total = 0u64;
+    for i in 0..1000 {
+        let got = b.frame_from(a.id).await;
+        assert_eq!(got, frame(i), "frame {i} out of order or corrupted");
+        total += got.len() as u64;
+    }
+    sender.await.unwrap();
+
+    let b_view = b.net.peers().await.unwrap();
+    let a_in_b = b_view.iter().find(|p| p.peer == a.id).unwrap();
+    assert_eq!(a_in_b.frames_in, 1000);
+    assert_eq!(a_in_b.bytes_in, total);
+    assert!(a_in_b.sync_stream);
+    assert_eq!(a_in_b.transport.as_str(), "tcp");
+    let a_view = a.net.peers().await.unwrap();
+    assert_eq!(
+        a_view.iter().find(|p| p.peer == b.id).unwrap().bytes_out,
+        total
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frame_bans_the_sender_and_spares_other_peers() {
+    let mut receiver = start(NetConfig {
+        max_frame_size: 1024,
+        ..NetConfig::loopback()
+    })
+    .await;
+    let mut offender = start(NetConfig::loopback()).await;
+    let mut bystander = start(NetConfig::loopback()).await;
+    connect(&mut offender, &mut receiver).await;
+    connect(&mut bystander, &mut receiver).await;
+
+    offender
+        .net
+        .send_frame(receiver.id, Bytes::from(vec![0u8; 2048]))
+        .unwrap();
+    let (peer, reason) = receiver
+        .wait_for("PeerMisbehaved", |e| match e {
+            NetEvent::PeerMisbehaved { peer, reason } => Some((*peer, reason.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(peer, offender.id);
+    assert_eq!(
+        reason,
+        Misbehaviour::FrameTooLarge {
+            len: 2048,
+            max: 1024
+        }
+    );
+    offender
+        .wait_for("PeerDisconnected", |e| {
+            matches!(e, NetEvent::PeerDisconnected { peer } if *peer == receiver.id).then_some(())
+        })
+        .await;
+
+    // The bystander's stream is untouched, both ways.
+    bystander
+        .net
+        .send_frame(receiver.id, Bytes::from_static(b"still here"))
+        .unwrap();
+    assert_eq!(&receiver.frame_from(bystander.id).await[..], b"still here");
+    receiver
+        .net
+        .send_frame(bystander.id, Bytes::from_static(b"and you"))
+        .unwrap();
+    assert_eq!(&bystander.frame_from(receiver.id).await[..], b"and you");
+
+    // The ban refuses the offender's next connection.
+    offender.net.dial(receiver.addr.clone()).await.unwrap();
+    receiver
+        .wait_for("ConnectionDenied", |e| {
+            matches!(e, NetEvent::ConnectionDenied { peer } if *peer == offender.id).then_some(())
+        })
+        .await;
+    assert!(
+        receiver
+            .drain()
+            .iter()
+            .all(|e| !matches!(e, NetEvent::PeerConnected { peer, .. } if *peer == offender.id))
+    );
+}
+
+/// A peer that speaks the sync protocol's id but sends a length prefix that is no varint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_length_prefix_disconnects_without_panicking() {
+    let victim_key = Keypair::generate_ed25519();
+    let victim_id = victim_key.public().to_peer_id();
+    // The lower peer id opens the sync stream: make the victim the opener, so the rogue
+    // only has to answer on the stream it is given.
+    let rogue_key = loop {
+        let key = Keypair::generate_ed25519();
+        if key.public().to_peer_id() > victim_id {
+            break key;
+        }
+    };
+    let rogue_id = rogue_key.public().to_peer_id();
+    let mut victim = start_with(NetConfig::loopback(), victim_key).await;
+
+    let mut rogue = SwarmBuilder::with_existing_identity(rogue_key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let mut incoming = rogue
+        .behaviour()
+        .new_control()
+        .accept(SYNC_PROTOCOL)
+        .unwrap();
+    rogue.dial(victim.addr.clone()).unwrap();
+    tokio::spawn(async move {
+        loop {
+            rogue.select_next_some().await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            // Six continuation bytes: longer than any 32-bit varint.
+            let _ = stream.write_all(&[0xff; 6]).await;
+            let _ = stream.flush().await;
+            // Keep the stream open so only the prefix can be blamed.
+            tokio::time::sleep(GUARD).await;
+        }
+    });
+
+    let (peer, reason) = victim
+        .wait_for("PeerMisbehaved", |e| match e {
+            NetEvent::PeerMisbehaved { peer, reason } => Some((*peer, reason.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(peer, rogue_id);
+    assert_eq!(reason, Misbehaviour::MalformedLengthPrefix);
+    // The victim is still alive and has dropped the rogue.
+    let peers = guard("rogue gone", async {
+        loop {
+            let peers = victim.net.peers().await.unwrap();
+            if peers.iter().all(|p| p.peer != rogue_id) {
+                break peers;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(peers.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_reaches_every_node_including_through_a_relay() {
+    let mut hub = start(NetConfig::loopback()).await;
+    let mut b = start(NetConfig::loopback()).await;
+    let mut c = start(NetConfig::loopback()).await;
+    let mut d = start(NetConfig::loopback()).await;
+    // d only knows c: hub's announcements reach d through c.
+    connect(&mut b, &mut hub).await;
+    connect(&mut c, &mut hub).await;
+    connect(&mut d, &mut c).await;
+
+    let mut heard = BTreeSet::new();
+    let mut round = 0u32;
+    guard("gossip at b, c and d", async {
+        while heard.len() < 3 {
+            // Subscriptions propagate asynchronously; keep announcing (distinct bytes,
+            // since message ids are content hashes) until every node has heard one.
+            round += 1;
+            let outcome = hub
+                .net
+                .publish(Bytes::from(format!("announcement {round}")))
+                .await
+                .unwrap();
+            assert!(matches!(
+                outcome,
+                PublishOutcome::Sent | PublishOutcome::NoPeers
+            ));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for (name, node) in [("b", &mut b), ("c", &mut c), ("d", &mut d)] {
+                for event in node.drain() {
+                    if let NetEvent::Gossip { from, bytes } = event {
+                        assert_eq!(from, hub.id);
+                        assert!(bytes.starts_with(b"announcement "));
+                        heard.insert(name);
+                    }
+                }
+            }
+        }
+    })
+    .await;
+
+    // Publishing the same bytes twice is not an error either.
+    let same = Bytes::from_static(b"same announcement");
+    hub.net.publish(same.clone()).await.unwrap();
+    assert_eq!(
+        hub.net.publish(same).await.unwrap(),
+        PublishOutcome::Duplicate
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_without_peers_is_not_an_error() {
+    let lonely = start(NetConfig::loopback()).await;
+    let outcome = lonely
+        .net
+        .publish(Bytes::from_static(b"anyone?"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, PublishOutcome::NoPeers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_key_admits_members_and_shuts_out_everyone_else() {
+    let team = |key| NetConfig {
+        team_key: key,
+        ..NetConfig::loopback()
+    };
+    let mut a = start(team(Some([42; 32]))).await;
+    let mut b = start(team(Some([42; 32]))).await;
+    let mut wrong_key = start(team(Some([7; 32]))).await;
+    let mut no_key = start(team(None)).await;
+
+    connect(&mut b, &mut a).await;
+    b.net
+        .send_frame(a.id, Bytes::from_static(b"member"))
+        .unwrap();
+    assert_eq!(&a.frame_from(b.id).await[..], b"member");
+
+    for stranger in [&mut wrong_key, &mut no_key] {
+        stranger.net.dial(a.addr.clone()).await.unwrap();
+        stranger
+            .wait_for("DialFailed", |e| {
+                matches!(e, NetEvent::DialFailed { .. }).then_some(())
+            })
+            .await;
+        assert!(stranger.net.peers().await.unwrap().is_empty());
+        assert!(
+            stranger
+                .drain()
+                .iter()
+                .all(|e| !matches!(e, NetEvent::PeerConnected { .. } | NetEvent::Frame { .. }))
+        );
+        assert!(matches!(
+            a.net.send_frame(stranger.id, Bytes::from_static(b"secret")),
+            Err(NetError::PeerNotConnected { .. })
+        ));
+    }
+    let strangers = [wrong_key.id, no_key.id];
+    assert!(a.drain().iter().all(|e| !matches!(
+        e,
+        NetEvent::PeerConnected { peer, .. } | NetEvent::Frame { peer, .. } if strangers.contains(peer)
+    )));
+    let a_peers: Vec<PeerId> = a
+        .net
+        .peers()
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.peer)
+        .collect();
+    assert_eq!(a_peers, vec![b.id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_refuses_unlisted_peers() {
+    let member_key = Keypair::generate_ed25519();
+    let member_id = member_key.public().to_peer_id();
+    let mut gate = start(NetConfig {
+        allowlist: Some(BTreeSet::from([member_id])),
+        ..NetConfig::loopback()
+    })
+    .await;
+    let mut member = start_with(NetConfig::loopback(), member_key).await;
+    let outsider = start(NetConfig::loopback()).await;
+
+    outsider.net.dial(gate.addr.clone()).await.unwrap();
+    gate.wait_for("ConnectionDenied", |e| {
+        matches!(e, NetEvent::ConnectionDenied { peer } if *peer == outsider.id).then_some(())
+    })
+    .await;
+
+    connect(&mut member, &mut gate).await;
+    let peers: Vec<PeerId> = gate
+        .net
+        .peers()
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.peer)
+        .collect();
+    assert_eq!(peers, vec![member_id]);
+    assert!(
+        gate.drain()
+            .iter()
+            .all(|e| !matches!(e, NetEvent::PeerConnected { peer, .. } if *peer == outsider.id))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialing_both_ways_settles_on_one_connection_and_one_stream() {
+    let mut a = start(NetConfig::loopback()).await;
+    let mut b = start(NetConfig::loopback()).await;
+    let (ra, rb) = tokio::join!(a.net.dial(b.addr.clone()), b.net.dial(a.addr.clone()));
+    ra.unwrap();
+    rb.unwrap();
+
+    for (node, other) in [(&a, b.id), (&b, a.id)] {
+        guard("a single connection with a stream", async {
+            loop {
+                let peers = node.net.peers().await.unwrap();
+                if let [p] = &peers[..] {
+                    if p.peer == other && p.connections == 1 && p.sync_stream {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+    // The one stream carries frames both ways.
+    send(&a.net, b.id, Bytes::from_static(b"ping")).await;
+    assert_eq!(&b.frame_from(a.id).await[..], b"ping");
+    send(&b.net, a.id, Bytes::from_static(b"pong")).await;
+    assert_eq!(&a.frame_from(b.id).await[..], b"pong");
+
+    // Every PeerConnected is matched by a PeerDisconnected before the next one: the engine
+    // never sees two channels to one peer at once.
+    for node in [&mut a, &mut b] {
+        let mut open = 0i32;
+        for event in node.drain() {
+            match event {
+                NetEvent::PeerConnected { .. } => open += 1,
+                NetEvent::PeerDisconnected { .. } => open -= 1,
+                _ => {}
+            }
+            assert!((0..=1).contains(&open), "overlapping sync streams");
+        }
+    }
+    for node in [&a, &b] {
+        let peers = node.net.peers().await.unwrap();
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].connections, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_peer_queue_is_reported_not_buffered() {
+    const FRAME: usize = 64 * 1024;
+    let mut sender = start(NetConfig {
+        peer_queue_len: 4,
+        ..NetConfig::loopback()
+    })
+    .await;
+    // The receiver's caller never reads while we fill: its event channel holds 2 events.
+    let mut receiver = start(NetConfig {
+        event_queue_len: 2,
+        ..NetConfig::loopback()
+    })
+    .await;
+    connect(&mut sender, &mut receiver).await;
+
+    let mut accepted = 0u32;
+    let full = guard("PeerQueueFull", async {
+        loop {
+            let mut body = vec![0u8; FRAME];
+            body[..4].copy_from_slice(&accepted.to_be_bytes());
+            match sender.net.send_frame(receiver.id, Bytes::from(body)) {
+                Ok(()) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(
+                accepted < 10_000,
+                "{accepted} frames queued: the queue is unbounded"
+            );
+            // Let the writer drain what it can, so only real backpressure fills the queue.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert!(matches!(full, NetError::PeerQueueFull { peer } if peer == receiver.id));
+
+    // Everything accepted is still delivered, in order, once the receiver reads again.
+    for i in 0..accepted {
+        let got = receiver.frame_from(sender.id).await;
+        assert_eq!(got.len(), FRAME);
+        assert_eq!(&got[..4], &i.to_be_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_ban_disconnects_and_explicit_peer_returns_after_it_expires() {
+    let mut host = start(NetConfig {
+        ban_duration: Duration::from_millis(1500),
+        ..NetConfig::loopback()
+    })
+    .await;
+    // The guest knows the host only from its config and redials it with backoff.
+    let mut guest = start(NetConfig {
+        peers: vec![host.addr.clone()],
+        reconnect_base: Duration::from_millis(100),
+        reconnect_cap: Duration::from_millis(400),
+        jitter_seed: Some(1),
+        ..NetConfig::loopback()
+    })
+    .await;
+    guest.connected_to(host.id).await;
+    host.connected_to(guest.id).await;
+
+    host.net
+        .disconnect_and_ban(guest.id, "sent a sync message for an unknown document")
+        .await
+        .unwrap();
+    let reason = host
+        .wait_for("PeerMisbehaved", |e| match e {
+            NetEvent::PeerMisbehaved { peer, reason } if *peer == guest.id => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(matches!(reason, Misbehaviour::Engine(ref r) if r.contains("unknown document")));
+    guest
+        .wait_for("PeerDisconnected", |e| {
+            matches!(e, NetEvent::PeerDisconnected { peer } if *peer == host.id).then_some(())
+        })
+        .await;
+    // Redials are refused during the ban, then succeed.
+    host.wait_for("ConnectionDenied", |e| {
+        matches!(e, NetEvent::ConnectionDenied { peer } if *peer == guest.id).then_some(())
+    })
+    .await;
+    guest.connected_to(host.id).await;
+    host.connected_to(guest.id).await;
+    guest
+        .net
+        .send_frame(host.id, Bytes::from_static(b"back"))
+        .unwrap();
+    assert_eq!(&host.frame_from(guest.id).await[..], b"back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_frame_checks_size_and_connection() {
+    let a = start(NetConfig {
+        max_frame_size: 16,
+        ..NetConfig::loopback()
+    })
+    .await;
+    let stranger = PeerId::random();
+    assert!(matches!(
+        a.net.send_frame(stranger, Bytes::from(vec![0; 17])),
+        Err(NetError::FrameTooLarge { len: 17, max: 16 })
+    ));
+    assert!(matches!(
+        a.net.send_frame(stranger, Bytes::from_static(b"hi")),
+        Err(NetError::PeerNotConnected { .. })
+    ));
+    assert_eq!(a.net.listen_addrs().await.unwrap(), vec![a.addr.clone()]);
+    a.net.shutdown().await.unwrap();
+    assert!(matches!(
+        a.net.peers().await,
+        Err(NetError::EventLoopClosed)
+    ));
+}
