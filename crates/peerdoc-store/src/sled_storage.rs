@@ -285,14 +285,24 @@ impl SledStorage {
                 TransactionError::Storage(source) => StoreError::Sled(source),
                 TransactionError::Abort(never) => match never {},
             })?;
+        if !moved {
+            tracing::debug!(
+                path = %self.path.display(),
+                key = %shown_key,
+                "a value that failed verification was replaced before it could be quarantined"
+            );
+            return Ok(());
+        }
         tracing::warn!(
             path = %self.path.display(),
             key = %shown_key,
             reason = %reason,
             stored_len = stored.len(),
-            moved,
             "quarantined a stored value that failed verification"
         );
+        // Make the move durable now rather than at the next background flush, so the
+        // record is there after a crash (otherwise the value is just found again).
+        self.db.flush()?;
         Ok(())
     }
 
