@@ -183,7 +183,10 @@ pub fn large_values_round_trip<S: Storage>(store: &S) {
 pub fn many_keys<S: Storage>(store: &S) {
     let mut batch = WriteBatch::new();
     for i in 0..2000 {
-        batch.put(key(&["many", &format!("{i:05}")]), i.to_string().into_bytes());
+        batch.put(
+            key(&["many", &format!("{i:05}")]),
+            i.to_string().into_bytes(),
+        );
     }
     store.write(batch).unwrap();
     let all = store.range(&prefix(&["many"])).unwrap();
