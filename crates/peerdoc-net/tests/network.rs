@@ -642,3 +642,68 @@ async fn send_frame_checks_size_and_connection() {
         Err(NetError::EventLoopClosed)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_carries_the_sync_stream_without_a_team_key() {
+    let quic = || NetConfig {
+        listen_addrs: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
+        ..NetConfig::loopback()
+    };
+    let mut a = start(quic()).await;
+    let mut b = start(quic()).await;
+    connect(&mut a, &mut b).await;
+    send(&a.net, b.id, Bytes::from_static(b"over quic")).await;
+    assert_eq!(&b.frame_from(a.id).await[..], b"over quic");
+    let peers = b.net.peers().await.unwrap();
+    assert_eq!(peers[0].transport.as_str(), "quic");
+}
+
+/// Another libp2p application on the LAN (identify, no sync protocol) is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_without_the_sync_protocol_are_disconnected() {
+    let mut node = start(NetConfig::loopback()).await;
+    let other_key = Keypair::generate_ed25519();
+    let other_id = other_key.public().to_peer_id();
+    let mut other = SwarmBuilder::with_existing_identity(other_key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| {
+            libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
+                "/some-other-app/1".to_owned(),
+                key.public(),
+            ))
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    other.dial(node.addr.clone()).unwrap();
+    guard("the other app to be disconnected", async {
+        let mut established = false;
+        loop {
+            match other.select_next_some().await {
+                libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } => established = true,
+                libp2p::swarm::SwarmEvent::ConnectionClosed {
+                    num_established: 0, ..
+                } if established => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        node.drain()
+            .iter()
+            .all(|e| !matches!(e, NetEvent::PeerConnected { peer, .. } if *peer == other_id))
+    );
+    guard("the node to forget the other app", async {
+        while !node.net.peers().await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
