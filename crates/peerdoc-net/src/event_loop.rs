@@ -38,6 +38,12 @@ use crate::{
 /// connection.
 const MAX_STREAM_ATTEMPTS: u32 = 3;
 
+/// Most sync streams a leader may open to us per [`INBOUND_STREAM_WINDOW`]. A correct
+/// leader opens one per connection plus a few after failures; a peer that keeps
+/// replacing its stream makes us tear down and restart sessions for nothing.
+const MAX_INBOUND_STREAMS: u32 = 16;
+const INBOUND_STREAM_WINDOW: Duration = Duration::from_secs(60);
+
 /// Most `NetHandle::dial` calls waiting for an outcome at once.
 const MAX_PENDING_DIALS: usize = 256;
 
@@ -75,6 +81,9 @@ struct ConnectedPeer {
     /// Numbers the leader's stream opens; an open that completes after a newer one was
     /// started is stale (it may ride a connection that has since closed).
     open_seq: u64,
+    /// Start of the current window for counting sync streams this peer opened to us,
+    /// and the count.
+    inbound_window: (Instant, u32),
 }
 
 /// Where an explicitly configured peer stands.
@@ -496,6 +505,7 @@ impl NetEventLoop {
             session: None,
             stream_attempts: 0,
             open_seq: 0,
+            inbound_window: (Instant::now(), 0),
         });
         entry.connections.push(Connection {
             id,
@@ -606,10 +616,21 @@ impl NetEventLoop {
         if self.bans.contains_key(&peer) {
             return;
         }
-        if !self.peers.contains_key(&peer) {
+        let Some(entry) = self.peers.get_mut(&peer) else {
             if self.swarm.is_connected(&peer) {
                 self.early_inbound.insert(peer, stream);
             }
+            return;
+        };
+        let now = Instant::now();
+        let (since, count) = &mut entry.inbound_window;
+        if now.duration_since(*since) > INBOUND_STREAM_WINDOW {
+            *since = now;
+            *count = 0;
+        }
+        *count += 1;
+        if *count > MAX_INBOUND_STREAMS {
+            self.ban(peer, Misbehaviour::StreamChurn);
             return;
         }
         self.start_session(peer, stream);

@@ -707,3 +707,65 @@ async fn peers_without_the_sync_protocol_are_disconnected() {
     })
     .await;
 }
+
+/// A leader that keeps replacing its sync stream is banned rather than served forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_churning_sync_streams_is_banned() {
+    let victim_key = Keypair::generate_ed25519();
+    let victim_id = victim_key.public().to_peer_id();
+    // The rogue must be the leader (lower peer id) for its streams to be accepted.
+    let rogue_key = loop {
+        let key = Keypair::generate_ed25519();
+        if key.public().to_peer_id() < victim_id {
+            break key;
+        }
+    };
+    let rogue_id = rogue_key.public().to_peer_id();
+    let mut victim = start_with(NetConfig::loopback(), victim_key).await;
+    let mut rogue = SwarmBuilder::with_existing_identity(rogue_key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let mut control = rogue.behaviour().new_control();
+    rogue.dial(victim.addr.clone()).unwrap();
+    let (connected_tx, connected) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut connected_tx = Some(connected_tx);
+        loop {
+            if let libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } =
+                rogue.select_next_some().await
+                && let Some(tx) = connected_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    tokio::spawn(async move {
+        // Opening before the connection is up would make libp2p-stream dial by id alone.
+        let _ = connected.await;
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            match control.open_stream(victim_id, SYNC_PROTOCOL).await {
+                Ok(stream) => held.push(stream),
+                Err(_) => break,
+            }
+        }
+        tokio::time::sleep(GUARD).await;
+    });
+    let (peer, reason) = victim
+        .wait_for("PeerMisbehaved", |e| match e {
+            NetEvent::PeerMisbehaved { peer, reason } => Some((*peer, reason.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(peer, rogue_id);
+    assert_eq!(reason, Misbehaviour::StreamChurn);
+}
