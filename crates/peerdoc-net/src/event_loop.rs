@@ -399,13 +399,11 @@ impl NetEventLoop {
             Err(DialError::DialPeerConditionFalse(_)) => {
                 // Already connected or being dialed by someone else (discovery, the peer
                 // itself); a disconnect brings us back here.
-                if let Some(peer) = self.explicit[index].peer {
-                    self.explicit[index].state = if self.swarm.is_connected(&peer) {
-                        TargetState::Connected(peer)
-                    } else {
-                        self.backoff_state(index)
-                    };
-                }
+                self.explicit[index].state = match self.explicit[index].peer {
+                    Some(peer) if self.swarm.is_connected(&peer) => TargetState::Connected(peer),
+                    // Never leave a past deadline behind: the loop would spin on it.
+                    _ => self.backoff_state(index),
+                };
             }
             Err(e) => {
                 tracing::debug!(addr = %addr, error = %e, "cannot dial explicit peer");
