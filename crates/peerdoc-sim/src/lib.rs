@@ -330,9 +330,17 @@ impl Sim {
         let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
         for ev in self.events.values() {
             let kind = match ev {
-                Ev::Deliver { bytes, .. } => {
+                Ev::Deliver { bytes, node, .. } => {
                     match peerdoc_core::wire::Message::decode(bytes, usize::MAX) {
-                        Ok(m) => format!("deliver {}", m.type_name()),
+                        Ok(m) => format!(
+                            "deliver {} to {node} doc {:?} loaded {:?}",
+                            m.type_name(),
+                            m.document_id(),
+                            m.document_id().map(|d| self.nodes[*node]
+                                .repo
+                                .as_ref()
+                                .map(|r| r.document(d).is_some()))
+                        ),
                         Err(_) => "deliver ?".into(),
                     }
                 }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use automerge::{ActorId, Automerge, ChangeHash, sync};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc, sync};
 use rand::RngCore;
 
 use crate::ids::{ConnectionId, StorageId};
@@ -76,8 +76,14 @@ impl LoadedDoc {
     }
 
     /// Whether nothing depends on this document staying in memory.
+    ///
+    /// A document holding changes that wait for their dependencies is kept: those
+    /// changes live only in automerge's queue, and the peer that sent them will not send
+    /// them again in this session.
     pub(crate) fn evictable(&self) -> bool {
-        self.writes_in_flight == 0 && self.saved_heads == self.doc.get_heads()
+        self.writes_in_flight == 0
+            && self.saved_heads == self.doc.get_heads()
+            && self.doc.get_missing_deps(&[]).is_empty()
     }
 
     pub(crate) fn next_conflict_seq(&self) -> u64 {
