@@ -569,10 +569,10 @@ impl Driver {
                 }
             }
             Event::StorageFailed { error } => {
-                if !self.repo.is_ready() {
-                    if let Some(ready) = self.ready.take() {
-                        let _ = ready.send(Err(NodeError::StartFailed(error.to_string())));
-                    }
+                if !self.repo.is_ready()
+                    && let Some(ready) = self.ready.take()
+                {
+                    let _ = ready.send(Err(NodeError::StartFailed(error.to_string())));
                 }
                 self.publish(NodeEvent::StorageFailed {
                     error: error.to_string(),

@@ -162,6 +162,9 @@ async fn created_on_a_is_readable_on_b_and_a_change_on_b_reaches_a() {
     let on_b = until_doc("the doc on B", &b, &mut b_events, doc, |_| true).await;
     assert_eq!(on_b, json!({"firstDance": "21:00"}));
 
+    // A second receiver keeps every event for the assertions below (the first one is
+    // consumed by the wait).
+    let mut a_log = a.subscribe();
     b.edit(
         doc,
         set("/firstDance", json!("21:15")),
@@ -176,17 +179,18 @@ async fn created_on_a_is_readable_on_b_and_a_change_on_b_reaches_a() {
 
     // A was told where the change came from.
     let mut remote_change = None;
-    while let Ok(event) = a_events.try_recv() {
+    // The event is published before the change is readable, so it is queued by now.
+    while let Ok(event) = a_log.try_recv() {
         if let NodeEvent::DocumentChanged {
             doc: d,
             origin,
             paths,
             ..
         } = event
+            && d == doc
+            && origin != Origin::Local
         {
-            if d == doc && origin != Origin::Local {
-                remote_change = Some((origin, paths));
-            }
+            remote_change = Some((origin, paths));
         }
     }
     let (origin, paths) = remote_change.expect("a remote DocumentChanged on A");
