@@ -7,8 +7,10 @@
 //! completes every write of the run. A read ends a run, so it sees every earlier write.
 //! Completions go back to the driver as one message per group, in order.
 
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use peerdoc_core::repo::{StorageOp, StorageOpId, StorageResult};
 use peerdoc_core::{Storage, StorageError, WriteBatch};
@@ -41,11 +43,47 @@ pub(crate) trait ClosableStorage: Storage + 'static {
     fn final_flush(&self) -> Result<(), StorageError> {
         Ok(())
     }
+
+    /// A file the backend holds an exclusive `flock` on while open, if any.
+    fn lock_file(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl ClosableStorage for peerdoc_store::SledStorage {
     fn final_flush(&self) -> Result<(), StorageError> {
         self.raw_flush().map_err(StorageError::from)
+    }
+
+    fn lock_file(&self) -> Option<PathBuf> {
+        Some(self.path().join("db"))
+    }
+}
+
+/// Longest wait for a closed store's lock to be released; a failure guard only.
+const RELEASE_GUARD: Duration = Duration::from_secs(10);
+
+/// Waits until nobody holds the `flock` on `path`.
+///
+/// sled 0.34 releases its lock when the last internal reference to its files drops,
+/// which can be on one of its background threads shortly after the `Db` itself was
+/// dropped. Shutdown promises a free data directory, so it waits for that here.
+fn wait_until_unlocked(path: &Path) {
+    let Ok(file) = std::fs::File::open(path) else {
+        return; // No lock file, no lock.
+    };
+    let started = Instant::now();
+    loop {
+        // std's lock is the same `flock` sled (through fs2) takes.
+        if file.try_lock().is_ok() {
+            let _ = file.unlock();
+            return;
+        }
+        if started.elapsed() > RELEASE_GUARD {
+            tracing::warn!(path = %path.display(), "store still locked after closing it");
+            return;
+        }
+        thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -71,7 +109,11 @@ pub(crate) fn spawn<S: ClosableStorage>(
             if let Err(error) = storage.final_flush() {
                 tracing::error!(%error, "final storage flush failed");
             }
+            let lock_file = storage.lock_file();
             drop(storage);
+            if let Some(path) = lock_file {
+                wait_until_unlocked(&path);
+            }
             let _ = closed_tx.send(());
         })?;
     Ok(StorageWorker {
