@@ -61,6 +61,7 @@
 //! ```
 
 mod conflicts;
+mod depth;
 mod error;
 mod history;
 mod json;
@@ -70,6 +71,7 @@ mod reconcile;
 mod tree;
 
 pub use conflicts::{Conflict, ConflictValue, conflicts, conflicts_from_patches, resolve};
+pub use depth::{MAX_NESTING_DEPTH, nests_deeper_than};
 pub use error::ModelError;
 pub use history::{HistoryEntry, history, revert_in, revert_to};
 pub use json::{init_from_json, put_json, to_json, to_json_at, try_to_json_at};

@@ -182,6 +182,10 @@ pub struct Repo {
     loading: BTreeMap<DocumentId, Loading>,
     storage_ops: BTreeMap<StorageOpId, Purpose>,
     conns: BTreeMap<ConnectionId, Connection>,
+    /// Sync sessions of evicted documents whose exchange had not settled. Dropping them
+    /// would restart the exchange on every reload, which under memory pressure never
+    /// ends; they are small and go when the connection does.
+    parked: BTreeMap<(DocumentId, ConnectionId), document::Session>,
     pending_commands: usize,
     next_op: u64,
     use_clock: u64,
@@ -209,6 +213,7 @@ impl Repo {
             loading: BTreeMap::new(),
             storage_ops: BTreeMap::new(),
             conns: BTreeMap::new(),
+            parked: BTreeMap::new(),
             pending_commands: 0,
             next_op: 0,
             use_clock: 0,
@@ -726,7 +731,13 @@ impl Repo {
             self.write(Some(id), None, Vec::new(), batch);
             // The write above counted against the doc; it is leaving memory now.
         }
-        self.docs.remove(&id);
+        if let Some(doc) = self.docs.remove(&id) {
+            for (conn, session) in doc.sessions {
+                if !session.in_sync {
+                    self.parked.insert((id, conn), session);
+                }
+            }
+        }
         self.evictions += 1;
         tracing::debug!(doc = %id, "evicted");
     }

@@ -82,6 +82,8 @@ pub enum Misbehaviour {
     },
     /// It sent a length prefix that is not a minimal 32-bit varint.
     MalformedLengthPrefix,
+    /// It kept replacing its sync stream (more than 16 streams a minute).
+    StreamChurn,
     /// The sync engine reported a protocol violation.
     Engine(String),
 }
@@ -93,6 +95,7 @@ impl fmt::Display for Misbehaviour {
                 write!(f, "frame of {len} bytes exceeds the {max} byte cap")
             }
             Self::MalformedLengthPrefix => f.write_str("malformed frame length prefix"),
+            Self::StreamChurn => f.write_str("opened too many sync streams"),
             Self::Engine(reason) => write!(f, "sync protocol violation: {reason}"),
         }
     }

@@ -34,9 +34,18 @@ use crate::{
     swarm::{Behaviour, BehaviourEvent, SYNC_PROTOCOL, is_leader},
 };
 
-/// How often the leader retries opening a sync stream on one connection before giving up
-/// on the connection.
+/// How often in a row the leader tries to open a sync stream before giving up on the
+/// connection.
 const MAX_STREAM_ATTEMPTS: u32 = 3;
+
+/// Most sync streams a leader may open to us per [`INBOUND_STREAM_WINDOW`]. A correct
+/// leader opens one per connection plus a few after failures; a peer that keeps
+/// replacing its stream makes us tear down and restart sessions for nothing.
+const MAX_INBOUND_STREAMS: u32 = 16;
+const INBOUND_STREAM_WINDOW: Duration = Duration::from_secs(60);
+
+/// Most `NetHandle::dial` calls waiting for an outcome at once.
+const MAX_PENDING_DIALS: usize = 256;
 
 /// How long to wait when nothing is scheduled.
 const IDLE_WAKEUP: Duration = Duration::from_secs(3600);
@@ -69,6 +78,12 @@ struct ConnectedPeer {
     last_ping: Option<SystemTime>,
     session: Option<SessionSlot>,
     stream_attempts: u32,
+    /// Numbers the leader's stream opens; an open that completes after a newer one was
+    /// started is stale (it may ride a connection that has since closed).
+    open_seq: u64,
+    /// Start of the current window for counting sync streams this peer opened to us,
+    /// and the count.
+    inbound_window: (Instant, u32),
 }
 
 /// Where an explicitly configured peer stands.
@@ -87,6 +102,13 @@ struct ExplicitPeer {
     peer: Option<PeerId>,
     failures: u32,
     state: TargetState,
+}
+
+/// The outcome of one attempt by the leader to open a sync stream.
+struct StreamOpened {
+    peer: PeerId,
+    seq: u64,
+    result: Result<Stream, OpenStreamError>,
 }
 
 /// Whether the loop keeps running after a command.
@@ -110,7 +132,10 @@ pub struct NetEventLoop {
     backlog: VecDeque<NetEvent>,
     incoming: libp2p_stream::IncomingStreams,
     control: libp2p_stream::Control,
-    opening: FuturesUnordered<BoxFuture<'static, (PeerId, Result<Stream, OpenStreamError>)>>,
+    opening: FuturesUnordered<BoxFuture<'static, StreamOpened>>,
+    /// Sync streams from a leader that arrived before its `ConnectionEstablished` event
+    /// did (the two travel on different channels); at most one per peer.
+    early_inbound: HashMap<PeerId, Stream>,
     ended_tx: mpsc::Sender<SessionEnded>,
     ended_rx: mpsc::Receiver<SessionEnded>,
     sessions: SessionTable,
@@ -124,6 +149,8 @@ pub struct NetEventLoop {
     /// redialed on discovery until the instant passes.
     foreign: HashMap<PeerId, Instant>,
     explicit: Vec<ExplicitPeer>,
+    /// `NetHandle::dial` calls waiting for their connection's outcome.
+    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
     rng: ChaCha8Rng,
     next_generation: u64,
 }
@@ -233,6 +260,7 @@ impl Network {
             incoming,
             control,
             opening: FuturesUnordered::new(),
+            early_inbound: HashMap::new(),
             ended_tx,
             ended_rx,
             sessions,
@@ -241,6 +269,7 @@ impl Network {
             bans: HashMap::new(),
             foreign: HashMap::new(),
             explicit,
+            pending_dials: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             next_generation: 0,
             config,
@@ -272,8 +301,8 @@ impl NetEventLoop {
                     None => break None,
                 },
                 Some((peer, stream)) = self.incoming.next() => self.on_inbound_stream(peer, stream),
-                Some((peer, result)) = self.opening.next(), if !self.opening.is_empty() => {
-                    self.on_stream_opened(peer, result);
+                Some(opened) = self.opening.next(), if !self.opening.is_empty() => {
+                    self.on_stream_opened(opened);
                 }
                 Some(ended) = self.ended_rx.recv() => self.on_session_ended(ended),
                 // An owned permit, so that the handlers below may borrow `self` mutably.
@@ -370,13 +399,11 @@ impl NetEventLoop {
             Err(DialError::DialPeerConditionFalse(_)) => {
                 // Already connected or being dialed by someone else (discovery, the peer
                 // itself); a disconnect brings us back here.
-                if let Some(peer) = self.explicit[index].peer {
-                    self.explicit[index].state = if self.swarm.is_connected(&peer) {
-                        TargetState::Connected(peer)
-                    } else {
-                        self.backoff_state(index)
-                    };
-                }
+                self.explicit[index].state = match self.explicit[index].peer {
+                    Some(peer) if self.swarm.is_connected(&peer) => TargetState::Connected(peer),
+                    // Never leave a past deadline behind: the loop would spin on it.
+                    _ => self.backoff_state(index),
+                };
             }
             Err(e) => {
                 tracing::debug!(addr = %addr, error = %e, "cannot dial explicit peer");
@@ -458,6 +485,9 @@ impl NetEventLoop {
         num_established: u32,
     ) {
         tracing::debug!(peer = %peer, addr = %remote_addr, dialed_by_us, "connection established");
+        if let Some((_, reply)) = self.pending_dials.remove(&id) {
+            let _ = reply.send(Ok(peer));
+        }
         for target in &mut self.explicit {
             if target.state == TargetState::Dialing(id) {
                 target.state = TargetState::Connected(peer);
@@ -472,6 +502,8 @@ impl NetEventLoop {
             last_ping: None,
             session: None,
             stream_attempts: 0,
+            open_seq: 0,
+            inbound_window: (Instant::now(), 0),
         });
         entry.connections.push(Connection {
             id,
@@ -480,6 +512,9 @@ impl NetEventLoop {
         });
         if !is_leader(&self.local, &peer) {
             // The other side opens the stream and settles duplicates.
+            if let Some(stream) = self.early_inbound.remove(&peer) {
+                self.start_session(peer, stream);
+            }
             return;
         }
         if num_established > 1 {
@@ -505,22 +540,45 @@ impl NetEventLoop {
     }
 
     fn open_stream(&mut self, peer: PeerId) {
+        // libp2p-stream dials a peer it is not connected to; reconnecting is our
+        // decision (leader rule, bans, backoff), never a side effect of a retry.
+        if !self.swarm.is_connected(&peer) {
+            return;
+        }
         let Some(entry) = self.peers.get_mut(&peer) else {
             return;
         };
         entry.stream_attempts += 1;
+        entry.open_seq += 1;
+        let seq = entry.open_seq;
         let mut control = self.control.clone();
         self.opening.push(
             async move {
                 let result = control.open_stream(peer, SYNC_PROTOCOL).await;
-                (peer, result)
+                StreamOpened { peer, seq, result }
             }
             .boxed(),
         );
     }
 
-    fn on_stream_opened(&mut self, peer: PeerId, result: Result<Stream, OpenStreamError>) {
-        if !self.peers.contains_key(&peer) || self.bans.contains_key(&peer) {
+    /// Replaces the leader's sync stream after one of several connections closed: the
+    /// stream may have been riding it, and a stream on a closed connection is not
+    /// reliably woken, so its reader could wait forever.
+    fn restart_stream(&mut self, peer: PeerId) {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        entry.stream_attempts = 0;
+        if let Some(slot) = entry.session.take() {
+            self.retire(peer, slot);
+        }
+        self.open_stream(peer);
+    }
+
+    fn on_stream_opened(&mut self, opened: StreamOpened) {
+        let StreamOpened { peer, seq, result } = opened;
+        let current = self.peers.get(&peer).is_some_and(|p| p.open_seq == seq);
+        if !current || self.bans.contains_key(&peer) {
             return;
         }
         match result {
@@ -553,7 +611,24 @@ impl NetEventLoop {
             tracing::debug!(peer = %peer, "ignoring a sync stream opened by the follower");
             return;
         }
-        if !self.peers.contains_key(&peer) || self.bans.contains_key(&peer) {
+        if self.bans.contains_key(&peer) {
+            return;
+        }
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            if self.swarm.is_connected(&peer) {
+                self.early_inbound.insert(peer, stream);
+            }
+            return;
+        };
+        let now = Instant::now();
+        let (since, count) = &mut entry.inbound_window;
+        if now.duration_since(*since) > INBOUND_STREAM_WINDOW {
+            *since = now;
+            *count = 0;
+        }
+        *count += 1;
+        if *count > MAX_INBOUND_STREAMS {
+            self.ban(peer, Misbehaviour::StreamChurn);
             return;
         }
         self.start_session(peer, stream);
@@ -674,8 +749,12 @@ impl NetEventLoop {
             entry.connections.retain(|c| c.id != id);
         }
         if remaining > 0 {
+            if is_leader(&self.local, &peer) {
+                self.restart_stream(peer);
+            }
             return;
         }
+        self.early_inbound.remove(&peer);
         if let Some(slot) = self.peers.remove(&peer).and_then(|e| e.session) {
             self.retire(peer, slot);
         }
@@ -688,6 +767,12 @@ impl NetEventLoop {
 
     fn on_dial_failure(&mut self, id: ConnectionId, peer: Option<PeerId>, error: &DialError) {
         tracing::debug!(peer = ?peer, error = %error, "dial failed");
+        if let Some((addr, reply)) = self.pending_dials.remove(&id) {
+            let _ = reply.send(Err(NetError::Dial {
+                addr,
+                reason: error.to_string(),
+            }));
+        }
         for index in 0..self.explicit.len() {
             if self.explicit[index].state == TargetState::Dialing(id) {
                 self.explicit[index].failures = self.explicit[index].failures.saturating_add(1);
@@ -702,10 +787,10 @@ impl NetEventLoop {
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                if !info.protocols.contains(&SYNC_PROTOCOL) {
-                    self.drop_foreign(peer_id);
-                }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
+                if !info.protocols.contains(&SYNC_PROTOCOL) =>
+            {
+                self.drop_foreign(peer_id);
             }
             BehaviourEvent::Ping(ping::Event {
                 peer,
@@ -718,10 +803,12 @@ impl NetEventLoop {
                         entry.last_ping = Some(SystemTime::now());
                     }
                 }
-                Err(e) => {
-                    tracing::debug!(peer = %peer, error = %e, "ping failed; closing connection");
+                Err(ping::Failure::Timeout) => {
+                    tracing::debug!(peer = %peer, "ping timed out; closing connection");
                     self.swarm.close_connection(connection);
                 }
+                // A peer without ping is judged by identify, not by liveness.
+                Err(e) => tracing::debug!(peer = %peer, error = %e, "ping failed"),
             },
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.on_discovered(found),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -777,9 +864,7 @@ impl NetEventLoop {
             Command::Publish { bytes, reply } => {
                 let _ = reply.send(self.publish(bytes));
             }
-            Command::Dial { addr, reply } => {
-                let _ = reply.send(self.dial(addr));
-            }
+            Command::Dial { addr, reply } => self.dial(addr, reply),
             Command::DisconnectAndBan {
                 peer,
                 reason,
@@ -815,23 +900,47 @@ impl NetEventLoop {
         }
     }
 
-    fn dial(&mut self, addr: Multiaddr) -> Result<(), NetError> {
+    /// Starts a dial whose outcome answers `reply` (see [`crate::NetHandle::dial`]).
+    fn dial(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, NetError>>) {
         if self.config.team_key.is_some() && is_quic(&addr) {
-            return Err(NetError::QuicWithTeamKey(addr));
+            let _ = reply.send(Err(NetError::QuicWithTeamKey(addr)));
+            return;
         }
-        let opts = match peer_id_of(&addr) {
+        if self.pending_dials.len() >= MAX_PENDING_DIALS {
+            let _ = reply.send(Err(NetError::Dial {
+                addr,
+                reason: "too many dials in flight".to_owned(),
+            }));
+            return;
+        }
+        let known_peer = peer_id_of(&addr);
+        let opts = match known_peer {
             Some(peer) => DialOpts::peer_id(peer)
                 .addresses(vec![addr.clone()])
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build(),
             None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
         };
+        let connection = opts.connection_id();
         match self.swarm.dial(opts) {
-            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => Ok(()),
-            Err(e) => Err(NetError::Dial {
-                addr,
-                reason: e.to_string(),
-            }),
+            Ok(()) => {
+                self.pending_dials.insert(connection, (addr, reply));
+            }
+            Err(DialError::DialPeerConditionFalse(_)) => {
+                // Connected already, or a dial to it is under way: the address's peer id
+                // is the answer either way.
+                let peer = known_peer.ok_or_else(|| NetError::Dial {
+                    addr: addr.clone(),
+                    reason: "dial condition not met".to_owned(),
+                });
+                let _ = reply.send(peer);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Dial {
+                    addr,
+                    reason: e.to_string(),
+                }));
+            }
         }
     }
 

@@ -204,6 +204,25 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Whatever a peer sends, reading frames ends in frames, a clean end, or an
+        /// error: never a panic, never a frame over the cap.
+        #[test]
+        fn arbitrary_input_never_panics(wire in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048), max in 0usize..512) {
+            block_on(async {
+                let mut reader = Cursor::new(wire);
+                while let Ok(Some(frame)) = read_frame(&mut reader, max).await {
+                    assert!(frame.len() <= max);
+                }
+            });
+        }
+
+        #[test]
+        fn any_frames_round_trip(frames in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..20)) {
+            proptest::prop_assert_eq!(roundtrip(&frames, 300), frames);
+        }
+    }
+
     #[test]
     fn truncated_frame_is_an_io_error() {
         let mut reader = Cursor::new(vec![5u8, 1, 2]);

@@ -17,7 +17,7 @@ pub(crate) enum Command {
     },
     Dial {
         addr: Multiaddr,
-        reply: oneshot::Sender<Result<(), NetError>>,
+        reply: oneshot::Sender<Result<PeerId, NetError>>,
     },
     DisconnectAndBan {
         peer: PeerId,
@@ -84,8 +84,11 @@ impl NetHandle {
             .await?
     }
 
-    /// Dials an address once (explicit peers from the config are redialed automatically).
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+    /// Dials an address once and waits for the outcome: the peer id once a connection
+    /// is established (the sync stream follows as [`crate::NetEvent::PeerConnected`]),
+    /// or [`NetError::Dial`] if it failed (unreachable, wrong team key, refused).
+    /// Explicit peers from the config are redialed automatically instead.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
         self.request(|reply| Command::Dial { addr, reply }).await?
     }
 

@@ -128,15 +128,17 @@ pub(crate) fn build_swarm(
             let psk = PreSharedKey::new(key);
             SwarmBuilder::with_existing_identity(keypair)
                 .with_tokio()
-                .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                    let noise = noise::Config::new(key)?;
-                    Ok(tcp::tokio::Transport::new(tcp_config)
-                        .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
-                        .upgrade(Version::V1Lazy)
-                        .authenticate(noise)
-                        .multiplex(yamux::Config::default())
-                        .timeout(HANDSHAKE_TIMEOUT))
-                })
+                .with_other_transport(
+                    |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                        let noise = noise::Config::new(key)?;
+                        Ok(tcp::tokio::Transport::new(tcp_config)
+                            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                            .upgrade(Version::V1Lazy)
+                            .authenticate(noise)
+                            .multiplex(yamux::Config::default())
+                            .timeout(HANDSHAKE_TIMEOUT))
+                    },
+                )
                 .map_err(|e| build_err(&e))?
                 .with_behaviour(|_| behaviour)
                 .map_err(|e| build_err(&e))?

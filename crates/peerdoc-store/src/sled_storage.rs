@@ -5,6 +5,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use peerdoc_core::storage::validate_key;
 use peerdoc_core::{Storage, StorageError, StorageKey, WriteBatch, WriteOp};
@@ -51,6 +52,11 @@ pub struct SledConfig {
     pub flush_every_ms: Option<u64>,
     /// Space or throughput.
     pub mode: SpaceMode,
+    /// How long `open` keeps retrying while the directory's lock is taken (default
+    /// 1000 ms). sled 0.34 releases its `flock` only when its background threads let go
+    /// of the file, which can be shortly *after* the `Db` was dropped (sled issues #1234,
+    /// #1289), so closing and reopening a store in one process needs this grace period.
+    pub lock_wait_ms: u64,
 }
 
 impl Default for SledConfig {
@@ -59,6 +65,7 @@ impl Default for SledConfig {
             cache_capacity_bytes: 64 * 1024 * 1024,
             flush_every_ms: Some(500),
             mode: SpaceMode::LowSpace,
+            lock_wait_ms: 1000,
         }
     }
 }
@@ -73,6 +80,12 @@ impl SledConfig {
     /// Sets the background flush interval (`None` turns it off).
     pub fn flush_every_ms(mut self, every: Option<u64>) -> Self {
         self.flush_every_ms = every;
+        self
+    }
+
+    /// Sets how long `open` waits for a taken lock (0: fail at once).
+    pub fn lock_wait_ms(mut self, wait: u64) -> Self {
+        self.lock_wait_ms = wait;
         self
     }
 
@@ -117,7 +130,7 @@ impl SledStorage {
         if is_fresh(&path) {
             create_marked(&path, &config)?;
         }
-        let (db, data, quarantine, meta) = open_sled(&path, &config)?;
+        let (db, data, quarantine, meta) = open_sled_waiting(&path, &config)?;
         if meta.get(MARKER_KEY)?.is_none() {
             // Every store is created with the marker before it appears at `path`, so a
             // store without it lost its log: sled 0.34 opens a log it cannot parse as
@@ -272,14 +285,24 @@ impl SledStorage {
                 TransactionError::Storage(source) => StoreError::Sled(source),
                 TransactionError::Abort(never) => match never {},
             })?;
+        if !moved {
+            tracing::debug!(
+                path = %self.path.display(),
+                key = %shown_key,
+                "a value that failed verification was replaced before it could be quarantined"
+            );
+            return Ok(());
+        }
         tracing::warn!(
             path = %self.path.display(),
             key = %shown_key,
             reason = %reason,
             stored_len = stored.len(),
-            moved,
             "quarantined a stored value that failed verification"
         );
+        // Make the move durable now rather than at the next background flush, so the
+        // record is there after a crash (otherwise the value is just found again).
+        self.db.flush()?;
         Ok(())
     }
 
@@ -347,6 +370,22 @@ fn open_sled(path: &Path, config: &SledConfig) -> Result<OpenedTrees, StoreError
             path: path.to_path_buf(),
             panic: panic_message(payload.as_ref()),
         }),
+    }
+}
+
+/// [`open_sled`], retrying with backoff for up to `config.lock_wait_ms` while the lock is
+/// taken (see [`SledConfig::lock_wait_ms`]).
+fn open_sled_waiting(path: &Path, config: &SledConfig) -> Result<OpenedTrees, StoreError> {
+    let deadline = Instant::now() + Duration::from_millis(config.lock_wait_ms);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match open_sled(path, config) {
+            Err(StoreError::HeldByAnotherProcess { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
     }
 }
 

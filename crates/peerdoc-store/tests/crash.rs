@@ -276,7 +276,7 @@ fn acknowledged_writes_survive_sigkill() {
             }
             if cycle == 0 {
                 // A second process on the same directory is refused clearly.
-                match SledStorage::open(&store_dir, SledConfig::default()) {
+                match SledStorage::open(&store_dir, SledConfig::default().lock_wait_ms(0)) {
                     Err(StoreError::HeldByAnotherProcess { .. }) => {}
                     other => panic!("expected HeldByAnotherProcess, got {other:?}"),
                 }

@@ -10,6 +10,8 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::ModelError;
+use super::depth::{MAX_NESTING_DEPTH, nests_deeper_than};
+use super::json::too_deep;
 use super::ops::{existing_place, set};
 use super::pointer::push_token;
 use super::tree::{Tree, scalar_to_json};
@@ -45,7 +47,7 @@ pub struct Conflict {
 pub fn conflicts(doc: &Automerge) -> Vec<Conflict> {
     let mut finder = Finder::new(doc);
     let mut out = Vec::new();
-    finder.scan(&ObjId::Root, ObjType::Map, String::new(), &mut out);
+    finder.scan(&ObjId::Root, ObjType::Map, String::new(), 0, &mut out);
     out
 }
 
@@ -142,7 +144,17 @@ impl<'a> Finder<'a> {
         }
     }
 
-    fn scan(&mut self, obj: &ObjId, obj_type: ObjType, pointer: String, out: &mut Vec<Conflict>) {
+    fn scan(
+        &mut self,
+        obj: &ObjId,
+        obj_type: ObjType,
+        pointer: String,
+        depth: usize,
+        out: &mut Vec<Conflict>,
+    ) {
+        if depth > MAX_NESTING_DEPTH {
+            return;
+        }
         let children: Vec<Child> = match obj_type {
             ObjType::Map | ObjType::Table => self
                 .doc
@@ -174,7 +186,7 @@ impl<'a> Finder<'a> {
                 out.push(conflict);
             }
             if let Some((child_type, child_id)) = child {
-                self.scan(&child_id, child_type, path, out);
+                self.scan(&child_id, child_type, path, depth + 1, out);
             }
         }
     }
@@ -207,6 +219,9 @@ impl<'a> Finder<'a> {
     fn value_json(&self, value: &Value<'_>, id: &ObjId) -> Json {
         match value {
             Value::Scalar(s) => scalar_to_json(s),
+            Value::Object(_) if nests_deeper_than(self.doc, id, None, MAX_NESTING_DEPTH) => {
+                too_deep()
+            }
             Value::Object(_) => ReadDoc::hydrate(self.doc, id, None)
                 .map_or(Json::Null, |h| Tree::from_hydrate(&h).to_json()),
         }

@@ -89,6 +89,12 @@ pub enum ModelError {
         /// The heads that the document does not contain.
         heads: Vec<ChangeHash>,
     },
+    /// The document nests objects deeper than the model walks.
+    #[error("the document nests deeper than {max} levels")]
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
     /// automerge refused an operation.
     #[error(transparent)]
     Automerge(#[from] AutomergeError),

@@ -6,6 +6,7 @@ use automerge::{
 use serde::Serialize;
 
 use super::ModelError;
+use super::depth::{MAX_NESTING_DEPTH, nests_deeper_than};
 use super::json::check_heads;
 use super::reconcile::{Mode, reconcile_root};
 use super::tree::Tree;
@@ -80,6 +81,11 @@ pub fn revert_to(
 /// [`ModelError::UnknownHeads`] if any of `heads` is not in the document.
 pub fn revert_in(tx: &mut impl Transactable, heads: &[ChangeHash]) -> Result<(), ModelError> {
     check_heads(tx, heads)?;
+    if nests_deeper_than(tx, &ObjId::Root, Some(heads), MAX_NESTING_DEPTH) {
+        return Err(ModelError::TooDeep {
+            max: MAX_NESTING_DEPTH,
+        });
+    }
     let old = tx.hydrate(ObjId::Root, Some(heads))?;
     reconcile_root(tx, &Tree::from_hydrate(&old), Mode::Exact)
 }

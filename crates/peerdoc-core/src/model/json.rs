@@ -4,6 +4,7 @@ use automerge::{ChangeHash, ObjId, Prop, ReadDoc, transaction::Transactable};
 use serde_json::Value as Json;
 
 use super::ModelError;
+use super::depth::{MAX_NESTING_DEPTH, nests_deeper_than};
 use super::tree::{Place, Tree, create};
 
 /// The whole document as JSON, maps in key order.
@@ -31,11 +32,21 @@ pub fn try_to_json_at(doc: &impl ReadDoc, heads: &[ChangeHash]) -> Result<Json, 
 }
 
 fn root_json(doc: &impl ReadDoc, heads: Option<&[ChangeHash]>) -> Json {
+    if nests_deeper_than(doc, &ObjId::Root, heads, MAX_NESTING_DEPTH) {
+        return too_deep();
+    }
     match doc.hydrate(ObjId::Root, heads) {
         Ok(value) => Tree::from_hydrate(&value).to_json(),
         // The root always exists; an empty object is the honest view of "nothing".
         Err(_) => Json::Object(serde_json::Map::new()),
     }
+}
+
+/// What the JSON view shows instead of a document that nests too deeply to walk.
+pub(crate) fn too_deep() -> Json {
+    serde_json::json!({
+        "$error": format!("the document nests deeper than {MAX_NESTING_DEPTH} levels and is not shown")
+    })
 }
 
 /// Fails with [`ModelError::UnknownHeads`] listing every hash in `heads` that `doc` lacks.

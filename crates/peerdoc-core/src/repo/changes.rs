@@ -147,6 +147,7 @@ impl Repo {
                 batch.delete(persist::conflict_key(&doc_id, record.seq));
             }
         }
+        self.parked.retain(|(d, _), _| *d != doc_id);
         let meta = self
             .catalog
             .entry(doc_id)

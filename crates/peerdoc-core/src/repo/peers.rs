@@ -69,6 +69,22 @@ impl Repo {
                 doc.stored_sync.insert(storage.clone(), session.state);
             }
         }
+        let parked: Vec<(DocumentId, ConnectionId)> = self
+            .parked
+            .keys()
+            .filter(|(_, c)| *c == conn)
+            .copied()
+            .collect();
+        for key in parked {
+            if let (Some(session), Some(storage)) = (self.parked.remove(&key), &storage)
+                && session.dirty
+            {
+                batch.put(
+                    persist::sync_state_key(&key.0, storage),
+                    session.state.encode(),
+                );
+            }
+        }
         if !batch.is_empty() {
             self.write(None, None, Vec::new(), batch);
         }
@@ -565,13 +581,20 @@ impl Repo {
         self.send(conn, message);
     }
 
-    /// Makes sure `doc` has a sync session with `conn`, resuming a persisted state.
+    /// Makes sure `doc` has a sync session with `conn`: the one parked at eviction, or
+    /// one resumed from the persisted state, or a fresh one.
     fn ensure_session(
         conns: &std::collections::BTreeMap<ConnectionId, Connection>,
+        parked: &mut std::collections::BTreeMap<(DocumentId, ConnectionId), Session>,
+        doc_id: DocumentId,
         doc: &mut LoadedDoc,
         conn: ConnectionId,
     ) {
         if doc.sessions.contains_key(&conn) {
+            return;
+        }
+        if let Some(session) = parked.remove(&(doc_id, conn)) {
+            doc.sessions.insert(conn, session);
             return;
         }
         let storage = conns.get(&conn).and_then(Connection::persistent_storage_id);
@@ -601,7 +624,7 @@ impl Repo {
         let Some(doc) = self.docs.get_mut(&doc_id) else {
             return;
         };
-        Self::ensure_session(&self.conns, doc, conn);
+        Self::ensure_session(&self.conns, &mut self.parked, doc_id, doc, conn);
         let LoadedDoc {
             doc: automerge,
             sessions,
@@ -641,7 +664,7 @@ impl Repo {
         let Some(doc) = self.docs.get_mut(&doc_id) else {
             return;
         };
-        Self::ensure_session(&self.conns, doc, conn);
+        Self::ensure_session(&self.conns, &mut self.parked, doc_id, doc, conn);
         let LoadedDoc {
             doc: automerge,
             sessions,

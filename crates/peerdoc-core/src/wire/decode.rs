@@ -283,8 +283,8 @@ impl<'b> Fields<'b> {
             Ok(Type::U8 | Type::U16 | Type::U32 | Type::U64) => decoder.u64().map_err(malformed),
             Ok(Type::F32 | Type::F64) => {
                 let float = decoder.f64().map_err(malformed)?;
-                if float.is_finite() && (0.0..U64_END).contains(&float) && float.fract() == 0.0 {
-                    // In range and integral, so the conversion is exact.
+                if (0.0..U64_END).contains(&float) && float.fract() == 0.0 {
+                    // In range (so finite) and integral: the conversion is exact.
                     Ok(float as u64)
                 } else {
                     Err(self.wrong_type(key, expected))
