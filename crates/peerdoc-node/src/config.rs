@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub peer_backlog_len: usize,
     /// sled's page cache, in bytes.
     pub store_cache_bytes: u64,
+    /// How long `start` waits for a store another process is still closing before it
+    /// reports [`NodeError::DataDirLocked`](crate::NodeError::DataDirLocked), in ms.
+    pub store_lock_wait_ms: u64,
 }
 
 impl NodeConfig {
@@ -64,6 +67,7 @@ impl NodeConfig {
             event_queue_len: 1_024,
             peer_backlog_len: 4_096,
             store_cache_bytes: 64 * 1024 * 1024,
+            store_lock_wait_ms: 1_000,
         }
     }
 

@@ -250,9 +250,10 @@ impl NodeHandle {
         })
     }
 
-    /// Dials a peer's address once (e.g. `/ip4/127.0.0.1/tcp/4001`). The connection
-    /// is reported by [`NodeEvent::PeerConnected`] once the sync handshake finished.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+    /// Dials a peer's address once (e.g. `/ip4/127.0.0.1/tcp/4001`) and returns its
+    /// peer id once connected. The sync connection is reported by
+    /// [`NodeEvent::PeerConnected`] once the handshake finished.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
         Ok(self.net.dial(addr).await?)
     }
 

@@ -53,7 +53,9 @@ impl Node {
         })?;
         // sled reads its log while opening; keep that off the async workers.
         let store_path = data_dir.join("store");
-        let sled_config = SledConfig::default().cache_capacity_bytes(config.store_cache_bytes);
+        let sled_config = SledConfig::default()
+            .cache_capacity_bytes(config.store_cache_bytes)
+            .lock_wait_ms(config.store_lock_wait_ms);
         let storage =
             tokio::task::spawn_blocking(move || SledStorage::open(store_path, sled_config))
                 .await

@@ -73,7 +73,10 @@ where
 async fn connect(from: &NodeHandle, to: &NodeHandle) {
     let mut from_events = from.subscribe();
     let mut to_events = to.subscribe();
-    from.dial(listen_addr(to).await).await.unwrap();
+    assert_eq!(
+        from.dial(listen_addr(to).await).await.unwrap(),
+        to.peer_id()
+    );
     let (from_id, to_id) = (from.peer_id(), to.peer_id());
     wait_connected(&mut from_events, to_id).await;
     wait_connected(&mut to_events, from_id).await;
