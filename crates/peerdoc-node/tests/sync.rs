@@ -113,17 +113,9 @@ async fn until_doc(
     .await
 }
 
-/// Two fresh data directories, the first holding the node with the lower peer id (the
-/// side that opens the sync stream, "leader" in peerdoc-net).
-///
-/// Tests that restart a node restart the leader. peerdoc-net has a known race: a leader
-/// that loses a peer can keep a stream-open request pending, which completes on the
-/// peer's next connection beside the fresh one; the follower then replaces its first
-/// stream, frames sent on it leak into the second, and the engine bans the peer as
-/// misbehaving. Until the transport tags frames with their stream, restarting the
-/// follower while the leader survives is not a reliable reconnect (see
-/// docs/embedding.md, "Not wired yet").
-async fn leader_and_follower_dirs() -> (TempDir, TempDir) {
+/// Two fresh data directories: the first for the node with the lower peer id (the
+/// side that opens the sync stream, "leader" in peerdoc-net), the second for the other.
+fn leader_and_follower_dirs() -> (TempDir, TempDir) {
     let (x, y) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let id = |dir: &Path| {
         peerdoc_net::load_or_create_identity(&dir.join("identity.key"))
@@ -242,8 +234,7 @@ async fn created_on_a_is_readable_on_b_and_a_change_on_b_reaches_a() {
 
 #[tokio::test]
 async fn concurrent_writes_to_one_field_converge_and_both_list_the_conflict() {
-    // B goes offline and restarts, so B is the leader (see `leader_and_follower_dirs`).
-    let (dir_b, dir_a) = leader_and_follower_dirs().await;
+    let (dir_a, dir_b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let a = start(dir_a.path()).await;
     let b = start(dir_b.path()).await;
     let mut b_events = b.subscribe();
@@ -296,9 +287,22 @@ async fn concurrent_writes_to_one_field_converge_and_both_list_the_conflict() {
 }
 
 #[tokio::test]
-async fn a_restarted_node_keeps_everything_and_catches_up_with_changes_made_while_down() {
-    // A restarts, so A is the leader (see `leader_and_follower_dirs`).
-    let (dir_a, dir_b) = leader_and_follower_dirs().await;
+async fn a_restarted_leader_keeps_everything_and_catches_up_with_changes_made_while_down() {
+    let (leader, follower) = leader_and_follower_dirs();
+    restart_and_catch_up(leader, follower).await;
+}
+
+/// The survivor opens the new sync stream: the case where a stale stream of the old
+/// connection could interfere.
+#[tokio::test]
+async fn a_restarted_follower_keeps_everything_and_catches_up_with_changes_made_while_down() {
+    let (leader, follower) = leader_and_follower_dirs();
+    restart_and_catch_up(follower, leader).await;
+}
+
+/// A and B sync; A stops; B edits and creates; A restarts from its directory with
+/// everything it acknowledged, reconnects and catches up.
+async fn restart_and_catch_up(dir_a: TempDir, dir_b: TempDir) {
     let a = start(dir_a.path()).await;
     let b = start(dir_b.path()).await;
     let mut b_events = b.subscribe();
