@@ -625,6 +625,13 @@ impl Driver {
                     self.publish(NodeEvent::PeerDisconnected { peer });
                 }
             }
+            Event::Ephemeral { doc, from, data } => {
+                self.publish(NodeEvent::Ephemeral {
+                    doc,
+                    from: from.as_str().to_owned(),
+                    data,
+                });
+            }
             Event::DocumentDamaged { doc, reason } => {
                 tracing::warn!(doc = %doc, %reason, "document damaged");
                 self.publish(NodeEvent::DocumentDamaged { doc, reason });

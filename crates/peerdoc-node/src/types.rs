@@ -73,6 +73,17 @@ pub enum NodeEvent {
         /// Its libp2p id.
         peer: PeerId,
     },
+    /// Ephemeral data (presence, cursors) a peer sent with
+    /// [`NodeHandle::broadcast`](crate::NodeHandle::broadcast) or automerge-repo's
+    /// ephemeral messages. Never stored.
+    Ephemeral {
+        /// About which document.
+        doc: DocumentId,
+        /// The sender's automerge-repo peer id (a libp2p peer id for peerdoc nodes).
+        from: String,
+        /// The application's bytes.
+        data: Vec<u8>,
+    },
     /// Stored data of a document did not load; the rest of it did.
     DocumentDamaged {
         /// Which.

@@ -215,6 +215,26 @@ async fn created_on_a_is_readable_on_b_and_a_change_on_b_reaches_a() {
     let first = a.read_at(doc, vec![history[0].hash]).await.unwrap();
     assert_eq!(first["firstDance"], "21:00");
 
+    // Ephemeral data reaches the peer as an event, tagged with the sender.
+    let mut b_log = b.subscribe();
+    a.broadcast(doc, b"cursor at /firstDance".to_vec())
+        .await
+        .unwrap();
+    let (from, data) = guard("ephemeral on B", async {
+        loop {
+            match b_log.recv().await {
+                Ok(NodeEvent::Ephemeral { doc: d, from, data }) if d == doc => {
+                    return (from, data);
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("B stopped"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(from, a.peer_id().to_string());
+    assert_eq!(data, b"cursor at /firstDance");
+
     // Status sees the peer on both layers.
     let status = a.status().await.unwrap();
     assert_eq!(status.documents, 1);
