@@ -386,7 +386,10 @@ async fn restart_and_catch_up(dir_a: TempDir, dir_b: TempDir) {
 async fn a_second_node_on_the_same_data_dir_is_refused_clearly() {
     let dir = TempDir::new().unwrap();
     let first = start(dir.path()).await;
-    let err = Node::start(NodeConfig::loopback(dir.path()))
+    let mut second = NodeConfig::loopback(dir.path());
+    // Fail at once instead of waiting for a lock another process may be releasing.
+    second.store_lock_wait_ms = 0;
+    let err = Node::start(second)
         .await
         .expect_err("the directory is in use");
     assert!(matches!(err, NodeError::DataDirLocked { .. }), "{err:?}");
