@@ -1,0 +1,119 @@
+//! [`NodeConfig`]: where a node keeps its data, how it networks, and its limits.
+
+use std::path::PathBuf;
+
+use peerdoc_core::PeerId;
+use peerdoc_core::repo::RepoConfig;
+use peerdoc_net::NetConfig;
+
+/// How to start a [`Node`](crate::Node).
+///
+/// Every queue between the node's parts is bounded by one of these fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Directory holding the store (`store/`) and the device identity (`identity.key`).
+    /// Created when missing. Only one node may use it at a time.
+    pub data_dir: PathBuf,
+    /// The transport. [`NetConfig::default`] runs mDNS on every interface, as a venue
+    /// device should; tests and examples use [`NetConfig::loopback`].
+    pub net: NetConfig,
+    /// Documents kept in memory before idle ones are evicted (they reload on demand).
+    pub max_docs_in_memory: usize,
+    /// Stored bytes of in-memory documents before idle ones are evicted.
+    pub max_bytes_in_memory: u64,
+    /// Documents synced concurrently with one peer after reconciliation.
+    pub max_concurrent_syncs_per_peer: usize,
+    /// Incremental chunks of a document before it is compacted into a snapshot.
+    pub compaction_threshold: usize,
+    /// How often dirty sync states are persisted and memory is trimmed, in ms.
+    pub tick_interval_ms: u64,
+    /// Commands from handles that may wait for the driver before callers wait too.
+    pub command_queue_len: usize,
+    /// Commands accepted by the driver and not yet answered; beyond this it stops
+    /// taking new ones until some are answered.
+    pub max_pending_commands: usize,
+    /// Storage operations queued for the storage thread; beyond this the driver stops
+    /// taking commands and network events until the thread catches up.
+    pub storage_queue_len: usize,
+    /// Events kept for each [`NodeHandle::subscribe`](crate::NodeHandle::subscribe)
+    /// receiver; a receiver that lags further loses the oldest.
+    pub event_queue_len: usize,
+    /// Frames kept for one peer while the transport's queue to it is full; beyond this
+    /// the peer is detached (see `docs/embedding.md`).
+    pub peer_backlog_len: usize,
+    /// sled's page cache, in bytes.
+    pub store_cache_bytes: u64,
+    /// How long `start` waits for a store another process is still closing before it
+    /// reports [`NodeError::DataDirLocked`](crate::NodeError::DataDirLocked), in ms.
+    pub store_lock_wait_ms: u64,
+}
+
+impl NodeConfig {
+    /// Defaults for a venue device keeping its data in `data_dir`, with the default
+    /// (mDNS on) network configuration.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            net: NetConfig::default(),
+            max_docs_in_memory: 1_000,
+            max_bytes_in_memory: 256 * 1024 * 1024,
+            max_concurrent_syncs_per_peer: 32,
+            compaction_threshold: 64,
+            tick_interval_ms: 1_000,
+            command_queue_len: 256,
+            max_pending_commands: 4_096,
+            storage_queue_len: 1_024,
+            event_queue_len: 1_024,
+            peer_backlog_len: 4_096,
+            store_cache_bytes: 64 * 1024 * 1024,
+            store_lock_wait_ms: 1_000,
+        }
+    }
+
+    /// Like [`NodeConfig::new`] but networking on 127.0.0.1 only with mDNS off: for
+    /// tests, examples and several nodes in one process.
+    pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            net: NetConfig::loopback(),
+            ..Self::new(data_dir)
+        }
+    }
+
+    /// The engine configuration for a node whose automerge-repo peer id is `peer_id`.
+    pub(crate) fn repo_config(&self, peer_id: PeerId) -> RepoConfig {
+        let mut repo = RepoConfig::new(peer_id);
+        repo.max_docs_in_memory = self.max_docs_in_memory;
+        repo.max_bytes_in_memory = self.max_bytes_in_memory;
+        repo.max_concurrent_syncs_per_peer = self.max_concurrent_syncs_per_peer;
+        repo.compaction_threshold = self.compaction_threshold;
+        repo.tick_interval_ms = self.tick_interval_ms;
+        repo.max_pending_commands = self.max_pending_commands;
+        repo
+    }
+
+    /// Rejects zero-sized queues (a zero bound would deadlock or panic in tokio).
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("command_queue_len", self.command_queue_len),
+            ("max_pending_commands", self.max_pending_commands),
+            ("storage_queue_len", self.storage_queue_len),
+            ("event_queue_len", self.event_queue_len),
+            ("peer_backlog_len", self.peer_backlog_len),
+            ("max_docs_in_memory", self.max_docs_in_memory),
+            (
+                "max_concurrent_syncs_per_peer",
+                self.max_concurrent_syncs_per_peer,
+            ),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if self.tick_interval_ms == 0 {
+            return Err("tick_interval_ms must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,642 @@
+//! The driver task: owns the [`Repo`] and performs its outputs.
+//!
+//! One `tokio::select!` loop takes, in priority order, storage completions, requests
+//! from [`NodeHandle`](crate::NodeHandle)s, network events and the engine's tick timer.
+//! Storage runs on the storage thread ([`crate::storage_worker`]); everything else the
+//! engine asks for (frames, disconnects, replies, events) is done here, in the order it
+//! was emitted.
+//!
+//! Backpressure: while the storage queue is full, the driver stops taking requests and
+//! network events (completions still flow, and free the queue). Requests also wait
+//! while `max_pending_commands` commands are unanswered.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::TrySendError;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use peerdoc_core::repo::{
+    ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, Reply, Repo,
+};
+use peerdoc_core::{ConnectionId, StorageError, StorageId};
+use peerdoc_net::{NetError, NetEvent, NetHandle, PeerId};
+use rand::rngs::StdRng;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::NodeError;
+use crate::storage_worker::{Completion, StorageJob, StorageWorker};
+use crate::types::{DocumentSummary, NodeEvent, Origin, changed_paths};
+
+/// How long a peer's frames wait before the driver offers them to the transport again
+/// after its queue was full.
+const BACKLOG_RETRY: Duration = Duration::from_millis(5);
+
+/// What a handle asks the driver.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Run an engine command; the reply comes once it is answered (durable for writes).
+    Command {
+        command: Command,
+        reply: oneshot::Sender<Result<Reply, NodeError>>,
+    },
+    /// The catalog.
+    List {
+        reply: oneshot::Sender<Vec<DocumentSummary>>,
+    },
+    /// Counters and connections.
+    Snapshot { reply: oneshot::Sender<Snapshot> },
+    /// Stop; the reply comes once storage is flushed and closed.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// The engine's side of [`crate::NodeStatus`].
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) storage_id: Option<StorageId>,
+    pub(crate) documents: usize,
+    pub(crate) deleted: usize,
+    pub(crate) loaded: usize,
+    pub(crate) evictions: u64,
+    pub(crate) storage_in_flight: usize,
+    pub(crate) connections: Vec<(PeerId, ConnectionInfo)>,
+}
+
+/// The engine connection that currently carries a libp2p peer's sync stream.
+#[derive(Debug)]
+struct PeerSlot {
+    conn: ConnectionId,
+    /// False once the engine closed the connection while the stream stays open: the
+    /// peer's frames are ignored until the transport reports it gone.
+    attached: bool,
+    /// Frames waiting for room in the transport's queue to this peer.
+    backlog: VecDeque<Bytes>,
+}
+
+/// Everything the driver needs besides the engine itself.
+#[derive(Debug)]
+pub(crate) struct DriverParts {
+    pub(crate) requests: mpsc::Receiver<Request>,
+    pub(crate) net: NetHandle,
+    pub(crate) net_events: mpsc::Receiver<NetEvent>,
+    pub(crate) storage: StorageWorker,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) ready: oneshot::Sender<Result<(), NodeError>>,
+    pub(crate) peer_backlog_len: usize,
+    pub(crate) max_pending_commands: usize,
+}
+
+/// The task state. See the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct Driver {
+    repo: Repo,
+    rng: StdRng,
+    requests: mpsc::Receiver<Request>,
+    net: NetHandle,
+    net_events: mpsc::Receiver<NetEvent>,
+    net_open: bool,
+    jobs: Option<std::sync::mpsc::SyncSender<StorageJob>>,
+    completions: mpsc::Receiver<Vec<Completion>>,
+    storage_closed: Option<oneshot::Receiver<()>>,
+    /// Storage jobs waiting for room in the storage queue, in emission order.
+    overflow: VecDeque<StorageJob>,
+    /// Inputs produced while performing outputs, fed before anything else.
+    inputs: VecDeque<Input>,
+    pending: HashMap<CommandId, oneshot::Sender<Result<Reply, NodeError>>>,
+    next_command: u64,
+    next_conn: u64,
+    peers: HashMap<PeerId, PeerSlot>,
+    /// Every connection id whose libp2p peer is still known (for naming event origins).
+    conns: HashMap<ConnectionId, PeerId>,
+    events: broadcast::Sender<NodeEvent>,
+    ready: Option<oneshot::Sender<Result<(), NodeError>>>,
+    tick_at: Option<Instant>,
+    retry_at: Option<Instant>,
+    local: PeerId,
+    peer_backlog_len: usize,
+    max_pending_commands: usize,
+    shutdown_waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// Wall-clock time in ms, the engine's notion of `now`.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Far enough to never fire; used for disabled timer branches.
+fn never() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
+}
+
+impl Driver {
+    pub(crate) fn new(repo: Repo, rng: StdRng, parts: DriverParts) -> Self {
+        let local = parts.net.local_peer_id();
+        Self {
+            repo,
+            rng,
+            requests: parts.requests,
+            net: parts.net,
+            net_events: parts.net_events,
+            net_open: true,
+            jobs: Some(parts.storage.jobs),
+            completions: parts.storage.completions,
+            storage_closed: Some(parts.storage.closed),
+            overflow: VecDeque::new(),
+            inputs: VecDeque::new(),
+            pending: HashMap::new(),
+            next_command: 0,
+            next_conn: 0,
+            peers: HashMap::new(),
+            conns: HashMap::new(),
+            events: parts.events,
+            ready: Some(parts.ready),
+            tick_at: None,
+            retry_at: None,
+            local,
+            peer_backlog_len: parts.peer_backlog_len,
+            max_pending_commands: parts.max_pending_commands,
+            shutdown_waiters: Vec::new(),
+        }
+    }
+
+    /// Runs until a handle asks for shutdown or every handle is gone, then shuts down
+    /// gracefully. `early` are network events received before the driver started.
+    pub(crate) async fn run(mut self, early: Vec<NetEvent>) {
+        self.feed(Input::Start);
+        for event in early {
+            self.on_net_event(event);
+        }
+        loop {
+            let intake = self.overflow.is_empty();
+            let take_requests = intake && self.pending.len() < self.max_pending_commands;
+            let tick_at = self.tick_at;
+            let retry_at = self.retry_at;
+            tokio::select! {
+                biased;
+                Some(group) = self.completions.recv() => self.on_completions(group),
+                request = self.requests.recv(), if take_requests => match request {
+                    Some(Request::Shutdown { reply }) => {
+                        self.shutdown_waiters.push(reply);
+                        break;
+                    }
+                    Some(request) => self.on_request(request),
+                    // Every handle is gone: nobody can ask for anything any more.
+                    None => break,
+                },
+                event = self.net_events.recv(), if intake && self.net_open => match event {
+                    Some(event) => self.on_net_event(event),
+                    None => {
+                        tracing::error!("network event loop stopped; running without peers");
+                        self.net_open = false;
+                    }
+                },
+                () = tokio::time::sleep_until(tick_at.unwrap_or_else(never)), if intake && tick_at.is_some() => {
+                    self.tick_at = None;
+                    self.feed(Input::Tick);
+                }
+                () = tokio::time::sleep_until(retry_at.unwrap_or_else(never)), if retry_at.is_some() => {
+                    self.retry_at = None;
+                    self.flush_backlogs();
+                }
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Stops taking commands, lets every storage operation finish (with a last tick
+    /// that persists sync states and retries unsaved changes), stops the network, then
+    /// closes the storage thread after its final flush.
+    async fn shutdown(mut self) {
+        tracing::info!(peer = %self.local, "node shutting down");
+        self.requests.close();
+        while let Ok(request) = self.requests.try_recv() {
+            match request {
+                Request::Shutdown { reply } => self.shutdown_waiters.push(reply),
+                Request::Command { reply, .. } => {
+                    let _ = reply.send(Err(NodeError::ShuttingDown));
+                }
+                other => self.on_request(other),
+            }
+        }
+        if self.repo.is_ready() {
+            self.feed(Input::Tick);
+        }
+        while self.repo.stats().storage_in_flight > 0 {
+            match self.completions.recv().await {
+                Some(group) => self.on_completions(group),
+                None => {
+                    tracing::error!("storage thread stopped with operations in flight");
+                    break;
+                }
+            }
+        }
+        // Commands still unanswered (none, unless storage died) learn they never ran.
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(NodeError::ShuttingDown));
+        }
+        if let Err(error) = self.net.shutdown().await {
+            tracing::debug!(%error, "network already stopped");
+        }
+        self.jobs = None;
+        if let Some(closed) = self.storage_closed.take() {
+            let _ = closed.await;
+        }
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(NodeError::ShuttingDown));
+        }
+        for waiter in self.shutdown_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+        tracing::info!(peer = %self.local, "node stopped");
+    }
+
+    // ---- inputs -----------------------------------------------------------------------
+
+    /// Feeds `input` and everything performing its outputs produces, in order.
+    fn feed(&mut self, input: Input) {
+        self.inputs.push_back(input);
+        while let Some(input) = self.inputs.pop_front() {
+            let outputs = self.repo.handle(now_ms(), &mut self.rng, input);
+            for output in outputs {
+                self.perform(output);
+            }
+        }
+    }
+
+    fn on_completions(&mut self, group: Vec<Completion>) {
+        for (id, result) in group {
+            self.feed(Input::StorageCompleted { id, result });
+        }
+        self.drain_overflow();
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Command { command, reply } => {
+                let id = CommandId(self.next_command);
+                self.next_command += 1;
+                self.pending.insert(id, reply);
+                self.feed(Input::Command { id, command });
+            }
+            Request::List { reply } => {
+                let list = self
+                    .repo
+                    .catalog()
+                    .iter()
+                    .map(|(id, meta)| DocumentSummary::new(*id, meta))
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Request::Snapshot { reply } => {
+                let stats = self.repo.stats();
+                let connections = self
+                    .repo
+                    .connections()
+                    .into_iter()
+                    .filter_map(|info| self.conns.get(&info.conn).map(|peer| (*peer, info)))
+                    .collect();
+                let _ = reply.send(Snapshot {
+                    storage_id: self.repo.storage_id().cloned(),
+                    documents: stats.documents,
+                    deleted: self.repo.catalog().values().filter(|m| m.deleted).count(),
+                    loaded: stats.loaded,
+                    evictions: stats.evictions,
+                    storage_in_flight: stats.storage_in_flight,
+                    connections,
+                });
+            }
+            Request::Shutdown { reply } => self.shutdown_waiters.push(reply),
+        }
+    }
+
+    fn on_net_event(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::PeerConnected { peer, addr, .. } => {
+                // The transport orders a peer's events, so an old slot means its
+                // disconnect was lost; close it before opening the new one.
+                self.forget_peer(peer);
+                let conn = ConnectionId(self.next_conn);
+                self.next_conn += 1;
+                self.peers.insert(
+                    peer,
+                    PeerSlot {
+                        conn,
+                        attached: true,
+                        backlog: VecDeque::new(),
+                    },
+                );
+                self.conns.insert(conn, peer);
+                tracing::debug!(%peer, %addr, %conn, "sync stream open");
+                // Exactly one side speaks first: the lower peer id, as on both ends.
+                let initiator = self.local < peer;
+                self.feed(Input::ConnectionOpened { conn, initiator });
+            }
+            NetEvent::Frame { peer, bytes } => {
+                let Some(slot) = self.peers.get(&peer).filter(|s| s.attached) else {
+                    tracing::trace!(%peer, "frame from a detached peer dropped");
+                    return;
+                };
+                let conn = slot.conn;
+                self.feed(Input::MessageReceived {
+                    conn,
+                    bytes: Vec::from(bytes),
+                });
+            }
+            NetEvent::PeerDisconnected { peer } => self.forget_peer(peer),
+            NetEvent::Gossip { from, bytes } => {
+                // Announcements are not wired yet: the per-peer stream delivers every
+                // change to connected peers (see docs/embedding.md).
+                tracing::trace!(peer = %from, len = bytes.len(), "gossip ignored");
+            }
+            NetEvent::PeerMisbehaved { peer, reason } => {
+                tracing::warn!(%peer, %reason, "transport banned a misbehaving peer");
+            }
+            NetEvent::Listening { addr } => tracing::info!(%addr, "listening"),
+            NetEvent::DialFailed { peer, error } => {
+                tracing::debug!(peer = ?peer, %error, "dial failed");
+            }
+            NetEvent::ConnectionDenied { peer } => {
+                tracing::debug!(%peer, "connection denied");
+            }
+            other => tracing::debug!(event = ?other, "network event ignored"),
+        }
+    }
+
+    /// Closes the engine connection of `peer`, if any, and forgets the peer.
+    fn forget_peer(&mut self, peer: PeerId) {
+        if let Some(slot) = self.peers.remove(&peer) {
+            if slot.attached {
+                self.feed(Input::ConnectionClosed { conn: slot.conn });
+            }
+            self.conns.remove(&slot.conn);
+        }
+    }
+
+    // ---- outputs ----------------------------------------------------------------------
+
+    fn perform(&mut self, output: Output) {
+        match output {
+            Output::Storage { id, op } => self.submit(StorageJob { id, op }),
+            Output::Send { conn, bytes } => {
+                let Some(peer) = self.conns.get(&conn).copied() else {
+                    return;
+                };
+                self.send_to(peer, conn, Bytes::from(bytes));
+            }
+            Output::Disconnect {
+                conn,
+                reason,
+                misbehaved,
+            } => {
+                // The engine has already closed the connection on its side.
+                let Some(peer) = self.conns.get(&conn).copied() else {
+                    return;
+                };
+                if let Some(slot) = self.peers.get_mut(&peer).filter(|s| s.conn == conn) {
+                    slot.attached = false;
+                    slot.backlog.clear();
+                }
+                if misbehaved {
+                    let net = self.net.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = net.disconnect_and_ban(peer, reason).await {
+                            tracing::debug!(%peer, %error, "ban not delivered");
+                        }
+                    });
+                } else {
+                    // peerdoc-net offers no plain disconnect yet; the peer stays detached
+                    // until its stream ends (it usually closes it itself after `leave`).
+                    tracing::info!(%peer, %reason, "engine closed the connection; peer detached");
+                }
+            }
+            Output::ScheduleTick { at_ms } => {
+                let delay = Duration::from_millis(at_ms.saturating_sub(now_ms()));
+                self.tick_at = Some(Instant::now() + delay);
+            }
+            Output::Reply { id, result } => {
+                if let Some(reply) = self.pending.remove(&id) {
+                    let _ = reply.send(result.map_err(NodeError::from));
+                }
+            }
+            Output::Event(event) => self.on_engine_event(event),
+        }
+    }
+
+    /// Queues a storage job behind every earlier one.
+    fn submit(&mut self, job: StorageJob) {
+        if !self.overflow.is_empty() {
+            self.overflow.push_back(job);
+            return;
+        }
+        let Some(jobs) = &self.jobs else {
+            self.storage_gone(job);
+            return;
+        };
+        match jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => self.overflow.push_back(job),
+            Err(TrySendError::Disconnected(job)) => self.storage_gone(job),
+        }
+    }
+
+    fn drain_overflow(&mut self) {
+        while let Some(job) = self.overflow.pop_front() {
+            let Some(jobs) = &self.jobs else {
+                self.storage_gone(job);
+                continue;
+            };
+            match jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job)) => {
+                    self.overflow.push_front(job);
+                    break;
+                }
+                Err(TrySendError::Disconnected(job)) => self.storage_gone(job),
+            }
+        }
+    }
+
+    /// The storage thread is gone (it panicked): fail the job instead of losing it.
+    fn storage_gone(&mut self, job: StorageJob) {
+        tracing::error!(op = job.id.0, "storage thread is gone; operation failed");
+        self.feed(Input::StorageCompleted {
+            id: job.id,
+            result: Err(StorageError::Closed),
+        });
+    }
+
+    fn send_to(&mut self, peer: PeerId, conn: ConnectionId, frame: Bytes) {
+        let Some(slot) = self
+            .peers
+            .get_mut(&peer)
+            .filter(|s| s.attached && s.conn == conn)
+        else {
+            return;
+        };
+        if !slot.backlog.is_empty() {
+            if slot.backlog.len() >= self.peer_backlog_len {
+                self.detach(peer, "outbound backlog full");
+            } else {
+                slot.backlog.push_back(frame);
+            }
+            return;
+        }
+        match self.net.send_frame(peer, frame.clone()) {
+            Ok(()) => {}
+            Err(NetError::PeerQueueFull { .. }) => {
+                slot.backlog.push_back(frame);
+                self.retry_at
+                    .get_or_insert_with(|| Instant::now() + BACKLOG_RETRY);
+            }
+            Err(NetError::PeerNotConnected { .. }) => {
+                // Its PeerDisconnected event is on the way.
+                tracing::debug!(%peer, "frame for a peer whose stream ended dropped");
+            }
+            Err(error) => {
+                tracing::warn!(%peer, %error, "frame not sent");
+                self.detach(peer, "frame could not be sent");
+            }
+        }
+    }
+
+    /// Offers backlogged frames to the transport again, in order.
+    fn flush_backlogs(&mut self) {
+        let mut still_full = false;
+        for (peer, slot) in self.peers.iter_mut() {
+            while let Some(frame) = slot.backlog.front() {
+                match self.net.send_frame(*peer, frame.clone()) {
+                    Ok(()) => {
+                        slot.backlog.pop_front();
+                    }
+                    Err(NetError::PeerQueueFull { .. }) => {
+                        still_full = true;
+                        break;
+                    }
+                    Err(error) => {
+                        // The stream is ending; its PeerDisconnected event is on the way.
+                        tracing::debug!(%peer, %error, "backlog dropped");
+                        slot.backlog.clear();
+                    }
+                }
+            }
+        }
+        if still_full {
+            self.retry_at = Some(Instant::now() + BACKLOG_RETRY);
+        }
+    }
+
+    /// Closes the engine's connection to a peer whose stream stays open.
+    ///
+    /// Sync state for this peer is persisted by the engine; when the stream ends and the
+    /// peer reconnects, reconciliation brings both sides up to date.
+    fn detach(&mut self, peer: PeerId, reason: &str) {
+        let Some(slot) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !slot.attached {
+            return;
+        }
+        tracing::warn!(%peer, reason, "detaching peer (peerdoc-net has no plain disconnect)");
+        slot.attached = false;
+        slot.backlog.clear();
+        self.inputs
+            .push_back(Input::ConnectionClosed { conn: slot.conn });
+    }
+
+    fn origin(&self, origin: ChangeOrigin) -> Origin {
+        match origin {
+            ChangeOrigin::Local => Origin::Local,
+            ChangeOrigin::Remote(conn) => Origin::Remote(self.conns.get(&conn).copied()),
+        }
+    }
+
+    fn publish(&self, event: NodeEvent) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    fn on_engine_event(&mut self, event: Event) {
+        match event {
+            Event::Ready {
+                storage_id,
+                documents,
+            } => {
+                tracing::info!(peer = %self.local, storage = %storage_id, documents, "node ready");
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+            }
+            Event::StorageFailed { error } => {
+                if !self.repo.is_ready()
+                    && let Some(ready) = self.ready.take()
+                {
+                    let _ = ready.send(Err(NodeError::StartFailed(error.to_string())));
+                }
+                self.publish(NodeEvent::StorageFailed {
+                    error: error.to_string(),
+                });
+            }
+            Event::DocumentChanged {
+                doc,
+                heads,
+                patches,
+                origin,
+            } => {
+                let origin = self.origin(origin);
+                self.publish(NodeEvent::DocumentChanged {
+                    doc,
+                    heads,
+                    origin,
+                    patches: patches.len(),
+                    paths: changed_paths(&patches),
+                });
+            }
+            Event::DocumentCreated { doc, origin } => {
+                let origin = self.origin(origin);
+                self.publish(NodeEvent::DocumentCreated { doc, origin });
+            }
+            Event::DocumentDeleted { doc, origin } => {
+                let origin = self.origin(origin);
+                self.publish(NodeEvent::DocumentDeleted { doc, origin });
+            }
+            Event::ConflictDetected { doc, record } => {
+                self.publish(NodeEvent::ConflictDetected { doc, record });
+            }
+            Event::PeerConnected {
+                conn,
+                storage_id,
+                peerdoc,
+                ..
+            } => {
+                if let Some(peer) = self.conns.get(&conn).copied() {
+                    tracing::info!(%peer, peerdoc, "peer connected");
+                    self.publish(NodeEvent::PeerConnected {
+                        peer,
+                        storage_id,
+                        peerdoc,
+                    });
+                }
+            }
+            Event::PeerDisconnected { conn, .. } => {
+                if let Some(peer) = self.conns.get(&conn).copied() {
+                    tracing::info!(%peer, "peer disconnected");
+                    self.publish(NodeEvent::PeerDisconnected { peer });
+                }
+            }
+            Event::Ephemeral { doc, from, data } => {
+                self.publish(NodeEvent::Ephemeral {
+                    doc,
+                    from: from.as_str().to_owned(),
+                    data,
+                });
+            }
+            Event::DocumentDamaged { doc, reason } => {
+                tracing::warn!(doc = %doc, %reason, "document damaged");
+                self.publish(NodeEvent::DocumentDamaged { doc, reason });
+            }
+            other => tracing::trace!(event = ?other, "engine event"),
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! [`NodeHandle`]: the cheap, cloneable API embedders call.
+
+use std::collections::BTreeMap;
+
+use automerge::ChangeHash;
+use peerdoc_core::DocumentId;
+use peerdoc_core::model::{EditOp, HistoryEntry};
+use peerdoc_core::repo::{ChangeRequest, Command, Reply};
+use peerdoc_net::{Multiaddr, NetHandle, PeerId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::driver::{Request, Snapshot};
+use crate::{Conflicts, DocumentSummary, NodeError, NodeEvent, NodeStatus, PeerStatus};
+
+/// Talks to a running [`Node`](crate::Node). Clone it freely; every clone reaches the
+/// same node.
+///
+/// Every method sends one request over a bounded channel and waits for the answer.
+/// Writes (`create`, `import`, `change`, `delete`, `set_meta`) return once what they
+/// wrote is durable against a process crash. After shutdown every method fails with
+/// [`NodeError::ShuttingDown`].
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    pub(crate) requests: mpsc::Sender<Request>,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) net: NetHandle,
+}
+
+impl NodeHandle {
+    /// This node's libp2p peer id (its automerge-repo peer id is the same, as a string).
+    pub fn peer_id(&self) -> PeerId {
+        self.net.local_peer_id()
+    }
+
+    /// Creates a document whose root is `initial` (a JSON object).
+    pub async fn create(
+        &self,
+        initial: serde_json::Value,
+        priority: i32,
+        title: Option<String>,
+    ) -> Result<DocumentId, NodeError> {
+        let reply = self
+            .command(Command::Create {
+                initial: Some(initial),
+                priority,
+                title,
+            })
+            .await?;
+        match reply {
+            Reply::Created { doc, .. } => Ok(doc),
+            _ => Err(NodeError::UnexpectedReply { command: "create" }),
+        }
+    }
+
+    /// Imports a whole automerge document (`save()` bytes) under a new id.
+    pub async fn import(
+        &self,
+        bytes: Vec<u8>,
+        priority: i32,
+        title: Option<String>,
+    ) -> Result<DocumentId, NodeError> {
+        match self
+            .command(Command::Import {
+                bytes,
+                priority,
+                title,
+            })
+            .await?
+        {
+            Reply::Created { doc, .. } => Ok(doc),
+            _ => Err(NodeError::UnexpectedReply { command: "import" }),
+        }
+    }
+
+    /// Applies `request` as one automerge change; returns the document's new heads once
+    /// the change is durable. A request that changes nothing returns the current heads.
+    pub async fn change(
+        &self,
+        doc: DocumentId,
+        request: ChangeRequest,
+        message: Option<String>,
+    ) -> Result<Vec<ChangeHash>, NodeError> {
+        match self
+            .command(Command::Change {
+                doc,
+                request,
+                message,
+            })
+            .await?
+        {
+            Reply::Changed { heads, .. } => Ok(heads),
+            _ => Err(NodeError::UnexpectedReply { command: "change" }),
+        }
+    }
+
+    /// [`NodeHandle::change`] with JSON-pointer edits.
+    pub async fn edit(
+        &self,
+        doc: DocumentId,
+        ops: Vec<EditOp>,
+        message: Option<String>,
+    ) -> Result<Vec<ChangeHash>, NodeError> {
+        self.change(doc, ChangeRequest::Ops(ops), message).await
+    }
+
+    /// The document as JSON.
+    pub async fn read(&self, doc: DocumentId) -> Result<serde_json::Value, NodeError> {
+        self.read_inner(doc, None).await.map(|(value, _)| value)
+    }
+
+    /// The document as JSON, with the heads it was read at.
+    pub async fn read_with_heads(
+        &self,
+        doc: DocumentId,
+    ) -> Result<(serde_json::Value, Vec<ChangeHash>), NodeError> {
+        self.read_inner(doc, None).await
+    }
+
+    /// The document as JSON as it was at `heads`.
+    pub async fn read_at(
+        &self,
+        doc: DocumentId,
+        heads: Vec<ChangeHash>,
+    ) -> Result<serde_json::Value, NodeError> {
+        self.read_inner(doc, Some(heads))
+            .await
+            .map(|(value, _)| value)
+    }
+
+    async fn read_inner(
+        &self,
+        doc: DocumentId,
+        heads: Option<Vec<ChangeHash>>,
+    ) -> Result<(serde_json::Value, Vec<ChangeHash>), NodeError> {
+        match self.command(Command::Read { doc, heads }).await? {
+            Reply::Json { value, heads } => Ok((value, heads)),
+            _ => Err(NodeError::UnexpectedReply { command: "read" }),
+        }
+    }
+
+    /// The whole document as automerge `save()` bytes.
+    pub async fn export(&self, doc: DocumentId) -> Result<Vec<u8>, NodeError> {
+        match self.command(Command::Export { doc }).await? {
+            Reply::Exported(bytes) => Ok(bytes),
+            _ => Err(NodeError::UnexpectedReply { command: "export" }),
+        }
+    }
+
+    /// Deletes the document here and, through sync, everywhere. It never comes back.
+    pub async fn delete(&self, doc: DocumentId) -> Result<(), NodeError> {
+        match self.command(Command::Delete { doc }).await? {
+            Reply::Done => Ok(()),
+            _ => Err(NodeError::UnexpectedReply { command: "delete" }),
+        }
+    }
+
+    /// Changes a document's sync priority and/or title.
+    pub async fn set_meta(
+        &self,
+        doc: DocumentId,
+        priority: Option<i32>,
+        title: Option<String>,
+    ) -> Result<(), NodeError> {
+        match self
+            .command(Command::SetMeta {
+                doc,
+                priority,
+                title,
+            })
+            .await?
+        {
+            Reply::Done => Ok(()),
+            _ => Err(NodeError::UnexpectedReply {
+                command: "set_meta",
+            }),
+        }
+    }
+
+    /// Sends ephemeral bytes (presence, cursors) about a document to every peer.
+    pub async fn broadcast(&self, doc: DocumentId, data: Vec<u8>) -> Result<(), NodeError> {
+        match self.command(Command::Broadcast { doc, data }).await? {
+            Reply::Done => Ok(()),
+            _ => Err(NodeError::UnexpectedReply {
+                command: "broadcast",
+            }),
+        }
+    }
+
+    /// Fields with concurrent values now, and the log of every conflict seen here.
+    pub async fn conflicts(&self, doc: DocumentId) -> Result<Conflicts, NodeError> {
+        match self.command(Command::Conflicts { doc }).await? {
+            Reply::Conflicts { current, log } => Ok(Conflicts { current, log }),
+            _ => Err(NodeError::UnexpectedReply {
+                command: "conflicts",
+            }),
+        }
+    }
+
+    /// The document's changes.
+    pub async fn history(&self, doc: DocumentId) -> Result<Vec<HistoryEntry>, NodeError> {
+        match self.command(Command::History { doc }).await? {
+            Reply::History(entries) => Ok(entries),
+            _ => Err(NodeError::UnexpectedReply { command: "history" }),
+        }
+    }
+
+    /// Every document this node knows, tombstones included, in id order.
+    pub async fn list(&self) -> Result<Vec<DocumentSummary>, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::List { reply }).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Events from now on. A receiver that falls more than `event_queue_len` events
+    /// behind loses the oldest ones (`RecvError::Lagged`); reading the document again
+    /// always gives the current state.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Every peer with a libp2p connection or a sync connection, with both views.
+    pub async fn peers(&self) -> Result<Vec<PeerStatus>, NodeError> {
+        let snapshot = self.snapshot().await?;
+        self.merge_peers(snapshot.connections).await
+    }
+
+    /// A snapshot of the node: ids, addresses, document counts and per-peer counters.
+    pub async fn status(&self) -> Result<NodeStatus, NodeError> {
+        let snapshot = self.snapshot().await?;
+        let listen_addrs = self.net.listen_addrs().await?;
+        let Snapshot {
+            storage_id,
+            documents,
+            deleted,
+            loaded,
+            evictions,
+            storage_in_flight,
+            connections,
+        } = snapshot;
+        Ok(NodeStatus {
+            peer_id: self.peer_id(),
+            storage_id,
+            listen_addrs,
+            documents,
+            deleted,
+            loaded,
+            evictions,
+            storage_in_flight,
+            peers: self.merge_peers(connections).await?,
+        })
+    }
+
+    /// Dials a peer's address once (e.g. `/ip4/127.0.0.1/tcp/4001`) and returns its
+    /// peer id once connected. The sync connection is reported by
+    /// [`NodeEvent::PeerConnected`] once the handshake finished.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
+        Ok(self.net.dial(addr).await?)
+    }
+
+    /// Stops the node gracefully: new commands are refused, storage operations already
+    /// issued finish, sync states are persisted, the network stops and the store is
+    /// flushed and closed. Returns once the data directory is free. Calling it again,
+    /// or on a stopped node, returns at once.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Request::Shutdown { reply }).await.is_err() {
+            return Ok(());
+        }
+        // A dropped reply means another caller's shutdown is finishing.
+        let _ = answer.await;
+        Ok(())
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Snapshot { reply }).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    async fn merge_peers(
+        &self,
+        connections: Vec<(PeerId, peerdoc_core::repo::ConnectionInfo)>,
+    ) -> Result<Vec<PeerStatus>, NodeError> {
+        let mut peers: BTreeMap<PeerId, PeerStatus> = BTreeMap::new();
+        for info in self.net.peers().await? {
+            peers.insert(
+                info.peer,
+                PeerStatus {
+                    peer: info.peer,
+                    net: Some(info),
+                    sync: None,
+                },
+            );
+        }
+        for (peer, info) in connections {
+            peers
+                .entry(peer)
+                .or_insert(PeerStatus {
+                    peer,
+                    net: None,
+                    sync: None,
+                })
+                .sync = Some(info);
+        }
+        Ok(peers.into_values().collect())
+    }
+
+    async fn command(&self, command: Command) -> Result<Reply, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Command { command, reply }).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)?
+    }
+
+    async fn send(&self, request: Request) -> Result<(), NodeError> {
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+}

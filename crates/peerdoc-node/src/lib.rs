@@ -1,0 +1,67 @@
+//! peerdoc's runtime: drives the sans-IO sync engine ([`peerdoc_core::repo::Repo`])
+//! over sled storage ([`peerdoc_store`]) and libp2p ([`peerdoc_net`]), and offers the
+//! API that applications embed.
+//!
+//! [`Node::start`] opens the data directory, then runs three parts:
+//!
+//! - the **driver** task, which owns the engine and feeds it commands, network events,
+//!   storage completions and timer ticks from one `select!` loop;
+//! - the **storage thread**, which runs storage operations in order against sled, with
+//!   group commit (consecutive writes share one durable write);
+//! - the **network** event loop of `peerdoc-net`.
+//!
+//! Applications talk to it through [`NodeHandle`] (cheap to clone), and watch it with
+//! [`NodeHandle::subscribe`]. A write returns once it is durable against a process
+//! crash. `docs/embedding.md` describes the threading model and what is not wired yet.
+//!
+//! ```
+//! use peerdoc_node::{Node, NodeConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), peerdoc_node::NodeError> {
+//! let dir = tempfile::tempdir().expect("temporary directory");
+//! // Loopback networking, mDNS off: nothing leaves this machine.
+//! let node = Node::start(NodeConfig::loopback(dir.path())).await?;
+//!
+//! let doc = node
+//!     .create(serde_json::json!({"firstDance": "21:00"}), 10, Some("Run of show".into()))
+//!     .await?;
+//! node.edit(
+//!     doc,
+//!     vec![peerdoc_core::model::EditOp::Set {
+//!         path: "/firstDance".into(),
+//!         value: serde_json::json!("21:15"),
+//!     }],
+//!     Some("first dance moved".into()),
+//! )
+//! .await?; // durable now
+//! assert_eq!(node.read(doc).await?["firstDance"], "21:15");
+//!
+//! node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod config;
+mod driver;
+mod error;
+mod handle;
+mod node;
+mod storage_worker;
+mod types;
+
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use handle::NodeHandle;
+pub use node::Node;
+pub use types::{
+    Conflicts, DocumentSummary, MAX_CHANGED_PATHS, NodeEvent, NodeStatus, Origin, PeerStatus,
+};
+
+/// Re-exported so that embedders name the same types without extra dependencies.
+pub use peerdoc_core::DocumentId;
+pub use peerdoc_core::model::EditOp;
+pub use peerdoc_core::repo::ChangeRequest;
+pub use peerdoc_net::{Multiaddr, NetConfig, PeerId};

@@ -1,0 +1,145 @@
+//! [`Node`]: opens the data directory and starts the storage thread, the network and
+//! the driver.
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use peerdoc_core::PeerId as RepoPeerId;
+use peerdoc_core::repo::Repo;
+use peerdoc_net::{NetEvent, Network};
+use peerdoc_store::{SledConfig, SledStorage, StoreError};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::driver::{Driver, DriverParts};
+use crate::{NodeConfig, NodeError, NodeHandle, storage_worker};
+
+/// Longest wait for the transport's first listen address; a failure guard only.
+const LISTEN_GUARD: Duration = Duration::from_secs(10);
+
+/// A running node. Derefs to its [`NodeHandle`]; [`Node::handle`] gives clones to share.
+///
+/// Dropping every handle (this one included) also shuts the node down gracefully,
+/// but only [`Node::shutdown`] waits for it to finish.
+#[derive(Debug)]
+pub struct Node {
+    handle: NodeHandle,
+    driver: JoinHandle<()>,
+}
+
+impl Deref for Node {
+    type Target = NodeHandle;
+
+    fn deref(&self) -> &NodeHandle {
+        &self.handle
+    }
+}
+
+impl Node {
+    /// Opens (or creates) the store and identity under `config.data_dir`, starts the
+    /// storage thread, the network and the driver, and returns once the engine has
+    /// loaded its catalog.
+    ///
+    /// Must be called within a tokio runtime. Fails with [`NodeError::DataDirLocked`]
+    /// when another node has the directory open.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        config.validate().map_err(NodeError::InvalidConfig)?;
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        // sled reads its log while opening; keep that off the async workers.
+        let store_path = data_dir.join("store");
+        let sled_config = SledConfig::default()
+            .cache_capacity_bytes(config.store_cache_bytes)
+            .lock_wait_ms(config.store_lock_wait_ms);
+        let storage =
+            tokio::task::spawn_blocking(move || SledStorage::open(store_path, sled_config))
+                .await
+                .map_err(|e| NodeError::StartFailed(format!("opening the store: {e}")))?
+                .map_err(|error| match error {
+                    StoreError::HeldByAnotherProcess { detail, .. } => NodeError::DataDirLocked {
+                        path: data_dir.clone(),
+                        detail,
+                    },
+                    other => NodeError::StoreOpen(other),
+                })?;
+        let keypair = peerdoc_net::load_or_create_identity(&data_dir.join("identity.key"))?;
+        let local = keypair.public().to_peer_id();
+        let repo = Repo::new(config.repo_config(RepoPeerId::new(local.to_string())));
+        let storage = storage_worker::spawn(storage, config.storage_queue_len)
+            .map_err(|e| NodeError::StartFailed(format!("spawning the storage thread: {e}")))?;
+        // From here on, dropping `storage` closes the thread and frees the directory.
+        let (net, mut net_events, net_loop) = Network::new(config.net.clone(), keypair)?;
+        tokio::spawn(net_loop.run());
+        let mut early = Vec::new();
+        if !config.net.listen_addrs.is_empty() {
+            let listening = tokio::time::timeout(LISTEN_GUARD, async {
+                while let Some(event) = net_events.recv().await {
+                    let done = matches!(event, NetEvent::Listening { .. });
+                    early.push(event);
+                    if done {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await;
+            if !matches!(listening, Ok(true)) {
+                let _ = net.shutdown().await;
+                return Err(NodeError::StartFailed(
+                    "the network reported no listen address".into(),
+                ));
+            }
+        }
+        let (events, _) = broadcast::channel(config.event_queue_len);
+        let (requests_tx, requests) = mpsc::channel(config.command_queue_len);
+        let (ready_tx, ready) = oneshot::channel();
+        let handle = NodeHandle {
+            requests: requests_tx,
+            events: events.clone(),
+            net: net.clone(),
+        };
+        let driver = Driver::new(
+            repo,
+            StdRng::from_os_rng(),
+            DriverParts {
+                requests,
+                net,
+                net_events,
+                storage,
+                events,
+                ready: ready_tx,
+                peer_backlog_len: config.peer_backlog_len,
+                max_pending_commands: config.max_pending_commands,
+            },
+        );
+        let driver = tokio::spawn(driver.run(early));
+        let node = Node { handle, driver };
+        match ready.await {
+            Ok(Ok(())) => Ok(node),
+            Ok(Err(error)) => {
+                node.shutdown().await;
+                Err(error)
+            }
+            Err(_) => Err(NodeError::StartFailed("the driver stopped".into())),
+        }
+    }
+
+    /// A handle to share with other tasks.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Shuts down gracefully (see [`NodeHandle::shutdown`]) and waits for the driver
+    /// task to end.
+    pub async fn shutdown(self) {
+        let _ = self.handle.shutdown().await;
+        if let Err(error) = self.driver.await {
+            tracing::error!(%error, "driver task failed");
+        }
+    }
+}

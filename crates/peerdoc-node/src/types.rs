@@ -1,0 +1,242 @@
+//! What the embedding API returns: events, summaries and status.
+
+use automerge::{ChangeHash, Patch, PatchAction, Prop};
+use peerdoc_core::model::Conflict;
+use peerdoc_core::persist::{ConflictRecord, DocumentMeta};
+use peerdoc_core::repo::ConnectionInfo;
+use peerdoc_core::{DocumentId, StorageId};
+use peerdoc_net::{Multiaddr, PeerId, PeerInfo};
+
+/// Who made a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This node's application.
+    Local,
+    /// A peer (its libp2p id, when the connection is still known).
+    Remote(Option<PeerId>),
+}
+
+/// Longest list of changed paths kept in one [`NodeEvent::DocumentChanged`].
+pub const MAX_CHANGED_PATHS: usize = 64;
+
+/// Something that happened on the node. Subscribers that lag lose the oldest events;
+/// a read after any event always shows the current state.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// A document changed (local changes are durable by the time `change` returns).
+    DocumentChanged {
+        /// Which.
+        doc: DocumentId,
+        /// Its new heads.
+        heads: Vec<ChangeHash>,
+        /// Who changed it.
+        origin: Origin,
+        /// How many automerge patches the change produced.
+        patches: usize,
+        /// JSON pointers touched, deduplicated, at most [`MAX_CHANGED_PATHS`].
+        paths: Vec<String>,
+    },
+    /// A document appeared (created here or received from a peer).
+    DocumentCreated {
+        /// Which.
+        doc: DocumentId,
+        /// Who created it.
+        origin: Origin,
+    },
+    /// A document was deleted (here or by a peer's tombstone).
+    DocumentDeleted {
+        /// Which.
+        doc: DocumentId,
+        /// Who deleted it.
+        origin: Origin,
+    },
+    /// A field got concurrent values for the first time; automerge picked a winner and
+    /// the conflict was logged for someone to check.
+    ConflictDetected {
+        /// In which document.
+        doc: DocumentId,
+        /// The log entry.
+        record: ConflictRecord,
+    },
+    /// A peer finished the sync handshake.
+    PeerConnected {
+        /// Its libp2p id.
+        peer: PeerId,
+        /// Its storage id, if it has one.
+        storage_id: Option<StorageId>,
+        /// Whether it speaks peerdoc's extensions (reconciliation).
+        peerdoc: bool,
+    },
+    /// A peer's sync connection closed.
+    PeerDisconnected {
+        /// Its libp2p id.
+        peer: PeerId,
+    },
+    /// Ephemeral data (presence, cursors) a peer sent with
+    /// [`NodeHandle::broadcast`](crate::NodeHandle::broadcast) or automerge-repo's
+    /// ephemeral messages. Never stored.
+    Ephemeral {
+        /// About which document.
+        doc: DocumentId,
+        /// The sender's automerge-repo peer id (a libp2p peer id for peerdoc nodes).
+        from: String,
+        /// The application's bytes.
+        data: Vec<u8>,
+    },
+    /// Stored data of a document did not load; the rest of it did.
+    DocumentDamaged {
+        /// Which.
+        doc: DocumentId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A storage operation failed.
+    StorageFailed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// One document, as listed by [`NodeHandle::list`](crate::NodeHandle::list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentSummary {
+    /// Its id.
+    pub id: DocumentId,
+    /// Its title, if one was set.
+    pub title: Option<String>,
+    /// Sync priority (higher first).
+    pub priority: i32,
+    /// Bytes it occupies in storage.
+    pub size: u64,
+    /// When it was created, ms since the epoch.
+    pub created_ms: u64,
+    /// When it last changed here, ms since the epoch.
+    pub last_change_ms: u64,
+    /// Whether it was deleted (a tombstone).
+    pub deleted: bool,
+    /// Its heads, hex-encoded.
+    pub heads: Vec<String>,
+}
+
+impl DocumentSummary {
+    pub(crate) fn new(id: DocumentId, meta: &DocumentMeta) -> Self {
+        Self {
+            id,
+            title: meta.title.clone(),
+            priority: meta.priority,
+            size: meta.stored_bytes,
+            created_ms: meta.created_ms,
+            last_change_ms: meta.updated_ms,
+            deleted: meta.deleted,
+            heads: meta.heads.clone(),
+        }
+    }
+}
+
+/// A document's conflicts, from [`NodeHandle::conflicts`](crate::NodeHandle::conflicts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflicts {
+    /// Fields that hold several concurrent values now.
+    pub current: Vec<Conflict>,
+    /// Every conflict ever seen on this node (first sighting of each).
+    pub log: Vec<ConflictRecord>,
+}
+
+/// One peer as the node sees it: the transport's view and the engine's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Its libp2p id.
+    pub peer: PeerId,
+    /// Transport health, while a libp2p connection is open.
+    pub net: Option<PeerInfo>,
+    /// Sync counters, while the engine has a connection to it.
+    pub sync: Option<ConnectionInfo>,
+}
+
+/// A snapshot of the node, from [`NodeHandle::status`](crate::NodeHandle::status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node's libp2p id (also its automerge-repo peer id, as a string).
+    pub peer_id: PeerId,
+    /// The store's automerge-repo storage id (once started).
+    pub storage_id: Option<StorageId>,
+    /// Addresses the node listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Documents known, tombstones included.
+    pub documents: usize,
+    /// Of those, deleted ones.
+    pub deleted: usize,
+    /// Documents held in memory.
+    pub loaded: usize,
+    /// Documents evicted from memory since start.
+    pub evictions: u64,
+    /// Storage operations not yet completed.
+    pub storage_in_flight: usize,
+    /// Per-peer sync counters.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// JSON pointers touched by `patches`, deduplicated in first-seen order, at most
+/// [`MAX_CHANGED_PATHS`].
+pub(crate) fn changed_paths(patches: &[Patch]) -> Vec<String> {
+    let mut paths: Vec<String> = Vec::new();
+    for patch in patches {
+        let mut path = String::new();
+        for (_, prop) in &patch.path {
+            push_prop(&mut path, prop);
+        }
+        match &patch.action {
+            PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => {
+                push_prop(&mut path, &Prop::Map(key.clone()));
+            }
+            PatchAction::PutSeq { index, .. }
+            | PatchAction::Insert { index, .. }
+            | PatchAction::DeleteSeq { index, .. }
+            | PatchAction::SpliceText { index, .. } => {
+                push_prop(&mut path, &Prop::Seq(*index));
+            }
+            PatchAction::Increment { prop, .. } | PatchAction::Conflict { prop } => {
+                push_prop(&mut path, prop);
+            }
+            PatchAction::Mark { .. } => {}
+        }
+        if !paths.contains(&path) {
+            if paths.len() == MAX_CHANGED_PATHS {
+                break;
+            }
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+fn push_prop(path: &mut String, prop: &Prop) {
+    path.push('/');
+    match prop {
+        // RFC 6901 escaping.
+        Prop::Map(key) => path.push_str(&key.replace('~', "~0").replace('/', "~1")),
+        Prop::Seq(index) => path.push_str(&index.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT};
+
+    use super::*;
+
+    #[test]
+    fn patches_become_escaped_json_pointers() {
+        let mut doc = AutoCommit::new();
+        doc.update_diff_cursor();
+        doc.put(ROOT, "a/b", 1).unwrap();
+        let list = doc
+            .put_object(ROOT, "list", automerge::ObjType::List)
+            .unwrap();
+        doc.insert(&list, 0, "x").unwrap();
+        let patches = doc.diff_incremental();
+        assert_eq!(changed_paths(&patches), ["/a~1b", "/list", "/list/0"]);
+    }
+}
