@@ -32,6 +32,14 @@ impl Repo {
         self.config.peer_id.clone()
     }
 
+    /// The peer id on `conn`, once its handshake finished.
+    fn peer_of(&self, conn: ConnectionId) -> Option<PeerId> {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.peer.as_ref())
+            .map(|p| p.peer_id.clone())
+    }
+
     pub(super) fn connection_opened(&mut self, conn: ConnectionId, initiator: bool) {
         if self.conns.contains_key(&conn) {
             tracing::warn!(%conn, "connection id reused; ignored");
@@ -461,12 +469,7 @@ impl Repo {
     }
 
     fn send_tombstone(&mut self, conn: ConnectionId, doc: DocumentId) {
-        let Some(target) = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer.as_ref())
-            .map(|p| p.peer_id.clone())
-        else {
+        let Some(target) = self.peer_of(conn) else {
             return;
         };
         let message = Message::Deleted {
@@ -565,12 +568,7 @@ impl Repo {
     }
 
     fn send_unavailable(&mut self, conn: ConnectionId, doc: DocumentId) {
-        let Some(target) = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer.as_ref())
-            .map(|p| p.peer_id.clone())
-        else {
+        let Some(target) = self.peer_of(conn) else {
             return;
         };
         let message = Message::DocUnavailable {
@@ -653,12 +651,7 @@ impl Repo {
 
     /// Sends the next sync message about `doc` to `conn`, if there is one.
     pub(super) fn send_sync(&mut self, doc_id: DocumentId, conn: ConnectionId) {
-        let Some(target) = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer.as_ref())
-            .map(|p| p.peer_id.clone())
-        else {
+        let Some(target) = self.peer_of(conn) else {
             return;
         };
         let Some(doc) = self.docs.get_mut(&doc_id) else {
