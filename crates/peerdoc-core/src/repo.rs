@@ -182,9 +182,10 @@ pub struct Repo {
     loading: BTreeMap<DocumentId, Loading>,
     storage_ops: BTreeMap<StorageOpId, Purpose>,
     conns: BTreeMap<ConnectionId, Connection>,
-    /// Sync sessions of evicted documents whose exchange had not settled. Dropping them
-    /// would restart the exchange on every reload, which under memory pressure never
-    /// ends; they are small and go when the connection does.
+    /// Sync sessions of evicted documents (compacted once settled, see
+    /// `Session::parked`). Dropping them would restart the exchange on every reload,
+    /// which under memory pressure never ends. They go when their connection does:
+    /// at most one per (document, connected peer).
     parked: BTreeMap<(DocumentId, ConnectionId), document::Session>,
     pending_commands: usize,
     next_op: u64,
@@ -733,9 +734,7 @@ impl Repo {
         }
         if let Some(doc) = self.docs.remove(&id) {
             for (conn, session) in doc.sessions {
-                if !session.in_sync {
-                    self.parked.insert((id, conn), session);
-                }
+                self.parked.insert((id, conn), session.parked());
             }
         }
         self.evictions += 1;

@@ -5,6 +5,19 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Seeds that once failed (each fixed in its own commit; see docs/simulation.md), run on
+/// every CI run on top of the 0..SIM_SEEDS range.
+const REGRESSION_SEEDS: &[u64] = &[10, 198, 435, 599, 860, 2640, 7743];
+
+#[test]
+fn seeds_that_once_failed_still_pass() {
+    for &seed in REGRESSION_SEEDS {
+        if let Err(failure) = peerdoc_sim::run(&peerdoc_sim::SimConfig::from_seed(seed)) {
+            panic!("{failure}");
+        }
+    }
+}
+
 #[test]
 fn converges_under_partitions_resets_and_crashes() {
     if let Ok(seed) = std::env::var("SEED") {

@@ -27,6 +27,29 @@ impl Session {
             in_sync: false,
         }
     }
+
+    /// What to keep of a session while its document is out of memory: all of it while
+    /// the exchange is unsettled; once settled, only what tells automerge "we agree and
+    /// have said so" (heads, capabilities), not the peer's Bloom filter or the hashes
+    /// sent. A fresh state instead would owe the peer a reply, the peer's fresh state
+    /// would owe one back, and with both documents evicted between messages the two
+    /// would answer each other forever (simulation seed 7743).
+    pub(crate) fn parked(self) -> Self {
+        if !self.in_sync {
+            return self;
+        }
+        let mut state = sync::State::new();
+        state.shared_heads = self.state.shared_heads;
+        state.last_sent_heads = self.state.last_sent_heads;
+        state.their_heads = self.state.their_heads;
+        state.have_responded = self.state.have_responded;
+        state.their_capabilities = self.state.their_capabilities;
+        Self {
+            state,
+            dirty: self.dirty,
+            in_sync: true,
+        }
+    }
 }
 
 /// A document held in memory.
