@@ -671,6 +671,11 @@ impl Repo {
             Waiter::QueuedSync(conn) => {
                 if self.docs.contains_key(&doc) && self.conns.contains_key(&conn) {
                     self.send_sync(doc, conn);
+                    // A session resumed already settled sends nothing and will hear
+                    // nothing: release its slot, or the queue stalls behind it.
+                    if self.settle_if_in_sync(doc, conn) {
+                        self.pump_queue(conn);
+                    }
                 } else if let Some(c) = self.conns.get_mut(&conn) {
                     c.active.remove(&doc);
                     self.pump_queue(conn);

@@ -450,6 +450,7 @@ impl Repo {
             c.active.insert(doc);
             if self.docs.contains_key(&doc) {
                 self.send_sync(doc, conn);
+                // The loop goes on to fill the slot if it was released.
                 self.settle_if_in_sync(doc, conn);
             } else {
                 self.start_load(doc, Waiter::QueuedSync(conn));
@@ -457,15 +458,19 @@ impl Repo {
         }
     }
 
-    fn settle_if_in_sync(&mut self, doc: DocumentId, conn: ConnectionId) {
+    /// Releases `doc`'s queue slot with `conn` if their session is settled; says whether
+    /// it did.
+    pub(super) fn settle_if_in_sync(&mut self, doc: DocumentId, conn: ConnectionId) -> bool {
         let in_sync = self
             .docs
             .get(&doc)
             .and_then(|d| d.sessions.get(&conn))
             .is_some_and(|s| s.in_sync);
-        if in_sync && let Some(c) = self.conns.get_mut(&conn) {
-            c.active.remove(&doc);
-        }
+        in_sync
+            && self
+                .conns
+                .get_mut(&conn)
+                .is_some_and(|c| c.active.remove(&doc))
     }
 
     fn send_tombstone(&mut self, conn: ConnectionId, doc: DocumentId) {
