@@ -584,6 +584,22 @@ impl Repo {
         self.send(conn, message);
     }
 
+    /// A loaded document and its sync session with `conn` (created if needed).
+    fn doc_and_session(
+        &mut self,
+        doc_id: DocumentId,
+        conn: ConnectionId,
+    ) -> Option<(&mut Automerge, &mut Session)> {
+        let doc = self.docs.get_mut(&doc_id)?;
+        Self::ensure_session(&self.conns, &mut self.parked, doc_id, doc, conn);
+        let LoadedDoc {
+            doc: automerge,
+            sessions,
+            ..
+        } = doc;
+        Some((automerge, sessions.get_mut(&conn)?))
+    }
+
     /// Makes sure `doc` has a sync session with `conn`: the one parked at eviction, or
     /// one resumed from the persisted state, or a fresh one.
     fn ensure_session(
@@ -624,16 +640,7 @@ impl Repo {
             }
         };
         self.touch(&doc_id);
-        let Some(doc) = self.docs.get_mut(&doc_id) else {
-            return;
-        };
-        Self::ensure_session(&self.conns, &mut self.parked, doc_id, doc, conn);
-        let LoadedDoc {
-            doc: automerge,
-            sessions,
-            ..
-        } = doc;
-        let Some(session) = sessions.get_mut(&conn) else {
+        let Some((automerge, session)) = self.doc_and_session(doc_id, conn) else {
             return;
         };
         let before = automerge.get_heads();
@@ -644,9 +651,9 @@ impl Repo {
             return self.misbehaved(conn, format!("sync message rejected: {error}"));
         }
         session.dirty = true;
-        let after = doc.doc.get_heads();
+        let after = automerge.get_heads();
         if after != before {
-            let patches = doc.doc.make_patches(&mut log);
+            let patches = automerge.make_patches(&mut log);
             self.doc_changed(doc_id, patches, ChangeOrigin::Remote(conn), Vec::new());
         } else {
             self.send_sync(doc_id, conn);
@@ -659,16 +666,7 @@ impl Repo {
         let Some(target) = self.peer_of(conn) else {
             return;
         };
-        let Some(doc) = self.docs.get_mut(&doc_id) else {
-            return;
-        };
-        Self::ensure_session(&self.conns, &mut self.parked, doc_id, doc, conn);
-        let LoadedDoc {
-            doc: automerge,
-            sessions,
-            ..
-        } = doc;
-        let Some(session) = sessions.get_mut(&conn) else {
+        let Some((automerge, session)) = self.doc_and_session(doc_id, conn) else {
             return;
         };
         if let Some(message) = automerge.generate_sync_message(&mut session.state) {
