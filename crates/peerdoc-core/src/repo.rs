@@ -130,11 +130,7 @@ pub struct ConnectionInfo {
 #[derive(Debug)]
 enum Waiter {
     Command(CommandId, Command),
-    PeerSync {
-        conn: ConnectionId,
-        data: Vec<u8>,
-        request: bool,
-    },
+    PeerSync { conn: ConnectionId, data: Vec<u8> },
     PeerDeleted(ConnectionId),
     QueuedSync(ConnectionId),
 }
@@ -652,14 +648,10 @@ impl Repo {
                 self.pending_commands = self.pending_commands.saturating_sub(1);
                 self.command(rng, id, command);
             }
-            Waiter::PeerSync {
-                conn,
-                data,
-                request,
-            } => {
+            Waiter::PeerSync { conn, data } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.pending_inbound = c.pending_inbound.saturating_sub(1);
-                    self.peer_sync(rng, conn, doc, data, request);
+                    self.peer_sync(conn, doc, data);
                 }
             }
             Waiter::PeerDeleted(conn) => {
@@ -704,14 +696,16 @@ impl Repo {
 
     /// Evicts least-recently-used idle documents until within budget.
     fn trim_memory(&mut self) {
-        let over = |repo: &Self| {
-            repo.docs.len() > repo.config.max_docs_in_memory
-                || repo.bytes_in_memory() > repo.config.max_bytes_in_memory
-        };
-        if !over(self) {
+        let (max_docs, max_bytes) = (
+            self.config.max_docs_in_memory,
+            self.config.max_bytes_in_memory,
+        );
+        let mut count = self.docs.len();
+        let mut bytes = self.bytes_in_memory();
+        if count <= max_docs && bytes <= max_bytes {
             return;
         }
-        let mut candidates: Vec<(u64, DocumentId)> = self
+        let mut candidates: Vec<(u64, u64, DocumentId)> = self
             .docs
             .iter()
             .filter(|(id, d)| {
@@ -719,23 +713,28 @@ impl Repo {
                     && !self.conns.values().any(|c| c.active.contains(*id))
                     && !self.loading.contains_key(*id)
             })
-            .map(|(id, d)| (d.last_used, *id))
+            .map(|(id, d)| (d.last_used, d.chunk_bytes, *id))
             .collect();
         candidates.sort();
-        for (_, id) in candidates {
-            if !over(self) {
+        for (_, size, id) in candidates {
+            if count <= max_docs && bytes <= max_bytes {
                 break;
             }
             self.evict(id);
+            count -= 1;
+            bytes = bytes.saturating_sub(size);
         }
     }
 
     fn evict(&mut self, id: DocumentId) {
+        // Sessions stay parked in memory (with their dirty flag), so only states that
+        // changed since they were last written need writing. The write is not counted
+        // against the document: it is leaving memory, and a reloaded copy must not
+        // inherit the count.
         let mut batch = WriteBatch::new();
-        self.persist_sessions(&id, &mut batch, true);
+        self.persist_sessions(&id, &mut batch);
         if !batch.is_empty() {
-            self.write(Some(id), None, Vec::new(), batch);
-            // The write above counted against the doc; it is leaving memory now.
+            self.write(None, None, Vec::new(), batch);
         }
         if let Some(doc) = self.docs.remove(&id) {
             for (conn, session) in doc.sessions {
@@ -746,13 +745,13 @@ impl Repo {
         tracing::debug!(doc = %id, "evicted");
     }
 
-    /// Adds dirty sync states of `doc` to `batch` (all sessions when `all`).
-    fn persist_sessions(&mut self, doc: &DocumentId, batch: &mut WriteBatch, all: bool) {
+    /// Adds the sync states of `doc` that changed since last written to `batch`.
+    fn persist_sessions(&mut self, doc: &DocumentId, batch: &mut WriteBatch) {
         let Some(d) = self.docs.get_mut(doc) else {
             return;
         };
         for (conn, session) in d.sessions.iter_mut() {
-            if !(session.dirty || all) {
+            if !session.dirty {
                 continue;
             }
             let Some(storage) = self.conns.get(conn).and_then(|c| c.persistent_storage_id()) else {
@@ -770,7 +769,7 @@ impl Repo {
         let ids: Vec<DocumentId> = self.docs.keys().copied().collect();
         for id in ids {
             let mut batch = WriteBatch::new();
-            self.persist_sessions(&id, &mut batch, false);
+            self.persist_sessions(&id, &mut batch);
             // Retry saves that failed.
             let needs_save = self
                 .docs

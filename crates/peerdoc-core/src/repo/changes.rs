@@ -51,7 +51,7 @@ impl Repo {
         }
         let heads = doc.doc.get_heads();
         let adopted = !self.catalog.contains_key(&doc_id);
-        self.persist_sessions(&doc_id, &mut batch, false);
+        self.persist_sessions(&doc_id, &mut batch);
         self.save_document(doc_id, batch, replies);
         if adopted {
             self.event(Event::DocumentCreated {

@@ -287,7 +287,7 @@ impl Repo {
                 if !peer.peerdoc {
                     return self.misbehaved(conn, "reconcile without negotiating it".into());
                 }
-                self.reconcile_received(rng, conn, &data);
+                self.reconcile_received(conn, &data);
             }
             Message::Deleted { document_id, .. } => {
                 if !peer.peerdoc {
@@ -361,7 +361,7 @@ impl Repo {
         }
     }
 
-    fn reconcile_received(&mut self, rng: &mut dyn RngCore, conn: ConnectionId, data: &[u8]) {
+    fn reconcile_received(&mut self, conn: ConnectionId, data: &[u8]) {
         let config = self.config.reconcile.clone();
         let items = &self.items;
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -394,7 +394,7 @@ impl Repo {
             };
             self.send(conn, message);
         }
-        self.handle_differences(rng, conn, differences);
+        self.handle_differences(conn, differences);
         if report {
             self.event(Event::ReconcileFinished {
                 conn,
@@ -404,12 +404,7 @@ impl Repo {
         }
     }
 
-    fn handle_differences(
-        &mut self,
-        _rng: &mut dyn RngCore,
-        conn: ConnectionId,
-        differences: Vec<Difference>,
-    ) {
+    fn handle_differences(&mut self, conn: ConnectionId, differences: Vec<Difference>) {
         for difference in differences {
             let doc = difference.document_id;
             let theirs_tombstone = difference.theirs.is_some_and(|d| d.is_tombstone());
@@ -546,17 +541,10 @@ impl Repo {
                     self.send_unavailable(conn, doc);
                 }
             }
-            _ if self.docs.contains_key(&doc) => self.peer_sync(rng, conn, doc, data, request),
+            _ if self.docs.contains_key(&doc) => self.peer_sync(conn, doc, data),
             Some(_) => {
                 if self.admit_inbound(conn) {
-                    self.start_load(
-                        doc,
-                        Waiter::PeerSync {
-                            conn,
-                            data,
-                            request,
-                        },
-                    );
+                    self.start_load(doc, Waiter::PeerSync { conn, data });
                 }
             }
             None if request => self.send_unavailable(conn, doc),
@@ -567,7 +555,7 @@ impl Repo {
                 let use_tick = self.tick_use();
                 self.docs
                     .insert(doc, LoadedDoc::new(Automerge::new(), rng, use_tick));
-                self.peer_sync(rng, conn, doc, data, request);
+                self.peer_sync(conn, doc, data);
             }
         }
     }
@@ -625,14 +613,7 @@ impl Repo {
         doc.sessions.insert(conn, Session::new(state));
     }
 
-    pub(super) fn peer_sync(
-        &mut self,
-        _rng: &mut dyn RngCore,
-        conn: ConnectionId,
-        doc_id: DocumentId,
-        data: Vec<u8>,
-        _request: bool,
-    ) {
+    pub(super) fn peer_sync(&mut self, conn: ConnectionId, doc_id: DocumentId, data: Vec<u8>) {
         let message = match sync::Message::decode(&data) {
             Ok(message) => message,
             Err(error) => {
