@@ -289,7 +289,7 @@ impl Sim {
         }
         for _ in 0..self.config.steps {
             self.now += self.rng.random_range(1..=10);
-            self.process_due()?;
+            self.process_due();
             self.random_action();
             self.ensure_connections(false);
         }
@@ -313,7 +313,7 @@ impl Sim {
                 break;
             };
             self.now = self.now.max(at);
-            self.handle_event(ev)?;
+            self.handle_event(ev);
             handled += 1;
             if handled > MAX_FINAL_EVENTS {
                 return Err(format!(
@@ -397,23 +397,22 @@ impl Sim {
                 .any(|ev| !matches!(ev, Ev::Tick { .. }))
     }
 
-    fn process_due(&mut self) -> Result<(), String> {
+    fn process_due(&mut self) {
         while let Some((&(at, seq), _)) = self.events.iter().next() {
             if at > self.now {
                 break;
             }
             if let Some(ev) = self.events.remove(&(at, seq)) {
-                self.handle_event(ev)?;
+                self.handle_event(ev);
             }
         }
-        Ok(())
     }
 
     fn alive(&self, node: usize, incarnation: u64) -> bool {
         self.nodes[node].incarnation == incarnation && self.nodes[node].repo.is_some()
     }
 
-    fn handle_event(&mut self, ev: Ev) -> Result<(), String> {
+    fn handle_event(&mut self, ev: Ev) {
         match ev {
             Ev::Deliver {
                 node,
@@ -478,7 +477,6 @@ impl Sim {
                 }
             }
         }
-        Ok(())
     }
 
     fn start_node(&mut self, node: usize) {
