@@ -1,0 +1,177 @@
+//! The command line, as clap parses it. Every flag has an environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// peerdoc: offline-first document sync for field teams.
+#[derive(Debug, Parser)]
+#[command(name = "peerdoc", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by the daemon and the client commands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Data directory (store, identity, API token and address).
+    /// [default: the platform's data directory, e.g. ~/.local/share/peerdoc]
+    #[arg(long, global = true, env = "PEERDOC_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// URL of the daemon's API (client commands). [default: read from <DATA_DIR>/api.addr]
+    #[arg(long, global = true, env = "PEERDOC_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+    /// API bearer token (client commands). [default: read from <DATA_DIR>/api.token]
+    #[arg(
+        long,
+        global = true,
+        env = "PEERDOC_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Print machine-readable JSON instead of text (client commands).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (SIGINT/SIGTERM stop it gracefully).
+    Run(RunArgs),
+    /// Show the daemon's state: peers, documents, and what each peer is missing.
+    Status,
+    /// List connected and known peers with their health.
+    Peers,
+    /// Work with documents.
+    #[command(subcommand)]
+    Doc(DocCommand),
+}
+
+/// `peerdoc run`. Precedence: flags > environment > config file > defaults.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// TOML config file. [default: <config dir>/peerdoc/config.toml if it exists]
+    #[arg(long, env = "PEERDOC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address the HTTP API binds to (port 0 picks one). [default: 127.0.0.1:7420]
+    #[arg(long, env = "PEERDOC_API_LISTEN", value_name = "ADDR")]
+    pub api_listen: Option<String>,
+    /// libp2p listen address (repeatable). [default: /ip4/0.0.0.0/tcp/0 and QUIC]
+    #[arg(
+        long = "listen",
+        env = "PEERDOC_LISTEN",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
+    pub listen: Vec<String>,
+    /// Peer to keep dialing (repeatable), e.g. /ip4/127.0.0.1/tcp/4001.
+    #[arg(
+        long = "peer",
+        env = "PEERDOC_PEERS",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
+    pub peers: Vec<String>,
+    /// Turn mDNS discovery off (use explicit --peer addresses only).
+    #[arg(long, env = "PEERDOC_NO_MDNS")]
+    pub no_mdns: bool,
+    /// File holding the team key (64 hex characters); only devices with the same key connect.
+    #[arg(long, env = "PEERDOC_TEAM_KEY_FILE", value_name = "FILE")]
+    pub team_key_file: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `peerdoc=debug`. [default: info]
+    #[arg(long, env = "PEERDOC_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    /// Set any config key, e.g. `--set node.max_docs_in_memory=500` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// `peerdoc doc …`.
+#[derive(Debug, Subcommand)]
+pub enum DocCommand {
+    /// Create a document from JSON (an argument, `-` for stdin, or `@file`).
+    New {
+        /// The initial content, a JSON object. [default: {}]
+        content: Option<String>,
+        /// Its title.
+        #[arg(long)]
+        title: Option<String>,
+        /// Its sync priority (higher syncs first).
+        #[arg(long, allow_hyphen_values = true)]
+        priority: Option<i32>,
+    },
+    /// List documents.
+    List {
+        /// Include deleted documents.
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// Print a document (or the value at a JSON pointer inside it) as JSON.
+    Get {
+        /// Document id or automerge: URL.
+        id: String,
+        /// JSON pointer inside the document, e.g. /guests/0/name.
+        path: Option<String>,
+        /// Read as of these heads (comma-separated hex).
+        #[arg(long, value_delimiter = ',')]
+        heads: Vec<String>,
+    },
+    /// Set the value at a JSON pointer (the value is JSON; a bare word is a string).
+    Set {
+        /// Document id or automerge: URL.
+        id: String,
+        /// JSON pointer, e.g. /title or /guests/- to append.
+        path: String,
+        /// The value, as JSON (`-` for stdin, `@file`).
+        value: String,
+        /// Commit message.
+        #[arg(long, short)]
+        message: Option<String>,
+    },
+    /// Delete a document everywhere (a tombstone that syncs to every peer).
+    Delete {
+        /// Document id or automerge: URL.
+        id: String,
+    },
+    /// Import an automerge file (`save()` bytes) as a new document.
+    Import {
+        /// The file (`-` for stdin).
+        file: PathBuf,
+        /// Its title.
+        #[arg(long)]
+        title: Option<String>,
+        /// Its sync priority.
+        #[arg(long, allow_hyphen_values = true)]
+        priority: Option<i32>,
+    },
+    /// Export a document as automerge bytes.
+    Export {
+        /// Document id or automerge: URL.
+        id: String,
+        /// Output file. [default: stdout]
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Show a document's change history.
+    History {
+        /// Document id or automerge: URL.
+        id: String,
+    },
+    /// Show a document's current conflicts and its conflict log.
+    Conflicts {
+        /// Document id or automerge: URL.
+        id: String,
+    },
+    /// Stream changes as they happen (all documents, or the ones named).
+    Watch {
+        /// Document ids to watch.
+        ids: Vec<String>,
+    },
+}

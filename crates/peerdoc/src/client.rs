@@ -1,0 +1,1 @@
+//! A blocking client of the daemon's HTTP API (`docs/api.md`).

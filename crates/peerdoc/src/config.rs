@@ -1,0 +1,1 @@
+//! The daemon's configuration: defaults, TOML file, environment, flags.

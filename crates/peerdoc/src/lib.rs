@@ -1,0 +1,12 @@
+//! The peerdoc daemon and CLI.
+//!
+//! - [`daemon`]: `peerdoc run` — configuration, the node, the HTTP API, signals.
+//! - [`server`]: the local HTTP API (see `docs/api.md`).
+//! - [`client`]: a blocking client of that API, used by the CLI.
+//! - [`cli`]: argument parsing and the client subcommands' output.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod server;
