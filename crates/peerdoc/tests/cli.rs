@@ -1,0 +1,766 @@
+//! The client subcommands, end to end: the `peerdoc` binary against a daemon's API on
+//! 127.0.0.1, checking text output, `--json` output and every error path.
+
+#[path = "cli/fake_server.rs"]
+mod fake_server;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use automerge::transaction::{CommitOptions, Transactable as _};
+use automerge::{ActorId, AutoCommit, Automerge, ROOT};
+use predicates::prelude::*;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A hang guard, not a speed target.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A daemon API to run commands against, with its data directory.
+struct Daemon {
+    dir: TempDir,
+}
+
+impl Daemon {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fake_server::start(dir.path());
+        Self { dir }
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `peerdoc --data-dir <this daemon's dir>`, with no discovery from the environment.
+    fn peerdoc(&self) -> Command {
+        peerdoc_in(self.data_dir())
+    }
+
+    /// Runs a command that must succeed and returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.peerdoc().args(args).output().expect("run peerdoc");
+        assert!(
+            output.status.success(),
+            "peerdoc {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 stdout")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&with_json)).expect("stdout is JSON")
+    }
+
+    /// A new document with this content; its id.
+    fn new_doc(&self, content: &Value) -> String {
+        self.ok(&["doc", "new", &content.to_string()])
+            .trim()
+            .to_owned()
+    }
+}
+
+fn peerdoc_in(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_peerdoc"));
+    command
+        .env_remove("PEERDOC_API_URL")
+        .env_remove("PEERDOC_TOKEN")
+        .env_remove("PEERDOC_DATA_DIR")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .timeout(TIMEOUT);
+    command
+}
+
+/// A valid document id that no daemon has.
+const UNKNOWN_ID: &str = "4NMNnkMhL8jXrdJ9jamS58PAVdXu";
+
+// ---- status and peers ----
+
+#[test]
+fn status_shows_identity_documents_and_health() {
+    let daemon = Daemon::start();
+    daemon.new_doc(&json!({"a": 1}));
+    daemon
+        .peerdoc()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match(r"(?m)^peer id +12D3Koo\w+$").expect("regex"))
+        .stdout(predicate::str::is_match(r"(?m)^documents +1 \(0 deleted").expect("regex"))
+        .stdout(predicate::str::contains(
+            "health     offline (no peer connected)",
+        ));
+    let status = daemon.json(&["status"]);
+    assert_eq!(status["documents"], 1);
+    assert!(
+        status["peer_id"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("12D3Koo"))
+    );
+    assert_eq!(status["health"], "offline");
+}
+
+#[test]
+fn peers_without_any_says_so() {
+    let daemon = Daemon::start();
+    daemon
+        .peerdoc()
+        .arg("peers")
+        .assert()
+        .success()
+        .stdout("no peers known\n");
+    assert_eq!(daemon.json(&["peers"]), json!([]));
+}
+
+// ---- doc new / list / get ----
+
+#[test]
+fn new_prints_the_id_and_list_shows_it() {
+    let daemon = Daemon::start();
+    let id = daemon.ok(&[
+        "doc",
+        "new",
+        r#"{"title": "Run of show"}"#,
+        "--title",
+        "Barn wedding",
+        "--priority",
+        "-3",
+    ]);
+    let id = id.trim();
+    assert!(
+        peerdoc_core::DocumentId::parse(id).is_ok(),
+        "a bare id: {id:?}"
+    );
+
+    let list = daemon.ok(&["doc", "list"]);
+    let mut lines = list.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(header.starts_with("ID  "), "{list}");
+    assert!(
+        header.contains("TITLE") && header.contains("PRIORITY"),
+        "{list}"
+    );
+    let row = lines.next().unwrap_or_default();
+    assert!(
+        row.starts_with(&format!("{id}  Barn wedding  -3")),
+        "{list}"
+    );
+
+    let docs = daemon.json(&["doc", "list"]);
+    assert_eq!(docs[0]["id"], id);
+    assert_eq!(docs[0]["url"], format!("automerge:{id}"));
+    assert_eq!(docs[0]["title"], "Barn wedding");
+    assert_eq!(docs[0]["priority"], -3);
+
+    let created = daemon.json(&["doc", "new"]);
+    assert!(
+        created["id"].is_string() && created["heads"].is_array(),
+        "{created}"
+    );
+}
+
+#[test]
+fn list_without_documents_says_so() {
+    let daemon = Daemon::start();
+    daemon
+        .peerdoc()
+        .args(["doc", "list"])
+        .assert()
+        .success()
+        .stdout("no documents\n");
+    assert_eq!(daemon.json(&["doc", "list"]), json!([]));
+}
+
+#[test]
+fn new_reads_content_from_stdin_and_files() {
+    let daemon = Daemon::start();
+    let id = daemon
+        .peerdoc()
+        .args(["doc", "new", "-"])
+        .write_stdin(r#"{"from": "stdin"}"#)
+        .output()
+        .expect("run");
+    assert!(id.status.success());
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_owned();
+    assert_eq!(
+        daemon.json(&["doc", "get", &id])["content"],
+        json!({"from": "stdin"})
+    );
+
+    let file = daemon.data_dir().join("content.json");
+    std::fs::write(&file, r#"{"from": "file"}"#).expect("write");
+    let id = daemon.ok(&["doc", "new", &format!("@{}", file.display())]);
+    assert_eq!(
+        daemon.json(&["doc", "get", id.trim()])["content"],
+        json!({"from": "file"})
+    );
+}
+
+#[test]
+fn new_rejects_content_that_is_not_a_json_object() {
+    let daemon = Daemon::start();
+    daemon
+        .peerdoc()
+        .args(["doc", "new", "[1, 2]"])
+        .assert()
+        .code(1)
+        .stderr("peerdoc: the content must be a JSON object, not an array\n");
+    daemon
+        .peerdoc()
+        .args(["doc", "new", "{\"a\":"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "peerdoc: invalid JSON content: ",
+        ));
+    daemon
+        .peerdoc()
+        .args(["doc", "new", "@/nonexistent/content.json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "peerdoc: cannot read /nonexistent/content.json: No such file",
+        ));
+    assert_eq!(
+        daemon.json(&["doc", "list"]),
+        json!([]),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn get_prints_pretty_json_and_extracts_pointers() {
+    let daemon = Daemon::start();
+    let id = daemon.new_doc(&json!({"guests": [{"name": "Ada"}], "title": "Barn"}));
+    let text = daemon.ok(&["doc", "get", &id]);
+    let content: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        content,
+        json!({"guests": [{"name": "Ada"}], "title": "Barn"})
+    );
+    assert!(text.contains("\n  \"guests\": ["), "pretty printed: {text}");
+
+    let url = format!("automerge:{id}");
+    assert_eq!(
+        daemon.ok(&["doc", "get", &url, "/guests/0/name"]),
+        "\"Ada\"\n"
+    );
+    assert_eq!(
+        daemon.ok(&["doc", "get", &id, "/guests/0"]),
+        "{\n  \"name\": \"Ada\"\n}\n"
+    );
+
+    let full = daemon.json(&["doc", "get", &id]);
+    assert_eq!(full["id"], id.as_str());
+    assert_eq!(full["url"], url.as_str());
+    assert!(
+        full["heads"].as_array().is_some_and(|h| h.len() == 1),
+        "{full}"
+    );
+    assert_eq!(full["content"]["title"], "Barn");
+}
+
+#[test]
+fn get_at_heads_reads_the_past() {
+    let daemon = Daemon::start();
+    let id = daemon.new_doc(&json!({"n": 1}));
+    let before = daemon.json(&["doc", "get", &id])["heads"][0]
+        .as_str()
+        .expect("a head")
+        .to_owned();
+    daemon.ok(&["doc", "set", &id, "/n", "2"]);
+    assert_eq!(daemon.ok(&["doc", "get", &id, "/n"]), "2\n");
+    assert_eq!(
+        daemon.ok(&["doc", "get", &id, "/n", "--heads", &before]),
+        "1\n"
+    );
+}
+
+#[test]
+fn get_errors_on_missing_paths_bad_pointers_and_unknown_documents() {
+    let daemon = Daemon::start();
+    let id = daemon.new_doc(&json!({"guests": []}));
+    daemon
+        .peerdoc()
+        .args(["doc", "get", &id, "/guests/3"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(format!("peerdoc: no value at /guests/3 in document {id}\n"));
+    daemon
+        .peerdoc()
+        .args(["doc", "get", &id, "guests"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("\"guests\" is not a JSON pointer"));
+    daemon
+        .peerdoc()
+        .args(["doc", "get", UNKNOWN_ID])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::starts_with("peerdoc: ")
+                .and(predicate::str::ends_with("(not_found)\n")),
+        );
+}
+
+// ---- doc set ----
+
+#[test]
+fn set_takes_json_bare_words_stdin_and_files() {
+    let daemon = Daemon::start();
+    let id = daemon.new_doc(&json!({}));
+    let out = daemon.ok(&["doc", "set", &id, "/count", "42", "-m", "count them"]);
+    assert!(
+        out.starts_with(&format!("set /count in {id} (heads ")),
+        "{out}"
+    );
+    daemon.ok(&["doc", "set", &id, "/florist", r#"{"phone": "555-0101"}"#]);
+    daemon.ok(&["doc", "set", &id, "/word", "Hello"]);
+    daemon.ok(&["doc", "set", &id, "/phone", "555-0199"]);
+    daemon
+        .peerdoc()
+        .args(["doc", "set", &id, "/piped", "-"])
+        .write_stdin("[1, \"two\"]\n")
+        .assert()
+        .success();
+    let file = daemon.data_dir().join("value.json");
+    std::fs::write(&file, "{\"from\": \"file\"}\n").expect("write");
+    daemon.ok(&["doc", "set", &id, "/filed", &format!("@{}", file.display())]);
+    let heads = daemon.json(&["doc", "set", &id, "/last", "true"]);
+    assert!(heads["heads"].is_array(), "{heads}");
+
+    assert_eq!(
+        daemon.json(&["doc", "get", &id])["content"],
+        json!({
+            "count": 42, "florist": {"phone": "555-0101"}, "word": "Hello",
+            "phone": "555-0199", "piped": [1, "two"], "filed": {"from": "file"}, "last": true
+        })
+    );
+    let history = daemon.json(&["doc", "history", &id]);
+    assert!(
+        history
+            .as_array()
+            .is_some_and(|h| h.iter().any(|c| c["message"] == "count them")),
+        "{history}"
+    );
+}
+
+#[test]
+fn set_rejects_invalid_json_unreadable_files_and_impossible_edits() {
+    let daemon = Daemon::start();
+    let id = daemon.new_doc(&json!({"list": []}));
+    daemon
+        .peerdoc()
+        .args(["doc", "set", &id, "/a", "{\"open\": "])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with("peerdoc: invalid JSON value: "));
+    daemon
+        .peerdoc()
+        .args(["doc", "set", &id, "/a", "@/nonexistent/value.json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "peerdoc: cannot read /nonexistent/value.json: ",
+        ));
+    daemon
+        .peerdoc()
+        .args(["doc", "set", &id, "a", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is not a JSON pointer"));
+    daemon
+        .peerdoc()
+        .args(["doc", "set", &id, "/list/7", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::ends_with("(invalid_change)\n"));
+    assert_eq!(
+        daemon.json(&["doc", "get", &id])["content"],
+        json!({"list": []})
+    );
+}
+
+// ---- doc delete ----
+
+#[test]
+fn delete_is_final_and_listed_only_on_request() {
+    let daemon = Daemon::start();
+    let id = daemon.new_doc(&json!({}));
+    daemon
+        .peerdoc()
+        .args(["doc", "delete", &id])
+        .assert()
+        .success()
+        .stdout(format!("deleted {id}\n"));
+    assert_eq!(daemon.json(&["doc", "list"]), json!([]));
+    let all = daemon.json(&["doc", "list", "--deleted"]);
+    assert_eq!(all[0]["deleted"], true);
+    let text = daemon.ok(&["doc", "list", "--deleted"]);
+    assert!(
+        text.lines().next().is_some_and(|h| h.ends_with("DELETED")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&id) && text.trim_end().ends_with("yes"),
+        "{text}"
+    );
+    daemon
+        .peerdoc()
+        .args(["doc", "get", &id])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::ends_with("(deleted)\n"));
+
+    let other = daemon.new_doc(&json!({}));
+    assert_eq!(
+        daemon.json(&["doc", "delete", &other]),
+        json!({"id": other, "deleted": true})
+    );
+}
+
+// ---- doc import / export ----
+
+#[test]
+fn export_and_import_round_trip() {
+    let daemon = Daemon::start();
+    let id = daemon.new_doc(&json!({"vendors": [{"name": "Florist"}]}));
+    let file = daemon.data_dir().join("doc.automerge");
+    let out = daemon.ok(&["doc", "export", &id, "-o", &file.display().to_string()]);
+    assert!(
+        out.starts_with(&format!("exported {id} to {}", file.display())),
+        "{out}"
+    );
+    let bytes = std::fs::read(&file).expect("exported file");
+    assert!(
+        Automerge::load(&bytes).is_ok(),
+        "the export is an automerge document"
+    );
+
+    // To stdout, the same bytes.
+    let piped = daemon
+        .peerdoc()
+        .args(["doc", "export", &id])
+        .output()
+        .expect("run");
+    assert!(piped.status.success());
+    assert_eq!(piped.stdout, bytes);
+
+    let copy = daemon.ok(&[
+        "doc",
+        "import",
+        &file.display().to_string(),
+        "--title",
+        "Copy",
+    ]);
+    let copy = copy.trim();
+    assert_ne!(copy, id);
+    assert_eq!(
+        daemon.json(&["doc", "get", copy])["content"],
+        json!({"vendors": [{"name": "Florist"}]})
+    );
+    let listed = daemon.json(&["doc", "list"]);
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|docs| docs.iter().any(|d| d["id"] == copy && d["title"] == "Copy")),
+        "{listed}"
+    );
+
+    let from_stdin = daemon
+        .peerdoc()
+        .args(["--json", "doc", "import", "-"])
+        .write_stdin(bytes)
+        .output()
+        .expect("run");
+    assert!(
+        from_stdin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_stdin.stderr)
+    );
+    let created: Value = serde_json::from_slice(&from_stdin.stdout).expect("JSON");
+    assert!(
+        created["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("automerge:"))
+    );
+}
+
+#[test]
+fn import_rejects_unreadable_files_and_non_automerge_bytes() {
+    let daemon = Daemon::start();
+    daemon
+        .peerdoc()
+        .args(["doc", "import", "/nonexistent/doc.automerge"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "peerdoc: cannot read /nonexistent/doc.automerge: No such file",
+        ));
+    let garbage = daemon.data_dir().join("garbage.bin");
+    std::fs::write(&garbage, b"this is not automerge").expect("write");
+    daemon
+        .peerdoc()
+        .args(["doc", "import", &garbage.display().to_string()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::ends_with("(invalid_document)\n"));
+    assert_eq!(daemon.json(&["doc", "list"]), json!([]));
+}
+
+#[test]
+fn a_failed_export_leaves_no_file() {
+    let daemon = Daemon::start();
+    let file = daemon.data_dir().join("never.automerge");
+    daemon
+        .peerdoc()
+        .args([
+            "doc",
+            "export",
+            UNKNOWN_ID,
+            "-o",
+            &file.display().to_string(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::ends_with("(not_found)\n"));
+    assert!(!file.exists());
+}
+
+// ---- doc history / conflicts ----
+
+#[test]
+fn history_lists_every_change() {
+    let daemon = Daemon::start();
+    let id = daemon.new_doc(&json!({"n": 1}));
+    daemon.ok(&["doc", "set", &id, "/n", "2", "--message", "second try"]);
+    let text = daemon.ok(&["doc", "history", &id]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("HASH "), "{text}");
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[2].ends_with("second try"), "{text}");
+    let history = daemon.json(&["doc", "history", &id]);
+    let hash = history[1]["hash"].as_str().expect("hash");
+    assert_eq!(hash.len(), 64);
+    assert!(
+        lines[2].starts_with(hash),
+        "hashes are printed whole: {text}"
+    );
+    assert_eq!(history[1]["deps"][0], history[0]["hash"]);
+}
+
+/// Automerge bytes of a document whose `/florist/phone` two devices set concurrently.
+fn conflicted_document() -> Vec<u8> {
+    let mut base = AutoCommit::new().with_actor(ActorId::from(vec![1u8; 16]));
+    let florist = base
+        .put_object(ROOT, "florist", automerge::ObjType::Map)
+        .expect("put");
+    base.put(&florist, "phone", "555-0100").expect("put");
+    base.commit_with(CommitOptions::default().with_time(1_763_774_000));
+    let mut planner = base.fork().with_actor(ActorId::from(vec![2u8; 16]));
+    let mut assistant = base.fork().with_actor(ActorId::from(vec![3u8; 16]));
+    planner.put(&florist, "phone", "555-0101").expect("put");
+    planner.commit_with(CommitOptions::default().with_time(1_763_774_100));
+    assistant.put(&florist, "phone", "555-0199").expect("put");
+    assistant.commit_with(CommitOptions::default().with_time(1_763_774_100));
+    planner.merge(&mut assistant).expect("merge");
+    planner.save()
+}
+
+#[test]
+fn conflicts_show_concurrent_values() {
+    let daemon = Daemon::start();
+    let file = daemon.data_dir().join("conflicted.automerge");
+    std::fs::write(&file, conflicted_document()).expect("write");
+    let id = daemon.ok(&["doc", "import", &file.display().to_string()]);
+    let id = id.trim();
+
+    let text = daemon.ok(&["doc", "conflicts", id]);
+    assert!(
+        text.starts_with("conflicts now:\n/florist/phone\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"555-0101\"") && text.contains("\"555-0199\""),
+        "{text}"
+    );
+    let report = daemon.json(&["doc", "conflicts", id]);
+    let values = report["current"][0]["values"].as_array().expect("values");
+    assert_eq!(values.len(), 2, "{report}");
+    assert_eq!(values.iter().filter(|v| v["winner"] == true).count(), 1);
+    assert!(report["log"].is_array());
+
+    let calm = daemon.new_doc(&json!({"a": 1}));
+    daemon
+        .peerdoc()
+        .args(["doc", "conflicts", &calm])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("no conflicts now\n"));
+}
+
+// ---- doc watch ----
+
+#[test]
+fn watch_prints_events_as_they_arrive_and_ends_with_the_stream() {
+    let daemon = Daemon::start();
+    daemon
+        .peerdoc()
+        .args(["doc", "watch"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "peer_connected     12D3KooWPeer\n",
+        ))
+        .stdout(predicate::str::contains(
+            "change             4NMNnkMhL8jXrdJ9jamS58PAVdXu  local  /title\n",
+        ));
+    let output = daemon
+        .peerdoc()
+        .args(["--json", "doc", "watch", UNKNOWN_ID])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(
+        events[0],
+        json!({"event": "peer_connected", "data": {"peer_id": "12D3KooWPeer"}})
+    );
+    assert_eq!(events[1]["event"], "change");
+    assert_eq!(events[1]["data"]["paths"], json!(["/title"]));
+}
+
+// ---- errors every command shares ----
+
+#[test]
+fn bad_ids_are_rejected_before_any_request() {
+    // No daemon at all: the id check must come first.
+    let empty = tempfile::tempdir().expect("temp dir");
+    for args in [
+        vec!["doc", "get", "not-an-id"],
+        vec!["doc", "set", "4NMNnkMhL8jXrdJ9jamS58PAVdXv", "/a", "1"],
+        vec!["doc", "delete", "automerge:abc"],
+        vec!["doc", "export", "0OIl"],
+        vec!["doc", "history", ""],
+        vec!["doc", "conflicts", "x"],
+        vec!["doc", "watch", UNKNOWN_ID, "nope"],
+    ] {
+        peerdoc_in(empty.path())
+            .args(&args)
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(predicate::str::starts_with("peerdoc: document id ").and(
+                predicate::str::contains(
+                    "expected an id like 4NMNnkMhL8jXrdJ9jamS58PAVdXu or an automerge: URL",
+                ),
+            ));
+    }
+}
+
+#[test]
+fn commands_without_a_daemon_say_how_to_start_one() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path().display().to_string();
+    for args in [
+        vec!["status"],
+        vec!["peers"],
+        vec!["doc", "list"],
+        vec!["doc", "get", UNKNOWN_ID],
+    ] {
+        peerdoc_in(empty.path())
+            .args(&args)
+            .assert()
+            .code(1)
+            .stderr(format!(
+                "peerdoc: no daemon is running for data dir {dir} (no {dir}/api.addr); \
+                 start one with `peerdoc run --data-dir {dir}`\n"
+            ));
+    }
+}
+
+#[test]
+fn a_stale_address_file_is_reported_as_a_daemon_not_running() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Bind and drop a listener: its port now refuses connections.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port();
+    std::fs::write(
+        dir.path().join("api.addr"),
+        format!("http://127.0.0.1:{port}\n"),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("api.token"), "x".repeat(64)).expect("write");
+    peerdoc_in(dir.path())
+        .arg("status")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(format!(
+            "peerdoc: cannot reach the daemon at http://127.0.0.1:{port} (from {}): connection refused; is it running? start it with `peerdoc run --data-dir {}`",
+            dir.path().join("api.addr").display(),
+            dir.path().display()
+        )));
+}
+
+#[test]
+fn a_wrong_token_is_rejected_with_where_it_came_from() {
+    let daemon = Daemon::start();
+    daemon
+        .peerdoc()
+        .args(["--token", &"f".repeat(64), "status"])
+        .assert()
+        .code(1)
+        .stderr(
+            "peerdoc: token rejected; does --token/PEERDOC_TOKEN match this daemon's api.token?\n",
+        );
+
+    // Another data dir pointing at this daemon, holding some other daemon's token.
+    let other = tempfile::tempdir().expect("temp dir");
+    let addr = std::fs::read_to_string(daemon.data_dir().join("api.addr")).expect("api.addr");
+    std::fs::write(other.path().join("api.addr"), addr).expect("write");
+    let token_file: PathBuf = other.path().join("api.token");
+    std::fs::write(&token_file, "e".repeat(64)).expect("write");
+    peerdoc_in(other.path())
+        .args(["doc", "list"])
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "peerdoc: token rejected; is {} from this daemon?\n",
+            token_file.display()
+        ));
+
+    // The right token by flag and URL by environment work from anywhere.
+    let token = std::fs::read_to_string(daemon.data_dir().join("api.token")).expect("token");
+    let url = std::fs::read_to_string(daemon.data_dir().join("api.addr")).expect("addr");
+    peerdoc_in(other.path())
+        .env("PEERDOC_API_URL", url.trim())
+        .env("PEERDOC_TOKEN", token.trim())
+        .args(["doc", "list"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let daemon = Daemon::start();
+    daemon
+        .peerdoc()
+        .args(["doc", "set", UNKNOWN_ID])
+        .assert()
+        .code(2);
+    daemon
+        .peerdoc()
+        .args(["doc", "frobnicate"])
+        .assert()
+        .code(2);
+}
