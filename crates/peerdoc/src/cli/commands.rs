@@ -120,11 +120,19 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
         for peer in &doc.peers {
             pairs += 1;
             if !peer.in_sync {
+                let mut missing = match (&peer.their_heads, peer.missing) {
+                    (None, 0) => "not compared yet".to_owned(),
+                    (_, 1) => "1 head".to_owned(),
+                    (_, n) => format!("{n} heads"),
+                };
+                if peer.pending {
+                    missing.push_str(", syncing");
+                }
                 behind.row(vec![
                     doc.id.clone(),
                     doc.title.clone().unwrap_or_else(|| "-".to_owned()),
                     peer.peer_id.clone(),
-                    format!("{} heads", peer.missing),
+                    missing,
                 ]);
             }
         }
@@ -239,7 +247,8 @@ mod tests {
                         peer_id: "12D3KooWB".into(),
                         in_sync: false,
                         missing: 2,
-                        their_heads: vec![],
+                        their_heads: Some(vec![]),
+                        pending: true,
                     }],
                     ..DocStatus::default()
                 },
@@ -259,7 +268,7 @@ mod tests {
         assert!(text.starts_with("peer id    12D3KooWA\n"), "{text}");
         assert!(text.contains("12D3KooWB  healthy  tcp, syncing"), "{text}");
         assert!(text.contains("1s ago"), "{text}");
-        assert!(text.contains("not yet on every peer:\nDOCUMENT  TITLE        PEER       MISSING\ndoc1      Run of show  12D3KooWB  2 heads\n"), "{text}");
+        assert!(text.contains("not yet on every peer:\nDOCUMENT  TITLE        PEER       MISSING\ndoc1      Run of show  12D3KooWB  2 heads, syncing\n"), "{text}");
         assert!(!text.contains("doc2"), "{text}");
     }
 

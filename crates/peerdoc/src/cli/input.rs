@@ -15,8 +15,8 @@ pub(super) fn document_id(text: &str) -> Result<DocumentId, CliError> {
 }
 
 /// A JSON pointer (RFC 6901): empty (the whole document) or starting with `/`.
-pub(super) fn pointer(text: &str, allow_root: bool) -> Result<&str, CliError> {
-    if text.starts_with('/') || (allow_root && text.is_empty()) {
+pub(super) fn pointer(text: &str) -> Result<&str, CliError> {
+    if text.is_empty() || text.starts_with('/') {
         Ok(text)
     } else {
         Err(CliError::BadPointer(text.to_owned()))
@@ -132,9 +132,8 @@ mod tests {
 
     #[test]
     fn pointers_start_with_a_slash() {
-        assert!(pointer("/a/0", false).is_ok());
-        assert!(pointer("", true).is_ok());
-        assert!(pointer("", false).is_err());
-        assert!(pointer("title", true).is_err());
+        assert!(pointer("/a/0").is_ok());
+        assert!(pointer("").is_ok());
+        assert!(pointer("title").is_err());
     }
 }

@@ -50,6 +50,8 @@ pub struct DocStatus {
     pub title: Option<String>,
     /// Its sync priority.
     pub priority: i64,
+    /// Its heads here.
+    pub heads: Vec<String>,
     /// What each peer has of it.
     pub peers: Vec<DocPeer>,
 }
@@ -64,8 +66,11 @@ pub struct DocPeer {
     pub in_sync: bool,
     /// How many of our heads it is not known to have.
     pub missing: u64,
-    /// Its heads, as last reported.
-    pub their_heads: Vec<String>,
+    /// Its heads, as last reported; `None` when no sync session about the document is
+    /// open.
+    pub their_heads: Option<Vec<String>>,
+    /// Whether the document is queued or being synced with this peer.
+    pub pending: bool,
 }
 
 /// `GET /v1/peers` (and [`Status::peers`]).
@@ -256,4 +261,41 @@ pub struct HistoryEntry {
     pub message: Option<String>,
     /// The changes it depends on.
     pub deps: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_reads_with_nulls_and_missing_fields() {
+        let status: Status = serde_json::from_value(json!({
+            "peer_id": "12D3KooWA", "storage_id": null, "version": "0.1.0",
+            "health": "degraded", "documents": 1,
+            "peers": [{"peer_id": "12D3KooWB", "transport": null, "rtt_ms": null,
+                       "connected": true, "last_seen_ms": null}],
+            "docs": [{"id": "d", "title": null, "priority": 0, "heads": ["ab"],
+                      "peers": [{"peer_id": "12D3KooWB", "in_sync": false, "missing": 0,
+                                 "their_heads": null, "pending": true}]}],
+            "some_future_field": 1
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let docs = status.docs.unwrap_or_default();
+        assert_eq!(docs[0].peers[0].their_heads, None);
+        assert!(docs[0].peers[0].pending);
+        assert_eq!(status.peers[0].rtt_ms, None);
+        assert_eq!(status.loaded, 0);
+    }
+
+    #[test]
+    fn a_summary_without_a_title_reads() {
+        let doc: DocSummary = serde_json::from_value(json!({
+            "id": "d", "url": "automerge:d", "title": null, "priority": -1, "size": 3,
+            "created_ms": 1, "last_change_ms": 2, "deleted": false, "heads": []
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(doc.title, None);
+        assert_eq!(doc.priority, -1);
+    }
 }

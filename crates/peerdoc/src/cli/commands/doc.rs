@@ -115,7 +115,7 @@ fn get(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let id = input::document_id(id)?;
-    let path = path.map(|p| input::pointer(p, true)).transpose()?;
+    let path = path.map(input::pointer).transpose()?;
     let doc = connect(global)?.get_doc(&id, heads)?;
     match path {
         // With a path, both forms print the value there: it is JSON already.
@@ -144,7 +144,7 @@ fn set(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let id = input::document_id(id)?;
-    let path = input::pointer(path, false)?;
+    let path = input::pointer(path)?;
     let value = input::value(&input::text_argument(value)?)?;
     let op = EditOp::Set {
         path: path.to_owned(),
@@ -154,7 +154,12 @@ fn set(
     if global.json {
         write_json(out, &heads)?;
     } else {
-        writeln!(out, "set {path} in {id} (heads {})", heads.heads.join(","))?;
+        let place = if path.is_empty() {
+            "the whole content"
+        } else {
+            path
+        };
+        writeln!(out, "set {place} in {id} (heads {})", heads.heads.join(","))?;
     }
     Ok(())
 }
