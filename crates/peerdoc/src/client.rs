@@ -40,9 +40,9 @@ pub use self::types::{
 };
 
 /// The file, inside the data directory, holding the URL the daemon's API serves on.
-pub const API_ADDR_FILE: &str = "api.addr";
+pub const API_ADDR_FILE: &str = crate::daemon::ADDR_FILE;
 /// The file, inside the data directory, holding the API's bearer token.
-pub const API_TOKEN_FILE: &str = "api.token";
+pub const API_TOKEN_FILE: &str = crate::daemon::TOKEN_FILE;
 
 /// The most bytes of JSON read from one response; a document's JSON view can be much
 /// larger than its automerge bytes (the API's body limit is 64 MiB), so this is generous,
@@ -68,9 +68,10 @@ pub struct Discovery {
 }
 
 /// The platform's default data directory (Linux: `$XDG_DATA_HOME/peerdoc`, i.e.
-/// `~/.local/share/peerdoc`), or `None` when the platform has no home directory.
+/// `~/.local/share/peerdoc`), the same the daemon uses; `None` when the platform has no
+/// home directory.
 pub fn default_data_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "peerdoc").map(|dirs| dirs.data_dir().to_path_buf())
+    crate::config::default_data_dir()
 }
 
 /// A connection to one daemon's API. Cheap to keep; requests reuse connections.

@@ -1,14 +1,16 @@
-//! The client subcommands, end to end: the `peerdoc` binary against a daemon's API on
-//! 127.0.0.1, checking text output, `--json` output and every error path.
+//! The client subcommands, end to end: the `peerdoc` binary against a real daemon
+//! (`peerdoc run`, mDNS off, API and libp2p on 127.0.0.1 only), checking text output,
+//! `--json` output and every error path.
 
-#[path = "cli/fake_server.rs"]
-mod fake_server;
-
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use automerge::transaction::{CommitOptions, Transactable as _};
+use automerge::transaction::CommitOptions;
+use automerge::transaction::Transactable as _;
 use automerge::{ActorId, AutoCommit, Automerge, ROOT};
 use predicates::prelude::*;
 use serde_json::{Value, json};
@@ -16,17 +18,66 @@ use tempfile::TempDir;
 
 /// A hang guard, not a speed target.
 const TIMEOUT: Duration = Duration::from_secs(60);
+const BIN: &str = env!("CARGO_BIN_EXE_peerdoc");
 
-/// A daemon API to run commands against, with its data directory.
+/// A running `peerdoc run` on a fresh data directory; killed when dropped.
 struct Daemon {
     dir: TempDir,
+    child: Child,
 }
 
 impl Daemon {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        fake_server::start(dir.path());
-        Self { dir }
+        let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
+        let mut command = std::process::Command::new(BIN);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("PEERDOC_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
+            // No config file from the user's own config directory.
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .args(["run", "--no-mdns", "--api-listen", "127.0.0.1:0"])
+            .args([
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--log",
+                "warn",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn peerdoc run");
+        let mut daemon = Self { dir, child };
+        let started = Instant::now();
+        while !daemon.data_dir().join("api.addr").exists() {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("the daemon exited with {status}: {}", daemon.log());
+            }
+            assert!(started.elapsed() < TIMEOUT, "no api.addr: {}", daemon.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Stops the daemon as Ctrl-C or a service manager would (SIGTERM), and waits.
+    fn stop(&mut self) {
+        signal(&self.child, "-TERM");
+        let status = self.child.wait().expect("wait for the daemon");
+        assert!(
+            status.success(),
+            "the daemon stopped with {status}: {}",
+            self.log()
+        );
     }
 
     fn data_dir(&self) -> &Path {
@@ -61,6 +112,37 @@ impl Daemon {
             .trim()
             .to_owned()
     }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal (`-TERM`, `-INT`) to a child process.
+fn signal(child: &Child, which: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([which, &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill {which} failed");
+}
+
+/// Reads a child's stdout lines on a thread, so a test can wait for them with a guard.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
 }
 
 fn peerdoc_in(data_dir: &Path) -> Command {
@@ -606,36 +688,76 @@ fn conflicts_show_concurrent_values() {
 
 // ---- doc watch ----
 
+/// Runs `make_event` until the watcher prints a line (it subscribes asynchronously, so
+/// the first events may come before it listens); returns that line.
+fn first_line(lines: &mpsc::Receiver<String>, mut make_event: impl FnMut(u32)) -> String {
+    let started = Instant::now();
+    for attempt in 0.. {
+        make_event(attempt);
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(250)) {
+            return line;
+        }
+        assert!(started.elapsed() < TIMEOUT, "the watcher printed nothing");
+    }
+    unreachable!()
+}
+
+fn spawn_watch(daemon: &Daemon, args: &[&str]) -> Child {
+    std::process::Command::new(BIN)
+        .env_remove("PEERDOC_API_URL")
+        .env_remove("PEERDOC_TOKEN")
+        .arg("--data-dir")
+        .arg(daemon.data_dir())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn peerdoc doc watch")
+}
+
 #[test]
-fn watch_prints_events_as_they_arrive_and_ends_with_the_stream() {
+fn watch_prints_changes_as_they_happen_and_ctrl_c_ends_it_cleanly() {
     let daemon = Daemon::start();
-    daemon
-        .peerdoc()
-        .args(["doc", "watch"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "peer_connected     12D3KooWPeer\n",
-        ))
-        .stdout(predicate::str::contains(
-            "change             4NMNnkMhL8jXrdJ9jamS58PAVdXu  local  /title\n",
-        ));
-    let output = daemon
-        .peerdoc()
-        .args(["--json", "doc", "watch", UNKNOWN_ID])
-        .output()
-        .expect("run");
-    assert!(output.status.success());
-    let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
-        .collect();
-    assert_eq!(
-        events[0],
-        json!({"event": "peer_connected", "data": {"peer_id": "12D3KooWPeer"}})
+    let id = daemon.new_doc(&json!({"n": 0}));
+    let other = daemon.new_doc(&json!({"n": 0}));
+    let mut watch = spawn_watch(&daemon, &["doc", "watch", &id]);
+    let lines = lines_of(&mut watch);
+    let line = first_line(&lines, |n| {
+        // Changes to a document not watched must not show.
+        daemon.ok(&["doc", "set", &other, "/n", &n.to_string()]);
+        daemon.ok(&["doc", "set", &id, "/n", &n.to_string()]);
+    });
+    assert_eq!(line, format!("change             {id}  local  /n"));
+
+    signal(&watch, "-INT");
+    let status = watch.wait().expect("wait for watch");
+    assert!(
+        status.success(),
+        "Ctrl-C ends watch with exit code 0, not {status}"
     );
-    assert_eq!(events[1]["event"], "change");
-    assert_eq!(events[1]["data"]["paths"], json!(["/title"]));
+}
+
+#[test]
+fn watch_json_prints_one_object_per_line_and_ends_when_the_daemon_stops() {
+    let mut daemon = Daemon::start();
+    let mut watch = spawn_watch(&daemon, &["--json", "doc", "watch"]);
+    let lines = lines_of(&mut watch);
+    let line = first_line(&lines, |_| {
+        daemon.new_doc(&json!({}));
+    });
+    let event: Value = serde_json::from_str(&line).expect("a JSON object per line");
+    assert_eq!(event["event"], "created", "{event}");
+    assert_eq!(event["data"]["origin"], "local");
+    let doc = event["data"]["doc"].as_str().expect("doc id");
+    assert!(peerdoc_core::DocumentId::parse(doc).is_ok(), "{event}");
+
+    daemon.stop();
+    let status = watch.wait().expect("wait for watch");
+    assert!(
+        status.success(),
+        "the stream's end is a clean exit, not {status}"
+    );
 }
 
 // ---- errors every command shares ----

@@ -22,8 +22,8 @@ pub(super) fn run(
         .iter()
         .map(|id| input::document_id(id))
         .collect::<Result<Vec<_>, _>>()?;
-    let events = connect(global)?.events(&ids)?;
     exit_quietly_on_ctrl_c();
+    let events = connect(global)?.events(&ids)?;
     for event in events {
         let event = event?;
         if global.json {
@@ -92,24 +92,35 @@ fn event_line(event: &ServerEvent) -> String {
 }
 
 /// Ctrl-C ends `watch` with exit code 0 (it is how one stops watching, not a failure).
-/// A small runtime on its own thread waits for the signal; the main thread stays in its
-/// blocking read.
+/// The handler is registered before this returns, so no Ctrl-C after it is missed; a
+/// small runtime on its own thread then waits for the signal while the main thread stays
+/// in its blocking read. If any of that fails, Ctrl-C still stops the process, with the
+/// signal's status.
 fn exit_quietly_on_ctrl_c() {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    #[cfg(unix)]
+    let interrupted = {
+        let _context = runtime.enter();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+            Ok(mut sigint) => async move { sigint.recv().await.is_some() },
+            Err(_) => return,
+        }
+    };
+    #[cfg(not(unix))]
+    let interrupted = async { tokio::signal::ctrl_c().await.is_ok() };
     let spawned = std::thread::Builder::new()
         .name("ctrl-c".to_owned())
-        .spawn(|| {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            if runtime.block_on(tokio::signal::ctrl_c()).is_ok() {
+        .spawn(move || {
+            if runtime.block_on(interrupted) {
                 // Lines are written whole and flushed, so there is nothing to finish.
                 std::process::exit(0);
             }
         });
-    // Without the thread, Ctrl-C still stops the process (with the signal's status).
     drop(spawned);
 }
 
