@@ -50,11 +50,11 @@ pub const API_TOKEN_FILE: &str = crate::daemon::TOKEN_FILE;
 const MAX_JSON_BYTES: u64 = 512 * 1024 * 1024;
 /// The most bytes of an error body read before giving up on its `{code, message}`.
 const MAX_ERROR_BYTES: u64 = 64 * 1024;
-/// How long to wait for a TCP connection to a daemon on this machine.
+/// How long to wait for a TCP connection to a daemon on this machine. There is no
+/// timeout on the response: a large import can take the daemon a while, and giving up on
+/// a write the daemon goes on to complete would invite a duplicate on retry (the daemon
+/// answers `busy` rather than queueing without bound; Ctrl-C stops waiting).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for a response's headers: the daemon answers `busy` rather than
-/// queueing without bound, so a silent minute means something is wrong.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where to find the daemon: each field overrides what the data directory says.
 #[derive(Debug, Clone, Default)]
@@ -167,7 +167,6 @@ impl Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_recv_response(Some(RESPONSE_TIMEOUT))
             .user_agent(concat!("peerdoc/", env!("CARGO_PKG_VERSION")))
             .max_redirects(0)
             .build()

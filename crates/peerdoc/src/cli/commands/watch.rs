@@ -88,7 +88,7 @@ fn event_line(event: &ServerEvent) -> String {
         }
         Event::Other(other) => other.data.to_string(),
     };
-    printable(&format!("{:<17}  {what}", event.event))
+    printable(format!("{:<17}  {what}", event.event).trim_end())
 }
 
 /// Ctrl-C ends `watch` with exit code 0 (it is how one stops watching, not a failure).
