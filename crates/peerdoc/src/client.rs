@@ -322,7 +322,10 @@ impl Client {
             request = request.query("doc", doc.to_string());
         }
         let response = self.send(path, request.call())?;
-        Ok(EventStream::new(response.into_body().into_reader()))
+        Ok(EventStream::new(
+            self.url(path),
+            response.into_body().into_reader(),
+        ))
     }
 
     /// `GET /metrics`: the Prometheus text exposition.
@@ -447,4 +450,65 @@ fn to_json_body(value: &impl Serialize) -> Result<Vec<u8>, ClientError> {
 
 fn read_limited(response: &mut Response<Body>, limit: u64) -> Result<Vec<u8>, ureq::Error> {
     response.body_mut().with_config().limit(limit).read_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn discover_in(
+        dir: &Path,
+        api_url: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Client, ClientError> {
+        Client::discover(&Discovery {
+            data_dir: Some(dir.to_path_buf()),
+            api_url: api_url.map(str::to_owned),
+            token: token.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn discovery_reads_the_data_dir_and_flags_override_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let write = |name: &str, text: &str| {
+            fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        assert!(matches!(
+            discover_in(dir.path(), None, None),
+            Err(ClientError::NotRunning { .. })
+        ));
+        write(API_ADDR_FILE, "http://127.0.0.1:7420/\n");
+        assert!(matches!(
+            discover_in(dir.path(), None, None),
+            Err(ClientError::ReadToken { .. })
+        ));
+        write(API_TOKEN_FILE, "abc\n");
+        let client = discover_in(dir.path(), None, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(client.base_url(), "http://127.0.0.1:7420");
+        assert_eq!(client.authorization, "Bearer abc");
+        let client = discover_in(dir.path(), Some("http://[::1]:9"), Some("xyz"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(client.base_url(), "http://[::1]:9");
+        assert_eq!(client.authorization, "Bearer xyz");
+    }
+
+    #[test]
+    fn unusable_urls_and_tokens_are_refused_before_any_request() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        fs::write(dir.path().join(API_ADDR_FILE), "").unwrap_or_else(|e| panic!("{e}"));
+        let error = discover_in(dir.path(), None, Some("t")).err();
+        assert!(
+            matches!(&error, Some(ClientError::BadApiUrl { url, .. }) if url.is_empty()),
+            "{error:?}"
+        );
+        assert!(matches!(
+            Client::new("https://example.invalid", "t"),
+            Err(ClientError::BadApiUrl { .. })
+        ));
+        assert!(matches!(
+            Client::new("http://127.0.0.1:1", "two words"),
+            Err(ClientError::BadToken { .. })
+        ));
+    }
 }

@@ -192,6 +192,7 @@ impl ServerEvent {
 /// `:` lines (the daemon's keepalives) and other fields are skipped. The iterator ends
 /// when the daemon closes the stream; an event cut short by the close is dropped.
 pub struct EventStream {
+    url: String,
     reader: BufReader<Box<dyn Read + Send>>,
     line: Vec<u8>,
     finished: bool,
@@ -200,15 +201,17 @@ pub struct EventStream {
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventStream")
+            .field("url", &self.url)
             .field("finished", &self.finished)
             .finish_non_exhaustive()
     }
 }
 
 impl EventStream {
-    /// Reads events from `body`, an SSE byte stream.
-    pub fn new(body: impl Read + Send + 'static) -> Self {
+    /// Reads events from `body`, an SSE byte stream served at `url` (named in errors).
+    pub fn new(url: impl Into<String>, body: impl Read + Send + 'static) -> Self {
         Self {
+            url: url.into(),
             reader: BufReader::new(Box::new(body)),
             line: Vec::new(),
             finished: false,
@@ -249,10 +252,15 @@ impl EventStream {
         let mut name: Option<String> = None;
         let mut data: Option<String> = None;
         loop {
-            let line = self.next_line().map_err(|source| ClientError::Transport {
-                url: "/v1/events".to_owned(),
-                source: ureq::Error::Io(source),
-            })?;
+            let line = match self.next_line() {
+                Ok(line) => line,
+                Err(source) => {
+                    return Err(ClientError::Transport {
+                        url: self.url.clone(),
+                        source: ureq::Error::Io(source),
+                    });
+                }
+            };
             let Some(line) = line else {
                 return Ok(None);
             };
@@ -314,7 +322,7 @@ mod tests {
     use serde_json::json;
 
     fn events(stream: &'static str) -> Vec<ServerEvent> {
-        EventStream::new(stream.as_bytes())
+        EventStream::new("/v1/events", stream.as_bytes())
             .collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("stream failed: {e}"))
     }
@@ -356,8 +364,10 @@ mod tests {
 
     #[test]
     fn data_that_is_not_json_is_an_error_and_ends_the_stream() {
-        let mut stream =
-            EventStream::new(&b"event: change\ndata: nope\n\nevent: x\ndata: 1\n\n"[..]);
+        let mut stream = EventStream::new(
+            "/v1/events",
+            &b"event: change\ndata: nope\n\nevent: x\ndata: 1\n\n"[..],
+        );
         assert!(matches!(
             stream.next(),
             Some(Err(ClientError::BadResponse { .. }))
