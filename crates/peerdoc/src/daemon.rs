@@ -76,9 +76,8 @@ pub fn main(global: &GlobalArgs, run: &RunArgs) -> ExitCode {
     match run_daemon(global, run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let line = OneLine(&error).to_string();
-            tracing::error!(error = %line, "daemon failed");
-            eprintln!("peerdoc: {line}");
+            // The message alone: a log line repeating it would only add noise.
+            eprintln!("peerdoc: {}", OneLine(&error));
             ExitCode::FAILURE
         }
     }

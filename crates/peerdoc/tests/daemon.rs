@@ -508,8 +508,27 @@ fn sigterm_exits_zero_and_removes_the_address_file() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    // An open event stream must not hold the shutdown up.
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let events_url = format!("{}/v1/events", a.client.base);
+    let token = a.client.token.clone().unwrap_or_default();
+    let watcher = std::thread::spawn(move || {
+        let response = ureq::get(&events_url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call();
+        let _ = opened_tx.send(response.as_ref().map(|r| r.status().as_u16()).ok());
+        if let Ok(response) = response {
+            // Reads until the server ends the stream.
+            let _ = std::io::copy(
+                &mut response.into_body().into_reader(),
+                &mut std::io::sink(),
+            );
+        }
+    });
+    assert_eq!(opened_rx.recv_timeout(HANG_GUARD).ok().flatten(), Some(200));
     let status = a.sigterm();
     assert_eq!(status.code(), Some(0), "{}", a.log_text());
+    let _ = watcher.join();
     assert!(!a_dir.join("api.addr").exists());
     // Restart: same token, the document is there.
     let a = Daemon::start("A", &a_dir, "/ip4/127.0.0.1/tcp/0", &[]);
