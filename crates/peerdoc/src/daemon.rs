@@ -123,6 +123,12 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
     })?;
     let token = load_or_create_token(&data_dir.join(TOKEN_FILE))?;
     let addr = resolved.api_listen;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the API listens beyond this machine; anyone who can reach it and holds the token controls every document"
+        );
+    }
     let listener = TcpListener::bind(addr).await.map_err(|source| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
             DaemonError::ApiPortInUse { addr }
