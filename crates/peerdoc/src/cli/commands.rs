@@ -70,7 +70,7 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
         other => other,
     };
     let connected = status.peers.iter().filter(|p| p.connected).count();
-    let mut facts = Table::new(&["", ""]);
+    let mut facts = Table::headless(2);
     let mut fact = |name: &str, value: String| facts.row(vec![name.to_owned(), value]);
     fact("peer id", status.peer_id.clone());
     fact("version", status.version.clone());
@@ -98,13 +98,7 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
         "peers",
         format!("{connected} connected, {} known", status.peers.len()),
     );
-    // The facts table has no header: drop its (empty) first line.
-    let mut facts_text = Vec::new();
-    facts.write(&mut facts_text, "")?;
-    let facts_text = String::from_utf8_lossy(&facts_text);
-    for line in facts_text.lines().skip(1) {
-        writeln!(out, "{line}")?;
-    }
+    facts.write(out, "")?;
 
     if !status.peers.is_empty() {
         writeln!(out)?;

@@ -9,6 +9,7 @@ use serde_json::Value;
 #[derive(Debug)]
 pub(super) struct Table {
     header: Vec<&'static str>,
+    show_header: bool,
     rows: Vec<Vec<String>>,
 }
 
@@ -16,6 +17,16 @@ impl Table {
     pub(super) fn new(header: &[&'static str]) -> Self {
         Self {
             header: header.to_vec(),
+            show_header: true,
+            rows: Vec::new(),
+        }
+    }
+
+    /// A table of `columns` columns that prints no header line (a list of facts).
+    pub(super) fn headless(columns: usize) -> Self {
+        Self {
+            header: vec![""; columns],
+            show_header: false,
             rows: Vec::new(),
         }
     }
@@ -40,7 +51,8 @@ impl Table {
             }
         }
         let header: Vec<String> = self.header.iter().map(|h| (*h).to_owned()).collect();
-        for row in std::iter::once(&header).chain(&self.rows) {
+        let header = self.show_header.then_some(&header);
+        for row in header.into_iter().chain(&self.rows) {
             let mut line = String::from(indent);
             for (i, width_i) in widths.iter().enumerate() {
                 let cell = row.get(i).map_or("", String::as_str);
