@@ -28,6 +28,11 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a daemon with extra `peerdoc run` arguments (e.g. `--peer`).
+    fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
         let mut command = std::process::Command::new(BIN);
@@ -40,16 +45,12 @@ impl Daemon {
             // No config file from the user's own config directory.
             .env("XDG_CONFIG_HOME", dir.path().join("config"))
             .args(["run", "--no-mdns", "--api-listen", "127.0.0.1:0"])
-            .args([
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--log",
-                "warn",
-                "--data-dir",
-            ])
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--log", "warn"])
+            .args(extra)
+            .arg("--data-dir")
             .arg(dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("spawn peerdoc run");
@@ -196,6 +197,80 @@ fn peers_without_any_says_so() {
         .success()
         .stdout("no peers known\n");
     assert_eq!(daemon.json(&["peers"]), json!([]));
+}
+
+/// Polls `check` until it returns something (a hang guard, not a speed target).
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(started.elapsed() < TIMEOUT, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn peers_and_status_show_a_connected_peer_and_what_it_is_missing() {
+    let a = Daemon::start();
+    let status = a.json(&["status"]);
+    let a_addr = format!(
+        "{}/p2p/{}",
+        status["listen_addrs"][0]
+            .as_str()
+            .expect("a listen address"),
+        status["peer_id"].as_str().expect("a peer id")
+    );
+    let b = Daemon::start_with(&["--peer", &a_addr]);
+    let b_id = b.json(&["status"])["peer_id"]
+        .as_str()
+        .expect("a peer id")
+        .to_owned();
+
+    let peer = eventually("b connects to a with a sync stream", || {
+        let peers = a.json(&["peers"]);
+        peers
+            .as_array()?
+            .iter()
+            .find(|p| p["peer_id"] == b_id.as_str() && p["sync_stream"] == true)
+            .cloned()
+    });
+    assert_eq!(peer["connected"], true, "{peer}");
+    let text = a.ok(&["peers"]);
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|h| h.starts_with("PEER ID ") && h.contains("HEALTH")),
+        "{text}"
+    );
+    let row = lines.next().unwrap_or_default();
+    assert!(row.starts_with(&b_id), "peer ids are printed whole: {text}");
+    assert!(row.contains(", syncing"), "{text}");
+
+    let id = a.new_doc(&json!({"florist": "Petal & Stem"}));
+    let synced = eventually("the new document reaches b", || {
+        let text = a.ok(&["status"]);
+        text.contains("sync: every document is in sync with every connected peer")
+            .then_some(text)
+    });
+    assert!(
+        synced.contains("peers      1 connected, 1 known"),
+        "{synced}"
+    );
+    assert_eq!(
+        b.ok(&["doc", "get", &id, "/florist"]),
+        "\"Petal & Stem\"\n",
+        "b has it"
+    );
+    let status = a.json(&["status"]);
+    let doc = status["docs"]
+        .as_array()
+        .and_then(|docs| docs.iter().find(|d| d["id"] == id.as_str()))
+        .expect("the document in status");
+    assert_eq!(doc["peers"][0]["peer_id"], b_id.as_str(), "{status}");
+    assert_eq!(doc["peers"][0]["in_sync"], true, "{status}");
 }
 
 // ---- doc new / list / get ----
