@@ -65,9 +65,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(Child::Child { task }) = args.child {
         return child::run_child(task);
     }
-    let data = args
-        .data
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let data = args.data.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&args.work_dir)?;
     let plan = sections::Plan {
         sizes: if args.quick {
@@ -88,4 +86,16 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
     println!("JSON written to {}", args.json.display());
     Ok(())
+}
+
+/// `shared/data` beside the repository (a clone's `../shared`), or beside the
+/// directory holding it (a worktree under `wt/`).
+fn default_data_dir() -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidates = [repo.join("../shared/data"), repo.join("../../shared/data")];
+    candidates
+        .iter()
+        .find(|c| c.is_dir())
+        .unwrap_or(&candidates[0])
+        .clone()
 }
