@@ -13,6 +13,7 @@ mod child;
 mod durable;
 mod engine;
 mod latency;
+mod node_sync;
 mod nodes;
 mod plain;
 mod report;
@@ -76,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         work_dir: args.work_dir.clone(),
         data,
         only: args.only,
+        node_sync: Default::default(),
     };
     let report = sections::run_all(&plan, args.quick)?;
     if let Some(parent) = args.json.parent()

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::report::{Machine, Report, Row, Section, Target};
 use crate::stats::{ms, per_second};
-use crate::{child, durable, engine, latency, plain, samod_sync, trace};
+use crate::{child, durable, engine, latency, node_sync, plain, samod_sync, trace};
 
 /// How big each item is.
 #[derive(Debug, Clone)]
@@ -70,6 +70,23 @@ pub(crate) struct Plan {
     pub(crate) work_dir: PathBuf,
     pub(crate) data: PathBuf,
     pub(crate) only: Vec<String>,
+    /// Node-level cold sync + reconnect results, shared by items 1 and 2.
+    pub(crate) node_sync: std::sync::Mutex<std::collections::BTreeMap<usize, node_sync::NodeSync>>,
+}
+
+impl Plan {
+    /// Node-level cold sync then reconnect with `n` documents (run once per `n`).
+    fn node_sync(&self, n: usize) -> anyhow::Result<node_sync::NodeSync> {
+        if let Some(done) = self.node_sync.lock().ok().and_then(|m| m.get(&n).copied()) {
+            return Ok(done);
+        }
+        let dir = tempfile::tempdir_in(&self.work_dir)?;
+        let result = runtime()?.block_on(node_sync::cold_then_reconnect(dir.path(), n))?;
+        if let Ok(mut m) = self.node_sync.lock() {
+            m.insert(n, result);
+        }
+        Ok(result)
+    }
 }
 
 type SectionFn = fn(&Plan, &mut Section) -> anyhow::Result<()>;
@@ -196,6 +213,44 @@ fn reconnect(plan: &Plan, s: &mut Section) -> anyhow::Result<()> {
             row = row.target("≤ 50 ms", Target::AtMost(50.0));
         }
         s.row(row);
+        match plan.node_sync(n) {
+            Ok(node) => {
+                let subject = format!("peerdoc node, N={n}");
+                s.row(Row::new(
+                    &subject,
+                    "messages",
+                    "",
+                    Some(node.reconnect.messages as f64),
+                    baseline,
+                    Some(base.messages as f64),
+                ));
+                let mut row = Row::new(
+                    &subject,
+                    "bytes",
+                    "B",
+                    Some(node.reconnect.bytes as f64),
+                    baseline,
+                    Some(base.bytes as f64),
+                );
+                if big {
+                    row = row.target("≤ 2 KB", Target::AtMost(2_048.0));
+                }
+                s.row(row);
+                let mut row = Row::new(
+                    &subject,
+                    "time",
+                    "ms",
+                    Some(ms(node.reconnect.time)),
+                    baseline,
+                    Some(ms(base.time)),
+                );
+                if big {
+                    row = row.target("≤ 50 ms", Target::AtMost(50.0));
+                }
+                s.row(row);
+            }
+            Err(error) => s.note(format!("peerdoc node, N={n}: failed: {error:#}")),
+        }
         if kinds.iter().any(|k| k == "sync") {
             s.note(format!(
                 "N={n}: the engine sent sync messages for unchanged documents"
@@ -203,6 +258,7 @@ fn reconnect(plan: &Plan, s: &mut Section) -> anyhow::Result<()> {
         }
     }
     s.note("peerdoc: two engines over peerdoc-sim's in-memory Cluster (no network, in-memory storage), same documents, never connected before; messages and bytes are whole wire frames both ways, the join/peer handshake included; a round trip is two one-way turns of the exchange.");
+    s.note("peerdoc node: two peerdoc_node::Node daemons in this process (sled, libp2p on 127.0.0.1, mDNS off); after the cold sync of item 2 the receiver is shut down and restarted on its data directory and dials again; messages and bytes are the engine's counters for that connection (frames, both ways; libp2p's own handshake not included); time is from dial until the last frame counted (the connection then stayed quiet for 300 ms).");
     s.note("Baseline: per document, automerge sync messages between two in-process copies whose sync states were synced, persisted (State::encode) and reloaded; bytes are the bare sync messages without an automerge-repo envelope (which would add ~60 B each). All documents run in parallel, so its round trips are the slowest document's.");
     Ok(())
 }
@@ -248,6 +304,31 @@ fn cold_sync(plan: &Plan, s: &mut Section) -> anyhow::Result<()> {
             "plain automerge sync",
             Some(base.messages as f64),
         ));
+        match plan.node_sync(n) {
+            Ok(node) => {
+                let rate = engine::docs_per_second(n, node.cold.time);
+                s.row(
+                    Row::new(
+                        format!("peerdoc node, N={n}"),
+                        "documents/s",
+                        "docs/s",
+                        Some(rate),
+                        "plain automerge sync",
+                        Some(base_rate),
+                    )
+                    .target("≥ 5,000 docs/s", Target::AtLeast(5_000.0)),
+                );
+                s.row(Row::new(
+                    format!("peerdoc node, N={n}"),
+                    "bytes",
+                    "B",
+                    Some(node.cold.bytes as f64),
+                    "plain automerge sync",
+                    Some(base.bytes as f64),
+                ));
+            }
+            Err(error) => s.note(format!("peerdoc node, N={n}: failed: {error:#}")),
+        }
         if let Some(&(_, budget)) = plan.sizes.samod.iter().find(|(sn, _)| *sn == n) {
             match rt.block_on(samod_sync::cold_sync(n, budget)) {
                 Ok(samod) => {
@@ -278,6 +359,7 @@ fn cold_sync(plan: &Plan, s: &mut Section) -> anyhow::Result<()> {
             s.note(format!("samod not run at N={n} (not in this run's sizes)."));
         }
     }
+    s.note("peerdoc node: two daemons (sled, libp2p on 127.0.0.1, mDNS off), documents created through the API first; time from dial until the empty node's catalog held every document (polled every 1 ms); bytes counted until the connection went quiet.");
     s.note("peerdoc: in-memory Cluster, time from connect until the link is quiet and the empty peer holds every document (in-memory storage writes included). Plain automerge: per-document sync loops of two in-process docs, no envelope. samod: two samod repos (tokio, in-memory storage) over samod's own in-memory ChannelDialer, time from dial until `find` returned every document on the empty repo.");
     Ok(())
 }
