@@ -20,6 +20,11 @@ pub(crate) enum ChildTask {
         #[arg(long)]
         docs: usize,
     },
+    /// Cold sync of `docs` documents between two samod repos (see `samod_sync`).
+    Samod {
+        #[arg(long)]
+        docs: usize,
+    },
     /// Starts a node on `dir`, reports time to ready and RSS, shuts it down.
     Startup {
         #[arg(long)]
@@ -69,6 +74,13 @@ pub(crate) fn proc_status_kib(field: &str) -> u64 {
 
 /// Runs a child task (in the child process) and prints its report.
 pub(crate) fn run_child(task: ChildTask) -> anyhow::Result<()> {
+    if let ChildTask::Samod { docs } = task {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        return runtime.block_on(crate::samod_sync::child(docs));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -76,6 +88,7 @@ pub(crate) fn run_child(task: ChildTask) -> anyhow::Result<()> {
     let report = runtime.block_on(async move {
         match task {
             ChildTask::Populate { dir, docs } => populate(&dir, docs).await,
+            ChildTask::Samod { .. } => anyhow::bail!("handled above"),
             ChildTask::Startup { dir } => startup(&dir).await,
             ChildTask::Memory {
                 dir,
