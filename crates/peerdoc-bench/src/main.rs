@@ -47,6 +47,9 @@ struct Args {
     /// latency, durable_writes, startup, memory).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Skip the samod baseline (it takes up to three minutes in the full run).
+    #[arg(long)]
+    no_samod: bool,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -69,10 +72,16 @@ fn main() -> anyhow::Result<()> {
     let data = args.data.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&args.work_dir)?;
     let plan = sections::Plan {
-        sizes: if args.quick {
-            sections::Sizes::quick()
-        } else {
-            sections::Sizes::full()
+        sizes: {
+            let mut sizes = if args.quick {
+                sections::Sizes::quick()
+            } else {
+                sections::Sizes::full()
+            };
+            if args.no_samod {
+                sizes.samod.clear();
+            }
+            sizes
         },
         work_dir: args.work_dir.clone(),
         data,

@@ -13,7 +13,7 @@ pub(crate) struct Sizes {
     reconnect: Vec<usize>,
     cold_sync: Vec<usize>,
     /// (N, time budget) for samod; it is quadratic, so large N gets a budget.
-    samod: Vec<(usize, Duration)>,
+    pub(crate) samod: Vec<(usize, Duration)>,
     trace_txns: Option<usize>,
     daemons: Vec<usize>,
     history: Vec<usize>,
@@ -654,6 +654,14 @@ fn memory_section(plan: &Plan, s: &mut Section) -> anyhow::Result<()> {
         let ours = child::spawn(&memory_args(dir.path()))?;
         let subject = format!("{n} documents, all read once");
         let end_mib = ours.rss_end_kib as f64 / 1024.0;
+        s.row(Row::new(
+            &subject,
+            "RSS when ready, before reading",
+            "MiB",
+            Some(ours.rss_ready_kib as f64 / 1024.0),
+            "same node, 0 documents",
+            Some(base.rss_ready_kib as f64 / 1024.0),
+        ));
         s.row(Row::new(
             &subject,
             "RSS after reading all",
