@@ -26,7 +26,8 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Misbehaviour, NetConfig, NetError, NetEvent, PeerInfo, PublishOutcome, TransportKind,
+    Misbehaviour, NetConfig, NetError, NetEvent, PeerInfo, PublishOutcome, SessionId,
+    TransportKind,
     backoff::redial_delay,
     config::is_quic,
     handle::Command,
@@ -865,6 +866,11 @@ impl NetEventLoop {
                 let _ = reply.send(self.publish(bytes));
             }
             Command::Dial { addr, reply } => self.dial(addr, reply),
+            Command::Disconnect { peer, reply } => {
+                tracing::debug!(peer = %peer, "disconnecting on request");
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(());
+            }
             Command::DisconnectAndBan {
                 peer,
                 reason,
@@ -970,6 +976,7 @@ impl NetEventLoop {
                     addrs,
                     connections: entry.connections.len(),
                     sync_stream: entry.session.is_some(),
+                    session: entry.session.as_ref().map(|s| SessionId(s.generation)),
                     rtt: entry.rtt,
                     bytes_in: load(|s| s.bytes_in.load(std::sync::atomic::Ordering::Relaxed)),
                     bytes_out: load(|s| s.bytes_out.load(std::sync::atomic::Ordering::Relaxed)),

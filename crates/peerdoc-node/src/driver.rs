@@ -19,7 +19,7 @@ use peerdoc_core::repo::{
     ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, Reply, Repo,
 };
 use peerdoc_core::{ConnectionId, StorageError, StorageId};
-use peerdoc_net::{NetError, NetEvent, NetHandle, PeerId};
+use peerdoc_net::{NetError, NetEvent, NetHandle, PeerId, SessionId};
 use rand::rngs::StdRng;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -63,9 +63,14 @@ pub(crate) struct Snapshot {
 }
 
 /// The engine connection that currently carries a libp2p peer's sync stream.
+///
+/// Engine connection ids map one-to-one onto the transport's sessions: a frame the
+/// engine addressed to `conn` goes out only on `session`, and is dropped once that
+/// stream has ended, even if a new stream to the same peer is already open.
 #[derive(Debug)]
 struct PeerSlot {
     conn: ConnectionId,
+    session: SessionId,
     /// False once the engine closed the connection while the stream stays open: the
     /// peer's frames are ignored until the transport reports it gone.
     attached: bool,
@@ -313,7 +318,12 @@ impl Driver {
 
     fn on_net_event(&mut self, event: NetEvent) {
         match event {
-            NetEvent::PeerConnected { peer, addr, .. } => {
+            NetEvent::PeerConnected {
+                peer,
+                session,
+                addr,
+                ..
+            } => {
                 // The transport orders a peer's events, so an old slot means its
                 // disconnect was lost; close it before opening the new one.
                 self.forget_peer(peer);
@@ -323,19 +333,28 @@ impl Driver {
                     peer,
                     PeerSlot {
                         conn,
+                        session,
                         attached: true,
                         backlog: VecDeque::new(),
                     },
                 );
                 self.conns.insert(conn, peer);
-                tracing::debug!(%peer, %addr, %conn, "sync stream open");
+                tracing::debug!(%peer, %addr, %conn, %session, "sync stream open");
                 // Exactly one side speaks first: the lower peer id, as on both ends.
                 let initiator = self.local < peer;
                 self.feed(Input::ConnectionOpened { conn, initiator });
             }
-            NetEvent::Frame { peer, bytes } => {
-                let Some(slot) = self.peers.get(&peer).filter(|s| s.attached) else {
-                    tracing::trace!(%peer, "frame from a detached peer dropped");
+            NetEvent::Frame {
+                peer,
+                session,
+                bytes,
+            } => {
+                let Some(slot) = self
+                    .peers
+                    .get(&peer)
+                    .filter(|s| s.attached && s.session == session)
+                else {
+                    tracing::trace!(%peer, %session, "frame from a detached or ended session dropped");
                     return;
                 };
                 let conn = slot.conn;
@@ -344,7 +363,11 @@ impl Driver {
                     bytes: Vec::from(bytes),
                 });
             }
-            NetEvent::PeerDisconnected { peer } => self.forget_peer(peer),
+            NetEvent::PeerDisconnected { peer, session } => {
+                if self.peers.get(&peer).is_some_and(|s| s.session == session) {
+                    self.forget_peer(peer);
+                }
+            }
             NetEvent::Gossip { from, bytes } => {
                 // Announcements are not wired yet: the per-peer stream delivers every
                 // change to connected peers (see docs/embedding.md).
@@ -406,9 +429,10 @@ impl Driver {
                         }
                     });
                 } else {
-                    // peerdoc-net offers no plain disconnect yet; the peer stays detached
-                    // until its stream ends (it usually closes it itself after `leave`).
-                    tracing::info!(%peer, %reason, "engine closed the connection; peer detached");
+                    // A detached peer's stream would otherwise stay open and unused; a
+                    // reconnect gives both engines a fresh session.
+                    tracing::info!(%peer, %reason, "engine closed the connection; disconnecting");
+                    self.disconnect_peer(peer);
                 }
             }
             Output::ScheduleTick { at_ms } => {
@@ -475,6 +499,7 @@ impl Driver {
         else {
             return;
         };
+        let session = slot.session;
         if !slot.backlog.is_empty() {
             if slot.backlog.len() >= self.peer_backlog_len {
                 self.detach(peer, "outbound backlog full");
@@ -483,16 +508,17 @@ impl Driver {
             }
             return;
         }
-        match self.net.send_frame(peer, frame.clone()) {
+        match self.net.send_frame(peer, session, frame.clone()) {
             Ok(()) => {}
             Err(NetError::PeerQueueFull { .. }) => {
                 slot.backlog.push_back(frame);
                 self.retry_at
                     .get_or_insert_with(|| Instant::now() + BACKLOG_RETRY);
             }
-            Err(NetError::PeerNotConnected { .. }) => {
-                // Its PeerDisconnected event is on the way.
-                tracing::debug!(%peer, "frame for a peer whose stream ended dropped");
+            Err(NetError::PeerNotConnected { .. } | NetError::StaleSession { .. }) => {
+                // Its PeerDisconnected event is on the way; the frame belonged to the
+                // ended session and must not reach a newer one.
+                tracing::debug!(%peer, %session, "frame for an ended sync session dropped");
             }
             Err(error) => {
                 tracing::warn!(%peer, %error, "frame not sent");
@@ -506,7 +532,7 @@ impl Driver {
         let mut still_full = false;
         for (peer, slot) in self.peers.iter_mut() {
             while let Some(frame) = slot.backlog.front() {
-                match self.net.send_frame(*peer, frame.clone()) {
+                match self.net.send_frame(*peer, slot.session, frame.clone()) {
                     Ok(()) => {
                         slot.backlog.pop_front();
                     }
@@ -538,11 +564,22 @@ impl Driver {
         if !slot.attached {
             return;
         }
-        tracing::warn!(%peer, reason, "detaching peer (peerdoc-net has no plain disconnect)");
+        tracing::warn!(%peer, reason, "detaching peer and disconnecting");
         slot.attached = false;
         slot.backlog.clear();
         self.inputs
             .push_back(Input::ConnectionClosed { conn: slot.conn });
+        self.disconnect_peer(peer);
+    }
+
+    /// Asks the transport to close `peer`'s connections (no ban), without waiting.
+    fn disconnect_peer(&self, peer: PeerId) {
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            if let Err(error) = net.disconnect(peer).await {
+                tracing::debug!(%peer, %error, "disconnect not delivered");
+            }
+        });
     }
 
     fn origin(&self, origin: ChangeOrigin) -> Origin {
