@@ -25,12 +25,23 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::NodeError;
+use crate::announce::Announcement;
 use crate::storage_worker::{Completion, StorageJob, StorageWorker};
 use crate::types::{DocumentSummary, NodeEvent, Origin, changed_paths};
 
 /// How long a peer's frames wait before the driver offers them to the transport again
 /// after its queue was full.
 const BACKLOG_RETRY: Duration = Duration::from_millis(5);
+
+/// Announcements waiting for the publisher task; beyond this they are dropped (gossip is
+/// best-effort: the sync streams carry every change anyway).
+const ANNOUNCE_QUEUE_LEN: usize = 64;
+
+/// Malformed gossip messages tolerated from one peer before it is banned.
+const MAX_GOSSIP_STRIKES: u32 = 3;
+
+/// Peers whose malformed gossip we count at once; more and the counts start over.
+const MAX_GOSSIP_OFFENDERS: usize = 1024;
 
 /// What a handle asks the driver.
 #[derive(Debug)]
@@ -89,6 +100,7 @@ pub(crate) struct DriverParts {
     pub(crate) ready: oneshot::Sender<Result<(), NodeError>>,
     pub(crate) peer_backlog_len: usize,
     pub(crate) max_pending_commands: usize,
+    pub(crate) announce_changes: bool,
 }
 
 /// The task state. See the [module docs](self).
@@ -121,6 +133,11 @@ pub(crate) struct Driver {
     peer_backlog_len: usize,
     max_pending_commands: usize,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
+    /// Encoded announcements for the publisher task; `None` when announcing is off.
+    announcements: Option<mpsc::Sender<Bytes>>,
+    announcements_rx: Option<mpsc::Receiver<Bytes>>,
+    /// Malformed gossip messages received per author.
+    gossip_strikes: HashMap<PeerId, u32>,
 }
 
 /// Wall-clock time in ms, the engine's notion of `now`.
@@ -138,7 +155,16 @@ fn never() -> Instant {
 impl Driver {
     pub(crate) fn new(repo: Repo, rng: StdRng, parts: DriverParts) -> Self {
         let local = parts.net.local_peer_id();
+        let (announcements, announcements_rx) = if parts.announce_changes {
+            let (tx, rx) = mpsc::channel(ANNOUNCE_QUEUE_LEN);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         Self {
+            announcements,
+            announcements_rx,
+            gossip_strikes: HashMap::new(),
             repo,
             rng,
             requests: parts.requests,
@@ -169,6 +195,19 @@ impl Driver {
     /// Runs until a handle asks for shutdown or every handle is gone, then shuts down
     /// gracefully. `early` are network events received before the driver started.
     pub(crate) async fn run(mut self, early: Vec<NetEvent>) {
+        if let Some(mut queue) = self.announcements_rx.take() {
+            // Publishing waits for the network's event loop; the driver never does.
+            let net = self.net.clone();
+            tokio::spawn(async move {
+                while let Some(bytes) = queue.recv().await {
+                    match net.publish(bytes).await {
+                        Ok(outcome) => tracing::trace!(?outcome, "announcement published"),
+                        Err(NetError::EventLoopClosed) => break,
+                        Err(error) => tracing::debug!(%error, "announcement not published"),
+                    }
+                }
+            });
+        }
         self.feed(Input::Start);
         for event in early {
             self.on_net_event(event);
@@ -368,11 +407,7 @@ impl Driver {
                     self.forget_peer(peer);
                 }
             }
-            NetEvent::Gossip { from, bytes } => {
-                // Announcements are not wired yet: the per-peer stream delivers every
-                // change to connected peers (see docs/embedding.md).
-                tracing::trace!(peer = %from, len = bytes.len(), "gossip ignored");
-            }
+            NetEvent::Gossip { from, bytes } => self.on_gossip(from, &bytes),
             NetEvent::PeerMisbehaved { peer, reason } => {
                 tracing::warn!(%peer, %reason, "transport banned a misbehaving peer");
             }
@@ -384,6 +419,57 @@ impl Driver {
                 tracing::debug!(%peer, "connection denied");
             }
             other => tracing::debug!(event = ?other, "network event ignored"),
+        }
+    }
+
+    /// An announcement makes the engine sync the document if we lack its heads: with the
+    /// announcer when we have a session with it, else (relayed through the gossip mesh)
+    /// with every connected peer. Malformed gossip is ignored; a peer that keeps sending
+    /// it is banned.
+    fn on_gossip(&mut self, from: PeerId, bytes: &[u8]) {
+        match Announcement::decode(bytes) {
+            Ok(Announcement { doc, heads }) => {
+                let conn = self.peers.get(&from).filter(|s| s.attached).map(|s| s.conn);
+                tracing::debug!(peer = %from, %doc, heads = heads.len(), direct = conn.is_some(), "announcement received");
+                self.feed(Input::HeadsAnnounced {
+                    doc,
+                    heads,
+                    from: conn,
+                });
+            }
+            Err(error) => {
+                if self.gossip_strikes.len() >= MAX_GOSSIP_OFFENDERS
+                    && !self.gossip_strikes.contains_key(&from)
+                {
+                    self.gossip_strikes.clear();
+                }
+                let strikes = self.gossip_strikes.entry(from).or_insert(0);
+                *strikes += 1;
+                let strikes = *strikes;
+                tracing::info!(peer = %from, %error, strikes, "malformed gossip ignored");
+                if strikes >= MAX_GOSSIP_STRIKES {
+                    self.gossip_strikes.remove(&from);
+                    let net = self.net.clone();
+                    let reason = format!("{strikes} malformed gossip messages ({error})");
+                    tokio::spawn(async move {
+                        if let Err(error) = net.disconnect_and_ban(from, reason).await {
+                            tracing::debug!(peer = %from, %error, "ban not delivered");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Queues an announcement of a local change for the publisher task; drops it when
+    /// the queue is full (the sync streams deliver the change regardless).
+    fn announce(&self, doc: peerdoc_core::DocumentId, heads: &[automerge::ChangeHash]) {
+        let Some(queue) = &self.announcements else {
+            return;
+        };
+        let bytes = Bytes::from(Announcement::new(doc, heads).encode());
+        if queue.try_send(bytes).is_err() {
+            tracing::debug!(%doc, "announcement queue full; announcement dropped");
         }
     }
 
@@ -621,6 +707,9 @@ impl Driver {
                 patches,
                 origin,
             } => {
+                if matches!(origin, ChangeOrigin::Local) {
+                    self.announce(doc, &heads);
+                }
                 let origin = self.origin(origin);
                 self.publish(NodeEvent::DocumentChanged {
                     doc,
