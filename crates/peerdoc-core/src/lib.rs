@@ -84,6 +84,7 @@
 
 #![deny(missing_docs)]
 
+pub mod endpoint;
 pub mod ids;
 pub mod model;
 pub mod persist;

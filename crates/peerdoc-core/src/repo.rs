@@ -127,6 +127,24 @@ pub struct ConnectionInfo {
     pub active_syncs: usize,
 }
 
+/// What the engine knows about one connected peer's copy of one document, from
+/// [`Repo::peer_doc_sync`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerDocSync {
+    /// The connection.
+    pub conn: ConnectionId,
+    /// The heads the peer last reported for the document, while a sync session with it
+    /// exists (in memory, or parked for an evicted document).
+    pub their_heads: Option<Vec<ChangeHash>>,
+    /// The session saw both sides report the same heads (cleared when ours move).
+    pub in_sync: bool,
+    /// The document is queued or being synced with this peer.
+    pub pending: bool,
+    /// Reconciliation with this peer has finished: a document with no session that is
+    /// not pending was found equal on both sides.
+    pub reconciled: bool,
+}
+
 /// Work waiting for a document to load.
 #[derive(Debug)]
 enum Waiter {
@@ -256,6 +274,31 @@ impl Repo {
     /// Connections and their counters.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
         self.conns.iter().map(|(id, c)| c.info(*id)).collect()
+    }
+
+    /// What each ready connection's peer is known to have of `doc`. Read-only; cheap
+    /// (one lookup per connection).
+    pub fn peer_doc_sync(&self, doc: &DocumentId) -> Vec<PeerDocSync> {
+        let loaded = self.docs.get(doc);
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.is_ready())
+            .map(|(conn, c)| {
+                let session = loaded
+                    .and_then(|d| d.sessions.get(conn))
+                    .or_else(|| self.parked.get(&(*doc, *conn)));
+                // The queue is keyed by the priority at enqueue time, which may have
+                // changed since: scan it (it is bounded by the catalog).
+                let queued = c.queue.iter().any(|(_, d)| d == doc);
+                PeerDocSync {
+                    conn: *conn,
+                    their_heads: session.and_then(|s| s.state.their_heads.clone()),
+                    in_sync: session.is_some_and(|s| s.in_sync),
+                    pending: queued || c.active.contains(doc),
+                    reconciled: c.reconcile_reported,
+                }
+            })
+            .collect()
     }
 
     /// Counters.

@@ -11,6 +11,7 @@
 //! while `max_pending_commands` commands are unanswered.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::mpsc::TrySendError;
 use std::time::{Duration, SystemTime};
 
@@ -26,8 +27,12 @@ use tokio::time::Instant;
 
 use crate::NodeError;
 use crate::announce::Announcement;
+use crate::metrics::Metrics;
+use crate::patches::{MAX_EVENT_PATCHES, patches_to_json};
 use crate::storage_worker::{Completion, StorageJob, StorageWorker};
-use crate::types::{DocumentSummary, NodeEvent, Origin, changed_paths};
+use crate::types::{
+    DocumentSummary, DocumentSync, NodeEvent, Origin, PeerDocStatus, changed_paths,
+};
 
 /// How long a peer's frames wait before the driver offers them to the transport again
 /// after its queue was full.
@@ -57,6 +62,10 @@ pub(crate) enum Request {
     },
     /// Counters and connections.
     Snapshot { reply: oneshot::Sender<Snapshot> },
+    /// Per-document sync state with every connected peer (tombstones left out).
+    DocSync {
+        reply: oneshot::Sender<Vec<DocumentSync>>,
+    },
     /// Stop; the reply comes once storage is flushed and closed.
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -101,6 +110,7 @@ pub(crate) struct DriverParts {
     pub(crate) peer_backlog_len: usize,
     pub(crate) max_pending_commands: usize,
     pub(crate) announce_changes: bool,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// The task state. See the [module docs](self).
@@ -138,6 +148,7 @@ pub(crate) struct Driver {
     announcements_rx: Option<mpsc::Receiver<Bytes>>,
     /// Malformed gossip messages received per author.
     gossip_strikes: HashMap<PeerId, u32>,
+    metrics: Arc<Metrics>,
 }
 
 /// Wall-clock time in ms, the engine's notion of `now`.
@@ -189,6 +200,7 @@ impl Driver {
             peer_backlog_len: parts.peer_backlog_len,
             max_pending_commands: parts.max_pending_commands,
             shutdown_waiters: Vec::new(),
+            metrics: parts.metrics,
         }
     }
 
@@ -351,8 +363,34 @@ impl Driver {
                     connections,
                 });
             }
+            Request::DocSync { reply } => {
+                let _ = reply.send(self.doc_sync());
+            }
             Request::Shutdown { reply } => self.shutdown_waiters.push(reply),
         }
+    }
+
+    fn doc_sync(&self) -> Vec<DocumentSync> {
+        self.repo
+            .catalog()
+            .iter()
+            .filter(|(_, meta)| !meta.deleted)
+            .map(|(id, meta)| DocumentSync {
+                id: *id,
+                title: meta.title.clone(),
+                priority: meta.priority,
+                heads: meta.heads.clone(),
+                peers: self
+                    .repo
+                    .peer_doc_sync(id)
+                    .iter()
+                    .filter_map(|sync| {
+                        let peer = self.conns.get(&sync.conn)?;
+                        Some(PeerDocStatus::judge(*peer, &meta.heads, sync))
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     fn on_net_event(&mut self, event: NetEvent) {
@@ -397,6 +435,7 @@ impl Driver {
                     return;
                 };
                 let conn = slot.conn;
+                self.metrics.frame_received(bytes.len());
                 self.feed(Input::MessageReceived {
                     conn,
                     bytes: Vec::from(bytes),
@@ -492,6 +531,7 @@ impl Driver {
                 let Some(peer) = self.conns.get(&conn).copied() else {
                     return;
                 };
+                self.metrics.frame_sent(bytes.len());
                 self.send_to(peer, conn, Bytes::from(bytes));
             }
             Output::Disconnect {
@@ -711,11 +751,14 @@ impl Driver {
                     self.announce(doc, &heads);
                 }
                 let origin = self.origin(origin);
+                self.metrics
+                    .changed(doc, &heads, matches!(origin, Origin::Local));
                 self.publish(NodeEvent::DocumentChanged {
                     doc,
                     heads,
                     origin,
                     patches: patches.len(),
+                    patch_json: patches_to_json(&patches, MAX_EVENT_PATCHES),
                     paths: changed_paths(&patches),
                 });
             }
@@ -728,6 +771,7 @@ impl Driver {
                 self.publish(NodeEvent::DocumentDeleted { doc, origin });
             }
             Event::ConflictDetected { doc, record } => {
+                self.metrics.conflict();
                 self.publish(NodeEvent::ConflictDetected { doc, record });
             }
             Event::PeerConnected {
@@ -762,6 +806,7 @@ impl Driver {
                 tracing::warn!(doc = %doc, %reason, "document damaged");
                 self.publish(NodeEvent::DocumentDamaged { doc, reason });
             }
+            Event::DocumentSynced { doc, heads, .. } => self.metrics.synced(doc, &heads),
             other => tracing::trace!(event = ?other, "engine event"),
         }
     }

@@ -1,6 +1,7 @@
 //! [`NodeHandle`]: the cheap, cloneable API embedders call.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use automerge::ChangeHash;
 use peerdoc_core::DocumentId;
@@ -10,7 +11,10 @@ use peerdoc_net::{Multiaddr, NetHandle, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::driver::{Request, Snapshot};
-use crate::{Conflicts, DocumentSummary, NodeError, NodeEvent, NodeStatus, PeerStatus};
+use crate::metrics::{Metrics, NodeMetrics};
+use crate::{
+    Conflicts, DocumentSummary, DocumentSync, NodeError, NodeEvent, NodeStatus, PeerStatus,
+};
 
 /// Talks to a running [`Node`](crate::Node). Clone it freely; every clone reaches the
 /// same node.
@@ -24,12 +28,19 @@ pub struct NodeHandle {
     pub(crate) requests: mpsc::Sender<Request>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) net: NetHandle,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl NodeHandle {
     /// This node's libp2p peer id (its automerge-repo peer id is the same, as a string).
     pub fn peer_id(&self) -> PeerId {
         self.net.local_peer_id()
+    }
+
+    /// Counters and histograms since the node started (cheap: no round trip to the
+    /// driver).
+    pub fn metrics(&self) -> NodeMetrics {
+        self.metrics.snapshot()
     }
 
     /// Creates a document whose root is `initial` (a JSON object).
@@ -216,6 +227,14 @@ impl NodeHandle {
     /// always gives the current state.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
+    }
+
+    /// Every live document's sync state with each connected peer: what each peer is
+    /// missing, as far as the engine knows.
+    pub async fn sync_status(&self) -> Result<Vec<DocumentSync>, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::DocSync { reply }).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)
     }
 
     /// Every peer with a libp2p connection or a sync connection, with both views.

@@ -49,16 +49,21 @@ mod config;
 mod driver;
 mod error;
 mod handle;
+mod metrics;
 mod node;
+mod patches;
 mod storage_worker;
 mod types;
 
 pub use config::NodeConfig;
 pub use error::NodeError;
 pub use handle::NodeHandle;
+pub use metrics::{HistogramSnapshot, NodeMetrics, SYNC_LATENCY_BUCKETS};
 pub use node::Node;
+pub use patches::MAX_EVENT_PATCHES;
 pub use types::{
-    Conflicts, DocumentSummary, MAX_CHANGED_PATHS, NodeEvent, NodeStatus, Origin, PeerStatus,
+    Conflicts, DocumentSummary, DocumentSync, MAX_CHANGED_PATHS, NodeEvent, NodeStatus, Origin,
+    PeerDocStatus, PeerStatus,
 };
 
 /// Re-exported so that embedders name the same types without extra dependencies.

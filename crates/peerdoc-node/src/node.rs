@@ -2,6 +2,7 @@
 //! the driver.
 
 use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use peerdoc_core::PeerId as RepoPeerId;
@@ -14,6 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::driver::{Driver, DriverParts};
+use crate::metrics::Metrics;
 use crate::{NodeConfig, NodeError, NodeHandle, storage_worker};
 
 /// Longest wait for the transport's first listen address; a failure guard only.
@@ -98,10 +100,12 @@ impl Node {
         let (events, _) = broadcast::channel(config.event_queue_len);
         let (requests_tx, requests) = mpsc::channel(config.command_queue_len);
         let (ready_tx, ready) = oneshot::channel();
+        let metrics = Arc::new(Metrics::new());
         let handle = NodeHandle {
             requests: requests_tx,
             events: events.clone(),
             net: net.clone(),
+            metrics: metrics.clone(),
         };
         let driver = Driver::new(
             repo,
@@ -116,6 +120,7 @@ impl Node {
                 peer_backlog_len: config.peer_backlog_len,
                 max_pending_commands: config.max_pending_commands,
                 announce_changes: config.announce_changes,
+                metrics,
             },
         );
         let driver = tokio::spawn(driver.run(early));

@@ -3,9 +3,11 @@
 use automerge::{ChangeHash, Patch, PatchAction, Prop};
 use peerdoc_core::model::Conflict;
 use peerdoc_core::persist::{ConflictRecord, DocumentMeta};
-use peerdoc_core::repo::ConnectionInfo;
+use peerdoc_core::repo::{ConnectionInfo, PeerDocSync};
 use peerdoc_core::{DocumentId, StorageId};
 use peerdoc_net::{Multiaddr, PeerId, PeerInfo};
+
+use crate::patches::push_prop;
 
 /// Who made a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,10 @@ pub enum NodeEvent {
         origin: Origin,
         /// How many automerge patches the change produced.
         patches: usize,
+        /// The first [`MAX_EVENT_PATCHES`](crate::MAX_EVENT_PATCHES) of them as JSON
+        /// (`{"action", "path", ...}`, see `docs/api.md`); fewer than `patches` means
+        /// the rest were dropped.
+        patch_json: Vec<serde_json::Value>,
         /// JSON pointers touched, deduplicated, at most [`MAX_CHANGED_PATHS`].
         paths: Vec<String>,
     },
@@ -154,6 +160,67 @@ pub struct PeerStatus {
     pub sync: Option<ConnectionInfo>,
 }
 
+/// One document's sync state with every connected peer, from
+/// [`NodeHandle::sync_status`](crate::NodeHandle::sync_status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentSync {
+    /// The document.
+    pub id: DocumentId,
+    /// Its title.
+    pub title: Option<String>,
+    /// Its sync priority.
+    pub priority: i32,
+    /// Its heads here, hex.
+    pub heads: Vec<String>,
+    /// One entry per connected peer (that finished the handshake).
+    pub peers: Vec<PeerDocStatus>,
+}
+
+/// What one peer is known to have of one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerDocStatus {
+    /// The peer.
+    pub peer: PeerId,
+    /// As far as the last sync message (or reconciliation) says, the peer has exactly
+    /// our heads.
+    pub in_sync: bool,
+    /// How many of our heads the peer is not known to have (0 when in sync).
+    pub missing: usize,
+    /// The heads the peer last reported (hex), when a sync session with it exists.
+    pub their_heads: Option<Vec<String>>,
+    /// The document is queued or being synced with this peer now.
+    pub pending: bool,
+}
+
+impl PeerDocStatus {
+    /// Judges what `peer` is missing of a document whose heads are `ours` (hex) from
+    /// what the engine knows.
+    pub(crate) fn judge(peer: PeerId, ours: &[String], sync: &PeerDocSync) -> Self {
+        let their_heads: Option<Vec<String>> = sync
+            .their_heads
+            .as_ref()
+            .map(|heads| heads.iter().map(ToString::to_string).collect());
+        let (in_sync, missing) = match &their_heads {
+            _ if sync.in_sync => (true, 0),
+            Some(theirs) => {
+                let missing = ours.iter().filter(|h| !theirs.contains(h)).count();
+                let same = missing == 0 && theirs.iter().all(|h| ours.contains(h));
+                (same, missing)
+            }
+            // No session: reconciliation found the document equal, or it has not run.
+            None if sync.reconciled && !sync.pending => (true, 0),
+            None => (false, ours.len()),
+        };
+        Self {
+            peer,
+            in_sync,
+            missing,
+            their_heads,
+            pending: sync.pending,
+        }
+    }
+}
+
 /// A snapshot of the node, from [`NodeHandle::status`](crate::NodeHandle::status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
@@ -209,15 +276,6 @@ pub(crate) fn changed_paths(patches: &[Patch]) -> Vec<String> {
         }
     }
     paths
-}
-
-fn push_prop(path: &mut String, prop: &Prop) {
-    path.push('/');
-    match prop {
-        // RFC 6901 escaping.
-        Prop::Map(key) => path.push_str(&key.replace('~', "~0").replace('/', "~1")),
-        Prop::Seq(index) => path.push_str(&index.to_string()),
-    }
 }
 
 #[cfg(test)]

@@ -1,1 +1,580 @@
 //! The daemon's configuration: defaults, TOML file, environment, flags.
+//!
+//! Every setting is a key of [`DaemonConfig`] (`api.listen`, `node.max_docs_in_memory`,
+//! `net.enable_mdns`, ...). Layers, later ones winning:
+//!
+//! 1. the defaults ([`DaemonConfig::default`]);
+//! 2. the TOML file (`--config`, else `<config dir>/peerdoc/config.toml` if it exists);
+//! 3. environment variables `PEERDOC_<KEY>` with dots as underscores, upper case
+//!    (`PEERDOC_NODE_MAX_DOCS_IN_MEMORY=500`), for every key;
+//! 4. flags (`--api-listen`, `--listen`, `--peer`, `--no-mdns`, ..., and `--set key=value`
+//!    for any key). clap's own environment variables (`PEERDOC_API_LISTEN`, ...) count as
+//!    flags.
+//!
+//! Unknown keys are an error naming the key and where it came from. `docs/daemon.md`
+//! lists every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use peerdoc_node::{Multiaddr, NetConfig, NodeConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::args::{GlobalArgs, RunArgs};
+
+/// Default address of the HTTP API.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7420";
+
+/// Default request body limit of the HTTP API (64 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why the configuration could not be assembled. Each message names where the bad value
+/// came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or holds an unknown key or a wrong type.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (names the key).
+        message: String,
+    },
+    /// A `--set` argument is malformed or names an unknown key.
+    #[error("--set {arg}: {message}")]
+    Set {
+        /// The argument as given.
+        arg: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable holds a bad value.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The team key file is unreadable or not 64 hex characters.
+    #[error("team key file {path}: {message}")]
+    TeamKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is well-formed TOML but out of range or unparsable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// No data directory was given and the platform has none.
+    #[error("no data directory: pass --data-dir or set PEERDOC_DATA_DIR")]
+    NoDataDir,
+}
+
+/// Everything `peerdoc run` can be configured with. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Data directory (store, identity, API token and address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `tracing` filter, e.g. `info` or `peerdoc=debug`.
+    pub log: String,
+    /// File holding the team key (64 hex characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team_key_file: Option<PathBuf>,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// The engine and its queues.
+    pub node: NodeSection,
+    /// The transport ([`NetConfig`]'s fields).
+    pub net: NetConfig,
+}
+
+/// `[api]`: the local HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to bind (port 0 picks one). Loopback unless you mean it.
+    pub listen: String,
+    /// Largest request body, in bytes; larger ones get `413 too_large`.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_API_LISTEN.to_owned(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// `[node]`: [`NodeConfig`]'s limits (see its field docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // Each field is the NodeConfig field of the same name.
+pub struct NodeSection {
+    pub max_docs_in_memory: usize,
+    pub max_bytes_in_memory: u64,
+    pub max_concurrent_syncs_per_peer: usize,
+    pub compaction_threshold: usize,
+    pub tick_interval_ms: u64,
+    pub command_queue_len: usize,
+    pub max_pending_commands: usize,
+    pub storage_queue_len: usize,
+    pub event_queue_len: usize,
+    pub peer_backlog_len: usize,
+    pub store_cache_bytes: u64,
+    pub store_lock_wait_ms: u64,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        let node = NodeConfig::new("");
+        Self {
+            max_docs_in_memory: node.max_docs_in_memory,
+            max_bytes_in_memory: node.max_bytes_in_memory,
+            max_concurrent_syncs_per_peer: node.max_concurrent_syncs_per_peer,
+            compaction_threshold: node.compaction_threshold,
+            tick_interval_ms: node.tick_interval_ms,
+            command_queue_len: node.command_queue_len,
+            max_pending_commands: node.max_pending_commands,
+            storage_queue_len: node.storage_queue_len,
+            event_queue_len: node.event_queue_len,
+            peer_backlog_len: node.peer_backlog_len,
+            store_cache_bytes: node.store_cache_bytes,
+            store_lock_wait_ms: node.store_lock_wait_ms,
+        }
+    }
+}
+
+/// The daemon's default listen addresses: TCP and QUIC on every interface.
+fn default_listen_addrs() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            log: "info".to_owned(),
+            team_key_file: None,
+            api: ApiConfig::default(),
+            node: NodeSection::default(),
+            net: NetConfig {
+                listen_addrs: default_listen_addrs(),
+                ..NetConfig::default()
+            },
+        }
+    }
+}
+
+/// A configuration with its sources resolved: ready to start a node.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The merged configuration.
+    pub config: DaemonConfig,
+    /// The data directory in effect.
+    pub data_dir: PathBuf,
+    /// The API address to bind.
+    pub api_listen: SocketAddr,
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+impl Resolved {
+    /// The node configuration these settings describe (team key read from its file).
+    pub fn node_config(&self) -> Result<NodeConfig, ConfigError> {
+        let c = &self.config;
+        let mut node = NodeConfig::new(&self.data_dir);
+        let mut net = c.net.clone();
+        if let Some(path) = &c.team_key_file {
+            net.team_key = Some(read_team_key(path)?);
+            // QUIC cannot carry the private-network handshake: drop it from the
+            // defaults rather than make every keyed team spell out TCP.
+            if net.listen_addrs == default_listen_addrs() {
+                net.listen_addrs.retain(|a| !a.to_string().contains("quic"));
+            }
+        }
+        net.validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        node.net = net;
+        node.max_docs_in_memory = c.node.max_docs_in_memory;
+        node.max_bytes_in_memory = c.node.max_bytes_in_memory;
+        node.max_concurrent_syncs_per_peer = c.node.max_concurrent_syncs_per_peer;
+        node.compaction_threshold = c.node.compaction_threshold;
+        node.tick_interval_ms = c.node.tick_interval_ms;
+        node.command_queue_len = c.node.command_queue_len;
+        node.max_pending_commands = c.node.max_pending_commands;
+        node.storage_queue_len = c.node.storage_queue_len;
+        node.event_queue_len = c.node.event_queue_len;
+        node.peer_backlog_len = c.node.peer_backlog_len;
+        node.store_cache_bytes = c.node.store_cache_bytes;
+        node.store_lock_wait_ms = c.node.store_lock_wait_ms;
+        Ok(node)
+    }
+}
+
+/// Reads a team key file: 64 hex characters (surrounding whitespace ignored).
+pub fn read_team_key(path: &Path) -> Result<[u8; 32], ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TeamKey {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut key).map_err(|_| ConfigError::TeamKey {
+        path: path.to_owned(),
+        message: "expected 64 hex characters".to_owned(),
+    })?;
+    Ok(key)
+}
+
+/// The per-platform default data directory (Linux: `~/.local/share/peerdoc`).
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "peerdoc").map(|d| d.data_dir().to_owned())
+}
+
+/// The per-platform default config file (Linux: `~/.config/peerdoc/config.toml`).
+pub fn default_config_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "peerdoc").map(|d| d.config_dir().join("config.toml"))
+}
+
+/// Every leaf key of the configuration with its default, in file order: the keys the
+/// environment may set and `docs/daemon.md` lists. Keys without a default (`data_dir`,
+/// `team_key_file`, `net.team_key`, `net.allowlist`, `net.jitter_seed`) are not included.
+pub fn default_keys() -> Vec<(String, toml::Value)> {
+    let mut out = Vec::new();
+    if let Ok(toml::Value::Table(table)) = toml::Value::try_from(DaemonConfig::default()) {
+        flatten("", &table, &mut out);
+    }
+    out
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&key, inner, out),
+            other => out.push((key, other.clone())),
+        }
+    }
+}
+
+/// The environment variable for a key: `node.max_docs_in_memory` →
+/// `PEERDOC_NODE_MAX_DOCS_IN_MEMORY`.
+pub fn env_var_for(key: &str) -> String {
+    format!("PEERDOC_{}", key.replace('.', "_").to_uppercase())
+}
+
+impl DaemonConfig {
+    /// Assembles the configuration from the process's flags and environment.
+    pub fn load(global: &GlobalArgs, run: &RunArgs) -> Result<Resolved, ConfigError> {
+        Self::load_with(global, run, |var| std::env::var(var).ok())
+    }
+
+    /// [`DaemonConfig::load`] with the environment given as a lookup (for tests).
+    pub fn load_with(
+        global: &GlobalArgs,
+        run: &RunArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Resolved, ConfigError> {
+        // Layer 2: the file.
+        let file = match &run.config {
+            Some(path) => Some(path.clone()),
+            None => default_config_file().filter(|p| p.is_file()),
+        };
+        let mut merged = toml::Table::new();
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::File {
+                        path: path.clone(),
+                        message: e.message().to_owned(),
+                    })?;
+            check(&table).map_err(|message| ConfigError::File {
+                path: path.clone(),
+                message,
+            })?;
+            merged = table;
+        }
+        // Layer 3: the environment.
+        for (key, default) in default_keys() {
+            let var = env_var_for(&key);
+            if let Some(text) = env(&var) {
+                let value = parse_value(&text, &default);
+                let mut one = toml::Table::new();
+                insert_dotted(&mut one, &key, value.clone()).map_err(|message| {
+                    ConfigError::Env {
+                        var: var.clone(),
+                        message,
+                    }
+                })?;
+                check(&one).map_err(|message| ConfigError::Env {
+                    var: var.clone(),
+                    message,
+                })?;
+                insert_dotted(&mut merged, &key, value)
+                    .map_err(|message| ConfigError::Env { var, message })?;
+            }
+        }
+        // Layer 4: flags (and clap's own environment variables).
+        let mut flags: Vec<(String, toml::Value)> = Vec::new();
+        if let Some(dir) = &global.data_dir {
+            flags.push(("data_dir".into(), path_value(dir)));
+        }
+        if let Some(listen) = &run.api_listen {
+            flags.push(("api.listen".into(), toml::Value::String(listen.clone())));
+        }
+        if !run.listen.is_empty() {
+            flags.push(("net.listen_addrs".into(), string_array(&run.listen)));
+        }
+        if !run.peers.is_empty() {
+            flags.push(("net.peers".into(), string_array(&run.peers)));
+        }
+        if run.no_mdns {
+            flags.push(("net.enable_mdns".into(), toml::Value::Boolean(false)));
+        }
+        if let Some(path) = &run.team_key_file {
+            flags.push(("team_key_file".into(), path_value(path)));
+        }
+        if let Some(log) = &run.log {
+            flags.push(("log".into(), toml::Value::String(log.clone())));
+        }
+        for (key, value) in flags {
+            insert_dotted(&mut merged, &key, value).map_err(ConfigError::Invalid)?;
+        }
+        let defaults: std::collections::BTreeMap<String, toml::Value> =
+            default_keys().into_iter().collect();
+        for arg in &run.set {
+            let set_err = |message: String| ConfigError::Set {
+                arg: arg.clone(),
+                message,
+            };
+            let Some((key, text)) = arg.split_once('=') else {
+                return Err(set_err("expected KEY=VALUE".into()));
+            };
+            let key = key.trim();
+            let fallback = defaults
+                .get(key)
+                .cloned()
+                .unwrap_or(toml::Value::String(String::new()));
+            let value = parse_value(text.trim(), &fallback);
+            let mut one = toml::Table::new();
+            insert_dotted(&mut one, key, value.clone()).map_err(set_err)?;
+            check(&one).map_err(set_err)?;
+            insert_dotted(&mut merged, key, value).map_err(set_err)?;
+        }
+        let config: DaemonConfig = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        let data_dir = match &config.data_dir {
+            Some(dir) => dir.clone(),
+            None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
+        };
+        let api_listen: SocketAddr = config.api.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "api.listen {:?} is not an address like 127.0.0.1:7420",
+                config.api.listen
+            ))
+        })?;
+        if config.api.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "api.max_body_bytes must be positive".into(),
+            ));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.log) {
+            return Err(ConfigError::Invalid(format!(
+                "log filter {:?}: {error}",
+                config.log
+            )));
+        }
+        Ok(Resolved {
+            config,
+            data_dir,
+            api_listen,
+            file,
+        })
+    }
+}
+
+/// Deserialises a partial table to find unknown keys and wrong types early, so the
+/// error can name the layer they came from.
+fn check(table: &toml::Table) -> Result<(), String> {
+    toml::Value::Table(table.clone())
+        .try_into::<DaemonConfig>()
+        .map(|_| ())
+        .map_err(|e| e.message().to_owned())
+}
+
+/// A value from text: TOML when it parses as a TOML value, a comma-separated list when
+/// the key's default is a list, else the text as a string.
+fn parse_value(text: &str, default: &toml::Value) -> toml::Value {
+    if let Ok(mut table) = format!("v = {text}").parse::<toml::Table>()
+        && let Some(value) = table.remove("v")
+    {
+        return value;
+    }
+    if matches!(default, toml::Value::Array(_)) {
+        let items: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        return string_array(&items);
+    }
+    toml::Value::String(text.to_owned())
+}
+
+fn string_array(items: &[String]) -> toml::Value {
+    toml::Value::Array(items.iter().cloned().map(toml::Value::String).collect())
+}
+
+fn path_value(path: &Path) -> toml::Value {
+    toml::Value::String(path.to_string_lossy().into_owned())
+}
+
+/// Sets `a.b.c = value` in `table`, creating the tables on the way.
+fn insert_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("bad key {key:?}"));
+    }
+    let (last, path) = parts
+        .split_last()
+        .ok_or_else(|| format!("bad key {key:?}"))?;
+    let mut current = table;
+    for part in path {
+        let entry = current
+            .entry((*part).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => return Err(format!("{part:?} is not a section")),
+        };
+    }
+    current.insert((*last).to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn args(set: &[&str]) -> (GlobalArgs, RunArgs) {
+        let global = GlobalArgs {
+            data_dir: Some("/tmp/x".into()),
+            api_url: None,
+            token: None,
+            json: false,
+        };
+        let run = RunArgs {
+            set: set.iter().map(|s| (*s).to_owned()).collect(),
+            ..RunArgs::default()
+        };
+        (global, run)
+    }
+
+    #[test]
+    fn defaults_bind_loopback_with_mdns_on() {
+        let (global, run) = args(&[]);
+        let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+        assert_eq!(resolved.api_listen.to_string(), DEFAULT_API_LISTEN);
+        assert!(resolved.config.net.enable_mdns);
+        assert_eq!(resolved.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[node]\nmax_docs_in_memory = 10\ncompaction_threshold = 7\n[api]\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let (global, mut run) = args(&["node.max_docs_in_memory=30"]);
+        run.config = Some(file);
+        let env: HashMap<&str, &str> = [
+            ("PEERDOC_NODE_MAX_DOCS_IN_MEMORY", "20"),
+            ("PEERDOC_NODE_COMPACTION_THRESHOLD", "8"),
+            (
+                "PEERDOC_NET_PEERS",
+                "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2",
+            ),
+        ]
+        .into();
+        let resolved =
+            DaemonConfig::load_with(&global, &run, |v| env.get(v).map(|s| s.to_string())).unwrap();
+        assert_eq!(resolved.config.node.max_docs_in_memory, 30);
+        assert_eq!(resolved.config.node.compaction_threshold, 8);
+        assert_eq!(resolved.config.net.peers.len(), 2);
+        assert_eq!(resolved.api_listen.port(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[node]\nmax_docs = 10\n").unwrap();
+        let (global, mut run) = args(&[]);
+        run.config = Some(file.clone());
+        let error = DaemonConfig::load_with(&global, &run, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("max_docs"), "{error}");
+        assert!(error.contains(&file.display().to_string()), "{error}");
+
+        let (global, run) = args(&["node.nope=1"]);
+        let error = DaemonConfig::load_with(&global, &run, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--set node.nope=1") && error.contains("nope"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let (global, run) = args(&["api.listen=nowhere"]);
+        let error = DaemonConfig::load_with(&global, &run, |_| None).unwrap_err();
+        assert!(error.to_string().contains("api.listen"), "{error}");
+        let (global, run) = args(&["node.max_docs_in_memory=lots"]);
+        assert!(DaemonConfig::load_with(&global, &run, |_| None).is_err());
+    }
+
+    #[test]
+    fn every_default_key_has_an_env_var() {
+        let keys = default_keys();
+        assert!(keys.iter().any(|(k, _)| k == "node.max_docs_in_memory"));
+        assert!(keys.iter().any(|(k, _)| k == "net.enable_mdns"));
+        assert_eq!(
+            env_var_for("api.max_body_bytes"),
+            "PEERDOC_API_MAX_BODY_BYTES"
+        );
+    }
+}

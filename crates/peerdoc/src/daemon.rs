@@ -1,11 +1,250 @@
 //! `peerdoc run`: start the node and the API, wait for a signal, shut down cleanly.
+//!
+//! Order of startup: configuration, logging, the API token, the API socket (so a taken
+//! port fails before the store is opened), the node, then `<data_dir>/api.addr`. On
+//! SIGINT/SIGTERM the API stops taking requests, the node flushes and closes the store,
+//! and `api.addr` is removed. Every failure is one line on stderr and exit code 1.
 
+use std::fmt;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::cli::args::{GlobalArgs, RunArgs};
+use peerdoc_node::{Node, NodeError};
+use rand::TryRngCore as _;
+use tokio::net::TcpListener;
 
-/// Runs the daemon until SIGINT/SIGTERM.
-pub fn main(_global: &GlobalArgs, _run: &RunArgs) -> ExitCode {
-    eprintln!("peerdoc: the daemon is not built yet");
-    ExitCode::FAILURE
+use crate::cli::args::{GlobalArgs, RunArgs};
+use crate::config::{ConfigError, DaemonConfig, Resolved};
+use crate::server::{self, AppState, ServerConfig};
+
+/// File in the data directory holding the API's bearer token.
+pub const TOKEN_FILE: &str = "api.token";
+/// File in the data directory holding the API's URL while the daemon runs.
+pub const ADDR_FILE: &str = "api.addr";
+
+/// Why the daemon could not start or stopped with an error. Displayed as the one line
+/// the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The API address is taken.
+    #[error(
+        "the API address {addr} is already in use (another peerdoc daemon?); \
+         choose another with --api-listen or `[api] listen` in the config"
+    )]
+    ApiPortInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The API socket could not be bound for another reason.
+    #[error("cannot listen on {addr} for the API: {source}")]
+    ApiBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The node could not start (the data directory is locked, the store is damaged, ...).
+    #[error("{0}")]
+    Node(NodeError),
+    /// A file in the data directory could not be written or read.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The token file exists but holds no token.
+    #[error("{path} is empty or not a token; delete it to have a new one created")]
+    BadToken {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The async runtime could not be built, or the server failed.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Runs the daemon until SIGINT/SIGTERM. Exit code 0 after a clean shutdown, 1 on any
+/// error (printed as one line on stderr).
+pub fn main(global: &GlobalArgs, run: &RunArgs) -> ExitCode {
+    match run_daemon(global, run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let line = OneLine(&error).to_string();
+            tracing::error!(error = %line, "daemon failed");
+            eprintln!("peerdoc: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Displays an error with its newlines folded, so it stays one line.
+struct OneLine<'a, E>(&'a E);
+
+impl<E: fmt::Display> fmt::Display for OneLine<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.to_string();
+        f.write_str(&text.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+}
+
+fn run_daemon(global: &GlobalArgs, run: &RunArgs) -> Result<(), DaemonError> {
+    let resolved = DaemonConfig::load(global, run)?;
+    init_tracing(&resolved.config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Runtime(format!("starting the async runtime: {e}")))?;
+    runtime.block_on(run_async(resolved))
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second daemon in one process (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
+    let data_dir = resolved.data_dir.clone();
+    let node_config = resolved.node_config()?;
+    std::fs::create_dir_all(&data_dir).map_err(|source| DaemonError::File {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let token = load_or_create_token(&data_dir.join(TOKEN_FILE))?;
+    let addr = resolved.api_listen;
+    let listener = TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            DaemonError::ApiPortInUse { addr }
+        } else {
+            DaemonError::ApiBind { addr, source }
+        }
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| DaemonError::ApiBind { addr, source })?;
+    let node = Node::start(node_config).await.map_err(DaemonError::Node)?;
+    let api_url = format!("http://{}", connectable(bound));
+    let mut server_config = ServerConfig::new(token, api_url.clone());
+    server_config.max_body_bytes = resolved.config.api.max_body_bytes;
+    server_config.store_dir = Some(data_dir.join("store"));
+    let state = AppState::new(node.handle(), server_config);
+    let addr_file = data_dir.join(ADDR_FILE);
+    if let Err(error) = write_atomically(&addr_file, format!("{api_url}\n").as_bytes(), false) {
+        node.shutdown().await;
+        return Err(error);
+    }
+    tracing::info!(
+        api = %api_url,
+        peer = %node.peer_id(),
+        data_dir = %data_dir.display(),
+        config = ?resolved.file,
+        "peerdoc daemon running"
+    );
+    let served = server::serve(listener, state, shutdown_signal()).await;
+    tracing::info!("stopping: flushing the store");
+    node.shutdown().await;
+    if let Err(error) = std::fs::remove_file(&addr_file) {
+        tracing::warn!(file = %addr_file.display(), %error, "could not remove the address file");
+    }
+    served.map_err(|e| DaemonError::Runtime(format!("the API server failed: {e}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// An address clients can connect to: an unspecified bind address (0.0.0.0, ::) is
+/// reached through loopback.
+fn connectable(bound: SocketAddr) -> SocketAddr {
+    if bound.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port())
+    } else {
+        bound
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the daemon");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Reads the token file, or creates it (mode 0600) with 32 random bytes as hex.
+pub fn load_or_create_token(path: &Path) -> Result<String, DaemonError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim();
+            if token.is_empty() || token.contains(char::is_whitespace) {
+                return Err(DaemonError::BadToken {
+                    path: path.to_owned(),
+                });
+            }
+            Ok(token.to_owned())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.try_fill_bytes(&mut bytes).map_err(|e| {
+                DaemonError::Runtime(format!("no OS randomness for the token: {e}"))
+            })?;
+            let token = hex::encode(bytes);
+            write_atomically(path, format!("{token}\n").as_bytes(), true)?;
+            Ok(token)
+        }
+        Err(source) => Err(DaemonError::File {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a
+/// reader never sees half a file. `private` makes it readable by the owner only.
+fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), DaemonError> {
+    let err = |source| DaemonError::File {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(if private { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(&tmp).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(err)
 }

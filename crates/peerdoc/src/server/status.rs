@@ -1,0 +1,192 @@
+//! `/health`, `/v1/status`, `/v1/peers`.
+
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use peerdoc_net::TransportKind;
+use peerdoc_node::{DocumentSync, PeerStatus};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::error::QueryPairs;
+use super::{ApiError, AppState};
+
+/// A peer is healthy when heard from within this long (with a sync stream open).
+const HEALTHY_SEEN: Duration = Duration::from_secs(15);
+/// A peer not heard from within this long is offline.
+const OFFLINE_SEEN: Duration = Duration::from_secs(60);
+/// A round trip slower than this makes a peer degraded.
+const SLOW_RTT: Duration = Duration::from_secs(1);
+
+/// `GET /health`.
+pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.is_stopping() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "shutting_down"})),
+        )
+    } else {
+        (StatusCode::OK, Json(json!({"status": "ok"})))
+    }
+}
+
+/// One peer, as `/v1/peers` and `/v1/status` show it.
+#[derive(Debug, Serialize)]
+pub(crate) struct PeerJson {
+    peer_id: String,
+    addrs: Vec<String>,
+    transport: Option<&'static str>,
+    connected: bool,
+    sync_stream: bool,
+    peerdoc: bool,
+    rtt_ms: Option<f64>,
+    bytes_in: u64,
+    bytes_out: u64,
+    messages_in: u64,
+    messages_out: u64,
+    queued_syncs: usize,
+    active_syncs: usize,
+    last_seen_ms: Option<u64>,
+    connected_since_ms: Option<u64>,
+    health: &'static str,
+}
+
+fn epoch_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl PeerJson {
+    pub(crate) fn new(status: &PeerStatus, now: SystemTime) -> Self {
+        let net = status.net.as_ref();
+        let sync = status.sync.as_ref();
+        let seen_ago = net.map(|n| now.duration_since(n.last_seen).unwrap_or_default());
+        let sync_stream = net.is_some_and(|n| n.sync_stream);
+        let slow = net.and_then(|n| n.rtt).is_some_and(|rtt| rtt > SLOW_RTT);
+        let health = match seen_ago {
+            None => "offline",
+            Some(ago) if ago >= OFFLINE_SEEN => "offline",
+            Some(ago) if sync_stream && ago < HEALTHY_SEEN && !slow => "healthy",
+            Some(_) => "degraded",
+        };
+        Self {
+            peer_id: status.peer.to_string(),
+            addrs: net
+                .map(|n| n.addrs.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            transport: net.map(|n| match n.transport {
+                TransportKind::Tcp => "tcp",
+                TransportKind::Quic => "quic",
+                TransportKind::Memory => "memory",
+                _ => "other",
+            }),
+            connected: net.is_some(),
+            sync_stream,
+            peerdoc: sync.is_some_and(|s| s.peerdoc),
+            rtt_ms: net.and_then(|n| n.rtt).map(|d| d.as_secs_f64() * 1000.0),
+            bytes_in: sync.map_or(0, |s| s.bytes_in),
+            bytes_out: sync.map_or(0, |s| s.bytes_out),
+            messages_in: sync.map_or(0, |s| s.messages_in),
+            messages_out: sync.map_or(0, |s| s.messages_out),
+            queued_syncs: sync.map_or(0, |s| s.queued_syncs),
+            active_syncs: sync.map_or(0, |s| s.active_syncs),
+            last_seen_ms: net.map(|n| epoch_ms(n.last_seen)),
+            connected_since_ms: net.map(|n| epoch_ms(n.connected_since)),
+            health,
+        }
+    }
+}
+
+/// `GET /v1/peers`.
+pub(super) async fn peers(State(state): State<AppState>) -> Result<Json<Vec<PeerJson>>, ApiError> {
+    let now = SystemTime::now();
+    let peers = state.node.peers().await?;
+    Ok(Json(peers.iter().map(|p| PeerJson::new(p, now)).collect()))
+}
+
+fn doc_sync_json(doc: &DocumentSync) -> Value {
+    json!({
+        "id": doc.id.to_string(),
+        "title": doc.title.clone().filter(|t| !t.is_empty()),
+        "priority": doc.priority,
+        "heads": doc.heads,
+        "peers": doc.peers.iter().map(|p| json!({
+            "peer_id": p.peer.to_string(),
+            "in_sync": p.in_sync,
+            "missing": p.missing,
+            "their_heads": p.their_heads,
+            "pending": p.pending,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /v1/status`.
+pub(super) async fn status(
+    State(state): State<AppState>,
+    query: QueryPairs,
+) -> Result<Json<Value>, ApiError> {
+    query.only(&["docs"])?;
+    let with_docs = query.flag("docs", true)?;
+    let status = state.node.status().await?;
+    let now = SystemTime::now();
+    let peers: Vec<PeerJson> = status.peers.iter().map(|p| PeerJson::new(p, now)).collect();
+    let queued: usize = peers.iter().map(|p| p.queued_syncs).sum();
+    let connected: Vec<&PeerJson> = peers.iter().filter(|p| p.connected).collect();
+    let health = if connected.is_empty() {
+        "offline"
+    } else if queued > 0 || connected.iter().any(|p| p.health != "healthy") {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let store_bytes = store_bytes(&state).await;
+    let mut body = json!({
+        "peer_id": status.peer_id.to_string(),
+        "storage_id": status.storage_id.as_ref().map(ToString::to_string),
+        "version": env!("CARGO_PKG_VERSION"),
+        "listen_addrs": status.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "api_url": state.config.api_url,
+        "documents": status.documents,
+        "deleted": status.deleted,
+        "loaded": status.loaded,
+        "storage_in_flight": status.storage_in_flight,
+        "store_bytes": store_bytes,
+        "health": health,
+        "peers": peers,
+    });
+    if with_docs {
+        let docs = state.node.sync_status().await?;
+        body["docs"] = Value::Array(docs.iter().map(doc_sync_json).collect());
+    }
+    Ok(Json(body))
+}
+
+/// Bytes the store occupies on disk (0 when unknown).
+pub(crate) async fn store_bytes(state: &AppState) -> u64 {
+    let Some(dir) = state.config.store_dir.clone() else {
+        return 0;
+    };
+    tokio::task::spawn_blocking(move || dir_size(&dir, 0))
+        .await
+        .unwrap_or(0)
+}
+
+fn dir_size(dir: &std::path::Path, depth: usize) -> u64 {
+    // sled's layout is shallow; the bound only guards against a symlink loop.
+    if depth > 4 {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&entry.path(), depth + 1),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,500 @@
+//! Real `peerdoc run` processes on 127.0.0.1 (mDNS off, explicit peers), each with its
+//! own data directory, driven over HTTP: replication, conflicts, crash and restart,
+//! and the start-up errors a user can cause.
+//!
+//! Timeouts here are hang guards only; the tests poll for the state they expect.
+
+#[path = "support/http.rs"]
+mod http;
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::Client;
+use serde_json::{Value, json};
+
+const HANG_GUARD: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+
+/// A `peerdoc run` child process.
+struct Daemon {
+    name: &'static str,
+    child: Child,
+    data_dir: PathBuf,
+    log: PathBuf,
+    client: Client,
+}
+
+/// A `peerdoc run` command with a clean environment: no inherited PEERDOC_* settings,
+/// no user config file, mDNS off, loopback only.
+fn command(data_dir: &Path, home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerdoc"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PEERDOC_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("RUST_BACKTRACE", "0")
+        .arg("run")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--no-mdns")
+        .arg("--api-listen")
+        .arg("127.0.0.1:0");
+    cmd
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a libp2p listener that must
+/// keep its address across restarts).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+impl Daemon {
+    /// Starts a daemon on `data_dir` listening on `listen` (a multiaddr) with `extra`
+    /// arguments, and waits until its API answers.
+    fn start(name: &'static str, data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        let home = data_dir.with_extension("home");
+        std::fs::create_dir_all(&home).expect("home");
+        let addr_file = data_dir.join("api.addr");
+        // A killed daemon leaves its address file behind; wait for the new one.
+        let _ = std::fs::remove_file(&addr_file);
+        let log = data_dir.with_extension(format!("{}.log", std::process::id()));
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = command(data_dir, &home)
+            .arg("--listen")
+            .arg(listen)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("spawn peerdoc");
+        let mut daemon = Self {
+            name,
+            child,
+            data_dir: data_dir.to_owned(),
+            log,
+            client: Client::new("http://127.0.0.1:1", None),
+        };
+        let started = Instant::now();
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file)
+                && text.ends_with('\n')
+            {
+                break text.trim().to_owned();
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("{name} exited with {status}:\n{}", daemon.log_text());
+            }
+            assert!(
+                started.elapsed() < HANG_GUARD,
+                "{name} never wrote api.addr"
+            );
+            std::thread::sleep(POLL);
+        };
+        let token = std::fs::read_to_string(data_dir.join("api.token")).expect("token");
+        daemon.client = Client::new(&url, Some(token.trim()));
+        assert_eq!(daemon.client.get("/health").ok(200)["status"], "ok");
+        daemon
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn status(&self) -> Value {
+        self.client.get("/v1/status?docs=false").ok(200)
+    }
+
+    /// `<listen addr>/p2p/<peer id>` from its status.
+    fn dial_addr(&self) -> String {
+        let status = self.status();
+        format!(
+            "{}/p2p/{}",
+            status["listen_addrs"][0].as_str().expect("listen addr"),
+            status["peer_id"].as_str().expect("peer id")
+        )
+    }
+
+    fn sigterm(&mut self) -> ExitStatus {
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        self.wait()
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if started.elapsed() > HANG_GUARD {
+                let _ = self.child.kill();
+                panic!("{} did not exit:\n{}", self.name, self.log_text());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, panicking after the hang guard.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < HANG_GUARD,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The document's content on `daemon`, once it has it.
+fn content(daemon: &Daemon, id: &str) -> Option<Value> {
+    let answer = daemon.client.get(&format!("/v1/docs/{id}"));
+    (answer.status == 200).then(|| answer.json()["content"].clone())
+}
+
+fn connected(daemon: &Daemon) -> bool {
+    daemon.status()["peers"].as_array().is_some_and(|p| {
+        p.iter()
+            .any(|p| p["connected"] == true && p["peerdoc"] == true)
+    })
+}
+
+#[test]
+fn create_and_edit_on_a_read_on_b() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Daemon::start("A", &dir.path().join("a"), "/ip4/127.0.0.1/tcp/0", &[]);
+    let peer = a.dial_addr();
+    let b = Daemon::start(
+        "B",
+        &dir.path().join("b"),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &peer],
+    );
+
+    let id = a
+        .client
+        .create(json!({"firstDance": "21:00", "guests": ["Ada"]}));
+    a.client
+        .patch(
+            &format!("/v1/docs/{id}"),
+            &json!({"ops": [
+                {"op": "set", "path": "/firstDance", "value": "21:15"},
+                {"op": "insert", "path": "/guests/-", "values": ["Grace"]}
+            ]}),
+        )
+        .ok(200);
+    let on_b = eventually("B to have A's edit", || {
+        content(&b, &id).filter(|c| c["firstDance"] == "21:15")
+    });
+    assert_eq!(
+        on_b,
+        json!({"firstDance": "21:15", "guests": ["Ada", "Grace"]})
+    );
+
+    // B's status says A has everything (once A acknowledged B's heads).
+    eventually("B's status to show the document in sync with A", || {
+        let status = b.client.get("/v1/status").ok(200);
+        let doc = status["docs"]
+            .as_array()?
+            .iter()
+            .find(|d| d["id"] == id)?
+            .clone();
+        let peer = doc["peers"].as_array()?.first()?.clone();
+        (peer["in_sync"] == true && peer["missing"] == 0).then_some(())
+    });
+    assert!(connected(&a) && connected(&b));
+}
+
+#[test]
+fn concurrent_writes_converge_and_the_conflict_is_listed_on_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a_dir = dir.path().join("a");
+    let port = free_port();
+    let a_listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let mut a = Daemon::start("A", &a_dir, &a_listen, &[]);
+    let peer = a.dial_addr();
+    // B keeps redialing A's fixed address, at most a second apart.
+    let b = Daemon::start(
+        "B",
+        &dir.path().join("b"),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &peer, "--set", "net.reconnect_cap=1000"],
+    );
+    let id = a.client.create(json!({"venue": "Barn"}));
+    eventually("B to have the document", || content(&b, &id));
+
+    // Partition: A goes down, B writes; A comes back elsewhere (B cannot reach it), A
+    // writes; then A returns to the address B dials.
+    assert!(a.sigterm().success());
+    b.client
+        .patch(
+            &format!("/v1/docs/{id}"),
+            &json!({"ops": [{"op": "set", "path": "/venue", "value": "Hayloft"}]}),
+        )
+        .ok(200);
+    let mut a = Daemon::start("A", &a_dir, "/ip4/127.0.0.1/tcp/0", &[]);
+    a.client
+        .patch(
+            &format!("/v1/docs/{id}"),
+            &json!({"ops": [{"op": "set", "path": "/venue", "value": "Orchard"}]}),
+        )
+        .ok(200);
+    assert!(a.sigterm().success());
+    let a = Daemon::start("A", &a_dir, &a_listen, &[]);
+
+    let converged = eventually("A and B to converge", || {
+        let on_a = content(&a, &id)?;
+        let on_b = content(&b, &id)?;
+        (on_a == on_b && a.client.read(&id)["heads"] == b.client.read(&id)["heads"]).then_some(on_a)
+    });
+    let winner = converged["venue"].as_str().expect("venue").to_owned();
+    assert!(winner == "Hayloft" || winner == "Orchard", "{converged}");
+    for daemon in [&a, &b] {
+        let conflicts = eventually("the conflict to be logged", || {
+            let c = daemon
+                .client
+                .get(&format!("/v1/docs/{id}/conflicts"))
+                .ok(200);
+            (!c["log"].as_array()?.is_empty()).then_some(c)
+        });
+        let current = &conflicts["current"][0];
+        assert_eq!(current["path"], "/venue", "{conflicts}");
+        let mut values: Vec<&str> = current["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .filter_map(|v| v["value"].as_str())
+            .collect();
+        values.sort_unstable();
+        assert_eq!(values, ["Hayloft", "Orchard"], "{conflicts}");
+        assert_eq!(conflicts["log"][0]["path"], "/venue");
+    }
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_edit_and_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a_dir = dir.path().join("a");
+    let port = free_port();
+    let a_listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let mut a = Daemon::start("A", &a_dir, &a_listen, &[]);
+    let peer = a.dial_addr();
+    let b = Daemon::start(
+        "B",
+        &dir.path().join("b"),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &peer, "--set", "net.reconnect_cap=1000"],
+    );
+    let id = a.client.create(json!({}));
+    eventually("B to have the document", || content(&b, &id));
+
+    // Stream edits into A from another thread; count the acknowledged ones.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let client = a.client.clone();
+        let acked = acked.clone();
+        let stop = stop.clone();
+        let path = format!("/v1/docs/{id}");
+        std::thread::spawn(move || {
+            for i in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let body = json!({"ops": [{"op": "set", "path": format!("/e{i}"), "value": i}]});
+                // Any failure (connection reset by the kill) ends the stream.
+                let answer = client.try_call(
+                    "PATCH",
+                    &path,
+                    Some("application/json"),
+                    Some(body.to_string().into_bytes()),
+                );
+                match answer.map(|a| a.status) {
+                    Ok(200) => {
+                        acked.store(i + 1, Ordering::SeqCst);
+                    }
+                    _ => break,
+                }
+            }
+        })
+    };
+    eventually("some edits to be acknowledged", || {
+        (acked.load(Ordering::SeqCst) >= 30).then_some(())
+    });
+    a.child.kill().expect("kill -9");
+    let status = a.wait();
+    assert!(!status.success());
+    stop.store(true, Ordering::SeqCst);
+    let _ = writer.join();
+    let acknowledged = acked.load(Ordering::SeqCst);
+
+    // B writes while A is down.
+    b.client
+        .patch(
+            &format!("/v1/docs/{id}"),
+            &json!({"ops": [{"op": "set", "path": "/fromB", "value": true}]}),
+        )
+        .ok(200);
+
+    let a = Daemon::start("A", &a_dir, &a_listen, &[]);
+    let on_a = content(&a, &id).expect("A still has the document");
+    for i in 0..acknowledged {
+        assert_eq!(
+            on_a[format!("e{i}")],
+            json!(i),
+            "acknowledged edit e{i} lost: {on_a}"
+        );
+    }
+    eventually("A to catch up with B", || {
+        content(&a, &id).filter(|c| c["fromB"] == true)
+    });
+    eventually("B to have every acknowledged edit", || {
+        content(&b, &id).filter(|c| (0..acknowledged).all(|i| c[format!("e{i}")] == json!(i)))
+    });
+}
+
+/// Runs `peerdoc run` expecting it to fail; returns its stderr.
+fn run_expecting_failure(cmd: &mut Command) -> String {
+    let output = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run peerdoc");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("peerdoc: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn a_data_dir_in_use_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a_dir = dir.path().join("a");
+    let a = Daemon::start("A", &a_dir, "/ip4/127.0.0.1/tcp/0", &[]);
+    let line = run_expecting_failure(
+        command(&a_dir, &dir.path().join("home2"))
+            .arg("--listen")
+            .arg("/ip4/127.0.0.1/tcp/0"),
+    );
+    assert!(line.contains("in use"), "{line}");
+    assert!(line.contains(&a_dir.display().to_string()), "{line}");
+    // The running daemon is unaffected.
+    assert_eq!(a.client.get("/health").ok(200)["status"], "ok");
+    assert!(a_dir.join("api.addr").exists());
+}
+
+#[test]
+fn a_taken_api_port_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let line = run_expecting_failure(
+        command(&dir.path().join("a"), dir.path())
+            .arg("--listen")
+            .arg("/ip4/127.0.0.1/tcp/0")
+            .arg("--api-listen")
+            .arg(&addr),
+    );
+    assert!(
+        line.contains(&addr) && line.contains("already in use"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_invalid_config_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("a");
+    let config = dir.path().join("peerdoc.toml");
+
+    std::fs::write(&config, "[node]\nmax_docs_in_memroy = 10\n").expect("write");
+    let line = run_expecting_failure(command(&data, dir.path()).arg("--config").arg(&config));
+    assert!(line.contains("max_docs_in_memroy"), "{line}");
+    assert!(line.contains(&config.display().to_string()), "{line}");
+
+    std::fs::write(&config, "[api\nlisten = 1\n").expect("write");
+    let line = run_expecting_failure(command(&data, dir.path()).arg("--config").arg(&config));
+    assert!(line.contains(&config.display().to_string()), "{line}");
+
+    let line =
+        run_expecting_failure(command(&data, dir.path()).args(["--set", "api.listen=nowhere"]));
+    assert!(line.contains("api.listen"), "{line}");
+
+    let line = run_expecting_failure(
+        command(&data, dir.path()).args(["--set", "node.command_queue_len=0"]),
+    );
+    assert!(line.contains("command_queue_len"), "{line}");
+
+    let line = run_expecting_failure(
+        command(&data, dir.path()).env("PEERDOC_NODE_MAX_DOCS_IN_MEMORY", "many"),
+    );
+    assert!(line.contains("PEERDOC_NODE_MAX_DOCS_IN_MEMORY"), "{line}");
+}
+
+#[test]
+fn sigterm_exits_zero_and_removes_the_address_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a_dir = dir.path().join("a");
+    let mut a = Daemon::start("A", &a_dir, "/ip4/127.0.0.1/tcp/0", &[]);
+    let id = a.client.create(json!({"kept": true}));
+    let token_before = std::fs::read_to_string(a_dir.join("api.token")).expect("token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(a_dir.join("api.token"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let status = a.sigterm();
+    assert_eq!(status.code(), Some(0), "{}", a.log_text());
+    assert!(!a_dir.join("api.addr").exists());
+    // Restart: same token, the document is there.
+    let a = Daemon::start("A", &a_dir, "/ip4/127.0.0.1/tcp/0", &[]);
+    assert_eq!(
+        std::fs::read_to_string(a_dir.join("api.token")).expect("token"),
+        token_before
+    );
+    assert_eq!(content(&a, &id), Some(json!({"kept": true})));
+}
