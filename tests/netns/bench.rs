@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use daemon::{Daemon, DaemonOptions, eventually};
 use lan::Lan;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const GUARD: Duration = Duration::from_secs(120);
 const JOIN_ROUNDS: usize = 5;
@@ -36,18 +36,28 @@ fn main() {
     };
     let lan = Lan::new(5).expect("build the LAN");
     let start = |i: usize, dir: &str| {
-        Daemon::start(lan.host(i), &tmp.path().join(dir), &options).unwrap_or_else(|e| panic!("{e}"))
+        Daemon::start(lan.host(i), &tmp.path().join(dir), &options)
+            .unwrap_or_else(|e| panic!("{e}"))
     };
 
     // Four hosts already running and sharing a document.
     let mut daemons: Vec<Daemon> = (1..=4).map(|i| start(i, &format!("host{i}"))).collect();
     for d in &daemons {
-        eventually("4 hosts to see each other", GUARD, || (d.connected_peers() == 3).then_some(()));
+        eventually("4 hosts to see each other", GUARD, || {
+            (d.connected_peers() == 3).then_some(())
+        });
     }
     let created = daemons[0]
-        .cli(&["doc", "new", &json!({"title": "bench", "counter": -1}).to_string()])
+        .cli(&[
+            "doc",
+            "new",
+            &json!({"title": "bench", "counter": -1}).to_string(),
+        ])
         .unwrap_or_else(|e| panic!("{e}"));
-    let id = created["id"].as_str().expect("doc new prints the id").to_owned();
+    let id = created["id"]
+        .as_str()
+        .expect("doc new prints the id")
+        .to_owned();
     for d in &daemons {
         eventually("the document on every host", GUARD, || d.doc(&id));
     }
@@ -63,7 +73,9 @@ fn main() {
     }
     daemons.push(start(5, "host5"));
     for d in &daemons {
-        eventually("5 hosts to see each other", GUARD, || (d.connected_peers() == 4).then_some(()));
+        eventually("5 hosts to see each other", GUARD, || {
+            (d.connected_peers() == 4).then_some(())
+        });
     }
     eventually("host 5 to have the document", GUARD, || daemons[4].doc(&id));
 
@@ -95,12 +107,16 @@ fn main() {
                     s.spawn(move || {
                         eventually("an edit to become visible", GUARD, || {
                             let doc = d.doc(id)?;
-                            (doc["counter"] == Value::from(k)).then(|| t0.elapsed().as_secs_f64() * 1e3)
+                            (doc["counter"] == k)
+                                .then(|| t0.elapsed().as_secs_f64() * 1e3)
                         })
                     })
                 })
                 .collect();
-            watchers.into_iter().map(|w| w.join().expect("watcher")).collect()
+            watchers
+                .into_iter()
+                .map(|w| w.join().expect("watcher"))
+                .collect()
         });
         all_ms.push(seen.iter().copied().fold(0.0, f64::max));
         per_host_ms.extend(seen);

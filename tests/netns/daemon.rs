@@ -35,7 +35,11 @@ impl Daemon {
     /// Starts `peerdoc run` inside `host`'s namespace, mDNS on (the namespace's only
     /// link is the test bridge), listening on the host's LAN address; returns once the
     /// API answers.
-    pub(crate) fn start(host: &Host, data_dir: &Path, options: &DaemonOptions) -> Result<Self, String> {
+    pub(crate) fn start(
+        host: &Host,
+        data_dir: &Path,
+        options: &DaemonOptions,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
         let log = std::fs::File::create(data_dir.join("daemon.log"))
             .map_err(|e| format!("daemon log: {e}"))?;
@@ -77,7 +81,11 @@ impl Daemon {
                 ));
             }
             if Instant::now() > deadline {
-                return Err(format!("daemon on {} never wrote api.addr:\n{}", host.ns, daemon.log()));
+                return Err(format!(
+                    "daemon on {} never wrote api.addr:\n{}",
+                    host.ns,
+                    daemon.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -87,7 +95,11 @@ impl Daemon {
     /// Runs a CLI command (with `--json`) against this daemon and parses its output.
     pub(crate) fn cli(&self, args: &[&str]) -> Result<Value, String> {
         let mut command = self.host.command(PEERDOC);
-        command.arg("--data-dir").arg(&self.data_dir).arg("--json").args(args);
+        command
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--json")
+            .args(args);
         let out = command
             .output()
             .map_err(|e| format!("spawn {PEERDOC}: {e}"))?;
@@ -156,15 +168,33 @@ fn assert_in_namespace(command: &Command, host: &Host) {
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    assert_eq!(command.get_program(), "ip", "daemons start only via ip netns exec");
-    assert_eq!(&args[..3], ["netns", "exec", host.ns.as_str()], "daemons start only via ip netns exec");
-    assert!(host.ns.starts_with("pdn"), "only in the harness's own namespaces");
-    assert!(!args.iter().any(|a| a == "--no-mdns"), "in a namespace, mDNS is what we test");
+    assert_eq!(
+        command.get_program(),
+        "ip",
+        "daemons start only via ip netns exec"
+    );
+    assert_eq!(
+        &args[..3],
+        ["netns", "exec", host.ns.as_str()],
+        "daemons start only via ip netns exec"
+    );
+    assert!(
+        host.ns.starts_with("pdn"),
+        "only in the harness's own namespaces"
+    );
+    assert!(
+        !args.iter().any(|a| a == "--no-mdns"),
+        "in a namespace, mDNS is what we test"
+    );
 }
 
 /// Polls `check` every 200 ms until it returns `Some`, for at most `guard` (a hang
 /// guard, never a speed assertion).
-pub(crate) fn eventually<T>(what: &str, guard: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(
+    what: &str,
+    guard: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + guard;
     loop {
         if let Some(v) = check() {

@@ -117,10 +117,21 @@ impl Lan {
             ip(&["netns", "add", &host.ns])?;
             lan.hosts.push(host.clone());
             let ns = host.ns.as_str();
-            ip(&["link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", &host.port, "netns", &hub])?;
+            ip(&[
+                "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", &host.port,
+                "netns", &hub,
+            ])?;
             ip(&["-n", &hub, "link", "set", &host.port, "master", "br0", "up"])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "addr", "add", &format!("{}/24", host.addr), "dev", "eth0"])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/24", host.addr),
+                "dev",
+                "eth0",
+            ])?;
             ip(&["-n", ns, "link", "set", "eth0", "up", "multicast", "on"])?;
             // mDNS (224.0.0.251) leaves through the one LAN link.
             ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
@@ -152,7 +163,12 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        for name in self.hosts.iter().map(|h| h.ns.as_str()).chain([self.hub.as_str()]) {
+        for name in self
+            .hosts
+            .iter()
+            .map(|h| h.ns.as_str())
+            .chain([self.hub.as_str()])
+        {
             if let Err(e) = ip(&["netns", "del", name]) {
                 eprintln!("netns teardown: {e}");
             }

@@ -44,7 +44,12 @@ fn skip() -> bool {
 fn reachable(from: &Host, to: &Host) -> bool {
     let out = from
         .command("timeout")
-        .args(["4", "bash", "-c", &format!("exec 3<>/dev/tcp/{}/9", to.addr)])
+        .args([
+            "4",
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/{}/9", to.addr),
+        ])
         .output()
         .expect("run bash in the namespace");
     String::from_utf8_lossy(&out.stderr).contains("Connection refused")
@@ -81,7 +86,12 @@ fn lan_teardown_removes_every_namespace() {
     let list = lan::ip(&["netns", "list"]).unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     for name in names {
-        assert!(!list.lines().any(|l| l.split_whitespace().next() == Some(&name)), "{name} left behind");
+        assert!(
+            !list
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(&name)),
+            "{name} left behind"
+        );
     }
 }
 
@@ -114,7 +124,11 @@ fn five_hosts_discover_sync_survive_a_partition_and_shut_out_a_stranger() {
         .enumerate()
         .map(|(i, host)| {
             let options = DaemonOptions {
-                team_key_file: Some(if i < 5 { team_key.clone() } else { other_key.clone() }),
+                team_key_file: Some(if i < 5 {
+                    team_key.clone()
+                } else {
+                    other_key.clone()
+                }),
                 ..DaemonOptions::default()
             };
             Daemon::start(host, &tmp.path().join(format!("host{}", i + 1)), &options)
@@ -148,7 +162,9 @@ fn five_hosts_discover_sync_survive_a_partition_and_shut_out_a_stranger() {
         .expect("doc new prints the id")
         .to_owned();
     for (i, d) in team.iter().enumerate() {
-        let got = eventually(&format!("the document on host {}", i + 1), GUARD, || d.doc(&id));
+        let got = eventually(&format!("the document on host {}", i + 1), GUARD, || {
+            d.doc(&id)
+        });
         assert_eq!(got, content, "host {}", i + 1);
     }
 
@@ -186,9 +202,18 @@ fn five_hosts_discover_sync_survive_a_partition_and_shut_out_a_stranger() {
 
     step("the host with another team key never connected and never got the document");
     assert_eq!(stranger.connected_peers(), 0);
-    assert!(stranger.doc(&id).is_none(), "the stranger obtained the document");
-    let listed = stranger.cli(&["doc", "list"]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(listed.as_array().map_or(0, Vec::len), 0, "the stranger has no documents");
+    assert!(
+        stranger.doc(&id).is_none(),
+        "the stranger obtained the document"
+    );
+    let listed = stranger
+        .cli(&["doc", "list"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        listed.as_array().map_or(0, Vec::len),
+        0,
+        "the stranger has no documents"
+    );
     drop(daemons);
     drop(lan);
 }
