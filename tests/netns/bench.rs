@@ -47,17 +47,9 @@ fn main() {
             (d.connected_peers() == 3).then_some(())
         });
     }
-    let created = daemons[0]
-        .cli(&[
-            "doc",
-            "new",
-            &json!({"title": "bench", "counter": -1}).to_string(),
-        ])
+    let id = daemons[0]
+        .create(&json!({"title": "bench", "counter": -1}))
         .unwrap_or_else(|e| panic!("{e}"));
-    let id = created["id"]
-        .as_str()
-        .expect("doc new prints the id")
-        .to_owned();
     for d in &daemons {
         eventually("the document on every host", GUARD, || d.doc(&id));
     }
@@ -95,7 +87,7 @@ fn main() {
         let writer = k % daemons.len();
         let t0 = Instant::now();
         daemons[writer]
-            .cli(&["doc", "set", &id, "/counter", &k.to_string()])
+            .set(&id, "/counter", &json!(k))
             .unwrap_or_else(|e| panic!("{e}"));
         let seen: Vec<f64> = std::thread::scope(|s| {
             let watchers: Vec<_> = daemons
@@ -107,8 +99,7 @@ fn main() {
                     s.spawn(move || {
                         eventually("an edit to become visible", GUARD, || {
                             let doc = d.doc(id)?;
-                            (doc["counter"] == k)
-                                .then(|| t0.elapsed().as_secs_f64() * 1e3)
+                            (doc["counter"] == k).then(|| t0.elapsed().as_secs_f64() * 1e3)
                         })
                     })
                 })
@@ -132,7 +123,7 @@ fn main() {
     row("start → first sync (5th host joins 4)", &mut join_ms);
     row("edit → visible on one other host", &mut per_host_ms);
     row("edit → visible on all 4 other hosts", &mut all_ms);
-    row("one `peerdoc doc get` poll (included above)", &mut poll_ms);
+    row("one read poll (included above)", &mut poll_ms);
 }
 
 fn row(name: &str, samples: &mut [f64]) {

@@ -804,12 +804,17 @@ impl NetEventLoop {
                         entry.last_ping = Some(SystemTime::now());
                     }
                 }
-                Err(ping::Failure::Timeout) => {
-                    tracing::debug!(peer = %peer, "ping timed out; closing connection");
+                // A peer without ping is judged by identify, not by liveness.
+                Err(ping::Failure::Unsupported) => {
+                    tracing::debug!(peer = %peer, "peer does not support ping");
+                }
+                // A timeout, but also a ping stream whose negotiation timed out: on a
+                // link that went dead (a device out of Wi-Fi range) the latter is what
+                // we get, and without closing, the connection would linger for minutes.
+                Err(e) => {
+                    tracing::debug!(peer = %peer, error = %e, "ping failed; closing connection");
                     self.swarm.close_connection(connection);
                 }
-                // A peer without ping is judged by identify, not by liveness.
-                Err(e) => tracing::debug!(peer = %peer, error = %e, "ping failed"),
             },
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.on_discovered(found),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
