@@ -297,4 +297,30 @@ mod tests {
         let patches = doc.diff_incremental();
         assert_eq!(changed_paths(&patches), ["/a~1b", "/list", "/list/0"]);
     }
+
+    fn sync(their: Option<Vec<ChangeHash>>, in_sync: bool, pending: bool) -> PeerDocSync {
+        PeerDocSync {
+            conn: peerdoc_core::ConnectionId(0),
+            their_heads: their,
+            in_sync,
+            pending,
+            reconciled: true,
+        }
+    }
+
+    #[test]
+    fn what_a_peer_is_missing() {
+        let peer = PeerId::random();
+        let h = |b: u8| ChangeHash([b; 32]);
+        let ours = vec![h(1).to_string(), h(2).to_string()];
+        let judged = PeerDocStatus::judge(peer, &ours, &sync(Some(vec![h(1)]), false, false));
+        assert_eq!((judged.in_sync, judged.missing), (false, 1));
+        let judged = PeerDocStatus::judge(peer, &ours, &sync(Some(vec![h(2), h(1)]), false, false));
+        assert_eq!((judged.in_sync, judged.missing), (true, 0));
+        // No session: equal after reconciliation unless queued.
+        let judged = PeerDocStatus::judge(peer, &ours, &sync(None, false, false));
+        assert_eq!((judged.in_sync, judged.missing), (true, 0));
+        let judged = PeerDocStatus::judge(peer, &ours, &sync(None, false, true));
+        assert_eq!((judged.in_sync, judged.missing), (false, 2));
+    }
 }

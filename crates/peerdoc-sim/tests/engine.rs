@@ -59,6 +59,20 @@ fn a_document_created_on_one_peer_reaches_the_other() {
 }
 
 #[test]
+fn an_empty_document_reaches_the_other_peer_too() {
+    // `{}` has no content to commit; without a change of its own the document would have
+    // no heads and never be offered to a peer.
+    let mut c = Cluster::new(2, 3, |_| {});
+    let doc = c.create(0, json!({}), 0);
+    c.connect(0, 1);
+    c.run();
+    assert_eq!(c.json(1, doc), Some(json!({})));
+    set(&mut c, 1, doc, "/later", json!(1));
+    c.run();
+    assert_eq!(c.json(0, doc), Some(json!({"later": 1})));
+}
+
+#[test]
 fn concurrent_writes_converge_and_the_conflict_is_logged_on_both() {
     let mut c = Cluster::new(2, 2, |_| {});
     let doc = c.create(0, json!({"florist": "555-0100"}), 0);

@@ -76,9 +76,8 @@ pub fn main(global: &GlobalArgs, run: &RunArgs) -> ExitCode {
     match run_daemon(global, run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let line = OneLine(&error).to_string();
-            tracing::error!(error = %line, "daemon failed");
-            eprintln!("peerdoc: {line}");
+            // The message alone: a log line repeating it would only add noise.
+            eprintln!("peerdoc: {}", OneLine(&error));
             ExitCode::FAILURE
         }
     }
@@ -124,6 +123,12 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
     })?;
     let token = load_or_create_token(&data_dir.join(TOKEN_FILE))?;
     let addr = resolved.api_listen;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the API listens beyond this machine; anyone who can reach it and holds the token controls every document"
+        );
+    }
     let listener = TcpListener::bind(addr).await.map_err(|source| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
             DaemonError::ApiPortInUse { addr }

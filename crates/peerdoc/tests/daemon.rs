@@ -25,7 +25,7 @@ const POLL: Duration = Duration::from_millis(100);
 struct Daemon {
     name: &'static str,
     child: Child,
-    data_dir: PathBuf,
+    _data_dir: PathBuf,
     log: PathBuf,
     client: Client,
 }
@@ -46,9 +46,7 @@ fn command(data_dir: &Path, home: &Path) -> Command {
         .arg("run")
         .arg("--data-dir")
         .arg(data_dir)
-        .arg("--no-mdns")
-        .arg("--api-listen")
-        .arg("127.0.0.1:0");
+        .arg("--no-mdns");
     cmd
 }
 
@@ -75,6 +73,7 @@ impl Daemon {
             .open(&log)
             .expect("log file");
         let child = command(data_dir, &home)
+            .args(["--api-listen", "127.0.0.1:0"])
             .arg("--listen")
             .arg(listen)
             .args(extra)
@@ -85,7 +84,7 @@ impl Daemon {
         let mut daemon = Self {
             name,
             child,
-            data_dir: data_dir.to_owned(),
+            _data_dir: data_dir.to_owned(),
             log,
             client: Client::new("http://127.0.0.1:1", None),
         };
@@ -156,6 +155,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("----- log of {} -----\n{}", self.name, self.log_text());
+        }
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -317,7 +319,8 @@ fn kill_9_loses_no_acknowledged_edit_and_catches_up() {
         "/ip4/127.0.0.1/tcp/0",
         &["--peer", &peer, "--set", "net.reconnect_cap=1000"],
     );
-    let id = a.client.create(json!({}));
+    // Not empty: a document without changes has nothing to sync yet.
+    let id = a.client.create(json!({"start": true}));
     eventually("B to have the document", || content(&b, &id));
 
     // Stream edits into A from another thread; count the acknowledged ones.
@@ -413,6 +416,7 @@ fn a_data_dir_in_use_is_a_clear_error() {
     let a = Daemon::start("A", &a_dir, "/ip4/127.0.0.1/tcp/0", &[]);
     let line = run_expecting_failure(
         command(&a_dir, &dir.path().join("home2"))
+            .args(["--api-listen", "127.0.0.1:0"])
             .arg("--listen")
             .arg("/ip4/127.0.0.1/tcp/0"),
     );
@@ -448,25 +452,42 @@ fn an_invalid_config_is_a_clear_error() {
     let config = dir.path().join("peerdoc.toml");
 
     std::fs::write(&config, "[node]\nmax_docs_in_memroy = 10\n").expect("write");
-    let line = run_expecting_failure(command(&data, dir.path()).arg("--config").arg(&config));
+    let line = run_expecting_failure(
+        command(&data, dir.path())
+            .args(["--api-listen", "127.0.0.1:0"])
+            .arg("--config")
+            .arg(&config),
+    );
     assert!(line.contains("max_docs_in_memroy"), "{line}");
     assert!(line.contains(&config.display().to_string()), "{line}");
 
     std::fs::write(&config, "[api\nlisten = 1\n").expect("write");
-    let line = run_expecting_failure(command(&data, dir.path()).arg("--config").arg(&config));
+    let line = run_expecting_failure(
+        command(&data, dir.path())
+            .args(["--api-listen", "127.0.0.1:0"])
+            .arg("--config")
+            .arg(&config),
+    );
     assert!(line.contains(&config.display().to_string()), "{line}");
 
-    let line =
-        run_expecting_failure(command(&data, dir.path()).args(["--set", "api.listen=nowhere"]));
+    let line = run_expecting_failure(
+        command(&data, dir.path())
+            .args(["--api-listen", "127.0.0.1:0"])
+            .args(["--set", "api.listen=nowhere"]),
+    );
     assert!(line.contains("api.listen"), "{line}");
 
     let line = run_expecting_failure(
-        command(&data, dir.path()).args(["--set", "node.command_queue_len=0"]),
+        command(&data, dir.path())
+            .args(["--api-listen", "127.0.0.1:0"])
+            .args(["--set", "node.command_queue_len=0"]),
     );
     assert!(line.contains("command_queue_len"), "{line}");
 
     let line = run_expecting_failure(
-        command(&data, dir.path()).env("PEERDOC_NODE_MAX_DOCS_IN_MEMORY", "many"),
+        command(&data, dir.path())
+            .args(["--api-listen", "127.0.0.1:0"])
+            .env("PEERDOC_NODE_MAX_DOCS_IN_MEMORY", "many"),
     );
     assert!(line.contains("PEERDOC_NODE_MAX_DOCS_IN_MEMORY"), "{line}");
 }
@@ -487,8 +508,27 @@ fn sigterm_exits_zero_and_removes_the_address_file() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    // An open event stream must not hold the shutdown up.
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let events_url = format!("{}/v1/events", a.client.base);
+    let token = a.client.token.clone().unwrap_or_default();
+    let watcher = std::thread::spawn(move || {
+        let response = ureq::get(&events_url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call();
+        let _ = opened_tx.send(response.as_ref().map(|r| r.status().as_u16()).ok());
+        if let Ok(response) = response {
+            // Reads until the server ends the stream.
+            let _ = std::io::copy(
+                &mut response.into_body().into_reader(),
+                &mut std::io::sink(),
+            );
+        }
+    });
+    assert_eq!(opened_rx.recv_timeout(HANG_GUARD).ok().flatten(), Some(200));
     let status = a.sigterm();
     assert_eq!(status.code(), Some(0), "{}", a.log_text());
+    let _ = watcher.join();
     assert!(!a_dir.join("api.addr").exists());
     // Restart: same token, the document is there.
     let a = Daemon::start("A", &a_dir, "/ip4/127.0.0.1/tcp/0", &[]);

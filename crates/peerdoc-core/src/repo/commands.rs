@@ -161,17 +161,19 @@ impl Repo {
         };
         let use_tick = self.tick_use();
         let mut doc = LoadedDoc::new(base, rng, use_tick);
-        let options = self.commit_options(None);
         if let Some(initial) = initial {
             let mut tx = doc.doc.transaction();
             if let Err(error) = model::init_from_json(&mut tx, &initial) {
                 tx.rollback();
                 return self.reply(id, Err(RepoError::InvalidChange(error.to_string())));
             }
-            tx.commit_with(options);
-        } else if bytes.is_none() {
-            // Give the document a change so that it has heads and syncs like any other.
-            doc.doc.empty_commit(options);
+            tx.commit_with(self.commit_options(None));
+        }
+        if doc.doc.get_heads().is_empty() {
+            // `{}`, no content or an imported empty document: give it a change so that
+            // it has heads and syncs like any other (a document without heads is never
+            // offered to a peer).
+            doc.doc.empty_commit(self.commit_options(None));
         }
         let doc_id = DocumentId::random(rng);
         let mut meta = DocumentMeta::new(self.now_ms, priority);
