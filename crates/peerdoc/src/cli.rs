@@ -1,6 +1,10 @@
 //! Command-line parsing and dispatch.
 
 pub mod args;
+mod commands;
+mod error;
+mod input;
+mod output;
 
 use std::process::ExitCode;
 
@@ -15,17 +19,5 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(ref run) => crate::daemon::main(&cli.global, run),
         ref command => commands::exec(&cli.global, command),
-    }
-}
-
-mod commands {
-    use std::process::ExitCode;
-
-    use super::args::{Command, GlobalArgs};
-
-    /// Runs one client subcommand against a running daemon.
-    pub(super) fn exec(_global: &GlobalArgs, _command: &Command) -> ExitCode {
-        eprintln!("peerdoc: client commands are not built yet");
-        ExitCode::FAILURE
     }
 }

@@ -1,0 +1,286 @@
+//! The client subcommands: check the input, call the daemon, print the answer as text or,
+//! with `--json`, as the API's JSON.
+
+mod doc;
+mod transfer;
+mod watch;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use super::args::{Command, GlobalArgs};
+use super::error::CliError;
+use super::output::{Table, age, now_ms, printable, write_json};
+use crate::client::{Client, Discovery, Peer, Status};
+
+/// Runs one client subcommand against a running daemon. Errors are printed on stderr as
+/// `peerdoc: <message>` with exit code 1; a closed stdout (`| head`) is not an error.
+pub(super) fn exec(global: &GlobalArgs, command: &Command) -> ExitCode {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let result = run(global, command, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => code,
+        Err(CliError::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            drop(out);
+            eprintln!("peerdoc: {}", printable(&error.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(global: &GlobalArgs, command: &Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
+    match command {
+        // `cli::main` hands `run` to the daemon itself; this arm only keeps the match whole.
+        Command::Run(run) => return Ok(crate::daemon::main(global, run)),
+        Command::Status => status(global, out)?,
+        Command::Peers => peers(global, out)?,
+        Command::Doc(doc) => doc::run(global, doc, out)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to the daemon the flags and data directory point at (sends nothing yet).
+fn connect(global: &GlobalArgs) -> Result<Client, CliError> {
+    Ok(Client::discover(&Discovery {
+        data_dir: global.data_dir.clone(),
+        api_url: global.api_url.clone(),
+        token: global.token.clone(),
+    })?)
+}
+
+fn status(global: &GlobalArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let status = connect(global)?.status(true)?;
+    if global.json {
+        write_json(out, &status)?;
+    } else {
+        write_status(out, &status, now_ms())?;
+    }
+    Ok(())
+}
+
+fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Result<()> {
+    let health = match status.health.as_str() {
+        "offline" => "offline (no peer connected)",
+        "degraded" => "degraded (a peer is unhealthy, or documents are waiting to sync)",
+        other => other,
+    };
+    let connected = status.peers.iter().filter(|p| p.connected).count();
+    let mut facts = Table::headless(2);
+    let mut fact = |name: &str, value: String| facts.row(vec![name.to_owned(), value]);
+    fact("peer id", status.peer_id.clone());
+    fact("version", status.version.clone());
+    if let Some(url) = &status.api_url {
+        fact("api", url.clone());
+    }
+    fact("listening", status.listen_addrs.join(", "));
+    fact("health", printable(health));
+    fact(
+        "documents",
+        format!(
+            "{} ({} deleted, {} in memory)",
+            status.documents, status.deleted, status.loaded
+        ),
+    );
+    fact(
+        "store",
+        format!(
+            "{}, {} writes in flight",
+            indicatif::HumanBytes(status.store_bytes),
+            status.storage_in_flight
+        ),
+    );
+    fact(
+        "peers",
+        format!("{connected} connected, {} known", status.peers.len()),
+    );
+    facts.write(out, "")?;
+
+    if !status.peers.is_empty() {
+        writeln!(out)?;
+        peer_table(&status.peers, now_ms).write(out, "")?;
+    }
+
+    let Some(docs) = &status.docs else {
+        return Ok(());
+    };
+    let mut behind = Table::new(&["DOCUMENT", "TITLE", "PEER", "MISSING"]);
+    let mut pairs = 0;
+    for doc in docs {
+        for peer in &doc.peers {
+            pairs += 1;
+            if !peer.in_sync {
+                let mut missing = match (&peer.their_heads, peer.missing) {
+                    (None, 0) => "not compared yet".to_owned(),
+                    (_, 1) => "1 head".to_owned(),
+                    (_, n) => format!("{n} heads"),
+                };
+                if peer.pending {
+                    missing.push_str(", syncing");
+                }
+                behind.row(vec![
+                    doc.id.clone(),
+                    doc.title.clone().unwrap_or_else(|| "-".to_owned()),
+                    peer.peer_id.clone(),
+                    missing,
+                ]);
+            }
+        }
+    }
+    writeln!(out)?;
+    if behind.is_empty() {
+        if pairs == 0 {
+            writeln!(out, "sync: no peer to compare documents with")?;
+        } else {
+            writeln!(
+                out,
+                "sync: every document is in sync with every connected peer"
+            )?;
+        }
+    } else {
+        writeln!(out, "not yet on every peer:")?;
+        behind.write(out, "")?;
+    }
+    Ok(())
+}
+
+fn peers(global: &GlobalArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let peers = connect(global)?.peers()?;
+    if global.json {
+        write_json(out, &peers)?;
+    } else if peers.is_empty() {
+        writeln!(out, "no peers known")?;
+    } else {
+        peer_table(&peers, now_ms()).write(out, "")?;
+    }
+    Ok(())
+}
+
+fn peer_table(peers: &[Peer], now_ms: u64) -> Table {
+    let mut table = Table::new(&[
+        "PEER ID",
+        "HEALTH",
+        "CONNECTION",
+        "RTT",
+        "RECEIVED",
+        "SENT",
+        "SYNCING",
+        "LAST SEEN",
+        "ADDRESS",
+    ]);
+    for peer in peers {
+        let connection = if !peer.connected {
+            "none".to_owned()
+        } else {
+            let transport = peer.transport.as_deref().unwrap_or("connected");
+            match (peer.sync_stream, peer.peerdoc) {
+                (true, _) => format!("{transport}, syncing"),
+                (false, true) => format!("{transport}, no sync stream"),
+                (false, false) => format!("{transport}, not peerdoc"),
+            }
+        };
+        let address = match peer.addrs.as_slice() {
+            [] => "-".to_owned(),
+            [one] => one.clone(),
+            [first, rest @ ..] => format!("{first} (+{})", rest.len()),
+        };
+        table.row(vec![
+            peer.peer_id.clone(),
+            peer.health.clone(),
+            connection,
+            peer.rtt_ms
+                .map_or_else(|| "-".to_owned(), |rtt| format!("{rtt:.1} ms")),
+            indicatif::HumanBytes(peer.bytes_in).to_string(),
+            indicatif::HumanBytes(peer.bytes_out).to_string(),
+            format!("{} (+{} queued)", peer.active_syncs, peer.queued_syncs),
+            peer.last_seen_ms
+                .map_or_else(|| "-".to_owned(), |ms| age(now_ms, ms)),
+            address,
+        ]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{DocPeer, DocStatus};
+
+    fn text(status: &Status) -> String {
+        let mut out = Vec::new();
+        write_status(&mut out, status, 100_000).unwrap_or_else(|e| panic!("{e}"));
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn status_lists_what_each_peer_is_missing() {
+        let status = Status {
+            peer_id: "12D3KooWA".into(),
+            version: "0.1.0".into(),
+            health: "healthy".into(),
+            documents: 2,
+            peers: vec![Peer {
+                peer_id: "12D3KooWB".into(),
+                connected: true,
+                sync_stream: true,
+                peerdoc: true,
+                transport: Some("tcp".into()),
+                health: "healthy".into(),
+                last_seen_ms: Some(99_000),
+                ..Peer::default()
+            }],
+            docs: Some(vec![
+                DocStatus {
+                    id: "doc1".into(),
+                    title: Some("Run of show".into()),
+                    peers: vec![DocPeer {
+                        peer_id: "12D3KooWB".into(),
+                        in_sync: false,
+                        missing: 2,
+                        their_heads: Some(vec![]),
+                        pending: true,
+                    }],
+                    ..DocStatus::default()
+                },
+                DocStatus {
+                    id: "doc2".into(),
+                    peers: vec![DocPeer {
+                        peer_id: "12D3KooWB".into(),
+                        in_sync: true,
+                        ..DocPeer::default()
+                    }],
+                    ..DocStatus::default()
+                },
+            ]),
+            ..Status::default()
+        };
+        let text = text(&status);
+        assert!(text.starts_with("peer id    12D3KooWA\n"), "{text}");
+        assert!(text.contains("12D3KooWB  healthy  tcp, syncing"), "{text}");
+        assert!(text.contains("1s ago"), "{text}");
+        assert!(text.contains("not yet on every peer:\nDOCUMENT  TITLE        PEER       MISSING\ndoc1      Run of show  12D3KooWB  2 heads, syncing\n"), "{text}");
+        assert!(!text.contains("doc2"), "{text}");
+    }
+
+    #[test]
+    fn status_without_peers_says_so() {
+        let status = Status {
+            health: "offline".into(),
+            docs: Some(vec![]),
+            ..Status::default()
+        };
+        let text = text(&status);
+        assert!(
+            text.contains("health     offline (no peer connected)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sync: no peer to compare documents with"),
+            "{text}"
+        );
+    }
+}
