@@ -448,7 +448,11 @@ impl NetEventLoop {
             return;
         }
         let failures = self.mdns_redial.get(&peer).map_or(0, |(f, _)| *f);
-        let failures = if failed { failures.saturating_add(1) } else { failures };
+        let failures = if failed {
+            failures.saturating_add(1)
+        } else {
+            failures
+        };
         let delay = redial_delay(
             self.config.reconnect_base,
             self.config.reconnect_cap,
