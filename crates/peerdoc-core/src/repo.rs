@@ -69,6 +69,7 @@ use crate::persist::{self, ConflictRecord, DocumentMeta};
 use crate::reconcile::ItemSet;
 use crate::storage::{StorageError, StorageKey, WriteBatch};
 
+mod announce;
 mod changes;
 mod commands;
 mod config;
@@ -358,6 +359,7 @@ impl Repo {
             Input::ConnectionOpened { conn, initiator } => self.connection_opened(conn, initiator),
             Input::ConnectionClosed { conn } => self.connection_closed(conn),
             Input::MessageReceived { conn, bytes } => self.message_received(rng, conn, bytes),
+            Input::HeadsAnnounced { doc, heads, from } => self.heads_announced(doc, &heads, from),
             Input::StorageCompleted { id, result } => self.storage_completed(rng, id, result),
             Input::Tick => {
                 self.tick_scheduled = false;

@@ -64,6 +64,16 @@ pub enum NetError {
         /// The peer.
         peer: PeerId,
     },
+    /// The frame was addressed to a sync session that has ended; a newer stream to the
+    /// same peer is open. The frame was dropped: the new session's protocol state never
+    /// expected it.
+    #[error("sync session {session} with peer {peer} has ended; frame dropped")]
+    StaleSession {
+        /// The peer.
+        peer: PeerId,
+        /// The session the frame was meant for.
+        session: crate::SessionId,
+    },
     /// A frame is larger than the configured cap.
     #[error("frame of {len} bytes exceeds the {max} byte cap")]
     FrameTooLarge {

@@ -18,6 +18,9 @@ pub enum NetEvent {
     PeerConnected {
         /// The peer.
         peer: PeerId,
+        /// This stream's id: frames for it go through [`crate::NetHandle::send_frame`]
+        /// with this id, and a frame for an ended session is never sent on a later one.
+        session: SessionId,
         /// Its address on the connection carrying the stream.
         addr: Multiaddr,
         /// Which transport that connection uses.
@@ -27,11 +30,15 @@ pub enum NetEvent {
     PeerDisconnected {
         /// The peer.
         peer: PeerId,
+        /// Which stream ended.
+        session: SessionId,
     },
     /// One frame received on `peer`'s sync stream.
     Frame {
         /// The sender.
         peer: PeerId,
+        /// The stream it arrived on.
+        session: SessionId,
         /// The payload, at most `max_frame_size` bytes.
         bytes: Bytes,
     },
@@ -67,6 +74,31 @@ pub enum NetEvent {
         /// The peer.
         peer: PeerId,
     },
+}
+
+/// Names one sync stream with a peer, from its [`NetEvent::PeerConnected`] to its
+/// [`NetEvent::PeerDisconnected`]. Ids are never reused by a network, so a frame addressed
+/// to a session that has ended (or been replaced by a new stream to the same peer) can be
+/// recognised and dropped instead of reaching a protocol session that never expected it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub(crate) u64);
+
+impl SessionId {
+    /// An id from its number (one from [`SessionId::as_u64`]; any other names no session).
+    pub fn from_u64(id: u64) -> Self {
+        Self(id)
+    }
+
+    /// The id as a number (for logs and metrics).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
 }
 
 /// What a peer did wrong.
@@ -160,6 +192,8 @@ pub struct PeerInfo {
     pub connections: usize,
     /// Whether a sync stream is open.
     pub sync_stream: bool,
+    /// The open sync stream's session, if any.
+    pub session: Option<SessionId>,
     /// Latest ping round-trip time.
     pub rtt: Option<Duration>,
     /// Frame payload bytes received on the current sync stream.

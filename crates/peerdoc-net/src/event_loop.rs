@@ -26,7 +26,8 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Misbehaviour, NetConfig, NetError, NetEvent, PeerInfo, PublishOutcome, TransportKind,
+    Misbehaviour, NetConfig, NetError, NetEvent, PeerInfo, PublishOutcome, SessionId,
+    TransportKind,
     backoff::redial_delay,
     config::is_quic,
     handle::Command,
@@ -46,6 +47,10 @@ const INBOUND_STREAM_WINDOW: Duration = Duration::from_secs(60);
 
 /// Most `NetHandle::dial` calls waiting for an outcome at once.
 const MAX_PENDING_DIALS: usize = 256;
+
+/// How often peers found by mDNS that we should be connected to, and are not, are
+/// redialed (each no sooner than its own backoff allows).
+const MDNS_REDIAL_SWEEP: Duration = Duration::from_secs(1);
 
 /// How long to wait when nothing is scheduled.
 const IDLE_WAKEUP: Duration = Duration::from_secs(3600);
@@ -153,6 +158,12 @@ pub struct NetEventLoop {
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
     rng: ChaCha8Rng,
     next_generation: u64,
+    /// Peers found by mDNS whose dial failed or whose connection closed: failures in a
+    /// row and when the sweep may redial them. mDNS reports a peer only once while it
+    /// keeps answering, so without this a device whose first dial failed (a link that
+    /// just came back) would never be dialed again.
+    mdns_redial: HashMap<PeerId, (u32, Instant)>,
+    next_sweep: Instant,
 }
 
 impl fmt::Debug for NetEventLoop {
@@ -272,6 +283,8 @@ impl Network {
             pending_dials: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             next_generation: 0,
+            mdns_redial: HashMap::new(),
+            next_sweep: now + MDNS_REDIAL_SWEEP,
             config,
         };
         Ok((handle, events_rx, event_loop))
@@ -351,11 +364,13 @@ impl NetEventLoop {
             TargetState::Waiting(at) => Some(at),
             _ => None,
         });
+        let sweep = self.config.enable_mdns.then_some(self.next_sweep);
         self.bans
             .values()
             .chain(self.foreign.values())
             .copied()
             .chain(waiting)
+            .chain(sweep)
             .min()
             .unwrap_or_else(|| Instant::now() + IDLE_WAKEUP)
     }
@@ -379,6 +394,73 @@ impl NetEventLoop {
                 self.dial_explicit(index);
             }
         }
+        if self.config.enable_mdns && self.next_sweep <= now {
+            self.next_sweep = now + MDNS_REDIAL_SWEEP;
+            self.redial_discovered(now);
+        }
+    }
+
+    /// Dials every peer mDNS still knows that we lead and are not connected to, once its
+    /// backoff has passed.
+    fn redial_discovered(&mut self, now: Instant) {
+        let Some(mdns) = self.swarm.behaviour().mdns.as_ref() else {
+            return;
+        };
+        let known: Vec<PeerId> = mdns.discovered_nodes().copied().collect();
+        self.mdns_redial.retain(|peer, _| known.contains(peer));
+        for peer in known {
+            let due = self
+                .mdns_redial
+                .get(&peer)
+                .is_none_or(|(_, next)| *next <= now);
+            if !due || !self.wants_connection(&peer) {
+                continue;
+            }
+            tracing::debug!(peer = %peer, "redialing a peer mDNS still sees");
+            // The addresses come from mDNS (the behaviour answers for the peer id).
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(peer = %peer, error = %e, "not redialing discovered peer");
+            }
+        }
+    }
+
+    /// Whether we should dial `peer`: we are the leader of the pair, it is allowed, and
+    /// we are not connected to it, have not banned it and did not find it foreign.
+    fn wants_connection(&self, peer: &PeerId) -> bool {
+        let allowed = self
+            .config
+            .allowlist
+            .as_ref()
+            .is_none_or(|list| list.contains(peer));
+        is_leader(&self.local, peer)
+            && allowed
+            && !self.swarm.is_connected(peer)
+            && !self.bans.contains_key(peer)
+            && !self.foreign.contains_key(peer)
+    }
+
+    /// Backs off the sweep's next redial of `peer` after a failure or a disconnect.
+    fn mdns_backoff(&mut self, peer: PeerId, failed: bool) {
+        if !self.config.enable_mdns {
+            return;
+        }
+        let failures = self.mdns_redial.get(&peer).map_or(0, |(f, _)| *f);
+        let failures = if failed {
+            failures.saturating_add(1)
+        } else {
+            failures
+        };
+        let delay = redial_delay(
+            self.config.reconnect_base,
+            self.config.reconnect_cap,
+            failures.saturating_sub(1),
+            &mut self.rng,
+        );
+        self.mdns_redial
+            .insert(peer, (failures, Instant::now() + delay));
     }
 
     fn dial_explicit(&mut self, index: usize) {
@@ -485,6 +567,7 @@ impl NetEventLoop {
         num_established: u32,
     ) {
         tracing::debug!(peer = %peer, addr = %remote_addr, dialed_by_us, "connection established");
+        self.mdns_redial.remove(&peer);
         if let Some((_, reply)) = self.pending_dials.remove(&id) {
             let _ = reply.send(Ok(peer));
         }
@@ -755,6 +838,7 @@ impl NetEventLoop {
             return;
         }
         self.early_inbound.remove(&peer);
+        self.mdns_backoff(peer, false);
         if let Some(slot) = self.peers.remove(&peer).and_then(|e| e.session) {
             self.retire(peer, slot);
         }
@@ -767,6 +851,9 @@ impl NetEventLoop {
 
     fn on_dial_failure(&mut self, id: ConnectionId, peer: Option<PeerId>, error: &DialError) {
         tracing::debug!(peer = ?peer, error = %error, "dial failed");
+        if let Some(peer) = peer {
+            self.mdns_backoff(peer, true);
+        }
         if let Some((addr, reply)) = self.pending_dials.remove(&id) {
             let _ = reply.send(Err(NetError::Dial {
                 addr,
@@ -803,12 +890,17 @@ impl NetEventLoop {
                         entry.last_ping = Some(SystemTime::now());
                     }
                 }
-                Err(ping::Failure::Timeout) => {
-                    tracing::debug!(peer = %peer, "ping timed out; closing connection");
+                // A peer without ping is judged by identify, not by liveness.
+                Err(ping::Failure::Unsupported) => {
+                    tracing::debug!(peer = %peer, "peer does not support ping");
+                }
+                // A timeout, but also a ping stream whose negotiation timed out: on a
+                // link that went dead (a device out of Wi-Fi range) the latter is what
+                // we get, and without closing, the connection would linger for minutes.
+                Err(e) => {
+                    tracing::debug!(peer = %peer, error = %e, "ping failed; closing connection");
                     self.swarm.close_connection(connection);
                 }
-                // A peer without ping is judged by identify, not by liveness.
-                Err(e) => tracing::debug!(peer = %peer, error = %e, "ping failed"),
             },
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.on_discovered(found),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -835,17 +927,7 @@ impl NetEventLoop {
             by_peer.entry(peer).or_default().push(addr);
         }
         for (peer, addrs) in by_peer {
-            let allowed = self
-                .config
-                .allowlist
-                .as_ref()
-                .is_none_or(|list| list.contains(&peer));
-            let wanted = is_leader(&self.local, &peer)
-                && allowed
-                && !self.swarm.is_connected(&peer)
-                && !self.bans.contains_key(&peer)
-                && !self.foreign.contains_key(&peer);
-            if !wanted {
+            if !self.wants_connection(&peer) {
                 continue;
             }
             tracing::debug!(peer = %peer, "discovered; dialing");
@@ -865,6 +947,11 @@ impl NetEventLoop {
                 let _ = reply.send(self.publish(bytes));
             }
             Command::Dial { addr, reply } => self.dial(addr, reply),
+            Command::Disconnect { peer, reply } => {
+                tracing::debug!(peer = %peer, "disconnecting on request");
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(());
+            }
             Command::DisconnectAndBan {
                 peer,
                 reason,
@@ -970,6 +1057,7 @@ impl NetEventLoop {
                     addrs,
                     connections: entry.connections.len(),
                     sync_stream: entry.session.is_some(),
+                    session: entry.session.as_ref().map(|s| SessionId(s.generation)),
                     rtt: entry.rtt,
                     bytes_in: load(|s| s.bytes_in.load(std::sync::atomic::Ordering::Relaxed)),
                     bytes_out: load(|s| s.bytes_out.load(std::sync::atomic::Ordering::Relaxed)),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{NetError, PeerInfo, PublishOutcome, session::SessionTable};
+use crate::{NetError, PeerInfo, PublishOutcome, SessionId, session::SessionTable};
 
 /// A request to the event loop, with the channel its answer comes back on.
 #[derive(Debug)]
@@ -18,6 +18,10 @@ pub(crate) enum Command {
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, NetError>>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
     },
     DisconnectAndBan {
         peer: PeerId,
@@ -65,17 +69,28 @@ impl NetHandle {
         self.local_peer_id
     }
 
-    /// Queues one frame on `peer`'s sync stream. Never waits: frames are delivered in
-    /// order, and when the peer's bounded queue is full this returns
+    /// Queues one frame on `peer`'s sync stream `session` (from
+    /// [`crate::NetEvent::PeerConnected`]). Never waits: frames are delivered in order,
+    /// and when the peer's bounded queue is full this returns
     /// [`NetError::PeerQueueFull`] so that the caller decides what to drop or retry.
-    pub fn send_frame(&self, peer: PeerId, frame: Bytes) -> Result<(), NetError> {
+    ///
+    /// A frame for a session that has ended is dropped with
+    /// [`NetError::StaleSession`] (a newer stream is open) or
+    /// [`NetError::PeerNotConnected`] (none is): it is never sent on a replacement
+    /// stream, whose remote protocol state would take it for a violation.
+    pub fn send_frame(
+        &self,
+        peer: PeerId,
+        session: SessionId,
+        frame: Bytes,
+    ) -> Result<(), NetError> {
         if frame.len() > self.max_frame_size {
             return Err(NetError::FrameTooLarge {
                 len: frame.len(),
                 max: self.max_frame_size,
             });
         }
-        self.sessions.try_send(peer, frame)
+        self.sessions.try_send(peer, session, frame)
     }
 
     /// Publishes an announcement on the team's gossip topic (best-effort).
@@ -90,6 +105,16 @@ impl NetHandle {
     /// Explicit peers from the config are redialed automatically instead.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
         self.request(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Closes every connection to `peer` (and so its sync stream) without banning it:
+    /// for the sync engine to call when it gave up on a session for a reason that is not
+    /// the peer's fault (a backlog that overflowed, a `leave`). The peer may reconnect
+    /// at once; explicit peers are redialed with backoff and mDNS peers when they are
+    /// discovered again.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {
+        self.request(|reply| Command::Disconnect { peer, reply })
+            .await
     }
 
     /// Disconnects `peer` and refuses its connections for the configured ban duration;

@@ -24,10 +24,12 @@
 //! tokio::spawn(event_loop.run());
 //! while let Some(event) = events.recv().await {
 //!     match event {
-//!         NetEvent::PeerConnected { peer, .. } => {
-//!             net.send_frame(peer, Bytes::from_static(b"hello"))?;
+//!         NetEvent::PeerConnected { peer, session, .. } => {
+//!             // Frames name the session they belong to: one meant for a stream that
+//!             // has since been replaced is dropped, never sent on the new one.
+//!             net.send_frame(peer, session, Bytes::from_static(b"hello"))?;
 //!         }
-//!         NetEvent::Frame { peer, bytes } => { /* hand to the sync engine */ }
+//!         NetEvent::Frame { peer, session, bytes } => { /* hand to the sync engine */ }
 //!         _ => {}
 //!     }
 //! }
@@ -53,7 +55,7 @@ mod swarm;
 
 pub use config::NetConfig;
 pub use error::NetError;
-pub use event::{Misbehaviour, NetEvent, PeerInfo, PublishOutcome, TransportKind};
+pub use event::{Misbehaviour, NetEvent, PeerInfo, PublishOutcome, SessionId, TransportKind};
 pub use event_loop::{NetEventLoop, Network};
 pub use handle::NetHandle;
 pub use identity::load_or_create_identity;

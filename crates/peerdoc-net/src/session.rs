@@ -22,7 +22,7 @@ use libp2p::{Multiaddr, PeerId, Stream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Misbehaviour, NetError, NetEvent, TransportKind,
+    Misbehaviour, NetError, NetEvent, SessionId, TransportKind,
     frame::{self, FrameError},
 };
 
@@ -106,13 +106,19 @@ impl SessionTable {
         self.lock().clear();
     }
 
-    /// Queues a frame for `peer` without waiting.
-    pub(crate) fn try_send(&self, peer: PeerId, frame: Bytes) -> Result<(), NetError> {
-        let queue = self
-            .lock()
-            .get(&peer)
-            .map(|s| s.queue.clone())
-            .ok_or(NetError::PeerNotConnected { peer })?;
+    /// Queues a frame for `peer`'s stream `session` without waiting. A frame for any
+    /// other session of the peer is refused: it belongs to a stream that has ended.
+    pub(crate) fn try_send(
+        &self,
+        peer: PeerId,
+        session: SessionId,
+        frame: Bytes,
+    ) -> Result<(), NetError> {
+        let queue = match self.lock().get(&peer) {
+            Some(s) if s.generation == session.0 => s.queue.clone(),
+            Some(_) => return Err(NetError::StaleSession { peer, session }),
+            None => return Err(NetError::PeerNotConnected { peer }),
+        };
         queue.try_send(frame).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => NetError::PeerQueueFull { peer },
             mpsc::error::TrySendError::Closed(_) => NetError::PeerNotConnected { peer },
@@ -178,9 +184,11 @@ impl Session {
             // A panic or cancellation of the old task still means it is gone.
             let _ = previous.await;
         }
+        let session = SessionId(generation);
         let end = if events
             .send(NetEvent::PeerConnected {
                 peer,
+                session,
                 addr,
                 transport,
             })
@@ -191,7 +199,7 @@ impl Session {
         } else {
             tracing::debug!(peer = %peer, generation, "sync stream open");
             let (read_half, write_half) = stream.split();
-            let reading = read_frames(peer, read_half, &events, &stats, max_frame_size);
+            let reading = read_frames(peer, session, read_half, &events, &stats, max_frame_size);
             let writing = write_frames(write_half, outbound, &stats);
             let end = tokio::select! {
                 end = reading => end,
@@ -199,7 +207,9 @@ impl Session {
                 _ = stop => SessionEnd::Stopped,
             };
             // Both halves are dropped here, which resets the stream.
-            let _ = events.send(NetEvent::PeerDisconnected { peer }).await;
+            let _ = events
+                .send(NetEvent::PeerDisconnected { peer, session })
+                .await;
             end
         };
         tracing::debug!(peer = %peer, generation, end = ?end, "sync stream closed");
@@ -215,6 +225,7 @@ impl Session {
 
 async fn read_frames(
     peer: PeerId,
+    session: SessionId,
     read_half: futures::io::ReadHalf<Stream>,
     events: &mpsc::Sender<NetEvent>,
     stats: &PeerStats,
@@ -227,6 +238,7 @@ async fn read_frames(
                 stats.record_in(payload.len());
                 let event = NetEvent::Frame {
                     peer,
+                    session,
                     bytes: Bytes::from(payload),
                 };
                 if events.send(event).await.is_err() {
@@ -268,5 +280,41 @@ async fn write_frames(
         if let Err(e) = write_half.flush().await {
             return SessionEnd::Closed(e.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_only_reach_the_session_they_name() {
+        let table = SessionTable::default();
+        let peer = PeerId::random();
+        let (old_tx, _old_rx) = mpsc::channel(4);
+        table.insert(peer, 1, old_tx);
+        // The stream is replaced before the caller heard that the old one ended.
+        let (new_tx, mut new_rx) = mpsc::channel(4);
+        table.insert(peer, 2, new_tx);
+
+        let stale = table.try_send(peer, SessionId(1), Bytes::from_static(b"old"));
+        assert!(matches!(
+            stale,
+            Err(NetError::StaleSession { session, .. }) if session == SessionId(1)
+        ));
+        table
+            .try_send(peer, SessionId(2), Bytes::from_static(b"new"))
+            .unwrap();
+        assert_eq!(&new_rx.try_recv().unwrap()[..], b"new");
+        assert!(
+            new_rx.try_recv().is_err(),
+            "the stale frame never reached the new stream"
+        );
+
+        table.remove_generation(&peer, 2);
+        assert!(matches!(
+            table.try_send(peer, SessionId(2), Bytes::from_static(b"late")),
+            Err(NetError::PeerNotConnected { .. })
+        ));
     }
 }

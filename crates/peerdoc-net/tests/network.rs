@@ -10,6 +10,7 @@ use futures::{AsyncWriteExt as _, StreamExt as _};
 use libp2p::{Multiaddr, PeerId, SwarmBuilder, identity::Keypair, noise, tcp, yamux};
 use peerdoc_net::{
     Misbehaviour, NetConfig, NetError, NetEvent, NetHandle, Network, PublishOutcome, SYNC_PROTOCOL,
+    SessionId,
 };
 use tokio::sync::mpsc;
 
@@ -93,10 +94,15 @@ impl Node {
 
     async fn frame_from(&mut self, peer: PeerId) -> Bytes {
         self.wait_for("frame", |e| match e {
-            NetEvent::Frame { peer: p, bytes } if *p == peer => Some(bytes.clone()),
+            NetEvent::Frame { peer: p, bytes, .. } if *p == peer => Some(bytes.clone()),
             _ => None,
         })
         .await
+    }
+
+    /// The session of our current sync stream to `peer`.
+    async fn session_for(&self, peer: PeerId) -> SessionId {
+        session_of(&self.net, peer).await
     }
 
     /// Everything already in the event channel, without waiting.
@@ -112,11 +118,29 @@ async fn connect(a: &mut Node, b: &mut Node) {
     b.connected_to(a.id).await;
 }
 
+/// The session of `net`'s current sync stream to `peer`, waiting for one to open.
+async fn session_of(net: &NetHandle, peer: PeerId) -> SessionId {
+    guard("a sync session", async {
+        loop {
+            let peers = net.peers().await.unwrap();
+            if let Some(session) = peers
+                .iter()
+                .find(|p| p.peer == peer)
+                .and_then(|p| p.session)
+            {
+                break session;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
 /// Queues a frame, waiting politely while the peer's queue is full.
-async fn send(net: &NetHandle, peer: PeerId, frame: Bytes) {
+async fn send(net: &NetHandle, peer: PeerId, session: SessionId, frame: Bytes) {
     guard("room in the peer queue", async {
         loop {
-            match net.send_frame(peer, frame.clone()) {
+            match net.send_frame(peer, session, frame.clone()) {
                 Ok(()) => break,
                 Err(NetError::PeerQueueFull { .. }) => {
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -142,9 +166,10 @@ async fn thousand_frames_arrive_in_order_and_are_counted() {
     let sender = {
         let net = a.net.clone();
         let to = b.id;
+        let session = a.session_for(b.id).await;
         tokio::spawn(async move {
             for i in 0..1000 {
-                send(&net, to, frame(i)).await;
+                send(&net, to, session, frame(i)).await;
             }
         })
     };
@@ -181,9 +206,10 @@ async fn oversized_frame_bans_the_sender_and_spares_other_peers() {
     connect(&mut offender, &mut receiver).await;
     connect(&mut bystander, &mut receiver).await;
 
+    let session = offender.session_for(receiver.id).await;
     offender
         .net
-        .send_frame(receiver.id, Bytes::from(vec![0u8; 2048]))
+        .send_frame(receiver.id, session, Bytes::from(vec![0u8; 2048]))
         .unwrap();
     let (peer, reason) = receiver
         .wait_for("PeerMisbehaved", |e| match e {
@@ -201,19 +227,22 @@ async fn oversized_frame_bans_the_sender_and_spares_other_peers() {
     );
     offender
         .wait_for("PeerDisconnected", |e| {
-            matches!(e, NetEvent::PeerDisconnected { peer } if *peer == receiver.id).then_some(())
+            matches!(e, NetEvent::PeerDisconnected { peer, .. } if *peer == receiver.id)
+                .then_some(())
         })
         .await;
 
     // The bystander's stream is untouched, both ways.
+    let session = bystander.session_for(receiver.id).await;
     bystander
         .net
-        .send_frame(receiver.id, Bytes::from_static(b"still here"))
+        .send_frame(receiver.id, session, Bytes::from_static(b"still here"))
         .unwrap();
     assert_eq!(&receiver.frame_from(bystander.id).await[..], b"still here");
+    let session = receiver.session_for(bystander.id).await;
     receiver
         .net
-        .send_frame(bystander.id, Bytes::from_static(b"and you"))
+        .send_frame(bystander.id, session, Bytes::from_static(b"and you"))
         .unwrap();
     assert_eq!(&bystander.frame_from(receiver.id).await[..], b"and you");
 
@@ -378,8 +407,9 @@ async fn team_key_admits_members_and_shuts_out_everyone_else() {
     let mut no_key = start(team(None)).await;
 
     connect(&mut b, &mut a).await;
+    let session = b.session_for(a.id).await;
     b.net
-        .send_frame(a.id, Bytes::from_static(b"member"))
+        .send_frame(a.id, session, Bytes::from_static(b"member"))
         .unwrap();
     assert_eq!(&a.frame_from(b.id).await[..], b"member");
 
@@ -399,7 +429,11 @@ async fn team_key_admits_members_and_shuts_out_everyone_else() {
                 .all(|e| !matches!(e, NetEvent::PeerConnected { .. } | NetEvent::Frame { .. }))
         );
         assert!(matches!(
-            a.net.send_frame(stranger.id, Bytes::from_static(b"secret")),
+            a.net.send_frame(
+                stranger.id,
+                SessionId::from_u64(0),
+                Bytes::from_static(b"secret")
+            ),
             Err(NetError::PeerNotConnected { .. })
         ));
     }
@@ -512,7 +546,8 @@ async fn round_trip(from: &mut Node, to: &mut Node) {
     guard("a frame over the settled stream", async {
         for attempt in 0u32.. {
             let body = Bytes::from(format!("hello {attempt}"));
-            if from.net.send_frame(to.id, body).is_ok() {
+            let session = from.session_for(to.id).await;
+            if from.net.send_frame(to.id, session, body).is_ok() {
                 let wait = to.frame_from(from.id);
                 if let Ok(got) = tokio::time::timeout(Duration::from_millis(500), wait).await {
                     assert!(got.starts_with(b"hello "));
@@ -542,12 +577,16 @@ async fn full_peer_queue_is_reported_not_buffered() {
     .await;
     connect(&mut sender, &mut receiver).await;
 
+    let session = sender.session_for(receiver.id).await;
     let mut accepted = 0u32;
     let full = guard("PeerQueueFull", async {
         loop {
             let mut body = vec![0u8; FRAME];
             body[..4].copy_from_slice(&accepted.to_be_bytes());
-            match sender.net.send_frame(receiver.id, Bytes::from(body)) {
+            match sender
+                .net
+                .send_frame(receiver.id, session, Bytes::from(body))
+            {
                 Ok(()) => accepted += 1,
                 Err(e) => break e,
             }
@@ -602,7 +641,7 @@ async fn engine_ban_disconnects_and_explicit_peer_returns_after_it_expires() {
     assert!(matches!(reason, Misbehaviour::Engine(ref r) if r.contains("unknown document")));
     guest
         .wait_for("PeerDisconnected", |e| {
-            matches!(e, NetEvent::PeerDisconnected { peer } if *peer == host.id).then_some(())
+            matches!(e, NetEvent::PeerDisconnected { peer, .. } if *peer == host.id).then_some(())
         })
         .await;
     // Redials are refused during the ban, then succeed.
@@ -612,9 +651,10 @@ async fn engine_ban_disconnects_and_explicit_peer_returns_after_it_expires() {
     .await;
     guest.connected_to(host.id).await;
     host.connected_to(guest.id).await;
+    let session = guest.session_for(host.id).await;
     guest
         .net
-        .send_frame(host.id, Bytes::from_static(b"back"))
+        .send_frame(host.id, session, Bytes::from_static(b"back"))
         .unwrap();
     assert_eq!(&host.frame_from(guest.id).await[..], b"back");
 }
@@ -628,11 +668,13 @@ async fn send_frame_checks_size_and_connection() {
     .await;
     let stranger = PeerId::random();
     assert!(matches!(
-        a.net.send_frame(stranger, Bytes::from(vec![0; 17])),
+        a.net
+            .send_frame(stranger, SessionId::from_u64(0), Bytes::from(vec![0; 17])),
         Err(NetError::FrameTooLarge { len: 17, max: 16 })
     ));
     assert!(matches!(
-        a.net.send_frame(stranger, Bytes::from_static(b"hi")),
+        a.net
+            .send_frame(stranger, SessionId::from_u64(0), Bytes::from_static(b"hi")),
         Err(NetError::PeerNotConnected { .. })
     ));
     assert_eq!(a.net.listen_addrs().await.unwrap(), vec![a.addr.clone()]);
@@ -652,7 +694,8 @@ async fn quic_carries_the_sync_stream_without_a_team_key() {
     let mut a = start(quic()).await;
     let mut b = start(quic()).await;
     connect(&mut a, &mut b).await;
-    send(&a.net, b.id, Bytes::from_static(b"over quic")).await;
+    let session = a.session_for(b.id).await;
+    send(&a.net, b.id, session, Bytes::from_static(b"over quic")).await;
     assert_eq!(&b.frame_from(a.id).await[..], b"over quic");
     let peers = b.net.peers().await.unwrap();
     assert_eq!(peers[0].transport.as_str(), "quic");
@@ -771,4 +814,63 @@ async fn a_peer_churning_sync_streams_is_banned() {
         .await;
     assert_eq!(peer, rogue_id);
     assert_eq!(reason, Misbehaviour::StreamChurn);
+}
+
+/// The stream-addressing bug: a frame the caller meant for a stream that has since been
+/// replaced must not go out on the replacement (the remote engine would see an
+/// out-of-protocol message on a fresh session and ban us).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_for_a_replaced_session_is_dropped_not_sent_on_its_replacement() {
+    let mut host = start(NetConfig::loopback()).await;
+    let mut guest = start(NetConfig {
+        peers: vec![host.addr.clone()],
+        reconnect_base: Duration::from_millis(50),
+        reconnect_cap: Duration::from_millis(200),
+        jitter_seed: Some(2),
+        ..NetConfig::loopback()
+    })
+    .await;
+    let opened = |peer: PeerId| {
+        move |e: &NetEvent| match e {
+            NetEvent::PeerConnected {
+                peer: p, session, ..
+            } if *p == peer => Some(*session),
+            _ => None,
+        }
+    };
+    let old = guest.wait_for("first session", opened(host.id)).await;
+    host.connected_to(guest.id).await;
+
+    // A plain disconnect: no ban, and the guest redials its explicit peer.
+    host.net.disconnect(guest.id).await.unwrap();
+    let ended = guest
+        .wait_for("PeerDisconnected", |e| match e {
+            NetEvent::PeerDisconnected { peer, session } if *peer == host.id => Some(*session),
+            _ => None,
+        })
+        .await;
+    assert_eq!(ended, old);
+    let new = guest.wait_for("second session", opened(host.id)).await;
+    assert_ne!(old, new, "session ids are never reused");
+
+    let stale = guest
+        .net
+        .send_frame(host.id, old, Bytes::from_static(b"for the old session"));
+    assert!(
+        matches!(stale, Err(NetError::StaleSession { peer, session }) if peer == host.id && session == old),
+        "{stale:?}"
+    );
+    guest
+        .net
+        .send_frame(host.id, new, Bytes::from_static(b"fresh"))
+        .unwrap();
+    assert_eq!(&host.frame_from(guest.id).await[..], b"fresh");
+    // Nothing else arrived, nobody was banned, and the host's view names the new stream.
+    assert!(host.drain().iter().all(|e| !matches!(
+        e,
+        NetEvent::Frame { .. }
+            | NetEvent::PeerMisbehaved { .. }
+            | NetEvent::ConnectionDenied { .. }
+    )));
+    assert_eq!(guest.session_for(host.id).await, new);
 }

@@ -42,6 +42,10 @@ pub struct NodeConfig {
     /// Frames kept for one peer while the transport's queue to it is full; beyond this
     /// the peer is detached (see `docs/embedding.md`).
     pub peer_backlog_len: usize,
+    /// Publish a gossip announcement (document id + heads) after every local change,
+    /// so that peers sync it at once. Off, changes still reach every peer over the sync
+    /// streams; tests turn it off to show that.
+    pub announce_changes: bool,
     /// sled's page cache, in bytes.
     pub store_cache_bytes: u64,
     /// How long `start` waits for a store another process is still closing before it
@@ -66,6 +70,7 @@ impl NodeConfig {
             storage_queue_len: 1_024,
             event_queue_len: 1_024,
             peer_backlog_len: 4_096,
+            announce_changes: true,
             store_cache_bytes: 64 * 1024 * 1024,
             store_lock_wait_ms: 1_000,
         }

@@ -20,12 +20,13 @@ use peerdoc_core::repo::{
     ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, Reply, Repo,
 };
 use peerdoc_core::{ConnectionId, StorageError, StorageId};
-use peerdoc_net::{NetError, NetEvent, NetHandle, PeerId};
+use peerdoc_net::{NetError, NetEvent, NetHandle, PeerId, SessionId};
 use rand::rngs::StdRng;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::NodeError;
+use crate::announce::Announcement;
 use crate::metrics::Metrics;
 use crate::patches::{MAX_EVENT_PATCHES, patches_to_json};
 use crate::storage_worker::{Completion, StorageJob, StorageWorker};
@@ -36,6 +37,16 @@ use crate::types::{
 /// How long a peer's frames wait before the driver offers them to the transport again
 /// after its queue was full.
 const BACKLOG_RETRY: Duration = Duration::from_millis(5);
+
+/// Announcements waiting for the publisher task; beyond this they are dropped (gossip is
+/// best-effort: the sync streams carry every change anyway).
+const ANNOUNCE_QUEUE_LEN: usize = 64;
+
+/// Malformed gossip messages tolerated from one peer before it is banned.
+const MAX_GOSSIP_STRIKES: u32 = 3;
+
+/// Peers whose malformed gossip we count at once; more and the counts start over.
+const MAX_GOSSIP_OFFENDERS: usize = 1024;
 
 /// What a handle asks the driver.
 #[derive(Debug)]
@@ -72,9 +83,14 @@ pub(crate) struct Snapshot {
 }
 
 /// The engine connection that currently carries a libp2p peer's sync stream.
+///
+/// Engine connection ids map one-to-one onto the transport's sessions: a frame the
+/// engine addressed to `conn` goes out only on `session`, and is dropped once that
+/// stream has ended, even if a new stream to the same peer is already open.
 #[derive(Debug)]
 struct PeerSlot {
     conn: ConnectionId,
+    session: SessionId,
     /// False once the engine closed the connection while the stream stays open: the
     /// peer's frames are ignored until the transport reports it gone.
     attached: bool,
@@ -93,6 +109,7 @@ pub(crate) struct DriverParts {
     pub(crate) ready: oneshot::Sender<Result<(), NodeError>>,
     pub(crate) peer_backlog_len: usize,
     pub(crate) max_pending_commands: usize,
+    pub(crate) announce_changes: bool,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -126,6 +143,11 @@ pub(crate) struct Driver {
     peer_backlog_len: usize,
     max_pending_commands: usize,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
+    /// Encoded announcements for the publisher task; `None` when announcing is off.
+    announcements: Option<mpsc::Sender<Bytes>>,
+    announcements_rx: Option<mpsc::Receiver<Bytes>>,
+    /// Malformed gossip messages received per author.
+    gossip_strikes: HashMap<PeerId, u32>,
     metrics: Arc<Metrics>,
 }
 
@@ -144,7 +166,16 @@ fn never() -> Instant {
 impl Driver {
     pub(crate) fn new(repo: Repo, rng: StdRng, parts: DriverParts) -> Self {
         let local = parts.net.local_peer_id();
+        let (announcements, announcements_rx) = if parts.announce_changes {
+            let (tx, rx) = mpsc::channel(ANNOUNCE_QUEUE_LEN);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         Self {
+            announcements,
+            announcements_rx,
+            gossip_strikes: HashMap::new(),
             repo,
             rng,
             requests: parts.requests,
@@ -176,6 +207,19 @@ impl Driver {
     /// Runs until a handle asks for shutdown or every handle is gone, then shuts down
     /// gracefully. `early` are network events received before the driver started.
     pub(crate) async fn run(mut self, early: Vec<NetEvent>) {
+        if let Some(mut queue) = self.announcements_rx.take() {
+            // Publishing waits for the network's event loop; the driver never does.
+            let net = self.net.clone();
+            tokio::spawn(async move {
+                while let Some(bytes) = queue.recv().await {
+                    match net.publish(bytes).await {
+                        Ok(outcome) => tracing::trace!(?outcome, "announcement published"),
+                        Err(NetError::EventLoopClosed) => break,
+                        Err(error) => tracing::debug!(%error, "announcement not published"),
+                    }
+                }
+            });
+        }
         self.feed(Input::Start);
         for event in early {
             self.on_net_event(event);
@@ -351,7 +395,12 @@ impl Driver {
 
     fn on_net_event(&mut self, event: NetEvent) {
         match event {
-            NetEvent::PeerConnected { peer, addr, .. } => {
+            NetEvent::PeerConnected {
+                peer,
+                session,
+                addr,
+                ..
+            } => {
                 // The transport orders a peer's events, so an old slot means its
                 // disconnect was lost; close it before opening the new one.
                 self.forget_peer(peer);
@@ -361,19 +410,28 @@ impl Driver {
                     peer,
                     PeerSlot {
                         conn,
+                        session,
                         attached: true,
                         backlog: VecDeque::new(),
                     },
                 );
                 self.conns.insert(conn, peer);
-                tracing::debug!(%peer, %addr, %conn, "sync stream open");
+                tracing::debug!(%peer, %addr, %conn, %session, "sync stream open");
                 // Exactly one side speaks first: the lower peer id, as on both ends.
                 let initiator = self.local < peer;
                 self.feed(Input::ConnectionOpened { conn, initiator });
             }
-            NetEvent::Frame { peer, bytes } => {
-                let Some(slot) = self.peers.get(&peer).filter(|s| s.attached) else {
-                    tracing::trace!(%peer, "frame from a detached peer dropped");
+            NetEvent::Frame {
+                peer,
+                session,
+                bytes,
+            } => {
+                let Some(slot) = self
+                    .peers
+                    .get(&peer)
+                    .filter(|s| s.attached && s.session == session)
+                else {
+                    tracing::trace!(%peer, %session, "frame from a detached or ended session dropped");
                     return;
                 };
                 let conn = slot.conn;
@@ -383,12 +441,12 @@ impl Driver {
                     bytes: Vec::from(bytes),
                 });
             }
-            NetEvent::PeerDisconnected { peer } => self.forget_peer(peer),
-            NetEvent::Gossip { from, bytes } => {
-                // Announcements are not wired yet: the per-peer stream delivers every
-                // change to connected peers (see docs/embedding.md).
-                tracing::trace!(peer = %from, len = bytes.len(), "gossip ignored");
+            NetEvent::PeerDisconnected { peer, session } => {
+                if self.peers.get(&peer).is_some_and(|s| s.session == session) {
+                    self.forget_peer(peer);
+                }
             }
+            NetEvent::Gossip { from, bytes } => self.on_gossip(from, &bytes),
             NetEvent::PeerMisbehaved { peer, reason } => {
                 tracing::warn!(%peer, %reason, "transport banned a misbehaving peer");
             }
@@ -400,6 +458,57 @@ impl Driver {
                 tracing::debug!(%peer, "connection denied");
             }
             other => tracing::debug!(event = ?other, "network event ignored"),
+        }
+    }
+
+    /// An announcement makes the engine sync the document if we lack its heads: with the
+    /// announcer when we have a session with it, else (relayed through the gossip mesh)
+    /// with every connected peer. Malformed gossip is ignored; a peer that keeps sending
+    /// it is banned.
+    fn on_gossip(&mut self, from: PeerId, bytes: &[u8]) {
+        match Announcement::decode(bytes) {
+            Ok(Announcement { doc, heads }) => {
+                let conn = self.peers.get(&from).filter(|s| s.attached).map(|s| s.conn);
+                tracing::debug!(peer = %from, %doc, heads = heads.len(), direct = conn.is_some(), "announcement received");
+                self.feed(Input::HeadsAnnounced {
+                    doc,
+                    heads,
+                    from: conn,
+                });
+            }
+            Err(error) => {
+                if self.gossip_strikes.len() >= MAX_GOSSIP_OFFENDERS
+                    && !self.gossip_strikes.contains_key(&from)
+                {
+                    self.gossip_strikes.clear();
+                }
+                let strikes = self.gossip_strikes.entry(from).or_insert(0);
+                *strikes += 1;
+                let strikes = *strikes;
+                tracing::info!(peer = %from, %error, strikes, "malformed gossip ignored");
+                if strikes >= MAX_GOSSIP_STRIKES {
+                    self.gossip_strikes.remove(&from);
+                    let net = self.net.clone();
+                    let reason = format!("{strikes} malformed gossip messages ({error})");
+                    tokio::spawn(async move {
+                        if let Err(error) = net.disconnect_and_ban(from, reason).await {
+                            tracing::debug!(peer = %from, %error, "ban not delivered");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Queues an announcement of a local change for the publisher task; drops it when
+    /// the queue is full (the sync streams deliver the change regardless).
+    fn announce(&self, doc: peerdoc_core::DocumentId, heads: &[automerge::ChangeHash]) {
+        let Some(queue) = &self.announcements else {
+            return;
+        };
+        let bytes = Bytes::from(Announcement::new(doc, heads).encode());
+        if queue.try_send(bytes).is_err() {
+            tracing::debug!(%doc, "announcement queue full; announcement dropped");
         }
     }
 
@@ -446,9 +555,10 @@ impl Driver {
                         }
                     });
                 } else {
-                    // peerdoc-net offers no plain disconnect yet; the peer stays detached
-                    // until its stream ends (it usually closes it itself after `leave`).
-                    tracing::info!(%peer, %reason, "engine closed the connection; peer detached");
+                    // A detached peer's stream would otherwise stay open and unused; a
+                    // reconnect gives both engines a fresh session.
+                    tracing::info!(%peer, %reason, "engine closed the connection; disconnecting");
+                    self.disconnect_peer(peer);
                 }
             }
             Output::ScheduleTick { at_ms } => {
@@ -515,6 +625,7 @@ impl Driver {
         else {
             return;
         };
+        let session = slot.session;
         if !slot.backlog.is_empty() {
             if slot.backlog.len() >= self.peer_backlog_len {
                 self.detach(peer, "outbound backlog full");
@@ -523,16 +634,17 @@ impl Driver {
             }
             return;
         }
-        match self.net.send_frame(peer, frame.clone()) {
+        match self.net.send_frame(peer, session, frame.clone()) {
             Ok(()) => {}
             Err(NetError::PeerQueueFull { .. }) => {
                 slot.backlog.push_back(frame);
                 self.retry_at
                     .get_or_insert_with(|| Instant::now() + BACKLOG_RETRY);
             }
-            Err(NetError::PeerNotConnected { .. }) => {
-                // Its PeerDisconnected event is on the way.
-                tracing::debug!(%peer, "frame for a peer whose stream ended dropped");
+            Err(NetError::PeerNotConnected { .. } | NetError::StaleSession { .. }) => {
+                // Its PeerDisconnected event is on the way; the frame belonged to the
+                // ended session and must not reach a newer one.
+                tracing::debug!(%peer, %session, "frame for an ended sync session dropped");
             }
             Err(error) => {
                 tracing::warn!(%peer, %error, "frame not sent");
@@ -546,7 +658,7 @@ impl Driver {
         let mut still_full = false;
         for (peer, slot) in self.peers.iter_mut() {
             while let Some(frame) = slot.backlog.front() {
-                match self.net.send_frame(*peer, frame.clone()) {
+                match self.net.send_frame(*peer, slot.session, frame.clone()) {
                     Ok(()) => {
                         slot.backlog.pop_front();
                     }
@@ -578,11 +690,22 @@ impl Driver {
         if !slot.attached {
             return;
         }
-        tracing::warn!(%peer, reason, "detaching peer (peerdoc-net has no plain disconnect)");
+        tracing::warn!(%peer, reason, "detaching peer and disconnecting");
         slot.attached = false;
         slot.backlog.clear();
         self.inputs
             .push_back(Input::ConnectionClosed { conn: slot.conn });
+        self.disconnect_peer(peer);
+    }
+
+    /// Asks the transport to close `peer`'s connections (no ban), without waiting.
+    fn disconnect_peer(&self, peer: PeerId) {
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            if let Err(error) = net.disconnect(peer).await {
+                tracing::debug!(%peer, %error, "disconnect not delivered");
+            }
+        });
     }
 
     fn origin(&self, origin: ChangeOrigin) -> Origin {
@@ -624,6 +747,9 @@ impl Driver {
                 patches,
                 origin,
             } => {
+                if matches!(origin, ChangeOrigin::Local) {
+                    self.announce(doc, &heads);
+                }
                 let origin = self.origin(origin);
                 self.metrics
                     .changed(doc, &heads, matches!(origin, Origin::Local));

@@ -44,6 +44,7 @@
 
 #![deny(missing_docs)]
 
+mod announce;
 mod config;
 mod driver;
 mod error;

@@ -119,6 +119,7 @@ impl Node {
                 ready: ready_tx,
                 peer_backlog_len: config.peer_backlog_len,
                 max_pending_commands: config.max_pending_commands,
+                announce_changes: config.announce_changes,
                 metrics,
             },
         );

@@ -57,6 +57,19 @@ pub enum Input {
     },
     /// The timer requested by [`Output::ScheduleTick`] fired.
     Tick,
+    /// A peer announced (over gossip) that `doc` is at `heads`. If we lack any of them
+    /// the engine syncs `doc` at once with `from`, or, when `from` is `None` or not a
+    /// ready connection (the announcement was relayed), with every ready peerdoc peer.
+    /// Empty `heads` means "changed, heads not given". Unknown and deleted documents,
+    /// and heads we already have, are ignored.
+    HeadsAnnounced {
+        /// The document.
+        doc: DocumentId,
+        /// Its heads at the announcer.
+        heads: Vec<ChangeHash>,
+        /// The connection to the announcer, if we have one.
+        from: Option<ConnectionId>,
+    },
 }
 
 /// A document edit, applied as one automerge change.

@@ -573,7 +573,7 @@ impl Repo {
     }
 
     /// A loaded document and its sync session with `conn` (created if needed).
-    fn doc_and_session(
+    pub(super) fn doc_and_session(
         &mut self,
         doc_id: DocumentId,
         conn: ConnectionId,

@@ -1,0 +1,139 @@
+//! Benchmark on a 5-host namespace LAN (root only; skips otherwise): how long a
+//! daemon takes from its start to its first completed sync with existing peers, and
+//! how long an edit takes to become visible on the other hosts.
+//!
+//! ```text
+//! cargo test --release -p peerdoc --test netns_bench
+//! ```
+//!
+//! Visibility is observed by polling `peerdoc doc get` inside each namespace, so every
+//! figure includes up to one poll's cost; the table prints that cost next to them.
+
+mod daemon;
+mod lan;
+
+use std::time::{Duration, Instant};
+
+use daemon::{Daemon, DaemonOptions, eventually};
+use lan::Lan;
+use serde_json::json;
+
+const GUARD: Duration = Duration::from_secs(120);
+const JOIN_ROUNDS: usize = 5;
+const EDITS: usize = 30;
+
+fn main() {
+    if let Some(reason) = lan::unsupported() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let key = tmp.path().join("team.key");
+    std::fs::write(&key, "42".repeat(32)).expect("write the team key");
+    let options = DaemonOptions {
+        team_key_file: Some(key),
+        ..DaemonOptions::default()
+    };
+    let lan = Lan::new(5).expect("build the LAN");
+    let start = |i: usize, dir: &str| {
+        Daemon::start(lan.host(i), &tmp.path().join(dir), &options)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    // Four hosts already running and sharing a document.
+    let mut daemons: Vec<Daemon> = (1..=4).map(|i| start(i, &format!("host{i}"))).collect();
+    for d in &daemons {
+        eventually("4 hosts to see each other", GUARD, || {
+            (d.connected_peers() == 3).then_some(())
+        });
+    }
+    let id = daemons[0]
+        .create(&json!({"title": "bench", "counter": -1}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for d in &daemons {
+        eventually("the document on every host", GUARD, || d.doc(&id));
+    }
+
+    // A fifth device joins: process start, mDNS discovery, connection, sync.
+    let mut join_ms = Vec::new();
+    for round in 0..JOIN_ROUNDS {
+        let t0 = Instant::now();
+        let newcomer = start(5, &format!("newcomer{round}"));
+        eventually("the newcomer's first sync", GUARD, || newcomer.doc(&id));
+        join_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        drop(newcomer);
+    }
+    daemons.push(start(5, "host5"));
+    for d in &daemons {
+        eventually("5 hosts to see each other", GUARD, || {
+            (d.connected_peers() == 4).then_some(())
+        });
+    }
+    eventually("host 5 to have the document", GUARD, || daemons[4].doc(&id));
+
+    // Cost of one poll, to read the latencies against.
+    let mut poll_ms: Vec<f64> = (0..20)
+        .map(|_| {
+            let t0 = Instant::now();
+            let _ = daemons[1].doc(&id);
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+
+    // Edits from every host in turn; each of the other four polls until it sees it.
+    let mut per_host_ms = Vec::new();
+    let mut all_ms = Vec::new();
+    for k in 0..EDITS {
+        let writer = k % daemons.len();
+        let t0 = Instant::now();
+        daemons[writer]
+            .set(&id, "/counter", &json!(k))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let seen: Vec<f64> = std::thread::scope(|s| {
+            let watchers: Vec<_> = daemons
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != writer)
+                .map(|(_, d)| {
+                    let id = &id;
+                    s.spawn(move || {
+                        eventually("an edit to become visible", GUARD, || {
+                            let doc = d.doc(id)?;
+                            (doc["counter"] == k).then(|| t0.elapsed().as_secs_f64() * 1e3)
+                        })
+                    })
+                })
+                .collect();
+            watchers
+                .into_iter()
+                .map(|w| w.join().expect("watcher"))
+                .collect()
+        });
+        all_ms.push(seen.iter().copied().fold(0.0, f64::max));
+        per_host_ms.extend(seen);
+    }
+    drop(daemons);
+    drop(lan);
+
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!("peerdoc netns bench: 5 hosts, one bridge, team key, mDNS discovery ({cpus} CPUs)");
+    println!("| measurement | n | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    row("start → first sync (5th host joins 4)", &mut join_ms);
+    row("edit → visible on one other host", &mut per_host_ms);
+    row("edit → visible on all 4 other hosts", &mut all_ms);
+    row("one read poll (included above)", &mut poll_ms);
+}
+
+fn row(name: &str, samples: &mut [f64]) {
+    samples.sort_by(f64::total_cmp);
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "| {name} | {} | {:.0} | {:.0} | {:.0} |",
+        samples.len(),
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
+}

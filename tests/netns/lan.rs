@@ -1,0 +1,202 @@
+#![allow(dead_code)] // Shared by the `netns` and `netns_bench` targets, which use different parts.
+
+//! A venue LAN made of Linux network namespaces: one hub namespace holding a bridge,
+//! and N host namespaces each with a veth link into it. Addresses come from
+//! 198.18.0.0/15 (RFC 2544, benchmarking only) and nothing touches the machine's own
+//! interfaces, so no packet leaves the machine and multicast (mDNS) stays on the bridge.
+//!
+//! Names carry the test process's pid (`pdn<pid>x<n>-h<i>`), so runs side by side never
+//! collide, and namespaces left by a run that crashed (its pid is gone) are removed
+//! before a new LAN is built. [`Lan`]'s `Drop` tears everything down, also on panic.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Every namespace this harness creates starts with this.
+const PREFIX: &str = "pdn";
+
+/// Distinguishes several LANs of one test process.
+static NEXT_LAN: AtomicU32 = AtomicU32::new(0);
+
+/// Why the harness cannot run here; tests print it and pass.
+pub(crate) fn unsupported() -> Option<String> {
+    match effective_uid() {
+        Some(0) => {}
+        Some(uid) => return Some(format!("network namespaces need root (euid is {uid})")),
+        None => return Some("cannot read the effective uid from /proc/self/status".into()),
+    }
+    match Command::new("ip").args(["netns", "list"]).output() {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "`ip netns` is unavailable: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("iproute2's `ip` is not installed: {e}")),
+    }
+}
+
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    // Uid: real effective saved fs
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Runs `ip` with `args`; an error carries its stderr.
+pub(crate) fn ip(args: &[&str]) -> Result<Output, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// One host of the LAN.
+#[derive(Debug, Clone)]
+pub(crate) struct Host {
+    /// Its namespace.
+    pub(crate) ns: String,
+    /// Its address on the LAN.
+    pub(crate) addr: Ipv4Addr,
+    /// Its bridge port in the hub namespace (cut/heal toggle this).
+    port: String,
+}
+
+impl Host {
+    /// A command that runs `program` inside this host's namespace (as root). This is the
+    /// only way the harness starts anything on a host.
+    pub(crate) fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.ns, program]);
+        command
+    }
+}
+
+/// The LAN. Dropping it removes every namespace it made.
+#[derive(Debug)]
+pub(crate) struct Lan {
+    hub: String,
+    hosts: Vec<Host>,
+}
+
+impl Lan {
+    /// Builds a LAN of `n` hosts (1..=200).
+    pub(crate) fn new(n: usize) -> Result<Self, String> {
+        assert!((1..=200).contains(&n), "1 to 200 hosts");
+        remove_leftovers();
+        let base = format!(
+            "{PREFIX}{}x{}",
+            std::process::id(),
+            NEXT_LAN.fetch_add(1, Ordering::Relaxed)
+        );
+        let hub = format!("{base}-hub");
+        // From here on, Drop cleans up whatever was made, even if a step fails.
+        let mut lan = Lan {
+            hub: hub.clone(),
+            hosts: Vec::new(),
+        };
+        ip(&["netns", "add", &hub])?;
+        ip(&["-n", &hub, "link", "set", "lo", "up"])?;
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        for i in 1..=n {
+            let host = Host {
+                ns: format!("{base}-h{i}"),
+                addr: Ipv4Addr::new(198, 18, 0, 10 + i as u8),
+                port: format!("p{i}"),
+            };
+            ip(&["netns", "add", &host.ns])?;
+            lan.hosts.push(host.clone());
+            let ns = host.ns.as_str();
+            ip(&[
+                "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", &host.port,
+                "netns", &hub,
+            ])?;
+            ip(&["-n", &hub, "link", "set", &host.port, "master", "br0", "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/24", host.addr),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", ns, "link", "set", "eth0", "up", "multicast", "on"])?;
+            // mDNS (224.0.0.251) leaves through the one LAN link.
+            ip(&["-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+        }
+        Ok(lan)
+    }
+
+    /// Host `i`, counting from 1.
+    pub(crate) fn host(&self, i: usize) -> &Host {
+        &self.hosts[i - 1]
+    }
+
+    /// All hosts.
+    pub(crate) fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// Unplugs host `i` from the LAN (its bridge port goes down; the host's own link
+    /// loses carrier), as if its Wi-Fi dropped.
+    pub(crate) fn cut(&self, i: usize) -> Result<(), String> {
+        ip(&["-n", &self.hub, "link", "set", &self.host(i).port, "down"]).map(drop)
+    }
+
+    /// Plugs host `i` back in.
+    pub(crate) fn heal(&self, i: usize) -> Result<(), String> {
+        ip(&["-n", &self.hub, "link", "set", &self.host(i).port, "up"]).map(drop)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for name in self
+            .hosts
+            .iter()
+            .map(|h| h.ns.as_str())
+            .chain([self.hub.as_str()])
+        {
+            if let Err(e) = ip(&["netns", "del", name]) {
+                eprintln!("netns teardown: {e}");
+            }
+        }
+    }
+}
+
+/// Deletes namespaces of this harness whose creating process is gone: a run that
+/// crashed or was killed before its `Drop` ran.
+fn remove_leftovers() {
+    let Ok(out) = ip(&["netns", "list"]) else {
+        return;
+    };
+    let own = std::process::id();
+    for name in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('x').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != own && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("netns: removing {name}, left over by a run that died");
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Multi-host tests: real `peerdoc run` daemons on a venue LAN of Linux network
+//! namespaces that the test builds itself (see [`lan`]), driven through the CLI run
+//! inside each namespace.
+//!
+//! Needs root and iproute2; otherwise every test prints `skipping: …` and passes.
+//! Safety: mDNS only ever runs inside the harness's namespaces, whose one link is a
+//! bridge in another of its namespaces; nothing is attached to the machine's own
+//! interfaces. [`daemon::Daemon::start`] asserts this on every spawn.
+//!
+//! Timeouts are hang guards only; nothing here asserts how fast anything happens
+//! (the `netns_bench` target measures that).
+//!
+//! ```text
+//! cargo test -p peerdoc --test netns -- --nocapture --test-threads 1
+//! ```
+
+mod daemon;
+mod lan;
+
+use std::path::Path;
+use std::time::Duration;
+
+use daemon::{Daemon, DaemonOptions, eventually};
+use lan::{Host, Lan};
+use serde_json::json;
+
+/// Hang guard for one step (discovery, one document reaching everyone).
+const GUARD: Duration = Duration::from_secs(120);
+
+/// Prints why the tests cannot run here, if they cannot.
+fn skip() -> bool {
+    match lan::unsupported() {
+        Some(reason) => {
+            println!("skipping: {reason}");
+            eprintln!("skipping: {reason}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether `from` reaches `to` over the LAN: a TCP connect to a closed port is refused
+/// (an answer came back) when the path works, and fails otherwise.
+fn reachable(from: &Host, to: &Host) -> bool {
+    let out = from
+        .command("timeout")
+        .args([
+            "4",
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/{}/9", to.addr),
+        ])
+        .output()
+        .expect("run bash in the namespace");
+    String::from_utf8_lossy(&out.stderr).contains("Connection refused")
+}
+
+#[test]
+fn lan_self_test_cut_and_heal() {
+    if skip() {
+        return;
+    }
+    let lan = Lan::new(3).expect("build the LAN");
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    assert!(reachable(h1, h2), "hosts reach each other over the bridge");
+    assert!(reachable(h3, h1));
+    lan.cut(2).unwrap();
+    assert!(!reachable(h1, h2), "cut unplugs host 2");
+    assert!(!reachable(h2, h3), "and host 2 reaches nobody");
+    assert!(reachable(h1, h3), "the others are unaffected");
+    lan.heal(2).unwrap();
+    eventually("host 2 to be reachable again", GUARD, || {
+        reachable(h1, h2).then_some(())
+    });
+}
+
+#[test]
+fn lan_teardown_removes_every_namespace() {
+    if skip() {
+        return;
+    }
+    let names: Vec<String> = {
+        let lan = Lan::new(2).expect("build the LAN");
+        lan.hosts().iter().map(|h| h.ns.clone()).collect()
+    };
+    let list = lan::ip(&["netns", "list"]).unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for name in names {
+        assert!(
+            !list
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(&name)),
+            "{name} left behind"
+        );
+    }
+}
+
+fn write_key(path: &Path, byte: u8) {
+    std::fs::write(path, hex(&[byte; 32])).unwrap();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Five hosts sharing a team key, plus a sixth with another key, on one LAN:
+/// discovery by mDNS alone, a document reaching all five, a partition with edits on
+/// both sides healing into one state, and the stranger never obtaining anything.
+#[test]
+fn five_hosts_discover_sync_survive_a_partition_and_shut_out_a_stranger() {
+    if skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let team_key = tmp.path().join("team.key");
+    let other_key = tmp.path().join("other.key");
+    write_key(&team_key, 0x42);
+    write_key(&other_key, 0x07);
+    // Declared before the daemons, so it is dropped (torn down) after they are killed.
+    let lan = Lan::new(6).expect("build the LAN");
+    let daemons: Vec<Daemon> = lan
+        .hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let options = DaemonOptions {
+                team_key_file: Some(if i < 5 {
+                    team_key.clone()
+                } else {
+                    other_key.clone()
+                }),
+                ..DaemonOptions::default()
+            };
+            Daemon::start(host, &tmp.path().join(format!("host{}", i + 1)), &options)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let team = &daemons[..5];
+    let stranger = &daemons[5];
+    let dump_logs = || {
+        for d in &daemons {
+            eprintln!("==== {} ====\n{}", d.host.ns, d.log());
+        }
+    };
+    let step = |what: &str| println!("netns: {what}");
+
+    step("5 team hosts find each other by mDNS alone (no --peer anywhere)");
+    for (i, d) in team.iter().enumerate() {
+        eventually(&format!("host {} to see 4 peers", i + 1), GUARD, || {
+            (d.connected_peers() == 4).then_some(())
+        });
+    }
+
+    step("a document created on host 1 is readable on all 5");
+    let content = json!({"title": "Run of show", "firstDance": "21:00"});
+    let id = team[0].create(&content).unwrap_or_else(|e| panic!("{e}"));
+    for (i, d) in team.iter().enumerate() {
+        let got = eventually(&format!("the document on host {}", i + 1), GUARD, || {
+            d.doc(&id)
+        });
+        assert_eq!(got, content, "host {}", i + 1);
+    }
+
+    step("host 3 is cut off; both sides keep editing");
+    lan.cut(3).unwrap();
+    team[0]
+        .set(&id, "/firstDance", &json!("21:15"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    team[2]
+        .set(&id, "/cake", &json!("22:00"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in [1, 3, 4] {
+        eventually(&format!("host 1's edit on host {}", i + 1), GUARD, || {
+            (team[i].doc(&id)?["firstDance"] == "21:15").then_some(())
+        });
+    }
+    // Long enough for the connections to host 3 to die (missed pings), so the heal
+    // has to go through mDNS rediscovery and a fresh connection, not TCP retransmits.
+    eventually("host 1 and host 3 to lose each other", GUARD, || {
+        (team[0].connected_peers() == 3 && team[2].connected_peers() == 0).then_some(())
+    });
+    let isolated = team[2].doc(&id).expect("host 3 keeps its copy");
+    assert_eq!(isolated["firstDance"], "21:00", "nothing crosses the cut");
+    assert_eq!(isolated["cake"], "22:00");
+
+    step("heal: host 3 is rediscovered and all 5 converge to identical content");
+    lan.heal(3).unwrap();
+    let expected = json!({"title": "Run of show", "firstDance": "21:15", "cake": "22:00"});
+    for (i, d) in team.iter().enumerate() {
+        let converged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            eventually(&format!("host {} to converge", i + 1), GUARD, || {
+                (d.doc(&id)? == expected).then_some(())
+            })
+        }));
+        if converged.is_err() {
+            dump_logs();
+            panic!("host {} did not converge", i + 1);
+        }
+    }
+
+    step("the host with another team key never connected and never got the document");
+    assert_eq!(stranger.connected_peers(), 0);
+    assert!(
+        stranger.doc(&id).is_none(),
+        "the stranger obtained the document"
+    );
+    assert_eq!(stranger.documents(), Ok(0), "the stranger has no documents");
+    drop(daemons);
+    drop(lan);
+}
