@@ -3,7 +3,7 @@
 //! how long an edit takes to become visible on the other hosts.
 //!
 //! ```text
-//! cargo test --release -p peerdoc --test netns_bench
+//! cargo bench -p peerdoc --bench netns
 //! ```
 //!
 //! Visibility is observed by polling `peerdoc doc get` inside each namespace, so every

@@ -1,4 +1,4 @@
-#![allow(dead_code)] // Shared by the `netns` and `netns_bench` targets, which use different parts.
+#![allow(dead_code)] // Shared by the `netns` test and `netns` bench targets, which use different parts.
 
 //! A `peerdoc run` daemon on one host of a [`Lan`](crate::lan::Lan), and the CLI run
 //! next to it (same namespace, so the API's 127.0.0.1 is the daemon's).

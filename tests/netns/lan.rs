@@ -1,4 +1,4 @@
-#![allow(dead_code)] // Shared by the `netns` and `netns_bench` targets, which use different parts.
+#![allow(dead_code)] // Shared by the `netns` test and `netns` bench targets, which use different parts.
 
 //! A venue LAN made of Linux network namespaces: one hub namespace holding a bridge,
 //! and N host namespaces each with a veth link into it. Addresses come from
@@ -26,13 +26,18 @@ pub(crate) fn unsupported() -> Option<String> {
         Some(uid) => return Some(format!("network namespaces need root (euid is {uid})")),
         None => return Some("cannot read the effective uid from /proc/self/status".into()),
     }
-    match Command::new("ip").args(["netns", "list"]).output() {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "`ip netns` is unavailable: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Some(format!("iproute2's `ip` is not installed: {e}")),
+    if let Err(e) = Command::new("ip").arg("-V").output() {
+        return Some(format!("iproute2's `ip` is not installed: {e}"));
+    }
+    // Root in a container may still lack CAP_SYS_ADMIN: `ip netns list` would work and
+    // `ip netns add` fail. Only creating one tells.
+    let probe = format!("{PREFIX}{}xprobe", std::process::id());
+    match ip(&["netns", "add", &probe]) {
+        Ok(_) => {
+            let _ = ip(&["netns", "delete", &probe]);
+            None
+        }
+        Err(e) => Some(format!("cannot create a network namespace here ({e})")),
     }
 }
 

@@ -8,7 +8,7 @@
 //! interfaces. [`daemon::Daemon::start`] asserts this on every spawn.
 //!
 //! Timeouts are hang guards only; nothing here asserts how fast anything happens
-//! (the `netns_bench` target measures that).
+//! (the `netns` benchmark, `cargo bench -p peerdoc --bench netns` measures that).
 //!
 //! ```text
 //! cargo test -p peerdoc --test netns -- --nocapture --test-threads 1
