@@ -385,6 +385,8 @@ mod tests {
 
     use super::*;
 
+    type AttemptFuture = Pin<Box<dyn Future<Output = Result<Session, String>> + Send>>;
+
     /// What the dialer looked like when an attempt started.
     #[derive(Debug)]
     struct Attempt {
@@ -399,7 +401,7 @@ mod tests {
         status: CloudStatus,
         start: Instant,
     ) -> (
-        impl FnMut() -> Pin<Box<dyn Future<Output = Result<Session, String>> + Send>>,
+        impl FnMut() -> AttemptFuture,
         mpsc::UnboundedReceiver<Attempt>,
         mpsc::UnboundedReceiver<oneshot::Sender<()>>,
     ) {
@@ -429,7 +431,7 @@ mod tests {
                     let _ = end.await;
                 });
                 Ok(session)
-            }) as Pin<Box<dyn Future<Output = Result<Session, String>> + Send>>
+            }) as AttemptFuture
         };
         (connect, attempts, sessions)
     }

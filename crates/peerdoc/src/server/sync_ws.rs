@@ -45,8 +45,8 @@ pub(super) async fn sync(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(response) = check_token(&state, &query, &headers) {
-        return response;
+    if let Err(why) = check_token(&state, &query, &headers) {
+        return unauthorized(why);
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|origin| {
@@ -99,7 +99,11 @@ pub(super) async fn sync(
         })
 }
 
-fn check_token(state: &AppState, query: &QueryPairs, headers: &HeaderMap) -> Result<(), Response> {
+fn check_token(
+    state: &AppState,
+    query: &QueryPairs,
+    headers: &HeaderMap,
+) -> Result<(), &'static str> {
     let from_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -109,10 +113,8 @@ fn check_token(state: &AppState, query: &QueryPairs, headers: &HeaderMap) -> Res
         });
     match query.get("token").or(from_header) {
         Some(token) if constant_time_eq(token.as_bytes(), state.config.token.as_bytes()) => Ok(()),
-        Some(_) => Err(unauthorized("wrong token")),
-        None => Err(unauthorized(
-            "missing ?token=<token> (see <data_dir>/api.token)",
-        )),
+        Some(_) => Err("wrong token"),
+        None => Err("missing ?token=<token> (see <data_dir>/api.token)"),
     }
 }
 
