@@ -162,6 +162,7 @@ pub struct NodeSection {
     pub storage_queue_len: usize,
     pub event_queue_len: usize,
     pub peer_backlog_len: usize,
+    pub attached_queue_len: usize,
     pub store_cache_bytes: u64,
     pub store_lock_wait_ms: u64,
 }
@@ -180,6 +181,7 @@ impl Default for NodeSection {
             storage_queue_len: node.storage_queue_len,
             event_queue_len: node.event_queue_len,
             peer_backlog_len: node.peer_backlog_len,
+            attached_queue_len: node.attached_queue_len,
             store_cache_bytes: node.store_cache_bytes,
             store_lock_wait_ms: node.store_lock_wait_ms,
         }
@@ -251,6 +253,7 @@ impl Resolved {
         node.storage_queue_len = c.node.storage_queue_len;
         node.event_queue_len = c.node.event_queue_len;
         node.peer_backlog_len = c.node.peer_backlog_len;
+        node.attached_queue_len = c.node.attached_queue_len;
         node.store_cache_bytes = c.node.store_cache_bytes;
         node.store_lock_wait_ms = c.node.store_lock_wait_ms;
         // A stock sync server never asks for what it does not know: push it everything.
