@@ -89,6 +89,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_listening(data_dir, "/ip4/127.0.0.1/tcp/0", extra)
+    }
+
+    fn start_listening(data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
         let home = data_dir.with_extension("home");
         std::fs::create_dir_all(&home).expect("home");
         let log = data_dir.with_extension("log");
@@ -104,12 +108,7 @@ impl Daemon {
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("XDG_DATA_HOME", home.join("data"))
             .args(["run", "--no-mdns", "--api-listen", "127.0.0.1:0"])
-            .args([
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--log",
-                "info,peerdoc=debug",
-            ])
+            .args(["--listen", listen, "--log", "info,peerdoc=debug"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -396,4 +395,37 @@ fn the_daemon_syncs_through_a_stock_sync_server() {
         metrics.contains("peerdoc_cloud_connected{endpoint=\"ws://127.0.0.1:"),
         "{metrics}"
     );
+}
+
+/// Not Node.js: the other kind of cloud endpoint, another peerdoc daemon's libp2p
+/// address, dialled on the same schedule.
+#[test]
+fn a_libp2p_cloud_endpoint_is_dialled_and_synced_with() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let cloud_addr = format!("/ip4/127.0.0.1/tcp/{port}");
+    let cloud = Daemon::start_listening(&tmp.path().join("cloud"), &cloud_addr, &[]);
+    let created = cloud
+        .client
+        .post("/v1/docs", &json!({"content": {"venue": "barn"}}))
+        .ok(201);
+    let id = created["id"].as_str().expect("id").to_owned();
+
+    let device = Daemon::start(&tmp.path().join("device"), &["--cloud", &cloud_addr]);
+    let started = Instant::now();
+    loop {
+        let status = device.client.get("/v1/status?docs=false").ok(200);
+        let endpoint = &status["cloud"][0];
+        if endpoint["connected"] == true {
+            assert_eq!(endpoint["kind"], "libp2p");
+            assert_eq!(endpoint["endpoint"], cloud_addr.as_str());
+            break;
+        }
+        assert!(started.elapsed() < HANG_GUARD, "never connected: {status}");
+        std::thread::sleep(POLL);
+    }
+    device.wait_for(&id, "/venue", &json!("barn"));
 }
