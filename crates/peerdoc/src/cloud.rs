@@ -34,7 +34,8 @@ const CONNECT_GUARD: Duration = Duration::from_secs(30);
 /// One configured cloud endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloudEndpoint {
-    /// An automerge-repo sync server, `ws://host:port[/path]`.
+    /// An automerge-repo sync server, `ws://` or `wss://host:port[/path]` (TLS with
+    /// rustls, the Mozilla root store from `webpki-roots`).
     SyncServer(String),
     /// A peerdoc node reachable over libp2p.
     Libp2p(Multiaddr),
@@ -45,22 +46,17 @@ impl FromStr for CloudEndpoint {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        if text.starts_with("ws://") {
+        if text.starts_with("ws://") || text.starts_with("wss://") {
             tungstenite::http::Uri::from_str(text)
                 .map_err(|e| format!("cloud endpoint {text:?}: {e}"))?;
             Ok(Self::SyncServer(text.to_owned()))
-        } else if text.starts_with("wss://") {
-            Err(format!(
-                "cloud endpoint {text:?}: wss:// is not built into this daemon yet; \
-                 put a TLS-terminating proxy on the device and use its ws:// address"
-            ))
         } else if text.starts_with('/') {
             text.parse()
                 .map(Self::Libp2p)
                 .map_err(|e| format!("cloud endpoint {text:?}: {e}"))
         } else {
             Err(format!(
-                "cloud endpoint {text:?}: expected a ws:// URL or a libp2p multiaddr (/ip4/…)"
+                "cloud endpoint {text:?}: expected a ws:// or wss:// URL or a libp2p multiaddr (/ip4/…)"
             ))
         }
     }
@@ -294,18 +290,29 @@ async fn connect_sync_server(
     url: String,
     max_message_bytes: usize,
 ) -> Result<Session, String> {
-    let config = tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes));
-    let (socket, _) =
-        tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
-            .await
-            .map_err(|e| e.to_string())?;
+    let socket = open_socket(&url, max_message_bytes).await?;
     let conn = node
         .attach(AttachRole::Initiator, format!("cloud {url}"))
         .await
         .map_err(|e| e.to_string())?;
     Ok(Box::pin(pump_sync_server(socket, conn, url)))
+}
+
+/// The WebSocket handshake (and TLS for `wss://`) with a sync server.
+async fn open_socket(
+    url: &str,
+    max_message_bytes: usize,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    String,
+> {
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes));
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(socket)
 }
 
 /// Moves frames between a sync server's socket and the node until either ends.
@@ -509,9 +516,29 @@ mod tests {
             "/ip4/127.0.0.1/tcp/4001".parse(),
             Ok(CloudEndpoint::Libp2p(_))
         ));
-        let wss = "wss://sync.example".parse::<CloudEndpoint>().unwrap_err();
-        assert!(wss.contains("wss://"), "{wss}");
+        assert!(matches!(
+            "wss://sync.example/".parse(),
+            Ok(CloudEndpoint::SyncServer(_))
+        ));
         let other = "http://x".parse::<CloudEndpoint>().unwrap_err();
-        assert!(other.contains("expected a ws:// URL"), "{other}");
+        assert!(other.contains("expected a ws://"), "{other}");
+    }
+
+    /// TLS is built in: a `wss://` attempt at a server that is not speaking TLS fails
+    /// with an error (no panic for a missing crypto provider).
+    #[tokio::test]
+    async fn a_wss_attempt_fails_cleanly_when_the_server_speaks_no_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                drop(socket);
+            }
+        });
+        let error = open_socket(&format!("wss://127.0.0.1:{port}/"), 1 << 20)
+            .await
+            .err()
+            .expect("no TLS server there");
+        assert!(!error.is_empty());
     }
 }
