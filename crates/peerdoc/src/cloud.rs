@@ -535,10 +535,9 @@ mod tests {
                 drop(socket);
             }
         });
-        let error = open_socket(&format!("wss://127.0.0.1:{port}/"), 1 << 20)
-            .await
-            .err()
-            .expect("no TLS server there");
+        let Err(error) = open_socket(&format!("wss://127.0.0.1:{port}/"), 1 << 20).await else {
+            panic!("no TLS server there")
+        };
         assert!(!error.is_empty());
     }
 }
