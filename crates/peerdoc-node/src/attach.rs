@@ -37,8 +37,8 @@ pub struct AttachedConnection {
     pub(crate) label: String,
     pub(crate) to_node: mpsc::Sender<Bytes>,
     pub(crate) from_node: mpsc::Receiver<Bytes>,
-    pub(crate) closed: oneshot::Receiver<String>,
-    pub(crate) reason: Option<String>,
+    pub(crate) closed: oneshot::Receiver<(String, bool)>,
+    pub(crate) reason: Option<(String, bool)>,
 }
 
 impl AttachedConnection {
@@ -78,6 +78,17 @@ impl AttachedConnection {
 
     /// Why the node closed the connection, once [`recv`](Self::recv) returned `None`.
     pub fn close_reason(&mut self) -> Option<String> {
+        self.poll_closed().map(|(reason, _)| reason)
+    }
+
+    /// Whether the node closed the connection because the other side broke the
+    /// protocol (undecodable, oversized or out-of-protocol messages), once
+    /// [`recv`](Self::recv) returned `None`.
+    pub fn closed_for_misbehaviour(&mut self) -> bool {
+        self.poll_closed().is_some_and(|(_, misbehaved)| misbehaved)
+    }
+
+    fn poll_closed(&mut self) -> Option<(String, bool)> {
         if self.reason.is_none() {
             self.reason = self.closed.try_recv().ok();
         }
@@ -90,7 +101,7 @@ impl AttachedConnection {
 pub(crate) struct AttachedSlot {
     pub(crate) label: String,
     pub(crate) to_transport: mpsc::Sender<Bytes>,
-    pub(crate) closed: oneshot::Sender<String>,
+    pub(crate) closed: oneshot::Sender<(String, bool)>,
     /// Dropped with the slot: ends the inbound stream, so the transport's sends fail.
     pub(crate) _stop: oneshot::Sender<()>,
 }

@@ -264,6 +264,8 @@ impl Driver {
                 Request::Command { reply, .. } => {
                     let _ = reply.send(Err(NodeError::ShuttingDown));
                 }
+                // Dropping the reply tells the caller the node is shutting down.
+                Request::Attach { .. } => {}
                 other => self.on_request(other),
             }
         }
@@ -416,12 +418,18 @@ impl Driver {
     /// Drops the node's side of an attached connection: its transport sees the frame
     /// channel end and learns `reason`. `engine_closed` says whether the engine already
     /// closed the connection itself.
-    fn close_attached(&mut self, conn: ConnectionId, reason: &str, engine_closed: bool) {
+    fn close_attached(
+        &mut self,
+        conn: ConnectionId,
+        reason: &str,
+        misbehaved: bool,
+        engine_closed: bool,
+    ) {
         let Some(slot) = self.attached.remove(&conn) else {
             return;
         };
         tracing::info!(%conn, label = %slot.label, reason, "attached connection closed");
-        let _ = slot.closed.send(reason.to_owned());
+        let _ = slot.closed.send((reason.to_owned(), misbehaved));
         if !engine_closed {
             self.inputs.push_back(Input::ConnectionClosed { conn });
         }
@@ -434,10 +442,15 @@ impl Driver {
         match slot.to_transport.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close_attached(conn, "slow consumer: outbound frame queue full", false);
+                self.close_attached(
+                    conn,
+                    "slow consumer: outbound frame queue full",
+                    false,
+                    false,
+                );
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.close_attached(conn, "transport gone", false);
+                self.close_attached(conn, "transport gone", false, false);
             }
         }
     }
@@ -556,7 +569,7 @@ impl Driver {
                     if misbehaved {
                         tracing::warn!(%conn, %reason, "attached peer misbehaved");
                     }
-                    self.close_attached(conn, &reason, true);
+                    self.close_attached(conn, &reason, misbehaved, true);
                     return;
                 }
                 let Some(peer) = self.conns.get(&conn).copied() else {

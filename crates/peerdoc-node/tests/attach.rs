@@ -142,6 +142,7 @@ async fn a_consumer_that_does_not_read_is_detached_not_buffered() {
     assert!(frames <= 1, "at most the queue's one frame: {frames}");
     let reason = conn.close_reason().expect("a reason");
     assert!(reason.contains("slow consumer"), "{reason}");
+    assert!(!conn.closed_for_misbehaviour(), "slowness is not misbehaviour");
     assert!(matches!(
         conn.send(plain_join()).await,
         Err(NodeError::ConnectionClosed)
@@ -167,6 +168,7 @@ async fn garbage_closes_the_connection_with_a_reason() {
     assert!(guard("the connection closing", conn.recv()).await.is_none());
     let reason = conn.close_reason().expect("a reason");
     assert!(!reason.is_empty());
+    assert!(conn.closed_for_misbehaviour(), "{reason}");
     // Nothing was lost: the node still answers.
     assert!(node.list().await.unwrap().is_empty());
     node.shutdown().await;

@@ -180,19 +180,20 @@ async fn serve_socket(
                     }
                 }
                 None => {
-                    let reason = conn.close_reason().unwrap_or_else(|| "the node stopped".into());
-                    tracing::info!(session = %label, %reason, "sync socket closed by the node");
-                    let code = if reason.contains("slow consumer") {
-                        close_code::AGAIN
-                    } else {
-                        close_code::POLICY
+                    let misbehaved = conn.closed_for_misbehaviour();
+                    let (code, reason) = match conn.close_reason() {
+                        None => (close_code::AWAY, "the node stopped".to_owned()),
+                        Some(reason) if misbehaved => (close_code::POLICY, reason),
+                        Some(reason) if reason.contains("slow consumer") => (close_code::AGAIN, reason),
+                        Some(reason) => (close_code::NORMAL, reason),
                     };
+                    if misbehaved {
+                        tracing::warn!(session = %label, %reason, "sync socket closed: protocol violation");
+                    } else {
+                        tracing::info!(session = %label, %reason, "sync socket closed by the node");
+                    }
                     close(&mut socket, code, &reason).await;
-                    return if code == close_code::POLICY {
-                        Ending::ProtocolError
-                    } else {
-                        Ending::Normal
-                    };
+                    return if misbehaved { Ending::ProtocolError } else { Ending::Normal };
                 }
             },
             () = stopped(&mut stopping) => {
