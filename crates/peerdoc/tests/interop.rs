@@ -160,6 +160,29 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGTERM, then waits (hang guard) for a successful exit.
+    fn terminate(&mut self) {
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.0.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.0.try_wait().expect("wait") {
+                assert!(status.success(), "exit {status}; log:\n{}", self.log_text());
+                return;
+            }
+            assert!(
+                started.elapsed() < HANG_GUARD,
+                "the daemon did not stop on SIGTERM; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// Polls `GET /v1/docs/{id}` until the content at `pointer` equals `want`.
     fn wait_for(&self, id: &str, pointer: &str, want: &Value) -> Value {
         let started = Instant::now();
@@ -188,7 +211,7 @@ impl Drop for Daemon {
         if std::thread::panicking() {
             eprintln!("--- daemon log ---\n{}", self.log_text());
         }
-        let _ = &self.child;
+        // `child` (Reaped) kills the process if it still runs.
     }
 }
 
@@ -317,7 +340,7 @@ fn doc_id(url: &str) -> &str {
 fn a_js_client_syncs_with_the_daemon_over_its_websocket_endpoint() {
     let Some(dir) = interop() else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start(&tmp.path().join("a"), &[]);
+    let mut daemon = Daemon::start(&tmp.path().join("a"), &[]);
     let mut js = JsClient::start(&dir, &daemon.sync_url());
 
     // Created in JS, readable through the HTTP API.
@@ -346,6 +369,9 @@ fn a_js_client_syncs_with_the_daemon_over_its_websocket_endpoint() {
         metrics.contains("peerdoc_sync_sockets_opened_total 1"),
         "{metrics}"
     );
+
+    // An open sync socket does not hold up a clean shutdown.
+    daemon.terminate();
 }
 
 #[test]
@@ -355,7 +381,7 @@ fn the_daemon_syncs_through_a_stock_sync_server() {
     let server_storage = tmp.path().join("server-storage");
     std::fs::create_dir_all(&server_storage).expect("server storage");
     let server = SyncServer::start(&dir, &server_storage);
-    let daemon = Daemon::start(&tmp.path().join("a"), &["--cloud", &server.url()]);
+    let mut daemon = Daemon::start(&tmp.path().join("a"), &["--cloud", &server.url()]);
 
     // The daemon connects and says so in its status.
     let started = Instant::now();
@@ -395,6 +421,9 @@ fn the_daemon_syncs_through_a_stock_sync_server() {
         metrics.contains("peerdoc_cloud_connected{endpoint=\"ws://127.0.0.1:"),
         "{metrics}"
     );
+
+    // A live cloud connection does not hold up a clean shutdown.
+    daemon.terminate();
 }
 
 /// Not Node.js: the other kind of cloud endpoint, another peerdoc daemon's libp2p
