@@ -142,7 +142,10 @@ async fn a_consumer_that_does_not_read_is_detached_not_buffered() {
     assert!(frames <= 1, "at most the queue's one frame: {frames}");
     let reason = conn.close_reason().expect("a reason");
     assert!(reason.contains("slow consumer"), "{reason}");
-    assert!(!conn.closed_for_misbehaviour(), "slowness is not misbehaviour");
+    assert!(
+        !conn.closed_for_misbehaviour(),
+        "slowness is not misbehaviour"
+    );
     assert!(matches!(
         conn.send(plain_join()).await,
         Err(NodeError::ConnectionClosed)
