@@ -46,6 +46,15 @@ pub struct NodeConfig {
     /// so that peers sync it at once. Off, changes still reach every peer over the sync
     /// streams; tests turn it off to show that.
     pub announce_changes: bool,
+    /// Frames queued each way on one attached connection
+    /// ([`NodeHandle::attach`](crate::NodeHandle::attach)); a consumer that lets more
+    /// pile up is detached.
+    pub attached_queue_len: usize,
+    /// Whether plain automerge-repo peers (not peerdoc) are pushed every document,
+    /// highest priority first, without asking. A stock automerge-repo sync server
+    /// never asks for documents it does not know, so a node using one as its cloud
+    /// needs this.
+    pub announce_to_plain_peers: bool,
     /// sled's page cache, in bytes.
     pub store_cache_bytes: u64,
     /// How long `start` waits for a store another process is still closing before it
@@ -71,6 +80,8 @@ impl NodeConfig {
             event_queue_len: 1_024,
             peer_backlog_len: 4_096,
             announce_changes: true,
+            attached_queue_len: 1_024,
+            announce_to_plain_peers: false,
             store_cache_bytes: 64 * 1024 * 1024,
             store_lock_wait_ms: 1_000,
         }
@@ -94,6 +105,7 @@ impl NodeConfig {
         repo.compaction_threshold = self.compaction_threshold;
         repo.tick_interval_ms = self.tick_interval_ms;
         repo.max_pending_commands = self.max_pending_commands;
+        repo.announce_to_plain_peers = self.announce_to_plain_peers;
         repo
     }
 
@@ -105,6 +117,7 @@ impl NodeConfig {
             ("storage_queue_len", self.storage_queue_len),
             ("event_queue_len", self.event_queue_len),
             ("peer_backlog_len", self.peer_backlog_len),
+            ("attached_queue_len", self.attached_queue_len),
             ("max_docs_in_memory", self.max_docs_in_memory),
             (
                 "max_concurrent_syncs_per_peer",

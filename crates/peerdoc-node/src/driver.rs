@@ -16,6 +16,7 @@ use std::sync::mpsc::TrySendError;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures::stream::{self, BoxStream, SelectAll, StreamExt as _};
 use peerdoc_core::repo::{
     ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, Reply, Repo,
 };
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::NodeError;
 use crate::announce::Announcement;
+use crate::attach::{self, AttachRole, AttachedConnection, AttachedSlot};
 use crate::metrics::Metrics;
 use crate::patches::{MAX_EVENT_PATCHES, patches_to_json};
 use crate::storage_worker::{Completion, StorageJob, StorageWorker};
@@ -66,8 +68,29 @@ pub(crate) enum Request {
     DocSync {
         reply: oneshot::Sender<Vec<DocumentSync>>,
     },
+    /// Attach a connection over a transport the node does not own.
+    Attach {
+        role: AttachRole,
+        label: String,
+        reply: oneshot::Sender<AttachedConnection>,
+    },
     /// Stop; the reply comes once storage is flushed and closed.
     Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// A frame from an attached connection's transport; `None` when its sender was dropped.
+type AttachedInbound = (ConnectionId, Option<Bytes>);
+
+/// Every attached connection's inbound frames, merged.
+#[derive(Default)]
+struct AttachedFrames(SelectAll<BoxStream<'static, AttachedInbound>>);
+
+impl std::fmt::Debug for AttachedFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachedFrames")
+            .field("streams", &self.0.len())
+            .finish()
+    }
 }
 
 /// The engine's side of [`crate::NodeStatus`].
@@ -108,6 +131,7 @@ pub(crate) struct DriverParts {
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) ready: oneshot::Sender<Result<(), NodeError>>,
     pub(crate) peer_backlog_len: usize,
+    pub(crate) attached_queue_len: usize,
     pub(crate) max_pending_commands: usize,
     pub(crate) announce_changes: bool,
     pub(crate) metrics: Arc<Metrics>,
@@ -135,6 +159,11 @@ pub(crate) struct Driver {
     peers: HashMap<PeerId, PeerSlot>,
     /// Every connection id whose libp2p peer is still known (for naming event origins).
     conns: HashMap<ConnectionId, PeerId>,
+    /// Connections over transports the node does not own, by engine connection.
+    attached: HashMap<ConnectionId, AttachedSlot>,
+    /// Frames from every attached connection, each stream ending with `None`.
+    attached_in: AttachedFrames,
+    attached_queue_len: usize,
     events: broadcast::Sender<NodeEvent>,
     ready: Option<oneshot::Sender<Result<(), NodeError>>>,
     tick_at: Option<Instant>,
@@ -192,6 +221,9 @@ impl Driver {
             next_conn: 0,
             peers: HashMap::new(),
             conns: HashMap::new(),
+            attached: HashMap::new(),
+            attached_in: AttachedFrames::default(),
+            attached_queue_len: parts.attached_queue_len,
             events: parts.events,
             ready: Some(parts.ready),
             tick_at: None,
@@ -241,6 +273,9 @@ impl Driver {
                     // Every handle is gone: nobody can ask for anything any more.
                     None => break,
                 },
+                Some((conn, frame)) = self.attached_in.0.next(), if intake && !self.attached_in.0.is_empty() => {
+                    self.on_attached_frame(conn, frame);
+                }
                 event = self.net_events.recv(), if intake && self.net_open => match event {
                     Some(event) => self.on_net_event(event),
                     None => {
@@ -273,6 +308,8 @@ impl Driver {
                 Request::Command { reply, .. } => {
                     let _ = reply.send(Err(NodeError::ShuttingDown));
                 }
+                // Dropping the reply tells the caller the node is shutting down.
+                Request::Attach { .. } => {}
                 other => self.on_request(other),
             }
         }
@@ -366,7 +403,99 @@ impl Driver {
             Request::DocSync { reply } => {
                 let _ = reply.send(self.doc_sync());
             }
+            Request::Attach { role, label, reply } => self.attach(role, label, reply),
             Request::Shutdown { reply } => self.shutdown_waiters.push(reply),
+        }
+    }
+
+    fn attach(
+        &mut self,
+        role: AttachRole,
+        label: String,
+        reply: oneshot::Sender<AttachedConnection>,
+    ) {
+        let conn = ConnectionId(self.next_conn);
+        self.next_conn += 1;
+        let (connection, slot, inbound, stopped) =
+            attach::pair(conn, label, self.attached_queue_len);
+        let frames = stream::unfold(inbound, |mut inbound| async move {
+            inbound.recv().await.map(|frame| (frame, inbound))
+        })
+        .take_until(stopped)
+        .map(move |frame| (conn, Some(frame)))
+        .chain(stream::once(async move { (conn, None) }));
+        if reply.send(connection).is_err() {
+            // The caller gave up waiting: nothing was opened.
+            return;
+        }
+        tracing::info!(%conn, label = %slot.label, ?role, "connection attached");
+        self.attached.insert(conn, slot);
+        self.attached_in.0.push(frames.boxed());
+        self.feed(Input::ConnectionOpened {
+            conn,
+            initiator: role == AttachRole::Initiator,
+        });
+    }
+
+    fn on_attached_frame(&mut self, conn: ConnectionId, frame: Option<Bytes>) {
+        match frame {
+            Some(bytes) => {
+                if !self.attached.contains_key(&conn) {
+                    tracing::trace!(%conn, "frame from a closed attached connection dropped");
+                    return;
+                }
+                self.metrics.frame_received(bytes.len());
+                self.feed(Input::MessageReceived {
+                    conn,
+                    bytes: Vec::from(bytes),
+                });
+            }
+            None => {
+                if let Some(slot) = self.attached.remove(&conn) {
+                    tracing::info!(%conn, label = %slot.label, "attached connection closed by its transport");
+                    self.feed(Input::ConnectionClosed { conn });
+                }
+            }
+        }
+    }
+
+    /// Drops the node's side of an attached connection: its transport sees the frame
+    /// channel end and learns `reason`. `engine_closed` says whether the engine already
+    /// closed the connection itself.
+    fn close_attached(
+        &mut self,
+        conn: ConnectionId,
+        reason: &str,
+        misbehaved: bool,
+        engine_closed: bool,
+    ) {
+        let Some(slot) = self.attached.remove(&conn) else {
+            return;
+        };
+        tracing::info!(%conn, label = %slot.label, reason, "attached connection closed");
+        let _ = slot.closed.send((reason.to_owned(), misbehaved));
+        if !engine_closed {
+            self.inputs.push_back(Input::ConnectionClosed { conn });
+        }
+    }
+
+    fn send_attached(&mut self, conn: ConnectionId, frame: Bytes) {
+        let Some(slot) = self.attached.get(&conn) else {
+            return;
+        };
+        match slot.to_transport.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close_attached(
+                    conn,
+                    "slow consumer: outbound frame queue full",
+                    false,
+                    false,
+                );
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.close_attached(conn, "transport gone", false, false);
+            }
         }
     }
 
@@ -528,6 +657,11 @@ impl Driver {
         match output {
             Output::Storage { id, op } => self.submit(StorageJob { id, op }),
             Output::Send { conn, bytes } => {
+                if self.attached.contains_key(&conn) {
+                    self.metrics.frame_sent(bytes.len());
+                    self.send_attached(conn, Bytes::from(bytes));
+                    return;
+                }
                 let Some(peer) = self.conns.get(&conn).copied() else {
                     return;
                 };
@@ -540,6 +674,13 @@ impl Driver {
                 misbehaved,
             } => {
                 // The engine has already closed the connection on its side.
+                if self.attached.contains_key(&conn) {
+                    if misbehaved {
+                        tracing::warn!(%conn, %reason, "attached peer misbehaved");
+                    }
+                    self.close_attached(conn, &reason, misbehaved, true);
+                    return;
+                }
                 let Some(peer) = self.conns.get(&conn).copied() else {
                     return;
                 };
@@ -780,6 +921,9 @@ impl Driver {
                 peerdoc,
                 ..
             } => {
+                if let Some(slot) = self.attached.get(&conn) {
+                    tracing::info!(%conn, label = %slot.label, peerdoc, "attached peer joined");
+                }
                 if let Some(peer) = self.conns.get(&conn).copied() {
                     tracing::info!(%peer, peerdoc, "peer connected");
                     self.publish(NodeEvent::PeerConnected {

@@ -62,6 +62,10 @@ pub enum NodeError {
     /// The engine could not start (its startup reads failed).
     #[error("the node failed to start: {0}")]
     StartFailed(String),
+    /// An attached connection was closed by the node (see
+    /// [`AttachedConnection::close_reason`](crate::AttachedConnection::close_reason)).
+    #[error("the attached connection is closed")]
+    ConnectionClosed,
     /// The node is shutting down or has stopped; the command was not run.
     #[error("the node is shutting down")]
     ShuttingDown,

@@ -10,6 +10,7 @@ use peerdoc_core::repo::{ChangeRequest, Command, Reply};
 use peerdoc_net::{Multiaddr, NetHandle, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::attach::{AttachRole, AttachedConnection};
 use crate::driver::{Request, Snapshot};
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::{
@@ -274,6 +275,27 @@ impl NodeHandle {
     /// [`NodeEvent::PeerConnected`] once the handshake finished.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
         Ok(self.net.dial(addr).await?)
+    }
+
+    /// Attaches a sync connection over a transport the node does not own (a
+    /// WebSocket, a pipe): the caller moves whole automerge-repo frames between the
+    /// transport and the returned [`AttachedConnection`]. `label` names it in logs.
+    ///
+    /// With [`AttachRole::Initiator`] the node sends `join` at once; with
+    /// [`AttachRole::Responder`] it waits for the other side's.
+    pub async fn attach(
+        &self,
+        role: AttachRole,
+        label: impl Into<String>,
+    ) -> Result<AttachedConnection, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Attach {
+            role,
+            label: label.into(),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)
     }
 
     /// Stops the node gracefully: new commands are refused, storage operations already

@@ -45,6 +45,7 @@
 #![deny(missing_docs)]
 
 mod announce;
+mod attach;
 mod config;
 mod driver;
 mod error;
@@ -55,6 +56,7 @@ mod patches;
 mod storage_worker;
 mod types;
 
+pub use attach::{AttachRole, AttachedConnection};
 pub use config::NodeConfig;
 pub use error::NodeError;
 pub use handle::NodeHandle;
@@ -66,8 +68,8 @@ pub use types::{
     PeerDocStatus, PeerStatus,
 };
 
-/// Re-exported so that embedders name the same types without extra dependencies.
-pub use peerdoc_core::DocumentId;
 pub use peerdoc_core::model::EditOp;
 pub use peerdoc_core::repo::ChangeRequest;
+/// Re-exported so that embedders name the same types without extra dependencies.
+pub use peerdoc_core::{ConnectionId, DocumentId};
 pub use peerdoc_net::{Multiaddr, NetConfig, PeerId};

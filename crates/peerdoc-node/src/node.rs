@@ -118,6 +118,7 @@ impl Node {
                 events,
                 ready: ready_tx,
                 peer_backlog_len: config.peer_backlog_len,
+                attached_queue_len: config.attached_queue_len,
                 max_pending_commands: config.max_pending_commands,
                 announce_changes: config.announce_changes,
                 metrics,

@@ -21,6 +21,8 @@ use peerdoc_node::{Multiaddr, NetConfig, NodeConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{GlobalArgs, RunArgs};
+use crate::cloud::CloudEndpoint;
+use peerdoc_core::endpoint::EndpointPolicy;
 
 /// Default address of the HTTP API.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7420";
@@ -98,6 +100,28 @@ pub struct DaemonConfig {
     pub node: NodeSection,
     /// The transport ([`NetConfig`]'s fields).
     pub net: NetConfig,
+    /// Cloud endpoints (`docs/cloud.md`).
+    pub cloud: CloudConfig,
+}
+
+/// `[cloud]`: endpoints the daemon keeps connected whenever a path exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudConfig {
+    /// `ws://` URLs of automerge-repo sync servers and libp2p multiaddrs.
+    pub endpoints: Vec<String>,
+    /// Retry schedule: backoff with jitter and the circuit breaker.
+    pub retry: EndpointPolicy,
+}
+
+impl CloudConfig {
+    /// The endpoints, parsed.
+    pub fn parsed(&self) -> Result<Vec<CloudEndpoint>, ConfigError> {
+        self.endpoints
+            .iter()
+            .map(|text| text.parse().map_err(ConfigError::Invalid))
+            .collect()
+    }
 }
 
 /// `[api]`: the local HTTP API.
@@ -108,6 +132,9 @@ pub struct ApiConfig {
     pub listen: String,
     /// Largest request body, in bytes; larger ones get `413 too_large`.
     pub max_body_bytes: usize,
+    /// Web origins allowed to open the `/v1/sync` WebSocket (exact `Origin` values,
+    /// e.g. `http://localhost:5173`). Requests without `Origin` are not from a page.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -115,6 +142,7 @@ impl Default for ApiConfig {
         Self {
             listen: DEFAULT_API_LISTEN.to_owned(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -134,6 +162,7 @@ pub struct NodeSection {
     pub storage_queue_len: usize,
     pub event_queue_len: usize,
     pub peer_backlog_len: usize,
+    pub attached_queue_len: usize,
     pub store_cache_bytes: u64,
     pub store_lock_wait_ms: u64,
 }
@@ -152,6 +181,7 @@ impl Default for NodeSection {
             storage_queue_len: node.storage_queue_len,
             event_queue_len: node.event_queue_len,
             peer_backlog_len: node.peer_backlog_len,
+            attached_queue_len: node.attached_queue_len,
             store_cache_bytes: node.store_cache_bytes,
             store_lock_wait_ms: node.store_lock_wait_ms,
         }
@@ -178,6 +208,7 @@ impl Default for DaemonConfig {
                 listen_addrs: default_listen_addrs(),
                 ..NetConfig::default()
             },
+            cloud: CloudConfig::default(),
         }
     }
 }
@@ -222,8 +253,15 @@ impl Resolved {
         node.storage_queue_len = c.node.storage_queue_len;
         node.event_queue_len = c.node.event_queue_len;
         node.peer_backlog_len = c.node.peer_backlog_len;
+        node.attached_queue_len = c.node.attached_queue_len;
         node.store_cache_bytes = c.node.store_cache_bytes;
         node.store_lock_wait_ms = c.node.store_lock_wait_ms;
+        // A stock sync server never asks for what it does not know: push it everything.
+        node.announce_to_plain_peers = c
+            .cloud
+            .parsed()?
+            .iter()
+            .any(|e| matches!(e, CloudEndpoint::SyncServer(_)));
         Ok(node)
     }
 }
@@ -352,6 +390,9 @@ impl DaemonConfig {
         if !run.peers.is_empty() {
             flags.push(("net.peers".into(), string_array(&run.peers)));
         }
+        if !run.cloud.is_empty() {
+            flags.push(("cloud.endpoints".into(), string_array(&run.cloud)));
+        }
         if run.no_mdns {
             flags.push(("net.enable_mdns".into(), toml::Value::Boolean(false)));
         }
@@ -403,6 +444,12 @@ impl DaemonConfig {
                 "api.max_body_bytes must be positive".into(),
             ));
         }
+        config.cloud.parsed()?;
+        config
+            .cloud
+            .retry
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("cloud.retry: {e}")))?;
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.log) {
             return Err(ConfigError::Invalid(format!(
                 "log filter {:?}: {error}",

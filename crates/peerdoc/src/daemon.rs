@@ -144,6 +144,16 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
     let mut server_config = ServerConfig::new(token, api_url.clone());
     server_config.max_body_bytes = resolved.config.api.max_body_bytes;
     server_config.store_dir = Some(data_dir.join("store"));
+    server_config.allowed_origins = resolved.config.api.allowed_origins.clone();
+    let cloud_status = crate::cloud::CloudStatus::default();
+    server_config.cloud = Some(cloud_status.clone());
+    let dialers = crate::cloud::start(
+        &node.handle(),
+        &resolved.config.cloud.parsed()?,
+        resolved.config.cloud.retry,
+        &cloud_status,
+        server_config.max_sync_message_bytes,
+    );
     let state = AppState::new(node.handle(), server_config);
     let addr_file = data_dir.join(ADDR_FILE);
     if let Err(error) = write_atomically(&addr_file, format!("{api_url}\n").as_bytes(), false) {
@@ -159,6 +169,9 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
     );
     let served = server::serve(listener, state, shutdown_signal()).await;
     tracing::info!("stopping: flushing the store");
+    for dialer in &dialers {
+        dialer.abort();
+    }
     node.shutdown().await;
     if let Err(error) = std::fs::remove_file(&addr_file) {
         tracing::warn!(file = %addr_file.display(), %error, "could not remove the address file");

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod cloud;
 pub mod config;
 pub mod daemon;
 pub mod server;

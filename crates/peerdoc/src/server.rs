@@ -37,6 +37,7 @@ mod events;
 mod metrics;
 mod openapi;
 mod status;
+mod sync_ws;
 
 pub use error::ApiError;
 pub use openapi::OPENAPI_JSON;
@@ -57,6 +58,14 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Where the store lives, for `peerdoc_store_bytes` and `store_bytes` (none: 0).
     pub store_dir: Option<std::path::PathBuf>,
+    /// Web origins (`Origin` header values, e.g. `http://localhost:5173`) allowed to
+    /// open `/v1/sync`; a request without `Origin` (not from a browser) is always let
+    /// through to the token check.
+    pub allowed_origins: Vec<String>,
+    /// Largest WebSocket message on `/v1/sync`, in bytes.
+    pub max_sync_message_bytes: usize,
+    /// Cloud endpoints' state, for `/v1/status` and `/metrics` (none: not shown).
+    pub cloud: Option<crate::cloud::CloudStatus>,
 }
 
 impl ServerConfig {
@@ -67,6 +76,9 @@ impl ServerConfig {
             api_url,
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
             store_dir: None,
+            allowed_origins: Vec::new(),
+            max_sync_message_bytes: peerdoc_core::wire::DEFAULT_MAX_MESSAGE_SIZE,
+            cloud: None,
         }
     }
 }
@@ -77,6 +89,7 @@ pub struct AppState {
     pub(crate) node: NodeHandle,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) http: Arc<HttpMetrics>,
+    pub(crate) sync_sockets: Arc<sync_ws::SyncSocketMetrics>,
     /// Turns true when the server starts shutting down: `/health` says so and event
     /// streams end (so that graceful shutdown does not wait on them).
     pub(crate) stopping: watch::Receiver<bool>,
@@ -91,6 +104,7 @@ impl AppState {
             node,
             config: Arc::new(config),
             http: Arc::new(HttpMetrics::new()),
+            sync_sockets: Arc::default(),
             stopping,
             stop: Arc::new(stop),
         }
@@ -131,6 +145,8 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/health", get(status::health))
+        // Authenticates itself: browsers cannot send the bearer header on a WebSocket.
+        .route("/v1/sync", get(sync_ws::sync))
         .merge(authed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -157,6 +173,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/openapi.json"),
     ("get", "/metrics"),
+    ("get", "/v1/sync"),
 ];
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting,

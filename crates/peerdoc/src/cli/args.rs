@@ -79,6 +79,15 @@ pub struct RunArgs {
         value_name = "MULTIADDR"
     )]
     pub peers: Vec<String>,
+    /// Cloud endpoint to keep connected whenever a path exists (repeatable): a ws://
+    /// URL of an automerge-repo sync server or a libp2p multiaddr.
+    #[arg(
+        long = "cloud",
+        env = "PEERDOC_CLOUD",
+        value_delimiter = ',',
+        value_name = "URL|MULTIADDR"
+    )]
+    pub cloud: Vec<String>,
     /// Turn mDNS discovery off (use explicit --peer addresses only).
     #[arg(long, env = "PEERDOC_NO_MDNS")]
     pub no_mdns: bool,

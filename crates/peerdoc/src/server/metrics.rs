@@ -213,6 +213,8 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         "Bytes the store occupies on disk.",
         store_bytes as f64,
     );
+    sync_socket_metrics(&mut out, &state);
+    cloud_metrics(&mut out, &state);
     let (by_code, durations) = state.http.snapshot();
     let _ = writeln!(
         out,
@@ -239,6 +241,82 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         out,
     )
         .into_response())
+}
+
+fn sync_socket_metrics(out: &mut String, state: &AppState) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sockets = &state.sync_sockets;
+    gauge(
+        out,
+        "peerdoc_sync_sockets_open",
+        "automerge-repo WebSocket sessions on /v1/sync now.",
+        sockets.open.load(Relaxed) as f64,
+    );
+    counter(
+        out,
+        "peerdoc_sync_sockets_opened_total",
+        "automerge-repo WebSocket sessions accepted on /v1/sync.",
+        sockets.opened.load(Relaxed),
+    );
+    counter(
+        out,
+        "peerdoc_sync_sockets_protocol_errors_total",
+        "/v1/sync sessions closed for text, oversized or undecodable frames.",
+        sockets.closed_for_protocol_errors.load(Relaxed),
+    );
+}
+
+/// One series per cloud endpoint, labelled with it.
+fn cloud_metrics(out: &mut String, state: &AppState) {
+    let Some(cloud) = &state.config.cloud else {
+        return;
+    };
+    let reports = cloud.snapshot();
+    type Column = fn(&crate::cloud::EndpointReport) -> f64;
+    let series: [(&str, &str, &str, Column); 5] = [
+        (
+            "peerdoc_cloud_connected",
+            "gauge",
+            "1 while the cloud endpoint is connected.",
+            |r| f64::from(u8::from(r.connected)),
+        ),
+        (
+            "peerdoc_cloud_breaker_open",
+            "gauge",
+            "1 while the endpoint's circuit breaker is open (half-open counts as open).",
+            |r| {
+                f64::from(u8::from(!matches!(
+                    r.breaker,
+                    peerdoc_core::endpoint::Breaker::Closed { .. }
+                )))
+            },
+        ),
+        (
+            "peerdoc_cloud_next_attempt_seconds",
+            "gauge",
+            "Seconds until the next attempt (0 while connected).",
+            |r| r.next_attempt_in_ms.unwrap_or(0) as f64 / 1000.0,
+        ),
+        (
+            "peerdoc_cloud_attempts_total",
+            "counter",
+            "Connection attempts to the cloud endpoint.",
+            |r| r.attempts as f64,
+        ),
+        (
+            "peerdoc_cloud_failures_total",
+            "counter",
+            "Failed connection attempts to the cloud endpoint.",
+            |r| r.failures_total as f64,
+        ),
+    ];
+    for (name, kind, help, column) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for report in &reports {
+            let endpoint = report.endpoint.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "{name}{{endpoint=\"{endpoint}\"}} {}", column(report));
+        }
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: f64) {

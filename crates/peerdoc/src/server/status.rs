@@ -155,6 +155,7 @@ pub(super) async fn status(
         "store_bytes": store_bytes,
         "health": health,
         "peers": peers,
+        "cloud": state.config.cloud.as_ref().map(crate::cloud::CloudStatus::snapshot).unwrap_or_default(),
     });
     if with_docs {
         let docs = state.node.sync_status().await?;
