@@ -498,7 +498,10 @@ async fn dialing_both_ways_settles_on_one_connection_and_one_stream() {
     // (the remote already has one to us); that is fine as long as one of them wins and
     // the pair settles on a single connection.
     let (ra, rb) = tokio::join!(a.net.dial(b.addr.clone()), b.net.dial(a.addr.clone()));
-    assert!(ra.is_ok() || rb.is_ok(), "both dials failed: {ra:?} / {rb:?}");
+    assert!(
+        ra.is_ok() || rb.is_ok(),
+        "both dials failed: {ra:?} / {rb:?}"
+    );
     if let Ok(peer) = ra {
         assert_eq!(peer, b.id);
     }
