@@ -420,6 +420,7 @@ impl NetEventLoop {
             // The addresses come from mDNS (the behaviour answers for the peer id).
             let opts = DialOpts::peer_id(peer)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
+                .allocate_new_port()
                 .build();
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(peer = %peer, error = %e, "not redialing discovered peer");
@@ -463,15 +464,22 @@ impl NetEventLoop {
             .insert(peer, (failures, Instant::now() + delay));
     }
 
+    // Every dial here allocates a new local port (`allocate_new_port`). libp2p's default
+    // reuses the listen port, and two peers dialling each other at the same moment from
+    // their listen ports then make one TCP simultaneous open in which both act as noise
+    // initiators: both handshakes fail ("input error"). Port reuse only helps NAT hole
+    // punching, which peerdoc does not do.
     fn dial_explicit(&mut self, index: usize) {
         let target = &self.explicit[index];
         let opts = match target.peer {
             Some(peer) => DialOpts::peer_id(peer)
                 .addresses(vec![target.addr.clone()])
                 .condition(PeerCondition::DisconnectedAndNotDialing)
+                .allocate_new_port()
                 .build(),
             None => DialOpts::unknown_peer_id()
                 .address(target.addr.clone())
+                .allocate_new_port()
                 .build(),
         };
         let connection = opts.connection_id();
@@ -934,6 +942,7 @@ impl NetEventLoop {
             let opts = DialOpts::peer_id(peer)
                 .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
+                .allocate_new_port()
                 .build();
             if let Err(e) = self.swarm.dial(opts) {
                 tracing::debug!(peer = %peer, error = %e, "not dialing discovered peer");
@@ -1005,8 +1014,12 @@ impl NetEventLoop {
             Some(peer) => DialOpts::peer_id(peer)
                 .addresses(vec![addr.clone()])
                 .condition(PeerCondition::DisconnectedAndNotDialing)
+                .allocate_new_port()
                 .build(),
-            None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+            None => DialOpts::unknown_peer_id()
+                .address(addr.clone())
+                .allocate_new_port()
+                .build(),
         };
         let connection = opts.connection_id();
         match self.swarm.dial(opts) {
