@@ -538,3 +538,94 @@ fn sigterm_exits_zero_and_removes_the_address_file() {
     );
     assert_eq!(content(&a, &id), Some(json!({"kept": true})));
 }
+
+/// The venue scenario: three devices edit while the cloud is unreachable; the
+/// cloud comes up reachable from one device only; it ends up with every change of all
+/// three, and edits made on the cloud reach all three through that one device.
+#[test]
+fn a_venue_reconciles_with_the_cloud_through_whichever_device_reaches_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud_addr = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    // Fast retries so the test does not wait out production backoff (1 s … 60 s).
+    let retry = [
+        "--set",
+        "cloud.retry.base_ms=100",
+        "--set",
+        "cloud.retry.cap_ms=500",
+        "--set",
+        "cloud.retry.half_open_after_ms=500",
+    ];
+    let mut a_args = vec!["--cloud", cloud_addr.as_str()];
+    a_args.extend(retry);
+    let a = Daemon::start("A", &dir.path().join("a"), "/ip4/127.0.0.1/tcp/0", &a_args);
+    let lan = a.dial_addr();
+    let b = Daemon::start(
+        "B",
+        &dir.path().join("b"),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &lan],
+    );
+    let c = Daemon::start(
+        "C",
+        &dir.path().join("c"),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &lan],
+    );
+    let venue = [&a, &b, &c];
+
+    // Each device creates a document and keeps editing it while the cloud is down.
+    let ids: Vec<String> = venue
+        .iter()
+        .map(|d| d.client.create(json!({"by": d.name, "edits": 0})))
+        .collect();
+    for round in 1..=5 {
+        for (device, id) in venue.iter().zip(&ids) {
+            device
+                .client
+                .patch(
+                    &format!("/v1/docs/{id}"),
+                    &json!({"ops": [{"op": "set", "path": "/edits", "value": round}]}),
+                )
+                .ok(200);
+        }
+    }
+    let endpoint = eventually("A to report failed cloud attempts", || {
+        let status = a.status();
+        let cloud = status["cloud"][0].clone();
+        (cloud["connected"] == false && cloud["failures_total"].as_u64()? >= 2).then_some(cloud)
+    });
+    assert_eq!(endpoint["endpoint"], cloud_addr.as_str(), "{endpoint}");
+
+    // The cloud comes up; only A knows its address.
+    let cloud = Daemon::start("cloud", &dir.path().join("cloud"), &cloud_addr, &[]);
+    for (device, id) in venue.iter().zip(&ids) {
+        let on_cloud = eventually("the cloud to hold every venue change", || {
+            content(&cloud, id).filter(|c| c["edits"] == 5)
+        });
+        assert_eq!(on_cloud, json!({"by": device.name, "edits": 5}));
+    }
+    let peers = cloud.client.get("/v1/peers").ok(200);
+    assert_eq!(
+        peers.as_array().map(Vec::len),
+        Some(1),
+        "only A reaches the cloud: {peers}"
+    );
+
+    // Office edits on the cloud reach every venue device, through A.
+    for id in &ids {
+        cloud
+            .client
+            .patch(
+                &format!("/v1/docs/{id}"),
+                &json!({"ops": [{"op": "set", "path": "/office", "value": "approved"}]}),
+            )
+            .ok(200);
+    }
+    for device in venue {
+        for id in &ids {
+            eventually("the office edit to reach the venue", || {
+                content(device, id).filter(|c| c["office"] == "approved")
+            });
+        }
+    }
+}
