@@ -90,6 +90,9 @@ pub struct DaemonConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// `tracing` filter, e.g. `info` or `peerdoc=debug`.
+    /// `device` (the default) or `cloud`: the cloud profile changes the defaults of a
+    /// few keys for a server (see [`Profile`]); any key set explicitly still wins.
+    pub profile: Profile,
     pub log: String,
     /// File holding the team key (64 hex characters).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -196,10 +199,43 @@ fn default_listen_addrs() -> Vec<Multiaddr> {
         .collect()
 }
 
+/// Sets of defaults for where the daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// A venue device: mDNS on, libp2p on ephemeral ports of every interface.
+    Device,
+    /// The team's cloud peer on a server: mDNS off, libp2p on TCP port
+    /// [`CLOUD_LISTEN_PORT`] of every interface, a larger memory budget; refuses to start
+    /// without a team key or an allowlist, so that only the team can connect.
+    Cloud,
+}
+
+/// The libp2p TCP port the cloud profile listens on unless `net.listen_addrs` is set.
+pub const CLOUD_LISTEN_PORT: u16 = 4001;
+
+impl Profile {
+    /// The profile's defaults, as (key, value) pairs applied under every explicit layer.
+    fn defaults(self) -> Vec<(&'static str, toml::Value)> {
+        match self {
+            Self::Device => Vec::new(),
+            Self::Cloud => vec![
+                ("net.enable_mdns", toml::Value::Boolean(false)),
+                (
+                    "net.listen_addrs",
+                    string_array(&[format!("/ip4/0.0.0.0/tcp/{CLOUD_LISTEN_PORT}")]),
+                ),
+                ("node.max_docs_in_memory", toml::Value::Integer(10_000)),
+            ],
+        }
+    }
+}
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             data_dir: None,
+            profile: Profile::Device,
             log: "info".to_owned(),
             team_key_file: None,
             api: ApiConfig::default(),
@@ -396,6 +432,13 @@ impl DaemonConfig {
         if run.no_mdns {
             flags.push(("net.enable_mdns".into(), toml::Value::Boolean(false)));
         }
+        if let Some(profile) = run.profile {
+            let name = match profile {
+                Profile::Device => "device",
+                Profile::Cloud => "cloud",
+            };
+            flags.push(("profile".into(), toml::Value::String(name.into())));
+        }
         if let Some(path) = &run.team_key_file {
             flags.push(("team_key_file".into(), path_value(path)));
         }
@@ -426,6 +469,18 @@ impl DaemonConfig {
             check(&one).map_err(set_err)?;
             insert_dotted(&mut merged, key, value).map_err(set_err)?;
         }
+        // The profile's defaults go under everything set explicitly.
+        let profile = match merged.get("profile") {
+            Some(value) => value.clone().try_into::<Profile>().map_err(|_| {
+                ConfigError::Invalid(format!("profile {value} is not `device` or `cloud`"))
+            })?,
+            None => Profile::Device,
+        };
+        for (key, value) in profile.defaults() {
+            if !has_dotted(&merged, key) {
+                insert_dotted(&mut merged, key, value).map_err(ConfigError::Invalid)?;
+            }
+        }
         let config: DaemonConfig = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
@@ -442,6 +497,18 @@ impl DaemonConfig {
         if config.api.max_body_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "api.max_body_bytes must be positive".into(),
+            ));
+        }
+        if config.profile == Profile::Cloud
+            && config.team_key_file.is_none()
+            && config.net.team_key.is_none()
+            && config.net.allowlist.is_none()
+        {
+            return Err(ConfigError::Invalid(
+                "the cloud profile serves the team on a public address and needs a team key \
+                 (--team-key-file) or an allowlist (net.allowlist) so that strangers cannot \
+                 connect"
+                    .into(),
             ));
         }
         config.cloud.parsed()?;
@@ -503,6 +570,21 @@ fn path_value(path: &Path) -> toml::Value {
 }
 
 /// Sets `a.b.c = value` in `table`, creating the tables on the way.
+/// Whether `key` (dotted) is set in `table`.
+fn has_dotted(table: &toml::Table, key: &str) -> bool {
+    let mut current = table;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match current.get(part) {
+            None => return false,
+            Some(_) if parts.peek().is_none() => return true,
+            Some(toml::Value::Table(inner)) => current = inner,
+            Some(_) => return false,
+        }
+    }
+    false
+}
+
 fn insert_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
@@ -552,6 +634,50 @@ mod tests {
         assert_eq!(resolved.api_listen.to_string(), DEFAULT_API_LISTEN);
         assert!(resolved.config.net.enable_mdns);
         assert_eq!(resolved.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn the_cloud_profile_changes_defaults_but_not_explicit_settings() {
+        let (global, mut run) = args(&["team_key_file=\"/tmp/k\""]);
+        run.profile = Some(Profile::Cloud);
+        let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+        assert_eq!(resolved.config.profile, Profile::Cloud);
+        assert!(!resolved.config.net.enable_mdns);
+        assert_eq!(
+            resolved.config.net.listen_addrs,
+            vec!["/ip4/0.0.0.0/tcp/4001".parse::<Multiaddr>().unwrap()]
+        );
+        assert_eq!(resolved.config.node.max_docs_in_memory, 10_000);
+        // The API stays on loopback.
+        assert_eq!(resolved.api_listen.to_string(), DEFAULT_API_LISTEN);
+
+        // Explicit settings win, from any layer, and the profile can come from the env.
+        run.profile = None;
+        run.listen = vec!["/ip4/0.0.0.0/tcp/5001".into()];
+        let resolved = DaemonConfig::load_with(&global, &run, |var| {
+            (var == "PEERDOC_PROFILE").then(|| "cloud".to_owned())
+        })
+        .unwrap();
+        assert_eq!(resolved.config.profile, Profile::Cloud);
+        assert_eq!(
+            resolved.config.net.listen_addrs,
+            vec!["/ip4/0.0.0.0/tcp/5001".parse::<Multiaddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn the_cloud_profile_refuses_to_start_open_to_strangers() {
+        let (global, mut run) = args(&[]);
+        run.profile = Some(Profile::Cloud);
+        let error = DaemonConfig::load_with(&global, &run, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("team key"), "{error}");
+        let (global, run) = args(&["profile=\"server\""]);
+        let error = DaemonConfig::load_with(&global, &run, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("server"), "{error}");
     }
 
     #[test]

@@ -555,21 +555,29 @@ fn a_venue_reconciles_with_the_cloud_through_whichever_device_reaches_it() {
         "--set",
         "cloud.retry.half_open_after_ms=500",
     ];
+    // The team: three venue devices and the cloud share a key.
+    let key_file = dir.path().join("team.key");
+    std::fs::write(&key_file, "5e".repeat(32)).expect("team key");
+    let key = key_file.to_str().expect("utf-8 path");
+    let team = ["--team-key-file", key];
     let mut a_args = vec!["--cloud", cloud_addr.as_str()];
     a_args.extend(retry);
+    a_args.extend(team);
     let a = Daemon::start("A", &dir.path().join("a"), "/ip4/127.0.0.1/tcp/0", &a_args);
     let lan = a.dial_addr();
+    let mut peer_args = vec!["--peer", lan.as_str()];
+    peer_args.extend(team);
     let b = Daemon::start(
         "B",
         &dir.path().join("b"),
         "/ip4/127.0.0.1/tcp/0",
-        &["--peer", &lan],
+        &peer_args,
     );
     let c = Daemon::start(
         "C",
         &dir.path().join("c"),
         "/ip4/127.0.0.1/tcp/0",
-        &["--peer", &lan],
+        &peer_args,
     );
     let venue = [&a, &b, &c];
 
@@ -597,7 +605,22 @@ fn a_venue_reconciles_with_the_cloud_through_whichever_device_reaches_it() {
     assert_eq!(endpoint["endpoint"], cloud_addr.as_str(), "{endpoint}");
 
     // The cloud comes up; only A knows its address.
-    let cloud = Daemon::start("cloud", &dir.path().join("cloud"), &cloud_addr, &[]);
+    // It runs the cloud profile (on loopback here). A stranger without the team key
+    // knows its address too.
+    let cloud = Daemon::start(
+        "cloud",
+        &dir.path().join("cloud"),
+        &cloud_addr,
+        &["--profile", "cloud", "--team-key-file", key],
+    );
+    let mut stranger_args = vec!["--cloud", cloud_addr.as_str()];
+    stranger_args.extend(retry);
+    let stranger = Daemon::start(
+        "stranger",
+        &dir.path().join("stranger"),
+        "/ip4/127.0.0.1/tcp/0",
+        &stranger_args,
+    );
     for (device, id) in venue.iter().zip(&ids) {
         let on_cloud = eventually("the cloud to hold every venue change", || {
             content(&cloud, id).filter(|c| c["edits"] == 5)
@@ -628,4 +651,10 @@ fn a_venue_reconciles_with_the_cloud_through_whichever_device_reaches_it() {
             });
         }
     }
+    // By now the stranger has tried the cloud and obtained nothing.
+    eventually("the stranger's attempts to fail", || {
+        let cloud = stranger.status()["cloud"][0].clone();
+        (cloud["failures_total"].as_u64()? >= 2 && cloud["connected"] == false).then_some(())
+    });
+    assert_eq!(stranger.client.get("/v1/docs").ok(200), json!([]));
 }

@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// Turn mDNS discovery off (use explicit --peer addresses only).
     #[arg(long, env = "PEERDOC_NO_MDNS")]
     pub no_mdns: bool,
+    /// Defaults for where the daemon runs: `device` (mDNS on) or `cloud` (mDNS off,
+    /// libp2p on TCP 4001, needs a team key or an allowlist). [default: device]
+    #[arg(long, env = "PEERDOC_PROFILE", value_name = "PROFILE")]
+    pub profile: Option<crate::config::Profile>,
     /// File holding the team key (64 hex characters); only devices with the same key connect.
     #[arg(long, env = "PEERDOC_TEAM_KEY_FILE", value_name = "FILE")]
     pub team_key_file: Option<PathBuf>,
