@@ -750,6 +750,10 @@ impl Repo {
         if count <= max_docs && bytes <= max_bytes {
             return;
         }
+        // Once over budget, evict down to a low-water mark (90 %), so the scan below,
+        // which visits every loaded document, runs once per many inputs rather than on
+        // every input while a cold sync keeps loading documents.
+        let (max_docs, max_bytes) = (max_docs - max_docs / 10, max_bytes - max_bytes / 10);
         let mut candidates: Vec<(u64, u64, DocumentId)> = self
             .docs
             .iter()

@@ -18,7 +18,8 @@ pub struct NodeConfig {
     /// The transport. [`NetConfig::default`] runs mDNS on every interface, as a venue
     /// device should; tests and examples use [`NetConfig::loopback`].
     pub net: NetConfig,
-    /// Documents kept in memory before idle ones are evicted (they reload on demand).
+    /// Documents kept in memory before idle ones are evicted, down to 90 % of this
+    /// (they reload on demand).
     pub max_docs_in_memory: usize,
     /// Stored bytes of in-memory documents before idle ones are evicted.
     pub max_bytes_in_memory: u64,

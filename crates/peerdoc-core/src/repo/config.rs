@@ -11,7 +11,8 @@ pub struct RepoConfig {
     pub peer_id: PeerId,
     /// Largest frame accepted from a peer; larger ones disconnect it.
     pub max_message_size: usize,
-    /// Documents kept in memory before idle ones are evicted (they reload on demand).
+    /// Documents kept in memory before idle ones are evicted, down to 90 % of this
+    /// (they reload on demand).
     pub max_docs_in_memory: usize,
     /// Stored bytes of the documents kept in memory before idle ones are evicted.
     pub max_bytes_in_memory: u64,
