@@ -5,18 +5,26 @@ use std::path::PathBuf;
 use peerdoc_core::PeerId;
 use peerdoc_core::repo::RepoConfig;
 use peerdoc_net::NetConfig;
+use serde::{Deserialize, Serialize};
 
 /// How to start a [`Node`](crate::Node).
 ///
 /// Every queue between the node's parts is bounded by one of these fields.
-#[derive(Debug, Clone)]
+///
+/// The limits (de)serialise as a flat table, which is how the daemon's `[node]` config
+/// section is read; `data_dir`, `net` and the two announcement switches are set by the
+/// embedder (or the daemon's other sections) and are not part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NodeConfig {
     /// Directory holding the store (`store/`) and the device identity (`identity.key`).
     /// Created when missing. Only one node may use it at a time.
+    #[serde(skip)]
     pub data_dir: PathBuf,
     /// The transport. [`NetConfig::default`] runs mDNS on every interface, as a venue
     /// device should; tests and examples use [`NetConfig::loopback`].
+    #[serde(skip)]
     pub net: NetConfig,
     /// Documents kept in memory before idle ones are evicted, down to 90 % of this
     /// (they reload on demand).
@@ -46,6 +54,7 @@ pub struct NodeConfig {
     /// Publish a gossip announcement (document id + heads) after every local change,
     /// so that peers sync it at once. Off, changes still reach every peer over the sync
     /// streams; tests turn it off to show that.
+    #[serde(skip)]
     pub announce_changes: bool,
     /// Frames queued each way on one attached connection
     /// ([`NodeHandle::attach`](crate::NodeHandle::attach)); a consumer that lets more
@@ -55,12 +64,21 @@ pub struct NodeConfig {
     /// highest priority first, without asking. A stock automerge-repo sync server
     /// never asks for documents it does not know, so a node using one as its cloud
     /// needs this.
+    #[serde(skip)]
     pub announce_to_plain_peers: bool,
     /// sled's page cache, in bytes.
     pub store_cache_bytes: u64,
     /// How long `start` waits for a store another process is still closing before it
     /// reports [`NodeError::DataDirLocked`](crate::NodeError::DataDirLocked), in ms.
     pub store_lock_wait_ms: u64,
+}
+
+/// [`NodeConfig::new`] with an empty `data_dir`, which must be set before starting a
+/// node (this is what deserialising a `[node]` table starts from).
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self::new(PathBuf::new())
+    }
 }
 
 impl NodeConfig {
