@@ -124,6 +124,34 @@ pub struct DocumentMeta {
     /// Bytes of stored chunks (snapshot + incrementals) at the last write.
     #[serde(default)]
     pub stored_bytes: u64,
+    /// What each cloud (by storage id) last confirmed holding of this document.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub receipts: BTreeMap<String, CloudReceipt>,
+}
+
+/// A cloud's confirmation that it holds a document at some heads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudReceipt {
+    /// The heads both sides had when the cloud confirmed them (hex, sorted).
+    pub heads: Vec<String>,
+    /// When the confirmation arrived, ms since the epoch.
+    pub at_ms: u64,
+    /// Whether the cloud confirms only what it stored durably (a peerdoc cloud does;
+    /// a stock automerge-repo sync server reports heads before it writes them).
+    pub durable: bool,
+}
+
+/// How far a document is covered by cloud receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReceiptStatus {
+    /// A cloud that stores before it confirms holds everything this device has.
+    Confirmed,
+    /// Only a stock sync server reported holding everything; it may not have written it.
+    Reported,
+    /// This device may hold changes no cloud has confirmed.
+    Unconfirmed,
+    /// Deleted here: nothing left to lose.
+    Deleted,
 }
 
 impl DocumentMeta {
@@ -137,7 +165,26 @@ impl DocumentMeta {
             created_ms: now_ms,
             updated_ms: now_ms,
             stored_bytes: 0,
+            receipts: BTreeMap::new(),
         }
+    }
+
+    /// Whether some cloud confirmed holding this document at exactly its current heads.
+    pub fn receipt_status(&self) -> ReceiptStatus {
+        if self.deleted {
+            return ReceiptStatus::Deleted;
+        }
+        let mut ours = self.heads.clone();
+        ours.sort();
+        let current = self.receipts.values().filter(|r| r.heads == ours);
+        let mut status = ReceiptStatus::Unconfirmed;
+        for receipt in current {
+            if receipt.durable {
+                return ReceiptStatus::Confirmed;
+            }
+            status = ReceiptStatus::Reported;
+        }
+        status
     }
 
     /// The heads as change hashes (unparseable entries are skipped).

@@ -77,6 +77,7 @@ mod connection;
 mod document;
 mod io;
 mod peers;
+mod receipts;
 
 pub use config::RepoConfig;
 pub use io::{
@@ -357,6 +358,7 @@ impl Repo {
             Input::Start => {}
             Input::Command { id, command } => self.command(rng, id, command),
             Input::ConnectionOpened { conn, initiator } => self.connection_opened(conn, initiator),
+            Input::CloudEndpoint { conn } => self.cloud_endpoint(conn),
             Input::ConnectionClosed { conn } => self.connection_closed(conn),
             Input::MessageReceived { conn, bytes } => self.message_received(rng, conn, bytes),
             Input::HeadsAnnounced { doc, heads, from } => self.heads_announced(doc, &heads, from),
@@ -542,6 +544,9 @@ impl Repo {
                         }
                         for (cid, reply) in replies {
                             self.reply(cid, Ok(reply));
+                        }
+                        if let Some(d) = doc {
+                            self.release_held(d);
                         }
                     }
                     Err(error) => {

@@ -66,8 +66,8 @@ pub struct PeerMetadata {
     pub peerdoc: Option<PeerdocCapabilities>,
 }
 
-/// peerdoc's extension offer, carried inside peerMetadata as `peerdoc: { version: <u64> }`;
-/// absent for plain automerge-repo peers.
+/// peerdoc's extension offer, carried inside peerMetadata as
+/// `peerdoc: { version: <u64>, cloud?: true }`; absent for plain automerge-repo peers.
 ///
 /// The extension messages ([`Message::Reconcile`], [`Message::Deleted`]) may be sent only
 /// after both sides offered it.
@@ -75,12 +75,16 @@ pub struct PeerMetadata {
 pub struct PeerdocCapabilities {
     /// The extension protocol version the peer speaks.
     pub version: u64,
+    /// The peer is its team's cloud: what it confirms becomes a cloud receipt. Written
+    /// only when true.
+    pub cloud: bool,
 }
 
 impl Default for PeerdocCapabilities {
     fn default() -> Self {
         Self {
             version: PEERDOC_EXTENSION_VERSION,
+            cloud: false,
         }
     }
 }

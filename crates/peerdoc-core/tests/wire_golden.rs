@@ -39,7 +39,10 @@ fn metadata(storage: Option<&str>, is_ephemeral: bool, peerdoc: bool) -> Option<
     Some(PeerMetadata {
         storage_id: storage.map(StorageId::new),
         is_ephemeral,
-        peerdoc: peerdoc.then_some(PeerdocCapabilities { version: 1 }),
+        peerdoc: peerdoc.then_some(PeerdocCapabilities {
+            version: 1,
+            cloud: false,
+        }),
     })
 }
 

@@ -66,6 +66,9 @@ pub struct Cluster {
     replies: BTreeMap<CommandId, Result<Reply, RepoError>>,
     /// Disconnects the engines asked for: (node, connection, reason, misbehaved).
     pub disconnects: Vec<(usize, ConnectionId, String, bool)>,
+    /// Frames sent on raw connections ([`Cluster::connect_raw`]), in order, for a test
+    /// playing the other end to drain.
+    pub raw_out: VecDeque<(ConnectionId, Vec<u8>)>,
     /// While set, storage operations wait in order until [`Cluster::release_storage`].
     pub hold_storage: bool,
     held: VecDeque<(usize, peerdoc_core::repo::StorageOpId, StorageOp)>,
@@ -109,6 +112,7 @@ impl Cluster {
             frames: Vec::new(),
             replies: BTreeMap::new(),
             disconnects: Vec::new(),
+            raw_out: VecDeque::new(),
             hold_storage: false,
             held: VecDeque::new(),
         };
@@ -152,6 +156,8 @@ impl Cluster {
                         });
                         if let Some(&(_, peer, peer_conn)) = self.links.get(&conn) {
                             self.in_flight.push_back((peer, peer_conn, bytes));
+                        } else {
+                            self.raw_out.push_back((conn, bytes));
                         }
                     }
                     Output::Disconnect {

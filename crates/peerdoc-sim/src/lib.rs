@@ -34,6 +34,7 @@ use peerdoc_core::repo::{
     ChangeRequest, Command, CommandId, Event, Input, Output, Reply, Repo, RepoConfig, StorageOp,
     StorageResult,
 };
+use peerdoc_core::wire::Message;
 use peerdoc_core::{ConnectionId, DocumentId, MemoryStorage, PeerId, Storage, model, persist};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -226,6 +227,8 @@ struct Sim {
     acked: Vec<(usize, DocumentId, ChangeHash)>,
     deleted: BTreeSet<DocumentId>,
     damaged: Vec<String>,
+    /// Sync messages that revealed heads their sender had not yet stored durably.
+    undurable: Vec<String>,
     evictions_before_crash: u64,
     report: SimReport,
 }
@@ -265,6 +268,7 @@ impl Sim {
             acked: Vec::new(),
             deleted: BTreeSet::new(),
             damaged: Vec::new(),
+            undurable: Vec::new(),
             evictions_before_crash: 0,
         }
     }
@@ -539,7 +543,10 @@ impl Sim {
     fn apply_outputs(&mut self, node: usize, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Send { conn, bytes } => self.send(conn, bytes),
+                Output::Send { conn, bytes } => {
+                    self.check_durable_heads(node, &bytes);
+                    self.send(conn, bytes)
+                }
                 Output::Disconnect { conn, .. } => {
                     if let Some(&(a, b, _)) = self.conn_index.get(&conn) {
                         self.close_link((a.min(b), a.max(b)), false);
@@ -586,6 +593,43 @@ impl Sim {
                     _ => {}
                 },
             }
+        }
+    }
+
+    /// A sync message carries its sender's heads, and peers take them as proof that
+    /// the sender holds those changes (cloud receipts): each must be in the sender's
+    /// durable storage already, as the last completed write of the document recorded.
+    fn check_durable_heads(&mut self, node: usize, bytes: &[u8]) {
+        let Ok(Message::Sync {
+            document_id, data, ..
+        }) = Message::decode(bytes, usize::MAX)
+        else {
+            return;
+        };
+        let Ok(message) = automerge::sync::Message::decode(&data) else {
+            return;
+        };
+        if message.heads.is_empty() {
+            return;
+        }
+        let stored = self.nodes[node]
+            .store
+            .get(&persist::meta_key(&document_id))
+            .ok()
+            .flatten()
+            .and_then(|bytes| persist::DocumentMeta::decode(&bytes).ok())
+            .map(|meta| meta.heads)
+            .unwrap_or_default();
+        let missing: Vec<String> = message
+            .heads
+            .iter()
+            .map(ChangeHash::to_string)
+            .filter(|h| !stored.contains(h))
+            .collect();
+        if !missing.is_empty() {
+            self.undurable.push(format!(
+                "peer {node} revealed heads {missing:?} of doc {document_id} before storing them (stored: {stored:?})"
+            ));
         }
     }
 
@@ -846,6 +890,9 @@ impl Sim {
     fn check(&self) -> Result<(), String> {
         if let Some(damage) = self.damaged.first() {
             return Err(format!("damage reported: {damage}"));
+        }
+        if let Some(leak) = self.undurable.first() {
+            return Err(leak.clone());
         }
         let mut all_docs = BTreeSet::new();
         for node in &self.nodes {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 /// Seeds that once failed (each fixed in its own commit; see docs/simulation.md), run on
 /// every CI run on top of the 0..SIM_SEEDS range.
-const REGRESSION_SEEDS: &[u64] = &[10, 17, 198, 435, 599, 629, 860, 2640, 7743];
+const REGRESSION_SEEDS: &[u64] = &[10, 17, 198, 435, 599, 629, 860, 2640, 7743, 62800];
 
 #[test]
 fn seeds_that_once_failed_still_pass() {

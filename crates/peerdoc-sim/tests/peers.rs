@@ -14,7 +14,10 @@ fn join(sender: &str, peerdoc: bool) -> Vec<u8> {
         metadata: Some(PeerMetadata {
             storage_id: Some(StorageId::new("js-storage")),
             is_ephemeral: false,
-            peerdoc: peerdoc.then_some(peerdoc_core::wire::PeerdocCapabilities { version: 1 }),
+            peerdoc: peerdoc.then_some(peerdoc_core::wire::PeerdocCapabilities {
+                version: 1,
+                cloud: false,
+            }),
         }),
     }
     .encode()

@@ -28,6 +28,9 @@ pub struct RepoConfig {
     pub tick_interval_ms: u64,
     /// Whether plain automerge-repo peers are sent documents they did not ask for.
     pub announce_to_plain_peers: bool,
+    /// Offer ourselves to peers as the team's cloud: peers keep receipts of what we
+    /// confirm (our sync messages reveal only heads we stored durably).
+    pub cloud: bool,
     /// Reconciliation tunables.
     pub reconcile: ReconcileConfig,
 }
@@ -46,6 +49,7 @@ impl RepoConfig {
             compaction_threshold: 64,
             tick_interval_ms: 1_000,
             announce_to_plain_peers: false,
+            cloud: false,
             reconcile: ReconcileConfig::default(),
         }
     }

@@ -15,11 +15,15 @@ pub(crate) struct PeerInfo {
     pub(crate) storage_id: Option<StorageId>,
     pub(crate) ephemeral: bool,
     pub(crate) peerdoc: bool,
+    /// It said it is its team's cloud.
+    pub(crate) cloud: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) initiator: bool,
+    /// The driver dialled it as a cloud endpoint.
+    pub(crate) cloud_endpoint: bool,
     pub(crate) peer: Option<PeerInfo>,
     pub(crate) reconcile: Option<Reconciliation>,
     pub(crate) reconcile_reported: bool,
@@ -40,6 +44,7 @@ impl Connection {
     pub(crate) fn new(initiator: bool) -> Self {
         Self {
             initiator,
+            cloud_endpoint: false,
             peer: None,
             reconcile: None,
             reconcile_reported: false,
@@ -60,6 +65,15 @@ impl Connection {
 
     pub(crate) fn is_peerdoc(&self) -> bool {
         self.peer.as_ref().is_some_and(|p| p.peerdoc)
+    }
+
+    /// The storage id under which what this peer confirms counts as a cloud receipt:
+    /// a peer that said it is a cloud, or one the driver dialled as a cloud endpoint.
+    pub(crate) fn receipt_storage_id(&self) -> Option<StorageId> {
+        let peer = self.peer.as_ref()?;
+        (peer.cloud || self.cloud_endpoint)
+            .then(|| self.persistent_storage_id())
+            .flatten()
     }
 
     /// The storage id under which sync state with this peer is persisted (none for

@@ -72,6 +72,9 @@ pub(crate) struct LoadedDoc {
     pub(crate) conflict_ids: BTreeSet<String>,
     pub(crate) conflict_log: Vec<ConflictRecord>,
     pub(crate) writes_in_flight: usize,
+    /// Connections owed a sync message once the current heads are durable: a message
+    /// reveals our heads, and a peer may take those as proof we hold them.
+    pub(crate) held: BTreeSet<ConnectionId>,
     pub(crate) last_used: u64,
 }
 
@@ -94,6 +97,7 @@ impl LoadedDoc {
             conflict_ids: BTreeSet::new(),
             conflict_log: Vec::new(),
             writes_in_flight: 0,
+            held: BTreeSet::new(),
             last_used: now_use,
         }
     }
@@ -107,6 +111,11 @@ impl LoadedDoc {
         self.writes_in_flight == 0
             && self.saved_heads == self.doc.get_heads()
             && self.doc.get_missing_deps(&[]).is_empty()
+    }
+
+    /// Whether every change in memory is covered by a completed write.
+    pub(crate) fn heads_durable(&self) -> bool {
+        self.durable_heads == self.doc.get_heads()
     }
 
     pub(crate) fn next_conflict_seq(&self) -> u64 {

@@ -36,6 +36,13 @@ pub enum Input {
         /// Whether we dialled.
         initiator: bool,
     },
+    /// The driver dialled `conn` as one of the team's cloud endpoints: what the peer
+    /// confirms is recorded as cloud receipts (peers that say they are a cloud count
+    /// without this).
+    CloudEndpoint {
+        /// Which connection.
+        conn: ConnectionId,
+    },
     /// A connection closed (by either side, or reset).
     ConnectionClosed {
         /// Which one.

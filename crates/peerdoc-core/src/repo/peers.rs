@@ -24,6 +24,7 @@ impl Repo {
             is_ephemeral: false,
             peerdoc: Some(PeerdocCapabilities {
                 version: PEERDOC_EXTENSION_VERSION,
+                cloud: self.config.cloud,
             }),
         }
     }
@@ -315,6 +316,7 @@ impl Repo {
             peerdoc: metadata
                 .peerdoc
                 .is_some_and(|p| p.version >= PEERDOC_EXTENSION_VERSION),
+            cloud: metadata.peerdoc.is_some_and(|p| p.cloud),
         };
         let peerdoc = info.peerdoc;
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -359,6 +361,7 @@ impl Repo {
             }
             self.pump_queue(conn);
         }
+        self.queue_unconfirmed(conn);
     }
 
     fn reconcile_received(&mut self, conn: ConnectionId, data: &[u8]) {
@@ -643,10 +646,22 @@ impl Repo {
     }
 
     /// Sends the next sync message about `doc` to `conn`, if there is one.
+    ///
+    /// Not before the document's heads are durable: a sync message carries our heads,
+    /// and a peer (the cloud's receipts, a device deciding it is safe to wipe) may take
+    /// them as proof that we hold those changes. Until the write completes the message
+    /// is owed, and [`Self::release_held`] sends it.
     pub(super) fn send_sync(&mut self, doc_id: DocumentId, conn: ConnectionId) {
         let Some(target) = self.peer_of(conn) else {
             return;
         };
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return;
+        };
+        if !doc.heads_durable() {
+            doc.held.insert(conn);
+            return;
+        }
         let Some((automerge, session)) = self.doc_and_session(doc_id, conn) else {
             return;
         };
@@ -658,6 +673,28 @@ impl Repo {
                 data: message.encode(),
             };
             self.send(conn, message);
+        }
+    }
+
+    /// Sends the sync messages held back while `doc`'s heads were not yet durable.
+    pub(super) fn release_held(&mut self, doc_id: DocumentId) {
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return;
+        };
+        if doc.held.is_empty() || !doc.heads_durable() {
+            return;
+        }
+        let held = std::mem::take(&mut doc.held);
+        for conn in &held {
+            // A message received while ours was held may have made automerge think the
+            // peer already knows our heads (it records heads equal to its own as "sent"),
+            // but the peer never heard them from us and waits to see them: send them.
+            if let Some(session) = doc.sessions.get_mut(conn) {
+                session.state.last_sent_heads.clear();
+            }
+        }
+        for conn in held {
+            self.send_sync(doc_id, conn);
         }
     }
 
@@ -697,6 +734,7 @@ impl Repo {
             return;
         }
         session.in_sync = true;
+        self.record_receipt(doc_id, conn, &ours);
         self.event(Event::DocumentSynced {
             doc: doc_id,
             conn,

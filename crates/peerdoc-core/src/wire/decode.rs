@@ -370,6 +370,7 @@ impl<'b> Fields<'b> {
                 let offer = fields.nested("peerdoc", value, NonTextKeys::Ignore)?;
                 Some(PeerdocCapabilities {
                     version: offer.number("version")?,
+                    cloud: offer.bool("cloud")?.unwrap_or(false),
                 })
             }
             None => None,

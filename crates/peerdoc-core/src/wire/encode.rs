@@ -311,9 +311,13 @@ impl CborWriter {
         self.bool(metadata.is_ephemeral);
         if let Some(capabilities) = &metadata.peerdoc {
             self.text("peerdoc");
-            self.map_header(1);
+            self.map_header(1 + usize::from(capabilities.cloud));
             self.text("version");
             self.number(capabilities.version);
+            if capabilities.cloud {
+                self.text("cloud");
+                self.bool(true);
+            }
         }
     }
 

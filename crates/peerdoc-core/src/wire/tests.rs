@@ -344,7 +344,10 @@ fn metadata() -> impl Strategy<Value = Option<PeerMetadata>> {
         (
             proptest::option::of(storage_id()),
             any::<bool>(),
-            proptest::option::of(any::<u64>().prop_map(|version| PeerdocCapabilities { version })),
+            proptest::option::of(
+                (any::<u64>(), any::<bool>())
+                    .prop_map(|(version, cloud)| PeerdocCapabilities { version, cloud }),
+            ),
         )
             .prop_map(|(storage_id, is_ephemeral, peerdoc)| PeerMetadata {
                 storage_id,
