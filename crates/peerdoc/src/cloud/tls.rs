@@ -259,6 +259,38 @@ mod tests {
         assert!(refused.starts_with("TLS"), "{refused}");
     }
 
+    /// The connector is handed over for every URL; a plain `ws://` one must not use it.
+    #[tokio::test]
+    async fn a_ws_url_still_connects_in_plain_text_with_a_ca_file_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = private_ca(dir.path());
+        let tls = TlsTrust::with_ca_file(&ca.ca_file).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            if let Ok((tcp, _)) = listener.accept().await
+                && let Ok(mut socket) = tokio_tungstenite::accept_async(tcp).await
+            {
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_binary() && socket.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+
+        let mut socket = open_socket(&format!("ws://127.0.0.1:{port}/"), 1 << 20, &tls)
+            .await
+            .unwrap();
+        assert!(matches!(
+            socket.get_ref(),
+            tokio_tungstenite::MaybeTlsStream::Plain(_)
+        ));
+        let frame = tungstenite::Message::Binary(tungstenite::Bytes::from_static(b"plain"));
+        socket.send(frame.clone()).await.unwrap();
+        assert_eq!(socket.next().await.unwrap().unwrap(), frame);
+    }
+
     #[test]
     fn a_ca_file_that_is_missing_or_holds_no_certificate_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
