@@ -28,6 +28,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
+mod tls;
+
+pub use tls::TlsTrust;
+
 /// Longest a single connection attempt may take before it counts as failed.
 const CONNECT_GUARD: Duration = Duration::from_secs(30);
 
@@ -35,7 +39,7 @@ const CONNECT_GUARD: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloudEndpoint {
     /// An automerge-repo sync server, `ws://` or `wss://host:port[/path]` (TLS with
-    /// rustls, the Mozilla root store from `webpki-roots`).
+    /// rustls; the certificates trusted are [`TlsTrust`]'s).
     SyncServer(String),
     /// A peerdoc node reachable over libp2p.
     Libp2p(Multiaddr),
@@ -127,13 +131,15 @@ impl CloudStatus {
 /// A connection that came up: resolves when it ends.
 pub type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Starts one dialer task per endpoint. Abort the handles to stop them.
+/// Starts one dialer task per endpoint; `wss://` endpoints all check certificates with
+/// `tls`. Abort the handles to stop them.
 pub fn start(
     node: &NodeHandle,
     endpoints: &[CloudEndpoint],
     policy: EndpointPolicy,
     status: &CloudStatus,
     max_message_bytes: usize,
+    tls: &TlsTrust,
 ) -> Vec<JoinHandle<()>> {
     endpoints
         .iter()
@@ -142,13 +148,14 @@ pub fn start(
             let endpoint = endpoint.clone();
             let rng = Box::new(rand::rngs::StdRng::from_os_rng_or_seed());
             let target = endpoint.clone();
+            let tls = tls.clone();
             tokio::spawn(run_dialer(
                 endpoint.to_string(),
                 kind(&endpoint),
                 policy,
                 status.clone(),
                 rng,
-                move || connect(node.clone(), target.clone(), max_message_bytes),
+                move || connect(node.clone(), target.clone(), max_message_bytes, tls.clone()),
             ))
         })
         .collect()
@@ -278,9 +285,12 @@ async fn connect(
     node: NodeHandle,
     endpoint: CloudEndpoint,
     max_message_bytes: usize,
+    tls: TlsTrust,
 ) -> Result<Session, String> {
     match endpoint {
-        CloudEndpoint::SyncServer(url) => connect_sync_server(node, url, max_message_bytes).await,
+        CloudEndpoint::SyncServer(url) => {
+            connect_sync_server(node, url, max_message_bytes, &tls).await
+        }
         CloudEndpoint::Libp2p(addr) => connect_libp2p(node, addr).await,
     }
 }
@@ -289,8 +299,9 @@ async fn connect_sync_server(
     node: NodeHandle,
     url: String,
     max_message_bytes: usize,
+    tls: &TlsTrust,
 ) -> Result<Session, String> {
-    let socket = open_socket(&url, max_message_bytes).await?;
+    let socket = open_socket(&url, max_message_bytes, tls).await?;
     let conn = node
         .attach(AttachRole::Initiator, format!("cloud {url}"))
         .await
@@ -298,10 +309,12 @@ async fn connect_sync_server(
     Ok(Box::pin(pump_sync_server(socket, conn, url)))
 }
 
-/// The WebSocket handshake (and TLS for `wss://`) with a sync server.
+/// The WebSocket handshake (and TLS for `wss://`, checked against `tls`) with a sync
+/// server.
 async fn open_socket(
     url: &str,
     max_message_bytes: usize,
+    tls: &TlsTrust,
 ) -> Result<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     String,
@@ -309,9 +322,14 @@ async fn open_socket(
     let config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes));
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+        url,
+        Some(config),
+        true,
+        Some(tls.connector()),
+    )
+    .await
+    .map_err(|e| tls::describe_connect_error(&e))?;
     Ok(socket)
 }
 
@@ -535,7 +553,9 @@ mod tests {
                 drop(socket);
             }
         });
-        let Err(error) = open_socket(&format!("wss://127.0.0.1:{port}/"), 1 << 20).await else {
+        let tls = TlsTrust::webpki_roots().unwrap();
+        let Err(error) = open_socket(&format!("wss://127.0.0.1:{port}/"), 1 << 20, &tls).await
+        else {
             panic!("no TLS server there")
         };
         assert!(!error.is_empty());

@@ -21,7 +21,7 @@ use peerdoc_node::{Multiaddr, NetConfig, NodeConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{GlobalArgs, RunArgs};
-use crate::cloud::CloudEndpoint;
+use crate::cloud::{CloudEndpoint, TlsTrust};
 use peerdoc_core::endpoint::EndpointPolicy;
 
 /// Default address of the HTTP API.
@@ -74,6 +74,14 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// `cloud.ca_file` is unreadable or holds no usable CA certificate.
+    #[error("cloud.ca_file {path}: {message}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A value is well-formed TOML but out of range or unparsable.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -115,6 +123,10 @@ pub struct CloudConfig {
     pub endpoints: Vec<String>,
     /// Retry schedule: backoff with jitter and the circuit breaker.
     pub retry: EndpointPolicy,
+    /// PEM file of CA certificates `wss://` endpoints are trusted with, in addition to
+    /// the Mozilla roots (for a sync server behind a private CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl CloudConfig {
@@ -247,6 +259,18 @@ impl Resolved {
             .any(|e| matches!(e, CloudEndpoint::SyncServer(_)));
         Ok(node)
     }
+
+    /// The certificates `wss://` endpoints accept: the Mozilla roots plus
+    /// `cloud.ca_file`'s CAs (read now; call once per daemon).
+    pub fn cloud_tls(&self) -> Result<TlsTrust, ConfigError> {
+        match &self.config.cloud.ca_file {
+            Some(path) => TlsTrust::with_ca_file(path).map_err(|message| ConfigError::CaFile {
+                path: path.clone(),
+                message,
+            }),
+            None => TlsTrust::webpki_roots().map_err(ConfigError::Invalid),
+        }
+    }
 }
 
 /// Reads a team key file: 64 hex characters (surrounding whitespace ignored).
@@ -298,6 +322,11 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value
     }
 }
 
+/// Keys without a default that the environment may still set: paths, taken verbatim.
+/// (The other keys without a default have a flag with its own variable, or are not
+/// meant for the environment.)
+const ENV_PATH_KEYS: &[&str] = &["cloud.ca_file"];
+
 /// The environment variable for a key: `node.max_docs_in_memory` →
 /// `PEERDOC_NODE_MAX_DOCS_IN_MEMORY`.
 pub fn env_var_for(key: &str) -> String {
@@ -340,10 +369,17 @@ impl DaemonConfig {
             merged = table;
         }
         // Layer 3: the environment.
-        for (key, default) in default_keys() {
+        let env_keys = default_keys()
+            .into_iter()
+            .map(|(key, default)| (key, Some(default)))
+            .chain(ENV_PATH_KEYS.iter().map(|key| ((*key).to_owned(), None)));
+        for (key, default) in env_keys {
             let var = env_var_for(&key);
             if let Some(text) = env(&var) {
-                let value = parse_value(&text, &default);
+                let value = match &default {
+                    Some(default) => parse_value(&text, default),
+                    None => toml::Value::String(text),
+                };
                 let mut one = toml::Table::new();
                 insert_dotted(&mut one, &key, value.clone()).map_err(|message| {
                     ConfigError::Env {
@@ -701,6 +737,40 @@ mod tests {
         assert!(error.to_string().contains("api.listen"), "{error}");
         let (global, run) = args(&["node.max_docs_in_memory=lots"]);
         assert!(DaemonConfig::load_with(&global, &run, |_| None).is_err());
+    }
+
+    #[test]
+    fn cloud_ca_file_comes_from_any_layer_and_a_bad_one_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing-ca.pem");
+        let (global, run) = args(&[&format!("cloud.ca_file={}", missing.display())]);
+        let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+        assert_eq!(
+            resolved.config.cloud.ca_file.as_deref(),
+            Some(missing.as_path())
+        );
+        let error = resolved.cloud_tls().unwrap_err().to_string();
+        assert!(
+            error.starts_with("cloud.ca_file ") && error.contains(&missing.display().to_string()),
+            "{error}"
+        );
+
+        // The environment takes the path verbatim (even one that reads as TOML).
+        let (global, run) = args(&[]);
+        let resolved = DaemonConfig::load_with(&global, &run, |var| {
+            (var == "PEERDOC_CLOUD_CA_FILE").then(|| "2024".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            resolved.config.cloud.ca_file.as_deref(),
+            Some(Path::new("2024"))
+        );
+
+        // Without it, the Mozilla roots alone.
+        let (global, run) = args(&[]);
+        let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+        assert_eq!(resolved.config.cloud.ca_file, None);
+        assert!(resolved.cloud_tls().is_ok());
     }
 
     #[test]

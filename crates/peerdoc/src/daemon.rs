@@ -117,6 +117,7 @@ fn init_tracing(filter: &str) {
 async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
     let data_dir = resolved.data_dir.clone();
     let node_config = resolved.node_config()?;
+    let cloud_tls = resolved.cloud_tls()?;
     std::fs::create_dir_all(&data_dir).map_err(|source| DaemonError::File {
         path: data_dir.clone(),
         source,
@@ -153,6 +154,7 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
         resolved.config.cloud.retry,
         &cloud_status,
         server_config.max_sync_message_bytes,
+        &cloud_tls,
     );
     let state = AppState::new(node.handle(), server_config);
     let addr_file = data_dir.join(ADDR_FILE);
