@@ -174,17 +174,21 @@ impl DocumentMeta {
         if self.deleted {
             return ReceiptStatus::Deleted;
         }
+        match self.current_receipt() {
+            Some(receipt) if receipt.durable => ReceiptStatus::Confirmed,
+            Some(_) => ReceiptStatus::Reported,
+            None => ReceiptStatus::Unconfirmed,
+        }
+    }
+
+    /// The best receipt for the current heads: a durable one if any, else the newest.
+    pub fn current_receipt(&self) -> Option<&CloudReceipt> {
         let mut ours = self.heads.clone();
         ours.sort();
-        let current = self.receipts.values().filter(|r| r.heads == ours);
-        let mut status = ReceiptStatus::Unconfirmed;
-        for receipt in current {
-            if receipt.durable {
-                return ReceiptStatus::Confirmed;
-            }
-            status = ReceiptStatus::Reported;
-        }
-        status
+        self.receipts
+            .values()
+            .filter(|r| r.heads == ours)
+            .max_by_key(|r| (r.durable, r.at_ms))
     }
 
     /// The heads as change hashes (unparseable entries are skipped).

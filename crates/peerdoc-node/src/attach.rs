@@ -26,6 +26,11 @@ pub enum AttachRole {
     Initiator,
     /// The other side speaks first: the node accepted the connection.
     Responder,
+    /// The node dialled one of its team's cloud endpoints (an automerge-repo sync
+    /// server): it speaks first, and what the server confirms holding is kept as cloud
+    /// receipts (not proof of durable storage: a stock server reports heads before it
+    /// writes them).
+    Cloud,
 }
 
 /// One attached connection, as the transport side sees it.

@@ -66,6 +66,10 @@ pub struct NodeConfig {
     /// needs this.
     #[serde(skip)]
     pub announce_to_plain_peers: bool,
+    /// Offer this node to peers as its team's cloud: peers keep receipts of what it
+    /// confirms holding (it reveals only heads it stored durably). The daemon's cloud
+    /// profile sets it.
+    pub cloud: bool,
     /// sled's page cache, in bytes.
     pub store_cache_bytes: u64,
     /// How long `start` waits for a store another process is still closing before it
@@ -101,6 +105,7 @@ impl NodeConfig {
             announce_changes: true,
             attached_queue_len: 1_024,
             announce_to_plain_peers: false,
+            cloud: false,
             store_cache_bytes: 64 * 1024 * 1024,
             store_lock_wait_ms: 1_000,
         }
@@ -125,6 +130,7 @@ impl NodeConfig {
         repo.tick_interval_ms = self.tick_interval_ms;
         repo.max_pending_commands = self.max_pending_commands;
         repo.announce_to_plain_peers = self.announce_to_plain_peers;
+        repo.cloud = self.cloud;
         repo
     }
 

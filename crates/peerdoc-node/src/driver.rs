@@ -433,8 +433,11 @@ impl Driver {
         self.attached_in.0.push(frames.boxed());
         self.feed(Input::ConnectionOpened {
             conn,
-            initiator: role == AttachRole::Initiator,
+            initiator: role != AttachRole::Responder,
         });
+        if role == AttachRole::Cloud {
+            self.feed(Input::CloudEndpoint { conn });
+        }
     }
 
     fn on_attached_frame(&mut self, conn: ConnectionId, frame: Option<Bytes>) {
@@ -509,6 +512,7 @@ impl Driver {
                 title: meta.title.clone(),
                 priority: meta.priority,
                 heads: meta.heads.clone(),
+                receipt: meta.receipt_status(),
                 peers: self
                     .repo
                     .peer_doc_sync(id)

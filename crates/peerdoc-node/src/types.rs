@@ -2,7 +2,7 @@
 
 use automerge::{ChangeHash, Patch, PatchAction, Prop};
 use peerdoc_core::model::Conflict;
-use peerdoc_core::persist::{ConflictRecord, DocumentMeta};
+use peerdoc_core::persist::{ConflictRecord, DocumentMeta, ReceiptStatus};
 use peerdoc_core::repo::{ConnectionInfo, PeerDocSync};
 use peerdoc_core::{DocumentId, StorageId};
 use peerdoc_net::{Multiaddr, PeerId, PeerInfo};
@@ -123,6 +123,10 @@ pub struct DocumentSummary {
     pub deleted: bool,
     /// Its heads, hex-encoded.
     pub heads: Vec<String>,
+    /// Whether a cloud confirmed holding it at these heads (`docs/cloud.md`).
+    pub receipt: ReceiptStatus,
+    /// When the newest cloud receipt for the current heads arrived, ms since the epoch.
+    pub receipt_ms: Option<u64>,
 }
 
 impl DocumentSummary {
@@ -136,6 +140,8 @@ impl DocumentSummary {
             last_change_ms: meta.updated_ms,
             deleted: meta.deleted,
             heads: meta.heads.clone(),
+            receipt: meta.receipt_status(),
+            receipt_ms: meta.current_receipt().map(|r| r.at_ms),
         }
     }
 }
@@ -172,6 +178,8 @@ pub struct DocumentSync {
     pub priority: i32,
     /// Its heads here, hex.
     pub heads: Vec<String>,
+    /// Whether a cloud confirmed holding it at these heads.
+    pub receipt: ReceiptStatus,
     /// One entry per connected peer (that finished the handshake).
     pub peers: Vec<PeerDocStatus>,
 }

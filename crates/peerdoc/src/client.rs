@@ -35,8 +35,9 @@ use ureq::{Body, SendBody};
 pub use self::error::{ClientError, TokenSource};
 pub use self::events::{Event, EventStream, ServerEvent};
 pub use self::types::{
-    ConflictRecord, ConflictValue, Conflicts, Created, CurrentConflict, DocContent, DocPeer,
-    DocStatus, DocSummary, Heads, HistoryEntry, MetaUpdate, NewDocument, Peer, Status,
+    CloudEndpoint, ConflictRecord, ConflictValue, Conflicts, Created, CurrentConflict, DocContent,
+    DocPeer, DocStatus, DocSummary, Heads, HistoryEntry, MetaUpdate, NewDocument, Peer, Receipts,
+    Status,
 };
 
 /// The file, inside the data directory, holding the URL the daemon's API serves on.

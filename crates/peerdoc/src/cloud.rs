@@ -66,13 +66,48 @@ impl FromStr for CloudEndpoint {
     }
 }
 
+/// Shows an endpoint with its secrets (`?token=`, `?key=`, a password in the URL)
+/// replaced, for status, metrics labels and logs.
 impl fmt::Display for CloudEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::SyncServer(url) => f.write_str(url),
+            Self::SyncServer(url) => f.write_str(&redact(url)),
             Self::Libp2p(addr) => write!(f, "{addr}"),
         }
     }
+}
+
+/// `url` with the values of secret-looking query parameters and any password replaced.
+fn redact(url: &str) -> String {
+    const SECRET: [&str; 5] = ["token", "key", "secret", "password", "auth"];
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) if !user.contains('/') => match user.split_once(':') {
+                Some((name, _)) => format!("{scheme}://{name}:redacted@{host}"),
+                None => base.to_owned(),
+            },
+            _ => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if SECRET.iter().any(|s| name.to_ascii_lowercase().contains(s)) => {
+                    format!("{name}=redacted")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 /// One endpoint's state as `/v1/status` shows it.
@@ -303,10 +338,10 @@ async fn connect_sync_server(
 ) -> Result<Session, String> {
     let socket = open_socket(&url, max_message_bytes, tls).await?;
     let conn = node
-        .attach(AttachRole::Initiator, format!("cloud {url}"))
+        .attach(AttachRole::Cloud, format!("cloud {}", redact(&url)))
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Box::pin(pump_sync_server(socket, conn, url)))
+    Ok(Box::pin(pump_sync_server(socket, conn, redact(&url))))
 }
 
 /// The WebSocket handshake (and TLS for `wss://`, checked against `tls`) with a sync
@@ -540,6 +575,20 @@ mod tests {
         ));
         let other = "http://x".parse::<CloudEndpoint>().unwrap_err();
         assert!(other.contains("expected a ws://"), "{other}");
+    }
+
+    #[test]
+    fn secrets_in_an_endpoint_url_are_not_shown() {
+        let shown = |text: &str| text.parse::<CloudEndpoint>().unwrap().to_string();
+        assert_eq!(
+            shown("wss://cloud.example/v1/sync?token=s3cret&room=a"),
+            "wss://cloud.example/v1/sync?token=redacted&room=a"
+        );
+        assert_eq!(
+            shown("wss://team:hunter2@cloud.example/?apiKey=x"),
+            "wss://team:redacted@cloud.example/?apiKey=redacted"
+        );
+        assert_eq!(shown("ws://127.0.0.1:3030/"), "ws://127.0.0.1:3030/");
     }
 
     /// TLS is built in: a `wss://` attempt at a server that is not speaking TLS fails

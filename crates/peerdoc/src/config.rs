@@ -197,6 +197,8 @@ impl Profile {
                     string_array(&[format!("/ip4/0.0.0.0/tcp/{CLOUD_LISTEN_PORT}")]),
                 ),
                 ("node.max_docs_in_memory", toml::Value::Integer(10_000)),
+                // Devices keep receipts of what the cloud confirms holding.
+                ("node.cloud", toml::Value::Boolean(true)),
             ],
         }
     }
@@ -647,6 +649,7 @@ mod tests {
             vec!["/ip4/0.0.0.0/tcp/4001".parse::<Multiaddr>().unwrap()]
         );
         assert_eq!(resolved.config.node.max_docs_in_memory, 10_000);
+        assert!(resolved.config.node.cloud);
         // The API stays on loopback.
         assert_eq!(resolved.api_listen.to_string(), DEFAULT_API_LISTEN);
 

@@ -36,6 +36,7 @@ mod error;
 mod events;
 mod metrics;
 mod openapi;
+mod receipts;
 mod status;
 mod sync_ws;
 

@@ -563,7 +563,7 @@ fn a_venue_reconciles_with_the_cloud_through_whichever_device_reaches_it() {
     let mut a_args = vec!["--cloud", cloud_addr.as_str()];
     a_args.extend(retry);
     a_args.extend(team);
-    let a = Daemon::start("A", &dir.path().join("a"), "/ip4/127.0.0.1/tcp/0", &a_args);
+    let mut a = Daemon::start("A", &dir.path().join("a"), "/ip4/127.0.0.1/tcp/0", &a_args);
     let lan = a.dial_addr();
     let mut peer_args = vec!["--peer", lan.as_str()];
     peer_args.extend(team);
@@ -603,11 +603,15 @@ fn a_venue_reconciles_with_the_cloud_through_whichever_device_reaches_it() {
         (cloud["connected"] == false && cloud["failures_total"].as_u64()? >= 2).then_some(cloud)
     });
     assert_eq!(endpoint["endpoint"], cloud_addr.as_str(), "{endpoint}");
+    // Nothing has reached a cloud: wiping A would lose work.
+    let receipts = a.status()["receipts"].clone();
+    assert_eq!(receipts["safe_to_wipe"], false, "{receipts}");
+    assert_eq!(receipts["confirmed"], 0, "{receipts}");
 
     // The cloud comes up; only A knows its address.
     // It runs the cloud profile (on loopback here). A stranger without the team key
     // knows its address too.
-    let cloud = Daemon::start(
+    let mut cloud = Daemon::start(
         "cloud",
         &dir.path().join("cloud"),
         &cloud_addr,
@@ -657,4 +661,45 @@ fn a_venue_reconciles_with_the_cloud_through_whichever_device_reaches_it() {
         (cloud["failures_total"].as_u64()? >= 2 && cloud["connected"] == false).then_some(())
     });
     assert_eq!(stranger.client.get("/v1/docs").ok(200), json!([]));
+
+    // Cloud receipts. A reached the cloud: it holds confirmations for all three
+    // documents as they are on A, and says it is safe to wipe. B never talked to the
+    // cloud, so it cannot know, and says so.
+    let receipts = eventually("A to hold receipts for every document", || {
+        let receipts = a.status()["receipts"].clone();
+        (receipts["safe_to_wipe"] == true).then_some(receipts)
+    });
+    assert_eq!(receipts["confirmed"], 3, "{receipts}");
+    let receipts = b.status()["receipts"].clone();
+    assert_eq!(receipts["safe_to_wipe"], false, "{receipts}");
+    assert_eq!(receipts["unconfirmed"], 3, "{receipts}");
+    let listed = a.client.get("/v1/docs").ok(200);
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|docs| docs.iter().all(|d| d["cloud_receipt"] == "confirmed")),
+        "{listed}"
+    );
+
+    // A new edit on A is something the cloud lacks until it confirms it.
+    a.client
+        .patch(
+            &format!("/v1/docs/{}", ids[0]),
+            &json!({"ops": [{"op": "set", "path": "/late", "value": true}]}),
+        )
+        .ok(200);
+    eventually("the late edit to be confirmed by the cloud", || {
+        let receipts = a.status()["receipts"].clone();
+        (receipts["safe_to_wipe"] == true
+            && content(&cloud, &ids[0]).is_some_and(|c| c["late"] == true))
+        .then_some(())
+    });
+
+    // Receipts are stored: with the cloud gone and A restarted, A still knows.
+    assert!(cloud.sigterm().success());
+    assert!(a.sigterm().success());
+    let a = Daemon::start("A", &dir.path().join("a"), "/ip4/127.0.0.1/tcp/0", &a_args);
+    let status = a.status();
+    assert_eq!(status["receipts"]["safe_to_wipe"], true, "{status}");
+    assert_eq!(status["cloud"][0]["connected"], false, "{status}");
 }

@@ -431,6 +431,25 @@ fn the_daemon_syncs_through_a_stock_sync_server() {
         "{metrics}"
     );
 
+    // The server confirms holding the document as it is here, but a stock server
+    // reports heads before it writes them: "reported", never "safe to wipe".
+    let started = Instant::now();
+    loop {
+        let receipts = daemon.client.get("/v1/status?docs=false").ok(200)["receipts"].clone();
+        if receipts["reported"] == 1 {
+            assert_eq!(receipts["safe_to_wipe"], false, "{receipts}");
+            assert!(
+                receipts["verdict"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("probably safe")),
+                "{receipts}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < HANG_GUARD, "never reported: {receipts}");
+        std::thread::sleep(POLL);
+    }
+
     // A live cloud connection does not hold up a clean shutdown.
     daemon.terminate();
 }
@@ -466,4 +485,8 @@ fn a_libp2p_cloud_endpoint_is_dialled_and_synced_with() {
         std::thread::sleep(POLL);
     }
     device.wait_for(&id, "/venue", &json!("barn"));
+    // The endpoint runs the device profile: it does not offer itself as a cloud, so
+    // what it holds is not taken as a receipt.
+    let receipts = device.client.get("/v1/status?docs=false").ok(200)["receipts"].clone();
+    assert_eq!(receipts["unconfirmed"], 1, "{receipts}");
 }

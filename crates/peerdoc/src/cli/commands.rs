@@ -98,7 +98,35 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
         "peers",
         format!("{connected} connected, {} known", status.peers.len()),
     );
+    for endpoint in &status.cloud {
+        let state = match (&endpoint.last_error, endpoint.connected) {
+            (_, true) => "connected".to_owned(),
+            (Some(error), false) => format!("not connected: {error}"),
+            (None, false) => "not connected yet".to_owned(),
+        };
+        fact(
+            "cloud",
+            printable(&format!("{}  {state}", endpoint.endpoint)),
+        );
+    }
+    if let Some(receipts) = &status.receipts {
+        fact("wipe?", printable(&receipts.verdict));
+    }
     facts.write(out, "")?;
+    if let Some(receipts) = status.receipts.as_ref().filter(|r| !r.safe_to_wipe) {
+        let listed = receipts.not_confirmed_docs.len() as u64;
+        let open = receipts.unconfirmed + receipts.reported;
+        let more = if open > listed {
+            format!(" (and {} more)", open - listed)
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "not confirmed by the cloud{more}: {}",
+            receipts.not_confirmed_docs.join(", ")
+        )?;
+    }
 
     if !status.peers.is_empty() {
         writeln!(out)?;
@@ -274,12 +302,49 @@ mod tests {
             ..Status::default()
         };
         let text = text(&status);
+        assert!(!text.contains("wipe?"), "{text}");
         assert!(
             text.contains("health     offline (no peer connected)"),
             "{text}"
         );
         assert!(
             text.contains("sync: no peer to compare documents with"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_answers_whether_the_device_can_be_wiped() {
+        let status = Status {
+            receipts: Some(crate::client::Receipts {
+                safe_to_wipe: false,
+                verdict:
+                    "NOT safe to wipe: 2 documents of 3 not confirmed by any cloud as held here"
+                        .into(),
+                documents: 3,
+                confirmed: 1,
+                unconfirmed: 2,
+                not_confirmed_docs: vec!["docA".into()],
+                ..Default::default()
+            }),
+            cloud: vec![crate::client::CloudEndpoint {
+                endpoint: "wss://cloud.example/".into(),
+                last_error: Some("connection refused".into()),
+                ..Default::default()
+            }],
+            ..Status::default()
+        };
+        let text = text(&status);
+        assert!(
+            text.contains("wipe?      NOT safe to wipe: 2 documents of 3 not confirmed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cloud      wss://cloud.example/  not connected: connection refused"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not confirmed by the cloud (and 1 more): docA"),
             "{text}"
         );
     }

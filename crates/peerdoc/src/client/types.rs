@@ -35,9 +35,49 @@ pub struct Status {
     pub health: String,
     /// Every known peer.
     pub peers: Vec<Peer>,
+    /// Cloud receipts: is it safe to wipe this device?
+    pub receipts: Option<Receipts>,
+    /// The configured cloud endpoints.
+    pub cloud: Vec<CloudEndpoint>,
     /// Per-document sync state (absent with `?docs=false`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docs: Option<Vec<DocStatus>>,
+}
+
+/// The `receipts` object of [`Status`] (`docs/cloud.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Receipts {
+    /// Every live document is confirmed stored by the cloud as it is here.
+    pub safe_to_wipe: bool,
+    /// The answer in one sentence.
+    pub verdict: String,
+    /// Live documents.
+    pub documents: u64,
+    /// Confirmed by a cloud that stores before it confirms.
+    pub confirmed: u64,
+    /// Confirmed only by a stock sync server's word.
+    pub reported: u64,
+    /// Holding changes no cloud confirmed.
+    pub unconfirmed: u64,
+    /// Some of the documents not confirmed, highest priority first.
+    pub not_confirmed_docs: Vec<String>,
+    /// Oldest current receipt, ms since the epoch.
+    pub oldest_receipt_ms: Option<u64>,
+}
+
+/// One cloud endpoint in [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CloudEndpoint {
+    /// As configured (secrets in the URL redacted).
+    pub endpoint: String,
+    /// Whether it is connected now.
+    pub connected: bool,
+    /// Failed attempts so far.
+    pub failures_total: u64,
+    /// The latest failure.
+    pub last_error: Option<String>,
 }
 
 /// One document's sync state in [`Status`].

@@ -60,6 +60,8 @@ pub(crate) struct DocSummaryJson {
     last_change_ms: u64,
     deleted: bool,
     heads: Vec<String>,
+    cloud_receipt: &'static str,
+    cloud_receipt_ms: Option<u64>,
 }
 
 impl From<&DocumentSummary> for DocSummaryJson {
@@ -75,6 +77,8 @@ impl From<&DocumentSummary> for DocSummaryJson {
             last_change_ms: s.last_change_ms,
             deleted: s.deleted,
             heads: s.heads.clone(),
+            cloud_receipt: super::receipts::status_name(s.receipt),
+            cloud_receipt_ms: s.receipt_ms,
         }
     }
 }

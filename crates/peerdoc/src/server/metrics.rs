@@ -215,6 +215,24 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     );
     sync_socket_metrics(&mut out, &state);
     cloud_metrics(&mut out, &state);
+    let receipts = super::receipts::ReceiptsJson::new(&state.node.list().await?);
+    let _ = writeln!(
+        out,
+        "# HELP peerdoc_cloud_receipts Live documents by cloud receipt: confirmed (stored by the cloud at the heads held here), reported (only a stock sync server's word), unconfirmed.\n# TYPE peerdoc_cloud_receipts gauge"
+    );
+    for (status, count) in [
+        ("confirmed", receipts.confirmed),
+        ("reported", receipts.reported),
+        ("unconfirmed", receipts.unconfirmed),
+    ] {
+        let _ = writeln!(out, "peerdoc_cloud_receipts{{status=\"{status}\"}} {count}");
+    }
+    gauge(
+        &mut out,
+        "peerdoc_safe_to_wipe",
+        "1 when every live document is confirmed stored by the cloud as it is here.",
+        f64::from(u8::from(receipts.safe_to_wipe)),
+    );
     let (by_code, durations) = state.http.snapshot();
     let _ = writeln!(
         out,

@@ -112,6 +112,7 @@ fn doc_sync_json(doc: &DocumentSync) -> Value {
         "title": doc.title.clone().filter(|t| !t.is_empty()),
         "priority": doc.priority,
         "heads": doc.heads,
+        "cloud_receipt": super::receipts::status_name(doc.receipt),
         "peers": doc.peers.iter().map(|p| json!({
             "peer_id": p.peer.to_string(),
             "in_sync": p.in_sync,
@@ -142,6 +143,7 @@ pub(super) async fn status(
         "healthy"
     };
     let store_bytes = store_bytes(&state).await;
+    let receipts = super::receipts::ReceiptsJson::new(&state.node.list().await?);
     let mut body = json!({
         "peer_id": status.peer_id.to_string(),
         "storage_id": status.storage_id.as_ref().map(ToString::to_string),
@@ -155,6 +157,7 @@ pub(super) async fn status(
         "store_bytes": store_bytes,
         "health": health,
         "peers": peers,
+        "receipts": receipts,
         "cloud": state.config.cloud.as_ref().map(crate::cloud::CloudStatus::snapshot).unwrap_or_default(),
     });
     if with_docs {
