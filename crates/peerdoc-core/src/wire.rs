@@ -89,6 +89,26 @@ impl Default for PeerdocCapabilities {
     }
 }
 
+/// Change hashes as automerge-repo writes heads in URLs and `remote-heads-changed`:
+/// each bs58check-encoded.
+pub fn encode_heads(heads: &[automerge::ChangeHash]) -> Vec<String> {
+    heads
+        .iter()
+        .map(|h| bs58::encode(h.0).with_check().into_string())
+        .collect()
+}
+
+/// The inverse of [`encode_heads`]; `None` if any entry is not a bs58check change hash.
+pub fn decode_heads(heads: &[String]) -> Option<Vec<automerge::ChangeHash>> {
+    heads
+        .iter()
+        .map(|h| {
+            let bytes = bs58::decode(h).with_check(None).into_vec().ok()?;
+            automerge::ChangeHash::try_from(bytes.as_slice()).ok()
+        })
+        .collect()
+}
+
 /// One storage id's heads in a `remote-heads-changed` message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteHeads {

@@ -84,9 +84,9 @@ fn a_document_that_reached_the_cloud_through_another_device_gets_its_receipt() {
     let (a, _) = c.connect(1, 0);
     c.run();
     assert_eq!(c.json(1, doc), Some(json!({ "v": 0 })));
+    c.disconnect(a);
     let (b, _) = c.connect(0, 2);
     c.run();
-    c.disconnect(a);
     c.disconnect(b);
     assert_eq!(status(&c, 0, doc), ReceiptStatus::Confirmed);
     assert_eq!(status(&c, 1, doc), ReceiptStatus::Unconfirmed);
@@ -103,6 +103,117 @@ fn a_document_that_reached_the_cloud_through_another_device_gets_its_receipt() {
             .keys()
             .all(|s| *s == c.nodes[2].repo.storage_id().unwrap().to_string())
     );
+}
+
+#[test]
+fn a_receipt_travels_to_venue_peers_that_never_reach_the_cloud() {
+    // Devices 0 and 1 at the venue, 2 the cloud; only device 0 reaches it.
+    let mut c = cluster(3, 6, 2);
+    let doc = c.create(1, json!({ "v": 0 }), 0);
+    c.connect(1, 0);
+    c.run();
+    assert_eq!(status(&c, 1, doc), ReceiptStatus::Unconfirmed);
+    let (up, _) = c.connect(0, 2);
+    c.run();
+    assert_eq!(status(&c, 0, doc), ReceiptStatus::Confirmed);
+    // Device 0 passed the cloud's word on: device 1's work is in the cloud.
+    assert_eq!(status(&c, 1, doc), ReceiptStatus::Confirmed);
+
+    // A receipt for a later document reaches device 1 too.
+    c.disconnect(up);
+    let late = c.create(0, json!({ "late": true }), 0);
+    c.run();
+    let (up, _) = c.connect(0, 2);
+    c.run();
+    c.disconnect(up);
+    assert_eq!(status(&c, 0, late), ReceiptStatus::Confirmed);
+    assert_eq!(status(&c, 1, late), ReceiptStatus::Confirmed);
+
+    // An edit on device 1 is not covered by any receipt until the cloud has it.
+    edit(&mut c, 1, doc, 1);
+    c.run();
+    assert_eq!(status(&c, 1, doc), ReceiptStatus::Unconfirmed);
+    assert_eq!(status(&c, 0, doc), ReceiptStatus::Unconfirmed);
+}
+
+#[test]
+fn a_device_meeting_a_confirmed_peer_later_learns_the_receipt_when_they_sync() {
+    let mut c = cluster(3, 7, 2);
+    let doc = c.create(0, json!({ "v": 0 }), 0);
+    let (up, _) = c.connect(0, 2);
+    c.run();
+    c.disconnect(up);
+    assert_eq!(status(&c, 0, doc), ReceiptStatus::Confirmed);
+    // Device 1 first meets device 0 now; it gets the document and the receipt with it.
+    c.connect(1, 0);
+    c.run();
+    assert_eq!(c.json(1, doc), Some(json!({ "v": 0 })));
+    assert_eq!(status(&c, 1, doc), ReceiptStatus::Confirmed);
+}
+
+#[test]
+fn relayed_receipts_are_bounded_and_only_taken_from_peerdoc_peers() {
+    let mut c = Cluster::new(1, 8, |_| {});
+    let doc = c.create(0, json!({ "v": 0 }), 0);
+    let heads: Vec<automerge::ChangeHash> = c.nodes[0].repo.catalog()[&doc].change_heads();
+    let relay = |sender: &str, storage: String| {
+        Message::RemoteHeadsChanged {
+            sender_id: PeerId::new(sender),
+            target_id: PeerId::new("node-0"),
+            document_id: doc,
+            new_heads: [(
+                StorageId::new(storage),
+                peerdoc_core::wire::RemoteHeads {
+                    heads: peerdoc_core::wire::encode_heads(&heads),
+                    timestamp: 1,
+                },
+            )]
+            .into(),
+        }
+        .encode()
+    };
+    // A plain automerge-repo peer's remote-heads-changed is not a receipt.
+    let plain = c.connect_raw(0, false);
+    c.inject(0, plain, join("plain", false));
+    c.inject(0, plain, relay("plain", "cloud-a".into()));
+    assert_eq!(status(&c, 0, doc), ReceiptStatus::Unconfirmed);
+    // A peerdoc peer's is, but it cannot grow the receipts past a bound.
+    let peer = c.connect_raw(0, false);
+    c.inject(0, peer, join("peer", true));
+    for i in 0..50 {
+        c.inject(0, peer, relay("peer", format!("cloud-{i}")));
+    }
+    assert_eq!(status(&c, 0, doc), ReceiptStatus::Confirmed);
+    assert!(c.nodes[0].repo.catalog()[&doc].receipts.len() <= 4);
+    // Garbage heads are ignored, not fatal.
+    let garbage = Message::RemoteHeadsChanged {
+        sender_id: PeerId::new("peer"),
+        target_id: PeerId::new("node-0"),
+        document_id: doc,
+        new_heads: [(
+            StorageId::new("cloud-x"),
+            peerdoc_core::wire::RemoteHeads {
+                heads: vec!["not a hash".into()],
+                timestamp: 2,
+            },
+        )]
+        .into(),
+    };
+    c.inject(0, peer, garbage.encode());
+    assert!(c.disconnects.is_empty(), "{:?}", c.disconnects);
+}
+
+fn join(sender: &str, peerdoc: bool) -> Vec<u8> {
+    Message::Join {
+        sender_id: PeerId::new(sender),
+        supported_protocol_versions: vec!["1".into()],
+        metadata: Some(PeerMetadata {
+            storage_id: Some(StorageId::new(format!("{sender}-storage"))),
+            is_ephemeral: false,
+            peerdoc: peerdoc.then(peerdoc_core::wire::PeerdocCapabilities::default),
+        }),
+    }
+    .encode()
 }
 
 /// Plays a stock automerge-repo sync server on a raw connection: answers `join`, then

@@ -272,13 +272,16 @@ impl Repo {
                 new_heads,
                 ..
             } => {
-                for (storage_id, heads) in new_heads {
+                for (storage_id, heads) in &new_heads {
                     self.event(Event::RemoteHeads {
                         doc: document_id,
-                        storage_id,
-                        heads: heads.heads,
+                        storage_id: storage_id.clone(),
+                        heads: heads.heads.clone(),
                         timestamp: heads.timestamp,
                     });
+                }
+                if peer.peerdoc {
+                    self.receipts_relayed(conn, document_id, new_heads);
                 }
             }
             Message::RemoteSubscriptionChange { .. } => {
@@ -735,6 +738,7 @@ impl Repo {
         }
         session.in_sync = true;
         self.record_receipt(doc_id, conn, &ours);
+        self.share_receipts(doc_id, conn);
         self.event(Event::DocumentSynced {
             doc: doc_id,
             conn,

@@ -6,14 +6,22 @@
 //! its receipts are proof; a stock automerge-repo sync server's are only its word, and
 //! are kept apart. Receipts live in the document's metadata, which the catalog holds in
 //! memory, so a device answers "is it safe to wipe?" offline without loading anything.
+//!
+//! Durable receipts travel between peerdoc peers as automerge-repo
+//! `remote-heads-changed` messages (the cloud's storage id and the heads it confirmed):
+//! a device that never reaches the cloud learns that another device's upload covered
+//! its work. Each is relayed once, when it is new to the relaying device, and a peer
+//! also hears the receipts of a document when their sync of it settles.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 
 use automerge::ChangeHash;
 
 use crate::WriteBatch;
-use crate::ids::{ConnectionId, DocumentId};
+use crate::ids::{ConnectionId, DocumentId, StorageId};
 use crate::persist::{self, CloudReceipt};
+use crate::wire::{self, Message, RemoteHeads};
 
 use super::Repo;
 use super::connection::Connection;
@@ -86,20 +94,155 @@ impl Repo {
             at_ms: self.now_ms,
             durable: c.is_peerdoc(),
         };
+        let durable = receipt.durable;
+        if self.store_receipt(doc, &storage, receipt) && durable {
+            self.relay_receipt(doc, &storage, Some(conn));
+        }
+    }
+
+    /// Keeps `receipt` from the cloud `storage` unless it adds nothing (same heads, or
+    /// older than the one kept); says whether it was kept.
+    fn store_receipt(
+        &mut self,
+        doc: DocumentId,
+        storage: &StorageId,
+        receipt: CloudReceipt,
+    ) -> bool {
         let Some(meta) = self.catalog.get_mut(&doc).filter(|m| !m.deleted) else {
-            return;
+            return false;
         };
-        if meta
-            .receipts
-            .get(storage.as_str())
-            .is_some_and(|r| r.heads == receipt.heads && r.durable == receipt.durable)
+        if let Some(kept) = meta.receipts.get(storage.as_str())
+            && ((kept.heads == receipt.heads && kept.durable >= receipt.durable)
+                || kept.at_ms > receipt.at_ms)
         {
-            return;
+            return false;
+        }
+        if !meta.receipts.contains_key(storage.as_str())
+            && meta.receipts.len() >= MAX_RECEIPTS_PER_DOC
+            && let Some(oldest) = meta
+                .receipts
+                .iter()
+                .min_by_key(|(_, r)| r.at_ms)
+                .map(|(s, _)| s.clone())
+        {
+            meta.receipts.remove(&oldest);
         }
         meta.receipts.insert(storage.to_string(), receipt);
         let mut batch = WriteBatch::new();
         batch.put(persist::meta_key(&doc), meta.encode());
         // Not counted against the document: a receipt must not keep it in memory.
         self.write(None, None, Vec::new(), batch);
+        true
+    }
+
+    /// Tells every ready peerdoc peer (but `except`, and the cloud itself) that the
+    /// cloud `storage` confirmed `doc`.
+    fn relay_receipt(
+        &mut self,
+        doc: DocumentId,
+        storage: &StorageId,
+        except: Option<ConnectionId>,
+    ) {
+        let targets: Vec<ConnectionId> = self
+            .conns
+            .iter()
+            .filter(|(id, c)| {
+                Some(**id) != except
+                    && c.is_peerdoc()
+                    && c.persistent_storage_id().as_ref() != Some(storage)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in targets {
+            self.send_receipts(doc, conn, Some(storage));
+        }
+    }
+
+    /// Sends `conn` the durable receipts of `doc` (only `storage`'s, when given).
+    fn send_receipts(&mut self, doc: DocumentId, conn: ConnectionId, only: Option<&StorageId>) {
+        let Some(target) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.peer.as_ref())
+            .map(|p| p.peer_id.clone())
+        else {
+            return;
+        };
+        let Some(meta) = self.catalog.get(&doc) else {
+            return;
+        };
+        let new_heads: BTreeMap<StorageId, RemoteHeads> = meta
+            .receipts
+            .iter()
+            .filter(|(s, r)| r.durable && only.is_none_or(|o| o.as_str() == s.as_str()))
+            .filter_map(|(s, r)| {
+                let heads: Option<Vec<ChangeHash>> =
+                    r.heads.iter().map(|h| h.parse().ok()).collect();
+                Some((
+                    StorageId::new(s.clone()),
+                    RemoteHeads {
+                        heads: wire::encode_heads(&heads?),
+                        timestamp: r.at_ms,
+                    },
+                ))
+            })
+            .collect();
+        if new_heads.is_empty() {
+            return;
+        }
+        let message = Message::RemoteHeadsChanged {
+            sender_id: self.config.peer_id.clone(),
+            target_id: target,
+            document_id: doc,
+            new_heads,
+        };
+        self.send(conn, message);
+    }
+
+    /// A peerdoc peer's sync of `doc` with us settled: it gets the cloud's word for it
+    /// too, if we have it (it may never reach the cloud itself).
+    pub(super) fn share_receipts(&mut self, doc: DocumentId, conn: ConnectionId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if !c.is_peerdoc() || c.receipt_storage_id().is_some() {
+            return;
+        }
+        let current = self
+            .catalog
+            .get(&doc)
+            .is_some_and(|m| m.current_receipt().is_some_and(|r| r.durable));
+        if current {
+            self.send_receipts(doc, conn, None);
+        }
+    }
+
+    /// A peerdoc peer relayed what clouds confirmed of `doc` (peerdoc peers send
+    /// `remote-heads-changed` for nothing else). Kept like our own receipts, and passed on.
+    pub(super) fn receipts_relayed(
+        &mut self,
+        conn: ConnectionId,
+        doc: DocumentId,
+        new_heads: BTreeMap<StorageId, RemoteHeads>,
+    ) {
+        for (storage, remote) in new_heads {
+            let Some(mut heads) = wire::decode_heads(&remote.heads) else {
+                tracing::debug!(%conn, doc = %doc, "relayed receipt with undecodable heads ignored");
+                continue;
+            };
+            heads.sort();
+            let receipt = CloudReceipt {
+                heads: heads.iter().map(ToString::to_string).collect(),
+                at_ms: remote.timestamp,
+                durable: true,
+            };
+            if self.store_receipt(doc, &storage, receipt) {
+                self.relay_receipt(doc, &storage, Some(conn));
+            }
+        }
     }
 }
+
+/// Receipts kept per document, one per cloud: what a peer relays cannot grow it further
+/// (the oldest goes).
+const MAX_RECEIPTS_PER_DOC: usize = 4;

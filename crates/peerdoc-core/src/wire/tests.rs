@@ -514,3 +514,17 @@ proptest! {
         let _ = decode(&bytes[..cut]);
     }
 }
+
+#[test]
+fn heads_round_trip_through_bs58check_and_garbage_is_refused() {
+    let heads = vec![
+        automerge::ChangeHash([7; 32]),
+        automerge::ChangeHash([200; 32]),
+    ];
+    let encoded = crate::wire::encode_heads(&heads);
+    assert_eq!(crate::wire::decode_heads(&encoded), Some(heads));
+    assert_eq!(crate::wire::decode_heads(&["not a hash".to_owned()]), None);
+    // A valid bs58check string of the wrong length is not a change hash either.
+    let short = bs58::encode([1u8; 16]).with_check().into_string();
+    assert_eq!(crate::wire::decode_heads(&[short]), None);
+}
