@@ -52,9 +52,25 @@ fn command(data_dir: &Path, home: &Path) -> Command {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for a libp2p listener that must
 /// keep its address across restarts).
+/// A port free now, below the kernel's ephemeral range. Tests start a daemon on a
+/// fixed address while others redial it; a port in the ephemeral range can meanwhile be
+/// handed to one of their outgoing sockets (a dial to 127.0.0.1:P from port P connects
+/// to itself), and the listener then fails with "address in use".
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(32_768);
+    let span = low.saturating_sub(10_000).max(1);
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    (0..span)
+        .map(|i| 10_000 + (seed.wrapping_add(i.wrapping_mul(7_919)) % span))
+        .filter_map(|port| u16::try_from(port).ok())
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 impl Daemon {
