@@ -75,6 +75,7 @@ mod commands;
 mod config;
 mod connection;
 mod document;
+mod find;
 mod io;
 mod peers;
 mod receipts;
@@ -203,6 +204,8 @@ pub struct Repo {
     /// which under memory pressure never ends. They go when their connection does:
     /// at most one per (document, connected peer).
     parked: BTreeMap<(DocumentId, ConnectionId), document::Session>,
+    /// Documents asked for from peers (`Command::Find`).
+    finding: BTreeMap<DocumentId, find::Finding>,
     pending_commands: usize,
     next_op: u64,
     use_clock: u64,
@@ -231,6 +234,7 @@ impl Repo {
             storage_ops: BTreeMap::new(),
             conns: BTreeMap::new(),
             parked: BTreeMap::new(),
+            finding: BTreeMap::new(),
             pending_commands: 0,
             next_op: 0,
             use_clock: 0,
@@ -764,6 +768,7 @@ impl Repo {
             .iter()
             .filter(|(id, d)| {
                 d.evictable()
+                    && !self.finding.contains_key(*id)
                     && !self.conns.values().any(|c| c.active.contains(*id))
                     && !self.loading.contains_key(*id)
             })
@@ -820,6 +825,7 @@ impl Repo {
     }
 
     fn tick(&mut self) {
+        self.expire_requests();
         let ids: Vec<DocumentId> = self.docs.keys().copied().collect();
         for id in ids {
             let mut batch = WriteBatch::new();

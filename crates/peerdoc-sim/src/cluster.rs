@@ -198,12 +198,23 @@ impl Cluster {
 
     /// Runs a command on node `i` until it is answered (frames stay queued).
     pub fn command(&mut self, i: usize, command: Command) -> Result<Reply, RepoError> {
+        let id = self.submit(i, command);
+        self.take_reply(id)
+            .unwrap_or_else(|| Err(RepoError::Busy("no reply".into())))
+    }
+
+    /// Feeds a command to node `i` without waiting for its answer; see
+    /// [`Cluster::take_reply`].
+    pub fn submit(&mut self, i: usize, command: Command) -> CommandId {
         let id = CommandId(self.next_command);
         self.next_command += 1;
         self.feed(i, Input::Command { id, command });
-        self.replies
-            .remove(&id)
-            .unwrap_or_else(|| Err(RepoError::Busy("no reply".into())))
+        id
+    }
+
+    /// The answer to a submitted command, once there is one.
+    pub fn take_reply(&mut self, id: CommandId) -> Option<Result<Reply, RepoError>> {
+        self.replies.remove(&id)
     }
 
     /// Creates a document on node `i` from JSON; panics on failure (test helper).

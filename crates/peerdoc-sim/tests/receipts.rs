@@ -1,14 +1,15 @@
 //! Cloud receipts: a device records, per document, the heads a cloud confirmed; a peerdoc
 //! cloud confirms only what it stored durably.
 
-use automerge::sync::SyncDoc;
-use automerge::{Automerge, sync};
+mod support;
+
 use peerdoc_core::persist::ReceiptStatus;
 use peerdoc_core::repo::{ChangeRequest, Command, Input};
-use peerdoc_core::wire::{Message, PeerMetadata};
-use peerdoc_core::{ConnectionId, DocumentId, PeerId, StorageId};
+use peerdoc_core::wire::Message;
+use peerdoc_core::{DocumentId, PeerId, StorageId};
 use peerdoc_sim::Cluster;
 use serde_json::json;
+use support::{StockServer, join};
 
 /// Node `cloud` offers itself as the team's cloud.
 fn cluster(n: usize, seed: u64, cloud: usize) -> Cluster {
@@ -203,83 +204,13 @@ fn relayed_receipts_are_bounded_and_only_taken_from_peerdoc_peers() {
     assert!(c.disconnects.is_empty(), "{:?}", c.disconnects);
 }
 
-fn join(sender: &str, peerdoc: bool) -> Vec<u8> {
-    Message::Join {
-        sender_id: PeerId::new(sender),
-        supported_protocol_versions: vec!["1".into()],
-        metadata: Some(PeerMetadata {
-            storage_id: Some(StorageId::new(format!("{sender}-storage"))),
-            is_ephemeral: false,
-            peerdoc: peerdoc.then(peerdoc_core::wire::PeerdocCapabilities::default),
-        }),
-    }
-    .encode()
-}
-
-/// Plays a stock automerge-repo sync server on a raw connection: answers `join`, then
-/// syncs every document node 0 sends with a real automerge document per document.
-struct StockServer {
-    conn: ConnectionId,
-    docs: std::collections::BTreeMap<DocumentId, (Automerge, sync::State)>,
-}
-
-impl StockServer {
-    fn pump(&mut self, c: &mut Cluster) {
-        while let Some((conn, bytes)) = c.raw_out.pop_front() {
-            assert_eq!(conn, self.conn);
-            let reply = match Message::decode(&bytes, usize::MAX).expect("decodes") {
-                Message::Join { sender_id, .. } => Message::Peer {
-                    sender_id: PeerId::new("stock-server"),
-                    target_id: sender_id,
-                    selected_protocol_version: "1".into(),
-                    metadata: Some(PeerMetadata {
-                        storage_id: Some(StorageId::new("stock-server-storage")),
-                        is_ephemeral: false,
-                        peerdoc: None,
-                    }),
-                },
-                Message::Sync {
-                    sender_id,
-                    document_id,
-                    data,
-                    ..
-                }
-                | Message::Request {
-                    sender_id,
-                    document_id,
-                    data,
-                    ..
-                } => {
-                    let (doc, state) = self.docs.entry(document_id).or_default();
-                    let message = sync::Message::decode(&data).expect("sync message");
-                    doc.receive_sync_message(state, message).expect("applies");
-                    let Some(answer) = doc.generate_sync_message(state) else {
-                        continue;
-                    };
-                    Message::Sync {
-                        sender_id: PeerId::new("stock-server"),
-                        target_id: sender_id,
-                        document_id,
-                        data: answer.encode(),
-                    }
-                }
-                _ => continue,
-            };
-            c.inject(0, self.conn, reply.encode());
-        }
-    }
-}
-
 #[test]
 fn a_stock_sync_server_dialled_as_the_cloud_only_reports() {
     let mut c = Cluster::new(1, 4, |config| config.announce_to_plain_peers = true);
     let doc = c.create(0, json!({ "v": 0 }), 0);
     let conn = c.connect_raw(0, true);
     c.feed(0, Input::CloudEndpoint { conn });
-    let mut server = StockServer {
-        conn,
-        docs: Default::default(),
-    };
+    let mut server = StockServer::new(conn);
     server.pump(&mut c);
     assert!(server.docs.contains_key(&doc), "the document was pushed");
     // It holds everything, but a stock server reports heads before it writes them.
@@ -293,10 +224,7 @@ fn a_plain_peer_that_was_not_dialled_as_the_cloud_issues_no_receipt() {
     let mut c = Cluster::new(1, 5, |config| config.announce_to_plain_peers = true);
     let doc = c.create(0, json!({ "v": 0 }), 0);
     let conn = c.connect_raw(0, true);
-    let mut server = StockServer {
-        conn,
-        docs: Default::default(),
-    };
+    let mut server = StockServer::new(conn);
     server.pump(&mut c);
     assert!(server.docs.contains_key(&doc));
     assert_eq!(status(&c, 0, doc), ReceiptStatus::Unconfirmed);

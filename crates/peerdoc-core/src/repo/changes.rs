@@ -51,6 +51,10 @@ impl Repo {
         }
         let heads = doc.doc.get_heads();
         let adopted = !self.catalog.contains_key(&doc_id);
+        let mut replies = replies;
+        if adopted {
+            replies.extend(self.found(doc_id));
+        }
         self.persist_sessions(&doc_id, &mut batch);
         self.save_document(doc_id, batch, replies);
         if adopted {
@@ -160,6 +164,7 @@ impl Repo {
         self.items.insert(doc_id, HeadsDigest::TOMBSTONE);
         let replies = reply.map(|id| vec![(id, Reply::Done)]).unwrap_or_default();
         self.write(None, None, replies, batch);
+        self.give_up(doc_id, super::RepoError::DocumentDeleted(doc_id));
         self.event(Event::DocumentDeleted {
             doc: doc_id,
             origin,

@@ -20,6 +20,7 @@ impl Command {
         match self {
             Command::Create { .. } | Command::Import { .. } => None,
             Command::Open { doc }
+            | Command::Find { doc }
             | Command::Change { doc, .. }
             | Command::Read { doc, .. }
             | Command::Export { doc }
@@ -59,6 +60,9 @@ impl Repo {
             };
         };
         let deleted = match self.catalog.get(&doc) {
+            None if matches!(command, Command::Find { .. }) => {
+                return self.find_from_peers(rng, id, doc);
+            }
             None => return self.reply(id, Err(RepoError::DocumentNotFound(doc))),
             Some(meta) => meta.deleted,
         };
@@ -98,7 +102,7 @@ impl Repo {
             return self.reply(id, Err(RepoError::DocumentNotFound(doc_id)));
         };
         let result = match command {
-            Command::Open { .. } => Ok(Reply::Opened {
+            Command::Open { .. } | Command::Find { .. } => Ok(Reply::Opened {
                 doc: doc_id,
                 heads: doc.doc.get_heads(),
             }),

@@ -26,6 +26,8 @@ pub struct RepoConfig {
     pub compaction_threshold: usize,
     /// How often dirty sync states are persisted and memory is trimmed.
     pub tick_interval_ms: u64,
+    /// How long `Command::Find` waits for peers to produce a document, in ms.
+    pub find_timeout_ms: u64,
     /// Whether plain automerge-repo peers are sent documents they did not ask for.
     pub announce_to_plain_peers: bool,
     /// Offer ourselves to peers as the team's cloud: peers keep receipts of what we
@@ -48,6 +50,7 @@ impl RepoConfig {
             max_pending_commands: 10_000,
             compaction_threshold: 64,
             tick_interval_ms: 1_000,
+            find_timeout_ms: 10_000,
             announce_to_plain_peers: false,
             cloud: false,
             reconcile: ReconcileConfig::default(),

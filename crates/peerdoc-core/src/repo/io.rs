@@ -158,6 +158,14 @@ pub enum Command {
         /// The change's message (shown in history).
         message: Option<String>,
     },
+    /// Like `Open`, but a document not held here is asked for from every connected peer
+    /// (automerge-repo's `find`): replies [`Reply::Opened`] once it arrived and is
+    /// durable, or `DocumentNotFound` when every peer said it does not have it, or none
+    /// is connected, or `find_timeout_ms` passed.
+    Find {
+        /// Which.
+        doc: DocumentId,
+    },
     /// Read a document as JSON (at `heads` when given).
     Read {
         /// Which.

@@ -97,6 +97,7 @@ impl Repo {
         if !batch.is_empty() {
             self.write(None, None, Vec::new(), batch);
         }
+        self.requests_closed(conn);
         self.event(Event::PeerDisconnected {
             conn,
             peer: c.peer.map(|p| p.peer_id),
@@ -251,6 +252,7 @@ impl Repo {
             } => self.peer_sync_or_wait(rng, conn, document_id, data, false),
             Message::DocUnavailable { document_id, .. } => {
                 tracing::debug!(%conn, doc = %document_id, "peer does not have document");
+                self.not_found_at(document_id, conn);
                 if let Some(c) = self.conns.get_mut(&conn)
                     && c.active.remove(&document_id)
                 {
