@@ -66,6 +66,9 @@ pub struct NodeConfig {
     /// needs this.
     #[serde(skip)]
     pub announce_to_plain_peers: bool,
+    /// How long [`NodeHandle::find`](crate::NodeHandle::find) waits for peers to
+    /// produce a document it does not have, in ms.
+    pub find_timeout_ms: u64,
     /// Offer this node to peers as its team's cloud: peers keep receipts of what it
     /// confirms holding (it reveals only heads it stored durably). The daemon's cloud
     /// profile sets it.
@@ -105,6 +108,7 @@ impl NodeConfig {
             announce_changes: true,
             attached_queue_len: 1_024,
             announce_to_plain_peers: false,
+            find_timeout_ms: 10_000,
             cloud: false,
             store_cache_bytes: 64 * 1024 * 1024,
             store_lock_wait_ms: 1_000,
@@ -131,6 +135,7 @@ impl NodeConfig {
         repo.max_pending_commands = self.max_pending_commands;
         repo.announce_to_plain_peers = self.announce_to_plain_peers;
         repo.cloud = self.cloud;
+        repo.find_timeout_ms = self.find_timeout_ms;
         repo
     }
 
@@ -153,6 +158,9 @@ impl NodeConfig {
             if value == 0 {
                 return Err(format!("{name} must be positive"));
             }
+        }
+        if self.find_timeout_ms == 0 {
+            return Err("find_timeout_ms must be positive".into());
         }
         if self.tick_interval_ms == 0 {
             return Err("tick_interval_ms must be positive".into());

@@ -105,6 +105,21 @@ impl NodeHandle {
         }
     }
 
+    /// Makes sure `doc` is here, asking every connected peer for it when it is not
+    /// (automerge-repo's `find`; a stock sync server is reached this way). Returns its
+    /// heads once it is held durably.
+    ///
+    /// # Errors
+    /// [`NodeError::DocumentNotFound`] when no connected peer has it (each said so, or
+    /// closed, or none answered within `find_timeout_ms`), or none is connected;
+    /// [`NodeError::DocumentDeleted`] when a peer says it was deleted.
+    pub async fn find(&self, doc: DocumentId) -> Result<Vec<ChangeHash>, NodeError> {
+        match self.command(Command::Find { doc }).await? {
+            Reply::Opened { heads, .. } => Ok(heads),
+            _ => Err(NodeError::UnexpectedReply { command: "find" }),
+        }
+    }
+
     /// [`NodeHandle::change`] with JSON-pointer edits.
     pub async fn edit(
         &self,

@@ -100,7 +100,10 @@ fn a_peer_that_never_answers_costs_the_deadline_not_a_hang() {
 fn a_closed_connection_counts_as_not_having_it() {
     let (mut c, server, doc) = with_server(5);
     let id = c.submit(0, Command::Find { doc });
-    c.feed(0, peerdoc_core::repo::Input::ConnectionClosed { conn: server.conn });
+    c.feed(
+        0,
+        peerdoc_core::repo::Input::ConnectionClosed { conn: server.conn },
+    );
     assert!(matches!(
         c.take_reply(id),
         Some(Err(RepoError::DocumentNotFound(_)))

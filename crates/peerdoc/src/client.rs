@@ -301,6 +301,12 @@ impl Client {
         self.send(&path, request.call()).map(drop)
     }
 
+    /// `POST /v1/docs/{id}/fetch`: ask the daemon's peers for a document it lacks.
+    pub fn fetch_doc(&self, id: &DocumentId) -> Result<Created, ClientError> {
+        let path = format!("/v1/docs/{id}/fetch");
+        self.json(&path, self.post(&path).send_empty())
+    }
+
     /// `GET /v1/docs/{id}/conflicts`.
     pub fn conflicts(&self, id: &DocumentId) -> Result<Conflicts, ClientError> {
         let path = format!("/v1/docs/{id}/conflicts");

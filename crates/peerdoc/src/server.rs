@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
             get(docs::read).patch(docs::edit).delete(docs::delete),
         )
         .route("/v1/docs/{id}/export", get(docs::export))
+        .route("/v1/docs/{id}/fetch", axum::routing::post(docs::fetch))
         .route("/v1/docs/{id}/meta", axum::routing::patch(docs::set_meta))
         .route("/v1/docs/{id}/conflicts", get(docs::conflicts))
         .route("/v1/docs/{id}/history", get(docs::history))

@@ -176,9 +176,14 @@ fn status_shows_identity_documents_and_health() {
         .stdout(predicate::str::is_match(r"(?m)^documents +1 \(0 deleted").expect("regex"))
         .stdout(predicate::str::contains(
             "health     offline (no peer connected)",
+        ))
+        .stdout(predicate::str::contains(
+            "wipe?      NOT safe to wipe: 1 document of 1 not confirmed by any cloud",
         ));
     let status = daemon.json(&["status"]);
     assert_eq!(status["documents"], 1);
+    assert_eq!(status["receipts"]["safe_to_wipe"], false);
+    assert_eq!(status["receipts"]["unconfirmed"], 1);
     assert!(
         status["peer_id"]
             .as_str()
@@ -668,6 +673,24 @@ fn import_rejects_unreadable_files_and_non_automerge_bytes() {
         .code(1)
         .stderr(predicate::str::ends_with("(invalid_document)\n"));
     assert_eq!(daemon.json(&["doc", "list"]), json!([]));
+}
+
+#[test]
+fn fetch_answers_at_once_for_a_document_held_and_not_found_without_peers() {
+    let daemon = Daemon::start();
+    let id = daemon.new_doc(&json!({"a": 1}));
+    daemon
+        .peerdoc()
+        .args(["doc", "fetch", &id])
+        .assert()
+        .success()
+        .stdout(format!("{id}\n"));
+    daemon
+        .peerdoc()
+        .args(["doc", "fetch", UNKNOWN_ID])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::ends_with("(not_found)\n"));
 }
 
 #[test]

@@ -450,7 +450,43 @@ fn the_daemon_syncs_through_a_stock_sync_server() {
         std::thread::sleep(POLL);
     }
 
+    // A second daemon using the same server as its cloud learns of the document only
+    // by its id (a stock server never lists what it holds): it fetches it, and edits
+    // then flow between the two daemons through the server.
+    let mut other = Daemon::start(&tmp.path().join("b"), &["--cloud", &server.url()]);
+    let id = doc_id(&url).to_owned();
+    assert_eq!(other.client.get(&format!("/v1/docs/{id}")).status, 404);
+    let started = Instant::now();
+    let fetched = loop {
+        // Until its cloud connection is up, no peer has it.
+        let answer = other
+            .client
+            .post(&format!("/v1/docs/{id}/fetch"), &json!({}));
+        if answer.status == 200 {
+            break answer.json();
+        }
+        answer.assert_error(404, "not_found");
+        assert!(started.elapsed() < HANG_GUARD, "never fetched");
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(fetched["id"], id.as_str(), "{fetched}");
+    other.wait_for(&id, "/menu", &json!("vegetarian"));
+    other
+        .client
+        .patch(
+            &format!("/v1/docs/{id}"),
+            &json!({"ops": [{"op": "set", "path": "/tables", "value": 14}]}),
+        )
+        .ok(200);
+    daemon.wait_for(&id, "/tables", &json!(14));
+    // An id the server does not hold either is a clean 404.
+    other
+        .client
+        .post("/v1/docs/4NMNnkMhL8jXrdJ9jamS58PAVdXu/fetch", &json!({}))
+        .assert_error(404, "not_found");
+
     // A live cloud connection does not hold up a clean shutdown.
+    other.terminate();
     daemon.terminate();
 }
 

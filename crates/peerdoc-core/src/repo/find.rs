@@ -31,7 +31,12 @@ pub(super) struct Finding {
 
 impl Repo {
     /// `Command::Find` for a document not in the catalog.
-    pub(super) fn find_from_peers(&mut self, rng: &mut dyn RngCore, id: CommandId, doc: DocumentId) {
+    pub(super) fn find_from_peers(
+        &mut self,
+        rng: &mut dyn RngCore,
+        id: CommandId,
+        doc: DocumentId,
+    ) {
         if let Some(finding) = self.finding.get_mut(&doc) {
             finding.waiters.push(id);
             return;
@@ -161,10 +166,9 @@ impl Repo {
             self.reply(id, Err(error.clone()));
         }
         let tentative = !self.catalog.contains_key(&doc)
-            && self
-                .docs
-                .get(&doc)
-                .is_some_and(|d| d.doc.get_heads().is_empty() && d.doc.get_missing_deps(&[]).is_empty());
+            && self.docs.get(&doc).is_some_and(|d| {
+                d.doc.get_heads().is_empty() && d.doc.get_missing_deps(&[]).is_empty()
+            });
         if tentative {
             self.docs.remove(&doc);
             self.parked.retain(|(d, _), _| *d != doc);

@@ -164,6 +164,12 @@ pub enum DocCommand {
         #[arg(long, allow_hyphen_values = true)]
         priority: Option<i32>,
     },
+    /// Fetch a document this device does not have from the connected peers, by id
+    /// (e.g. one created at the office on an automerge-repo sync server).
+    Fetch {
+        /// Document id or automerge: URL.
+        id: String,
+    },
     /// Export a document as automerge bytes.
     Export {
         /// Document id or automerge: URL.

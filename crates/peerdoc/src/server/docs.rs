@@ -186,6 +186,26 @@ fn parse_heads(list: &str) -> Result<Vec<automerge::ChangeHash>, ApiError> {
         .collect()
 }
 
+/// `POST /v1/docs/{id}/fetch`: ask connected peers for a document not held here.
+pub(super) async fn fetch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_doc_id(&id)?;
+    let heads = state.node.find(id).await.map_err(|error| match error {
+        peerdoc_node::NodeError::DocumentNotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("document {id} is not here and no connected peer has it"),
+        ),
+        other => other.into(),
+    })?;
+    let heads: Vec<String> = heads.iter().map(ToString::to_string).collect();
+    Ok(Json(
+        json!({"id": id.to_string(), "url": id.to_url(), "heads": heads}),
+    ))
+}
+
 /// `GET /v1/docs/{id}/export`.
 pub(super) async fn export(
     State(state): State<AppState>,

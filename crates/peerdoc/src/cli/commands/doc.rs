@@ -35,6 +35,7 @@ pub(super) fn run(
             message,
         } => set(global, id, path, value, message.as_deref(), out),
         DocCommand::Delete { id } => delete(global, id, out),
+        DocCommand::Fetch { id } => fetch(global, id, out),
         DocCommand::Import {
             file,
             title,
@@ -172,6 +173,17 @@ fn delete(global: &GlobalArgs, id: &str, out: &mut impl Write) -> Result<(), Cli
         write_json(out, &json!({"id": id.to_string(), "deleted": true}))?;
     } else {
         writeln!(out, "deleted {id}")?;
+    }
+    Ok(())
+}
+
+fn fetch(global: &GlobalArgs, id: &str, out: &mut impl Write) -> Result<(), CliError> {
+    let id = input::document_id(id)?;
+    let fetched = connect(global)?.fetch_doc(&id)?;
+    if global.json {
+        write_json(out, &fetched)?;
+    } else {
+        writeln!(out, "{}", fetched.id)?;
     }
     Ok(())
 }
