@@ -169,6 +169,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("patch", "/v1/docs/{id}"),
     ("delete", "/v1/docs/{id}"),
     ("get", "/v1/docs/{id}/export"),
+    ("post", "/v1/docs/{id}/fetch"),
     ("patch", "/v1/docs/{id}/meta"),
     ("get", "/v1/docs/{id}/conflicts"),
     ("get", "/v1/docs/{id}/history"),

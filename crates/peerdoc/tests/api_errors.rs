@@ -347,6 +347,32 @@ fn deleted_documents_answer_410_everywhere() {
         .assert_error(400, "bad_document_id");
     c.delete(&format!("/v1/docs/{}", unknown_id(c)))
         .assert_error(404, "not_found");
+    c.post(&format!("{path}/fetch"), &json!({}))
+        .assert_error(410, "deleted");
+}
+
+#[test]
+fn fetch_answers_for_documents_held_and_404_without_peers() {
+    let s = TestServer::start();
+    let c = &s.client;
+    let id = c.create(json!({"a": 1}));
+    let fetched = c.post(&format!("/v1/docs/{id}/fetch"), &json!({})).ok(200);
+    assert_eq!(fetched["id"], id.as_str());
+    assert_eq!(fetched["url"], format!("automerge:{id}"));
+    assert_eq!(fetched["heads"], snapshot(c, &id).1);
+    let unknown = unknown_id(c);
+    let answer = c.post(&format!("/v1/docs/{unknown}/fetch"), &json!({}));
+    answer.assert_error(404, "not_found");
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no connected peer has it")),
+        "{}",
+        answer.json()
+    );
+    c.post(&format!("/v1/docs/{BAD_ID}/fetch"), &json!({}))
+        .assert_error(400, "bad_document_id");
+    assert_eq!(c.get(&format!("/v1/docs/{unknown}")).status, 404);
 }
 
 #[test]
