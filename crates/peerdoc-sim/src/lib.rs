@@ -60,6 +60,10 @@ pub struct SimConfig {
     pub reset_percent: u32,
     /// Percent chance per step of a partition change.
     pub partition_percent: u32,
+    /// The peer that runs as the team's cloud (`RepoConfig::cloud`), in half the seeds:
+    /// the others keep receipts of what it confirms, relay them, and sometimes fetch
+    /// documents by id (`Command::Find`).
+    pub cloud: Option<usize>,
 }
 
 impl SimConfig {
@@ -78,6 +82,8 @@ impl SimConfig {
             crash_percent: rng.random_range(0..=3),
             reset_percent: rng.random_range(0..=5),
             partition_percent: rng.random_range(0..=3),
+            // Drawn last, so that the fields above are what they always were per seed.
+            cloud: rng.random_bool(0.5).then_some(0),
         }
     }
 }
@@ -107,6 +113,11 @@ pub struct SimReport {
     pub frames: usize,
     /// Conflicts logged across peers.
     pub conflicts: usize,
+    /// Cloud receipts held at the end, across peers (each checked against the cloud's
+    /// storage).
+    pub receipts: usize,
+    /// `Command::Find`s issued.
+    pub finds: usize,
     /// Documents evicted across peers.
     pub evictions: u64,
     /// Simulated milliseconds.
@@ -154,6 +165,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
 
 #[derive(Debug)]
 enum Pending {
+    Find,
     Create,
     Change(DocumentId),
     Delete(DocumentId),
@@ -279,6 +291,7 @@ impl Sim {
         config.compaction_threshold = self.config.compaction_threshold;
         config.max_concurrent_syncs_per_peer = 4;
         config.tick_interval_ms = 500;
+        config.cloud = self.config.cloud == Some(node);
         config
     }
 
@@ -326,7 +339,69 @@ impl Sim {
                 ));
             }
         }
-        self.check()
+        self.check()?;
+        self.report.receipts = self.check_receipts()?;
+        Ok(())
+    }
+
+    /// A receipt may tell someone to wipe a device, so every receipt any peer holds must
+    /// be true of the cloud's durable storage: checked whenever the cloud crashes and at
+    /// the end. Returns how many there are.
+    fn check_receipts(&self) -> Result<usize, String> {
+        let Some(cloud) = self.config.cloud else {
+            return Ok(0);
+        };
+        // The cloud's side is read from its durable store only (it may be starting).
+        let cloud_store = &self.nodes[cloud].store;
+        let cloud_storage = cloud_store
+            .get(&persist::storage_id_key())
+            .map_err(|e| e.to_string())?
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let mut count = 0;
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(repo) = &node.repo else { continue };
+            for (doc, meta) in repo.catalog() {
+                if meta.deleted {
+                    continue;
+                }
+                for (storage, receipt) in &meta.receipts {
+                    if Some(storage) != cloud_storage.as_ref() {
+                        return Err(format!(
+                            "peer {i} holds a receipt for doc {doc} from {storage}, which is not the cloud"
+                        ));
+                    }
+                    if !receipt.durable {
+                        return Err(format!(
+                            "peer {i} holds a non-durable receipt for doc {doc}"
+                        ));
+                    }
+                    count += 1;
+                    let deleted_there = cloud_store
+                        .get(&persist::meta_key(doc))
+                        .map_err(|e| e.to_string())?
+                        .and_then(|bytes| persist::DocumentMeta::decode(&bytes).ok())
+                        .is_some_and(|m| m.deleted);
+                    if deleted_there {
+                        continue;
+                    }
+                    let stored = cloud_store
+                        .range(&persist::document_prefix(doc))
+                        .map_err(|e| e.to_string())?;
+                    let loaded = persist::load_document(stored);
+                    for head in &receipt.heads {
+                        let hash: ChangeHash = head
+                            .parse()
+                            .map_err(|_| format!("peer {i}: unparseable receipt head {head}"))?;
+                        if loaded.doc.get_change_by_hash(&hash).is_none() {
+                            return Err(format!(
+                                "peer {i}'s receipt for doc {doc} names change {head}, which the cloud has not stored"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(count)
     }
 
     /// What is still going on, for a failure message.
@@ -495,6 +570,14 @@ impl Sim {
     }
 
     fn crash(&mut self, node: usize) {
+        // What the cloud loses now is what it had not stored: every receipt held
+        // anywhere must already be backed by its storage.
+        if self.config.cloud == Some(node)
+            && let Err(error) = self.check_receipts()
+        {
+            self.undurable
+                .push(format!("when the cloud crashed: {error}"));
+        }
         let n = &mut self.nodes[node];
         if let Some(repo) = n.repo.take() {
             self.evictions_before_crash += repo.stats().evictions;
@@ -791,9 +874,35 @@ impl Sim {
                     self.close_link((a, b), false);
                 }
             }
+        } else if self.config.cloud.is_some() && self.rng.random_range(0..40) == 0 {
+            // Only seeds with a cloud draw this, so the others replay as they always did.
+            self.find();
         } else {
             self.local_edit();
         }
+    }
+
+    /// A peer asks its peers for a document by id: one another peer holds (it may
+    /// have it already), or one nobody has.
+    fn find(&mut self) {
+        let node = self.rng.random_range(0..self.nodes.len());
+        let Some(repo) = self.nodes[node].repo.as_ref().filter(|r| r.is_ready()) else {
+            return;
+        };
+        let elsewhere: Vec<DocumentId> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.repo.as_ref())
+            .flat_map(|r| r.catalog().keys().copied())
+            .filter(|d| !repo.catalog().contains_key(d))
+            .collect();
+        let doc = if !elsewhere.is_empty() && self.rng.random_bool(0.8) {
+            elsewhere[self.rng.random_range(0..elsewhere.len())]
+        } else {
+            DocumentId::random(&mut self.rng)
+        };
+        self.report.finds += 1;
+        self.command(node, Command::Find { doc }, Pending::Find);
     }
 
     fn command(&mut self, node: usize, command: Command, pending: Pending) {

@@ -12,7 +12,12 @@ const REGRESSION_SEEDS: &[u64] = &[10, 17, 198, 435, 599, 629, 860, 2640, 7743, 
 #[test]
 fn seeds_that_once_failed_still_pass() {
     for &seed in REGRESSION_SEEDS {
-        if let Err(failure) = peerdoc_sim::run(&peerdoc_sim::SimConfig::from_seed(seed)) {
+        // As they were found: without a cloud.
+        let config = peerdoc_sim::SimConfig {
+            cloud: None,
+            ..peerdoc_sim::SimConfig::from_seed(seed)
+        };
+        if let Err(failure) = peerdoc_sim::run(&config) {
             panic!("{failure}");
         }
     }
@@ -57,6 +62,8 @@ fn converges_under_partitions_resets_and_crashes() {
                             t.deletes += r.deletes;
                             t.evictions += r.evictions;
                             t.docs_created += r.docs_created;
+                            t.receipts += r.receipts;
+                            t.finds += r.finds;
                         }
                         Err(failure) => failures.lock().unwrap().push(failure.to_string()),
                     }
@@ -80,4 +87,5 @@ fn converges_under_partitions_resets_and_crashes() {
     assert!(totals.crashes > 0 && totals.resets > 0 && totals.partitions > 0);
     assert!(totals.stale_frames > 0 && totals.deletes > 0 && totals.evictions > 0);
     assert!(totals.conflicts > 0);
+    assert!(totals.receipts > 0 && totals.finds > 0);
 }

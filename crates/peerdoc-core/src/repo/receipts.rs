@@ -100,8 +100,13 @@ impl Repo {
         }
     }
 
-    /// Keeps `receipt` from the cloud `storage` unless it adds nothing (same heads, or
-    /// older than the one kept); says whether it was kept.
+    /// Keeps `receipt` from the cloud `storage` if it says something new and ranks above
+    /// the one kept; says whether it was kept. The same heads confirmed again change
+    /// nothing (no write, no relay).
+    ///
+    /// The rank is a total order (confirmation time, then durability, then heads), so
+    /// receipts relayed around a loop of peers settle on one instead of replacing each
+    /// other forever (found by the simulator, seed 12).
     fn store_receipt(
         &mut self,
         doc: DocumentId,
@@ -111,9 +116,10 @@ impl Repo {
         let Some(meta) = self.catalog.get_mut(&doc).filter(|m| !m.deleted) else {
             return false;
         };
+        let rank = |r: &CloudReceipt| (r.at_ms, r.durable, r.heads.clone());
         if let Some(kept) = meta.receipts.get(storage.as_str())
             && ((kept.heads == receipt.heads && kept.durable >= receipt.durable)
-                || kept.at_ms > receipt.at_ms)
+                || rank(kept) >= rank(&receipt))
         {
             return false;
         }
