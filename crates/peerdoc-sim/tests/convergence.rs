@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 /// Seeds that once failed (each fixed in its own commit; see docs/simulation.md), run on
 /// every CI run on top of the 0..SIM_SEEDS range.
 const REGRESSION_SEEDS: &[u64] = &[10, 17, 198, 435, 599, 629, 860, 2640, 7743, 62800];
+/// Seeds that once failed with a cloud among the peers (run as drawn).
+const CLOUD_REGRESSION_SEEDS: &[u64] = &[12, 276];
 
 #[test]
 fn seeds_that_once_failed_still_pass() {
@@ -17,6 +19,16 @@ fn seeds_that_once_failed_still_pass() {
             cloud: None,
             ..peerdoc_sim::SimConfig::from_seed(seed)
         };
+        if let Err(failure) = peerdoc_sim::run(&config) {
+            panic!("{failure}");
+        }
+    }
+    for &seed in CLOUD_REGRESSION_SEEDS {
+        let config = peerdoc_sim::SimConfig::from_seed(seed);
+        assert!(
+            config.cloud.is_some(),
+            "seed {seed} no longer draws a cloud"
+        );
         if let Err(failure) = peerdoc_sim::run(&config) {
             panic!("{failure}");
         }
