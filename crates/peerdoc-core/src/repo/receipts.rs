@@ -95,23 +95,25 @@ impl Repo {
             durable: c.is_peerdoc(),
         };
         let durable = receipt.durable;
-        if self.store_receipt(doc, &storage, receipt) && durable {
+        if self.store_receipt(doc, &storage, receipt, true) && durable {
             self.relay_receipt(doc, &storage, Some(conn));
         }
     }
 
-    /// Keeps `receipt` from the cloud `storage` if it says something new and ranks above
-    /// the one kept; says whether it was kept. The same heads confirmed again change
-    /// nothing (no write, no relay).
+    /// Keeps `receipt` from the cloud `storage` if it says something new; says whether it
+    /// was kept. The same heads confirmed again change nothing (no write, no relay).
     ///
-    /// The rank is a total order (confirmation time, then durability, then heads), so
-    /// receipts relayed around a loop of peers settle on one instead of replacing each
-    /// other forever (found by the simulator, seed 12).
+    /// The cloud's own word (`direct`: a session with it just settled at our heads) is
+    /// the freshest there is and always replaces. A relayed receipt replaces only one
+    /// that ranks below it in a total order (confirmation time, then durability, then
+    /// heads), so receipts relayed around a loop of peers settle on one instead of
+    /// replacing each other forever (found by the simulator, seed 12).
     fn store_receipt(
         &mut self,
         doc: DocumentId,
         storage: &StorageId,
         receipt: CloudReceipt,
+        direct: bool,
     ) -> bool {
         let Some(meta) = self.catalog.get_mut(&doc).filter(|m| !m.deleted) else {
             return false;
@@ -119,7 +121,7 @@ impl Repo {
         let rank = |r: &CloudReceipt| (r.at_ms, r.durable, r.heads.clone());
         if let Some(kept) = meta.receipts.get(storage.as_str())
             && ((kept.heads == receipt.heads && kept.durable >= receipt.durable)
-                || rank(kept) >= rank(&receipt))
+                || (!direct && rank(kept) >= rank(&receipt)))
         {
             return false;
         }
@@ -242,7 +244,7 @@ impl Repo {
                 at_ms: remote.timestamp,
                 durable: true,
             };
-            if self.store_receipt(doc, &storage, receipt) {
+            if self.store_receipt(doc, &storage, receipt, false) {
                 self.relay_receipt(doc, &storage, Some(conn));
             }
         }
