@@ -7,92 +7,39 @@
 //! Everything runs on 127.0.0.1 with mDNS off. Timeouts are hang guards only; the tests
 //! poll for the state they expect.
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/http.rs"]
 mod http;
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use http::Client;
+use daemon::{Daemon, command, eventually};
 use serde_json::{Value, json};
 
-const HANG_GUARD: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(100);
+/// Where every daemon here listens for libp2p: an OS-chosen loopback port.
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
-/// A `peerdoc run` child process (the few lines of `tests/daemon.rs` this file needs).
-struct Daemon {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-    client: Client,
-}
-
-/// A `peerdoc run` command with a clean environment: no inherited PEERDOC_* settings,
-/// no user config file, mDNS off, loopback only.
-fn command(data_dir: &Path, home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerdoc"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PEERDOC_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("RUST_BACKTRACE", "0")
-        .arg("run")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--no-mdns")
-        .args(["--api-listen", "127.0.0.1:0"])
+/// `peerdoc run` on loopback ports chosen by the OS (for daemons expected to fail).
+fn loopback_command(data_dir: &Path, home: &Path) -> Command {
+    let mut cmd = command(data_dir, home);
+    cmd.args(["--api-listen", "127.0.0.1:0"])
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
     cmd
 }
 
-impl Daemon {
-    /// Starts a daemon on `data_dir` with `extra` arguments and waits until its API
-    /// answers.
-    fn start(name: &'static str, data_dir: &Path, extra: &[&str]) -> Self {
-        let home = data_dir.with_extension("home");
-        std::fs::create_dir_all(&home).expect("home");
-        let addr_file = data_dir.join("api.addr");
-        let log = data_dir.with_extension("log");
-        let log_file = File::create(&log).expect("log file");
-        let child = command(data_dir, &home)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .expect("spawn peerdoc");
-        let mut daemon = Self {
-            name,
-            child,
-            log,
-            client: Client::new("http://127.0.0.1:1", None),
-        };
-        let url = eventually(&format!("{name} to write api.addr"), || {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("{name} exited with {status}:\n{}", daemon.log_text());
-            }
-            std::fs::read_to_string(&addr_file)
-                .ok()
-                .filter(|text| text.ends_with('\n'))
-                .map(|text| text.trim().to_owned())
-        });
-        let token = std::fs::read_to_string(data_dir.join("api.token")).expect("token");
-        daemon.client = Client::new(&url, Some(token.trim()));
-        assert_eq!(daemon.client.get("/health").ok(200)["status"], "ok");
-        daemon
-    }
+/// What these tests read off a daemon.
+trait DaemonExt {
+    fn api_addr(&self) -> SocketAddr;
+    fn token(&self) -> &str;
+    /// The first cloud endpoint's report in `/v1/status`.
+    fn cloud_endpoint(&self) -> Value;
+}
 
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
+impl DaemonExt for Daemon {
     fn api_addr(&self) -> SocketAddr {
         let base = self.client.base.trim_start_matches("http://");
         base.parse().expect("API address")
@@ -102,36 +49,8 @@ impl Daemon {
         self.client.token.as_deref().expect("token")
     }
 
-    /// The first cloud endpoint's report in `/v1/status`.
     fn cloud_endpoint(&self) -> Value {
         self.client.get("/v1/status?docs=false").ok(200)["cloud"][0].clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("----- log of {} -----\n{}", self.name, self.log_text());
-        }
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Polls `check` until it returns `Some`, panicking after the hang guard.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < HANG_GUARD,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(POLL);
     }
 }
 
@@ -233,13 +152,14 @@ fn a_document_reaches_a_sync_server_behind_a_private_ca_over_wss() {
     let server_config = private_ca(&ca_file);
 
     // B is the "cloud": its /v1/sync behind TLS. A knows B only by that URL.
-    let b = Daemon::start("B", &dir.path().join("b"), &[]);
+    let b = Daemon::start("B", &dir.path().join("b"), LOOPBACK, &[]);
     let proxy = TlsProxy::start(server_config, b.api_addr());
     let url = format!("wss://127.0.0.1:{}/v1/sync?token={}", proxy.port, b.token());
     let set_ca = format!("cloud.ca_file={}", ca_file.display());
     let a = Daemon::start(
         "A",
         &dir.path().join("a"),
+        LOOPBACK,
         &["--cloud", &url, "--set", &set_ca],
     );
 
@@ -262,7 +182,7 @@ fn a_document_reaches_a_sync_server_behind_a_private_ca_over_wss() {
     assert_eq!(endpoint["failures_total"], 0, "{endpoint}");
 
     // The same proxy, without the CA: the certificate is refused, in words.
-    let c = Daemon::start("C", &dir.path().join("c"), &["--cloud", &url]);
+    let c = Daemon::start("C", &dir.path().join("c"), LOOPBACK, &["--cloud", &url]);
     let endpoint = eventually("C's attempt to fail", || {
         let endpoint = c.cloud_endpoint();
         endpoint["last_error"].is_string().then_some(endpoint)
@@ -299,7 +219,11 @@ fn a_ca_file_that_cannot_be_used_stops_startup_with_one_line_naming_it() {
         ),
     )
     .expect("write config");
-    let line = run_expecting_failure(command(&data, dir.path()).arg("--config").arg(&config));
+    let line = run_expecting_failure(
+        loopback_command(&data, dir.path())
+            .arg("--config")
+            .arg(&config),
+    );
     assert!(
         line.contains("cloud.ca_file") && line.contains(&missing.display().to_string()),
         "{line}"
@@ -311,7 +235,7 @@ fn a_ca_file_that_cannot_be_used_stops_startup_with_one_line_naming_it() {
     let key = rcgen::KeyPair::generate().expect("key");
     std::fs::write(&key_only, key.serialize_pem()).expect("write key.pem");
     let line = run_expecting_failure(
-        command(&data, dir.path())
+        loopback_command(&data, dir.path())
             .args(["--cloud", endpoint])
             .env("PEERDOC_CLOUD_CA_FILE", &key_only),
     );
