@@ -70,12 +70,7 @@ impl Repo {
 
     /// A `request`: a sync message from a peer that lacks the document.
     fn send_request(&mut self, doc_id: DocumentId, conn: ConnectionId) {
-        let Some(target) = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer.as_ref())
-            .map(|p| p.peer_id.clone())
-        else {
+        let Some(target) = self.peer_of(conn) else {
             return;
         };
         let sender = self.config.peer_id.clone();

@@ -34,7 +34,7 @@ impl Repo {
     }
 
     /// The peer id on `conn`, once its handshake finished.
-    fn peer_of(&self, conn: ConnectionId) -> Option<PeerId> {
+    pub(super) fn peer_of(&self, conn: ConnectionId) -> Option<PeerId> {
         self.conns
             .get(&conn)
             .and_then(|c| c.peer.as_ref())

@@ -168,12 +168,7 @@ impl Repo {
 
     /// Sends `conn` the durable receipts of `doc` (only `storage`'s, when given).
     fn send_receipts(&mut self, doc: DocumentId, conn: ConnectionId, only: Option<&StorageId>) {
-        let Some(target) = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer.as_ref())
-            .map(|p| p.peer_id.clone())
-        else {
+        let Some(target) = self.peer_of(conn) else {
             return;
         };
         let Some(meta) = self.catalog.get(&doc) else {
