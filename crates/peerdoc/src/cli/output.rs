@@ -99,6 +99,18 @@ pub(super) fn short_json(value: &Value, max: usize) -> String {
     cut
 }
 
+/// A logged conflict's values, each cut to `max`, the one automerge kept marked `*`.
+pub(super) fn logged_values(record: &crate::client::ConflictRecord, max: usize) -> Vec<String> {
+    record
+        .values
+        .iter()
+        .map(|v| {
+            let mark = if v.winner { "*" } else { "" };
+            format!("{mark}{}", short_json(&v.value, max))
+        })
+        .collect()
+}
+
 /// Pretty JSON with a final newline (the API's JSON, for `--json`).
 pub(super) fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;

@@ -8,7 +8,9 @@ use serde_json::json;
 use super::super::args::{DocCommand, GlobalArgs};
 use super::super::error::CliError;
 use super::super::input;
-use super::super::output::{Table, age, change_time, now_ms, short_json, utc, write_json};
+use super::super::output::{
+    Table, age, change_time, logged_values, now_ms, short_json, utc, write_json,
+};
 use super::{connect, transfer, watch};
 use crate::client::{ConflictValue, Conflicts, DocSummary, HistoryEntry, NewDocument};
 
@@ -241,14 +243,7 @@ fn write_conflicts(out: &mut impl Write, conflicts: &Conflicts) -> std::io::Resu
         writeln!(out, "conflict log:")?;
         let mut log = Table::new(&["SEQ", "PATH", "SEEN (UTC)", "VALUES (* = kept)"]);
         for record in &conflicts.log {
-            let values: Vec<String> = record
-                .values
-                .iter()
-                .map(|v| {
-                    let mark = if v.winner { "*" } else { "" };
-                    format!("{mark}{}", short_json(&v.value, VALUE_WIDTH))
-                })
-                .collect();
+            let values = logged_values(record, VALUE_WIDTH);
             log.row(vec![
                 record.seq.to_string(),
                 record.path.clone(),

@@ -5,7 +5,7 @@ use std::io::Write;
 use super::super::args::GlobalArgs;
 use super::super::error::CliError;
 use super::super::input;
-use super::super::output::{printable, short_json};
+use super::super::output::{logged_values, printable};
 use super::connect;
 use crate::client::{Event, ServerEvent};
 
@@ -72,14 +72,7 @@ fn event_line(event: &ServerEvent) -> String {
             format!("{doc}  {}", origin(&from, &peer))
         }
         Event::Conflict { doc, record } => {
-            let values: Vec<String> = record
-                .values
-                .iter()
-                .map(|v| {
-                    let mark = if v.winner { "*" } else { "" };
-                    format!("{mark}{}", short_json(&v.value, VALUE_WIDTH))
-                })
-                .collect();
+            let values = logged_values(&record, VALUE_WIDTH);
             format!("{doc}  {}  {}", record.path, values.join(" "))
         }
         Event::PeerConnected { peer_id } | Event::PeerDisconnected { peer_id } => peer_id,
