@@ -10,11 +10,10 @@ mod daemon;
 mod http;
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use daemon::{Daemon, HANG_GUARD, command, eventually, free_port};
+use daemon::{Daemon, HANG_GUARD, command, eventually, free_port, run_expecting_failure};
 use serde_json::{Value, json};
 
 /// The document's content on `daemon`, once it has it.
@@ -223,27 +222,6 @@ fn kill_9_loses_no_acknowledged_edit_and_catches_up() {
     eventually("B to have every acknowledged edit", || {
         content(&b, &id).filter(|c| (0..acknowledged).all(|i| c[format!("e{i}")] == json!(i)))
     });
-}
-
-/// Runs `peerdoc run` expecting it to fail; returns its stderr.
-fn run_expecting_failure(cmd: &mut Command) -> String {
-    let output = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run peerdoc");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("peerdoc: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
-    errors[0].to_owned()
 }
 
 #[test]

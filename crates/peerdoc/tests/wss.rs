@@ -14,10 +14,10 @@ mod http;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
-use daemon::{Daemon, command, eventually};
+use daemon::{Daemon, command, eventually, run_expecting_failure};
 use serde_json::{Value, json};
 
 /// Where every daemon here listens for libp2p: an OS-chosen loopback port.
@@ -52,27 +52,6 @@ impl DaemonExt for Daemon {
     fn cloud_endpoint(&self) -> Value {
         self.client.get("/v1/status?docs=false").ok(200)["cloud"][0].clone()
     }
-}
-
-/// Runs a daemon that must fail at startup: exit code 1, no panic, one error line.
-fn run_expecting_failure(cmd: &mut Command) -> String {
-    let output = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run peerdoc");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("peerdoc: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
-    errors[0].to_owned()
 }
 
 /// A private CA, written as PEM to `ca_file`, and a server certificate it signed for

@@ -187,3 +187,25 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(POLL);
     }
 }
+
+/// Runs `peerdoc run` expecting it to fail at startup: exit code 1, no panic, exactly
+/// one `peerdoc: ` error line, which it returns.
+pub fn run_expecting_failure(cmd: &mut Command) -> String {
+    let output = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run peerdoc");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("peerdoc: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
+    errors[0].to_owned()
+}
