@@ -183,12 +183,17 @@ impl DocumentMeta {
 
     /// The best receipt for the current heads: a durable one if any, else the newest.
     pub fn current_receipt(&self) -> Option<&CloudReceipt> {
-        let mut ours = self.heads.clone();
-        ours.sort();
         self.receipts
             .values()
-            .filter(|r| r.heads == ours)
+            .filter(|r| self.is_current(r))
             .max_by_key(|r| (r.durable, r.at_ms))
+    }
+
+    /// Whether `receipt` confirms this document exactly as it is here.
+    pub fn is_current(&self, receipt: &CloudReceipt) -> bool {
+        let mut ours = self.heads.clone();
+        ours.sort();
+        receipt.heads == ours
     }
 
     /// The heads as change hashes (unparseable entries are skipped).

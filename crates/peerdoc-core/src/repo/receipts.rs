@@ -55,11 +55,10 @@ impl Repo {
             .iter()
             .filter(|(_, meta)| {
                 !meta.deleted
-                    && meta.receipts.get(storage.as_str()).is_none_or(|r| {
-                        let mut ours = meta.heads.clone();
-                        ours.sort();
-                        r.heads != ours
-                    })
+                    && meta
+                        .receipts
+                        .get(storage.as_str())
+                        .is_none_or(|r| !meta.is_current(r))
             })
             .map(|(id, meta)| (meta.priority, *id))
             .collect();
