@@ -432,13 +432,19 @@ impl Sim {
             *kinds.entry(kind).or_default() += 1;
         }
         format!(
-            "pending events {kinds:?}, links {}, storage queues {:?}",
+            "pending events {kinds:?}, links {}, storage queue lengths {:?}, their first ops {:?}",
             self.links.len(),
+            self.nodes
+                .iter()
+                .map(|n| n.storage_queue.len())
+                .collect::<Vec<_>>(),
+            // The first few only: a livelock can queue millions.
             self.nodes
                 .iter()
                 .map(|n| n
                     .storage_queue
                     .iter()
+                    .take(8)
                     .map(|(_, op)| match op {
                         StorageOp::LoadRange { prefix } => format!("range {prefix:?}"),
                         StorageOp::Load { key } => format!("load {key}"),
