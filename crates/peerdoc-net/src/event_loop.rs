@@ -1,7 +1,7 @@
 //! [`NetEventLoop`]: the task that owns the swarm and every piece of connection state.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     fmt,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -163,6 +163,8 @@ pub struct NetEventLoop {
     /// keeps answering, so without this a device whose first dial failed (a link that
     /// just came back) would never be dialed again.
     mdns_redial: HashMap<PeerId, (u32, Instant)>,
+    /// The key the transport reads at every new connection, when keyed.
+    team_key_slot: Option<crate::swarm::TeamKeySlot>,
     next_sweep: Instant,
 }
 
@@ -220,7 +222,10 @@ impl Network {
                     acc.rotate_left(8) ^ u64::from(*b)
                 })
         });
-        let mut swarm = crate::swarm::build_swarm(&config, keypair)?;
+        let team_key_slot = config
+            .team_key
+            .map(|key| Arc::new(std::sync::RwLock::new(key)));
+        let mut swarm = crate::swarm::build_swarm(&config, keypair, team_key_slot.clone())?;
         let topic = IdentTopic::new(config.gossip_topic());
         swarm
             .behaviour_mut()
@@ -285,6 +290,7 @@ impl Network {
             next_generation: 0,
             mdns_redial: HashMap::new(),
             next_sweep: now + MDNS_REDIAL_SWEEP,
+            team_key_slot,
             config,
         };
         Ok((handle, events_rx, event_loop))
@@ -975,9 +981,65 @@ impl NetEventLoop {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
+            Command::SetAllowlist { peers, reply } => {
+                let _ = reply.send(self.set_allowlist(peers));
+            }
+            Command::SetTeamKey { key, reply } => {
+                let _ = reply.send(self.set_team_key(key));
+            }
             Command::Shutdown { reply } => return Flow::Stop(reply),
         }
         Flow::Continue
+    }
+
+    /// Replaces the team key (see [`crate::NetHandle::set_team_key`]).
+    fn set_team_key(&mut self, key: [u8; 32]) -> Result<(), NetError> {
+        let Some(slot) = &self.team_key_slot else {
+            return Err(NetError::InvalidConfig(
+                "this network was started without a team key".into(),
+            ));
+        };
+        if self.config.team_key == Some(key) {
+            return Ok(());
+        }
+        *slot.write().unwrap_or_else(|p| p.into_inner()) = key;
+        self.config.team_key = Some(key);
+        let topic = IdentTopic::new(self.config.gossip_topic());
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        gossipsub.unsubscribe(&self.topic);
+        gossipsub
+            .subscribe(&topic)
+            .map_err(|e| NetError::SwarmBuild(format!("gossipsub subscribe: {e}")))?;
+        self.topic = topic;
+        // Connections made under the old key cannot stay: peers that have the new
+        // key reconnect with it (discovery, explicit peers), the others cannot.
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in connected {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        self.mdns_redial.clear();
+        tracing::info!("team key changed; reconnecting with the new key");
+        Ok(())
+    }
+
+    /// Replaces the allowlist (see [`crate::NetHandle::set_allowlist`]).
+    fn set_allowlist(&mut self, peers: BTreeSet<PeerId>) -> Result<(), NetError> {
+        let Some(allowed) = self.swarm.behaviour_mut().allowed.as_mut() else {
+            return Err(NetError::InvalidConfig(
+                "this network was started without an allowlist".into(),
+            ));
+        };
+        let current: Vec<PeerId> = allowed.allowed_peers().iter().copied().collect();
+        for peer in current.iter().filter(|p| !peers.contains(p)) {
+            // Also closes its connections.
+            allowed.disallow_peer(*peer);
+            tracing::info!(peer = %peer, "removed from the allowlist; disconnecting");
+        }
+        for peer in &peers {
+            allowed.allow_peer(*peer);
+        }
+        self.config.allowlist = Some(peers);
+        Ok(())
     }
 
     fn publish(&mut self, bytes: Bytes) -> Result<PublishOutcome, NetError> {
