@@ -128,29 +128,27 @@ pub(crate) fn build_swarm(
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
     let build_err = |e: &dyn std::fmt::Display| NetError::SwarmBuild(e.to_string());
     let swarm = match team_key {
-        Some(slot) => {
-            SwarmBuilder::with_existing_identity(keypair)
-                .with_tokio()
-                .with_other_transport(
-                    |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                        let noise = noise::Config::new(key)?;
-                        Ok(tcp::tokio::Transport::new(tcp_config)
-                            .and_then(move |socket, _| {
-                                let key = *slot.read().unwrap_or_else(|p| p.into_inner());
-                                PnetConfig::new(PreSharedKey::new(key)).handshake(socket)
-                            })
-                            .upgrade(Version::V1Lazy)
-                            .authenticate(noise)
-                            .multiplex(yamux::Config::default())
-                            .timeout(HANDSHAKE_TIMEOUT))
-                    },
-                )
-                .map_err(|e| build_err(&e))?
-                .with_behaviour(|_| behaviour)
-                .map_err(|e| build_err(&e))?
-                .with_swarm_config(swarm_config)
-                .build()
-        }
+        Some(slot) => SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    let noise = noise::Config::new(key)?;
+                    Ok(tcp::tokio::Transport::new(tcp_config)
+                        .and_then(move |socket, _| {
+                            let key = *slot.read().unwrap_or_else(|p| p.into_inner());
+                            PnetConfig::new(PreSharedKey::new(key)).handshake(socket)
+                        })
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default())
+                        .timeout(HANDSHAKE_TIMEOUT))
+                },
+            )
+            .map_err(|e| build_err(&e))?
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| build_err(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
         None => SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(tcp_config, noise::Config::new, yamux::Config::default)

@@ -18,8 +18,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, SelectAll, StreamExt as _};
 use peerdoc_core::repo::{
-    ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, PeerAccess, Reply,
-    Repo,
+    ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, PeerAccess, Reply, Repo,
 };
 use peerdoc_core::{ConnectionId, StorageError, StorageId};
 use peerdoc_net::{NetError, NetEvent, NetHandle, PeerId, SessionId};

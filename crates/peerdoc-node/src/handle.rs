@@ -84,7 +84,9 @@ impl NodeHandle {
             .await?;
         match reply {
             Reply::Created { doc, .. } => Ok(doc),
-            _ => Err(NodeError::UnexpectedReply { command: "create_at" }),
+            _ => Err(NodeError::UnexpectedReply {
+                command: "create_at",
+            }),
         }
     }
 
