@@ -179,7 +179,22 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
             .enrol_listen
             .parse()
             .map_err(|_| DaemonError::Runtime("team.enrol_listen is not an address".into()))?;
-        if let Err(source) = crate::team::bind_enrolment(team.clone(), enrol).await {
+        let mut bound = crate::team::bind_enrolment(team.clone(), enrol).await;
+        let default_port = enrol.port() == crate::config::DEFAULT_ENROL_PORT;
+        if default_port
+            && let Err(error) = &bound
+            && error.kind() == std::io::ErrorKind::AddrInUse
+        {
+            // A second daemon on one machine: friendlier to pick a port than to fail.
+            tracing::warn!(
+                port = enrol.port(),
+                "the invite port is taken (another peerdoc on this machine?); accepting invite \
+                 codes on a port the OS picks instead: codes made here stop working when this \
+                 daemon restarts"
+            );
+            bound = crate::team::bind_enrolment(team.clone(), SocketAddr::new(enrol.ip(), 0)).await;
+        }
+        if let Err(source) = bound {
             node.shutdown().await;
             return Err(DaemonError::EnrolBind {
                 addr: enrol,

@@ -454,7 +454,7 @@ impl TeamService {
                         format!(
                             "{:?} is {} {role} of team {:?}",
                             file.team.device_name(),
-                            if role == Role::Admin { "an" } else { "a" },
+                            if role == Role::Viewer { "a" } else { "an" },
                             file.team.name(),
                         ),
                     ),

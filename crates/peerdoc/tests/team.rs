@@ -305,3 +305,51 @@ fn used_expired_and_unknown_invites_are_refused_in_words() {
         .assert_error(400, "bad_invite_code");
     assert_eq!(c.client.get("/v1/team").ok(200)["state"], "none");
 }
+
+/// The CLI a coordinator types: `team create`, `team invite --code-only`, `team join`,
+/// `team members`, `status`.
+#[test]
+fn the_cli_forms_a_team() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = start("A", dir.path(), &[]);
+    let b = start("B", dir.path(), &[]);
+    let cli = |name: &str, args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_peerdoc"))
+            .arg("--data-dir")
+            .arg(dir.path().join(name))
+            .args(args)
+            .output()
+            .expect("run peerdoc");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        stdout
+    };
+    let status = cli("A", &["status"]);
+    assert!(status.contains("not in a team yet"), "{status}");
+    let created = cli(
+        "A",
+        &["team", "create", "--name", "Hill Barn crew", "--device-name", "Planner laptop"],
+    );
+    assert!(created.contains("created team \"Hill Barn crew\""), "{created}");
+    let code = cli("A", &["team", "invite", "--name", "Sam's tablet", "--code-only"]);
+    let joined = cli("B", &["team", "join", code.trim()]);
+    assert!(
+        joined.contains("joined team \"Hill Barn crew\" as \"Sam's tablet\" (editor)"),
+        "{joined}"
+    );
+    let members = eventually("A sees B connected", || {
+        let members = cli("A", &["team", "members"]);
+        members
+            .lines()
+            .any(|l| l.starts_with("Sam's tablet") && l.contains("connected"))
+            .then_some(members)
+    });
+    assert!(members.contains("Planner laptop  admin   this device"), "{members}");
+    let status = cli("B", &["status"]);
+    assert!(
+        status.contains("\"Sam's tablet\" is an editor of team \"Hill Barn crew\""),
+        "{status}"
+    );
+    drop((a, b));
+}

@@ -96,6 +96,9 @@ pub enum TeamCommand {
         /// Do not print the QR code.
         #[arg(long)]
         no_qr: bool,
+        /// Print only the code (for scripts: CODE=$(peerdoc team invite --code-only)).
+        #[arg(long)]
+        code_only: bool,
     },
     /// List the invites this device made.
     Invites,

@@ -66,6 +66,7 @@ pub(super) fn run(
             expires,
             uses,
             no_qr,
+            code_only,
         } => {
             let invite = client.create_invite(&CreateInvite {
                 role: Some(role.clone()),
@@ -75,6 +76,8 @@ pub(super) fn run(
             })?;
             if global.json {
                 write_json(out, &invite)?;
+            } else if *code_only {
+                writeln!(out, "{}", invite.code.as_deref().unwrap_or_default())?;
             } else {
                 write_invite(out, &invite, !*no_qr)?;
             }
