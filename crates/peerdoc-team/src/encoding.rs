@@ -1,4 +1,5 @@
-//! Serde helpers: fixed-size byte arrays as hex strings, byte vectors as base64 strings.
+//! Serde helpers: fixed-size byte arrays as hex strings, byte vectors as base64 strings, keys
+//! by epoch as a map of hex strings.
 
 /// `[u8; N]` as a lowercase hex string.
 pub(crate) mod hex_array {
@@ -38,5 +39,32 @@ pub(crate) mod base64_bytes {
         BASE64
             .decode(text.as_bytes())
             .map_err(|_| D::Error::custom("expected base64"))
+    }
+}
+
+/// `BTreeMap<u64, [u8; 32]>` as a map from the number (a string key in JSON) to lowercase hex.
+pub(crate) mod hex_key_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    struct HexKey(#[serde(with = "super::hex_array")] [u8; 32]);
+
+    pub(crate) fn serialize<S: Serializer>(
+        keys: &BTreeMap<u64, [u8; 32]>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(keys.iter().map(|(epoch, key)| (epoch, hex::encode(key))))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u64, [u8; 32]>, D::Error> {
+        let keys = BTreeMap::<u64, HexKey>::deserialize(deserializer)?;
+        Ok(keys
+            .into_iter()
+            .map(|(epoch, HexKey(key))| (epoch, key))
+            .collect())
     }
 }

@@ -61,9 +61,13 @@ pub struct Welcome {
     pub team_id: TeamId,
     /// The team's name.
     pub team_name: String,
-    /// The key of the team's private network.
+    /// The key of the team's private network: the current one, unless the inviter could not
+    /// open it (then the newest it holds).
     #[serde(with = "hex_array")]
     pub transport_key: [u8; 32],
+    /// The epoch of `transport_key` (0, the founding key, in welcomes from before rotation).
+    #[serde(default)]
+    pub key_epoch: u64,
     /// Every known membership op, the joiner's own `Add` included.
     pub ops: Vec<SignedOp>,
     /// The inviting device, to dial first.
@@ -83,6 +87,7 @@ impl fmt::Debug for Welcome {
             .field("team_id", &self.team_id)
             .field("team_name", &self.team_name)
             .field("transport_key", &"<redacted>")
+            .field("key_epoch", &self.key_epoch)
             .field("ops", &self.ops.len())
             .field("inviter", &self.inviter)
             .field("inviter_addrs", &self.inviter_addrs)

@@ -101,6 +101,32 @@ pub enum TeamError {
     /// An enrolment frame is malformed.
     #[error(transparent)]
     Enrol(#[from] EnrolError),
+    /// A sealed transport key does not open: altered, malformed, or sealed to another device,
+    /// team or epoch.
+    #[error("a sealed team key could not be opened: altered, or not meant for this device")]
+    SealedKeyInvalid,
+    /// A key rotation names the wrong epoch: each rotation moves to the next one.
+    #[error("key rotation to epoch {found}, but the next epoch is {expected}")]
+    WrongKeyEpoch {
+        /// The next epoch.
+        expected: u64,
+        /// The rotation's epoch.
+        found: u64,
+    },
+    /// A key rotation does not seal the new key to its own signer.
+    #[error("a key rotation must seal the new key to the admin that makes it")]
+    SignerNotRecipient,
+    /// A key rotation seals the key to more devices than a team can have.
+    #[error("a key rotation is sealed to {count} devices, more than the {max} a team can have")]
+    TooManyRecipients {
+        /// Devices the key is sealed to.
+        count: usize,
+        /// [`MAX_MEMBERS`](crate::MAX_MEMBERS).
+        max: usize,
+    },
+    /// The team already has as many current members as allowed.
+    #[error("the team already has {0} members, the most it can have: remove one first")]
+    TeamFull(usize),
     /// A saved team state is inconsistent.
     #[error("inconsistent team state: {0}")]
     InconsistentState(&'static str),

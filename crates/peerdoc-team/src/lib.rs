@@ -1,9 +1,9 @@
 //! Team membership for peerdoc: who may sync, with which role, and how a new device joins.
 //!
 //! A team is a set of devices, each named by its libp2p [`PeerId`](libp2p_identity::PeerId).
-//! Membership is an op-based CRDT: admins sign [`OpKind`] ops (add, set role, rename, revoke),
-//! devices exchange them, and every replica folds the same op set into the same
-//! [`Membership`], whatever the order they arrived in. Revocation is final.
+//! Membership is an op-based CRDT: admins sign [`OpKind`] ops (add, set role, rename, revoke,
+//! rotate the transport key), devices exchange them, and every replica folds the same op set
+//! into the same [`Membership`], whatever the order they arrived in. Revocation is final.
 //!
 //! A device joins with an [`InviteCode`]: 80 secret bits plus the inviter's addresses, read
 //! aloud, typed or scanned as a QR code. The joiner sends a sealed [`JoinRequest`]; the
@@ -11,6 +11,27 @@
 //!
 //! Everything here is pure: no IO, no clock, no OS randomness. Time (`now_ms`) and an rng
 //! are inputs; the daemon does the file and network IO.
+//!
+//! # Key rotation
+//!
+//! Every member holds the team's transport key, the pre-shared key of its private network.
+//! Revoking a device does not take that key back, so an admin then calls
+//! [`TeamState::rotate_key`]: a [`OpKind::RotateKey`] op carries a fresh key for the next
+//! epoch, sealed to each current member's device key (its Ed25519 identity converted to
+//! X25519), never in the clear, so a revoked device that still receives the op in a race
+//! learns nothing from it. Members call [`TeamState::learn_keys`] after merging ops; a member
+//! offline during the rotation learns the key from whichever member it meets next, since the
+//! op travels with the others. A device that joins later gets the current key in its
+//! [`Welcome`].
+//!
+//! For keys, "after the revocation" means: a member that merged both the revocation and the
+//! rotation dials only with the new key ([`TeamState::transport_key`]); it accepts the older
+//! keys it holds inbound ([`TeamState::accepted_keys`]) for a grace period the daemon
+//! chooses, so members that missed the rotation can still reach the team and catch up. Once
+//! that period ends, the revoked device, which keeps only old keys, cannot complete a
+//! handshake with any such member; until then, only the daemon's check of its peer id
+//! against the membership keeps it out. [`Membership::needs_key_rotation`] tells when a
+//! revoked device may still hold the current key.
 //!
 //! # A device joins a team
 //!
@@ -67,6 +88,51 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # An admin revokes a device and rotates the key
+//!
+//! ```
+//! use libp2p_identity::Keypair;
+//! use peerdoc_team::{OpKind, Role, TeamState};
+//! use rand::SeedableRng;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+//! let now = 1_700_000_000_000;
+//! let admin = Keypair::ed25519_from_bytes([1u8; 32])?;
+//! let laptop = Keypair::ed25519_from_bytes([2u8; 32])?;
+//! let lost_phone = Keypair::ed25519_from_bytes([3u8; 32])?;
+//! let mut team = TeamState::create(&admin, "Clinic", "reception", now, &mut rng)?;
+//! for (device, name) in [(&laptop, "laptop"), (&lost_phone, "phone")] {
+//!     let device = device.public().to_peer_id();
+//!     let add = OpKind::Add { device, name: name.into(), role: Role::Editor };
+//!     team.sign_and_merge(&admin, now, add)?;
+//! }
+//! // Stand-ins for the states the laptop and the phone got in their welcomes.
+//! let (mut on_laptop, mut on_phone) = (team.clone(), team.clone());
+//! let old_key = *team.transport_key();
+//!
+//! let revoke = OpKind::Revoke { device: lost_phone.public().to_peer_id() };
+//! team.sign_and_merge(&admin, now, revoke)?;
+//! team.rotate_key(&admin, now, &mut rng)?; // returns the op to relay, like any other
+//! assert_eq!(team.current_epoch(), 1);
+//! assert_ne!(team.transport_key(), &old_key);
+//!
+//! // The laptop merges the ops and opens the key sealed to it; it dials with the new key
+//! // and accepts the old one inbound for a while.
+//! on_laptop.merge(team.ops());
+//! assert!(on_laptop.learn_keys(&laptop));
+//! assert_eq!(on_laptop.current_key(), team.current_key());
+//! assert_eq!(on_laptop.accepted_keys(), [*team.transport_key(), old_key]);
+//!
+//! // The phone may see the same ops, but nothing in them is sealed to it.
+//! on_phone.merge(team.ops());
+//! assert!(!on_phone.learn_keys(&lost_phone));
+//! assert_eq!(on_phone.current_key(), None);
+//! assert_eq!(on_phone.transport_key(), &old_key);
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 mod encoding;
@@ -78,6 +144,7 @@ mod membership;
 mod name;
 mod ops;
 mod role;
+mod sealed_key;
 mod state;
 
 pub use enrol::{
@@ -87,11 +154,11 @@ pub use enrol::{
 pub use error::{EnrolError, InviteCodeError, TeamError};
 pub use ids::{OpId, TeamId};
 pub use invite::{InviteCode, InviteSecret, InviteTag, MAX_INVITE_ADDRS};
-pub use membership::{MAX_OPS, Member, Membership, Revocation};
+pub use membership::{MAX_MEMBERS, MAX_OPS, Member, Membership, Revocation};
 pub use name::{MAX_NAME_CHARS, validate_name};
-pub use ops::{MAX_OP_BODY, OpBody, OpKind, SignedOp};
+pub use ops::{MAX_OP_BODY, MAX_ROTATE_KEY_BODY, OpBody, OpKind, SignedOp};
 pub use role::Role;
-pub use state::{Invite, InviteStatus, MAX_INVITE_USES, MAX_INVITES, TeamState};
+pub use state::{Invite, InviteStatus, MAX_ACCEPTED_KEYS, MAX_INVITE_USES, MAX_INVITES, TeamState};
 
 /// Deterministic keys and randomness for the tests.
 #[cfg(test)]

@@ -6,6 +6,11 @@
 //! revoked?) and ignored when not allowed. Because the order depends only on the op set, two
 //! replicas holding the same ops agree on the membership, whatever order the ops arrived in.
 //!
+//! Key rotations fold like any other op: a [`OpKind::RotateKey`] applies when its signer is
+//! a current admin, it names the next epoch, and it seals the key only to devices that are
+//! current members at that point (its signer among them). Of concurrent rotations to the same
+//! epoch the first in fold order wins; the others name an epoch already taken and are ignored.
+//!
 //! Known limit: ops carry a Lamport time, not their causal predecessors, so a device that
 //! was an admin can still sign ops *backdated* before its own demotion or revocation, and
 //! they fold as if concurrent with it. Revocation stops a device's ops from the revocation
@@ -22,6 +27,10 @@ use crate::{OpBody, OpId, OpKind, Role, SignedOp, TeamError, TeamId, validate_na
 
 /// Most ops a membership holds (and a welcome carries).
 pub const MAX_OPS: usize = 10_000;
+
+/// Most current members a team has; an `Add` of a new device beyond it is ignored. It bounds
+/// the sealed keys a rotation carries (see [`MAX_ROTATE_KEY_BODY`](crate::MAX_ROTATE_KEY_BODY)).
+pub const MAX_MEMBERS: usize = 256;
 
 /// A device of the team, current or removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +81,10 @@ pub struct Membership {
     /// Known ops the fold ignored.
     ignored: usize,
     max_lamport: u64,
+    /// The applied rotations in fold order: the op of epoch `n` is at `n - 1`.
+    rotations: Vec<OpId>,
+    /// Whether a device was revoked after the current key was drawn, so it may hold it.
+    key_exposed: bool,
 }
 
 impl Membership {
@@ -128,6 +141,8 @@ impl Membership {
             applied: Vec::new(),
             ignored: 0,
             max_lamport: 0,
+            rotations: Vec::new(),
+            key_exposed: false,
         };
         membership.merge(ops);
         membership
@@ -200,6 +215,11 @@ impl Membership {
             kind,
         };
         SignedOp::sign(keypair, &body)
+    }
+
+    /// Fails unless `device` is a current admin.
+    pub(crate) fn check_admin(&self, device: &PeerId) -> Result<(), TeamError> {
+        self.roster.require_admin(device)
     }
 
     /// The team's id.
@@ -304,6 +324,42 @@ impl Membership {
         self.invalid.len() + self.ignored
     }
 
+    /// The epoch of the team's current transport key: 0 for the key drawn at the team's
+    /// founding, one more with each applied [`OpKind::RotateKey`].
+    pub fn key_epoch(&self) -> u64 {
+        // At most `MAX_OPS` rotations: the count always fits.
+        u64::try_from(self.rotations.len()).unwrap_or(u64::MAX)
+    }
+
+    /// The key of `epoch` sealed to `device` (base64), if the rotation that applied for that
+    /// epoch has a box for it. `None` for epoch 0, whose key is handed over in a welcome.
+    pub fn sealed_key_for(&self, device: &PeerId, epoch: u64) -> Option<&str> {
+        let sealed = self.rotation(epoch)?;
+        sealed.get(device).map(String::as_str)
+    }
+
+    /// The devices the key of `epoch` was sealed to (empty for epoch 0 and unknown epochs).
+    pub fn key_recipients(&self, epoch: u64) -> Vec<PeerId> {
+        self.rotation(epoch)
+            .map(|sealed| sealed.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a device was revoked after the current key was drawn (it may still hold the
+    /// key): an admin should [rotate](crate::TeamState::rotate_key) it.
+    pub fn needs_key_rotation(&self) -> bool {
+        self.key_exposed
+    }
+
+    fn rotation(&self, epoch: u64) -> Option<&BTreeMap<PeerId, String>> {
+        let index = usize::try_from(epoch.checked_sub(1)?).ok()?;
+        let id = self.rotations.get(index)?;
+        match self.known.get(id).map(|(_, body)| &body.kind) {
+            Some(OpKind::RotateKey { sealed, .. }) => Some(sealed),
+            _ => None,
+        }
+    }
+
     fn belongs(&self, op: &SignedOp, body: &OpBody) -> bool {
         match body.team {
             Some(team) => team == self.team,
@@ -317,6 +373,8 @@ impl Membership {
         self.applied.clear();
         self.ignored = 0;
         self.max_lamport = 0;
+        self.rotations.clear();
+        self.key_exposed = false;
 
         let mut geneses = Vec::new();
         let mut rest = Vec::new();
@@ -347,6 +405,14 @@ impl Membership {
                 self.roster.apply(body);
                 self.applied.push(id);
                 self.max_lamport = self.max_lamport.max(lamport);
+                match body.kind {
+                    OpKind::RotateKey { .. } => {
+                        self.rotations.push(id);
+                        self.key_exposed = false;
+                    }
+                    OpKind::Revoke { .. } => self.key_exposed = true,
+                    _ => {}
+                }
             } else {
                 self.ignored += 1;
             }
@@ -358,6 +424,10 @@ impl Membership {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Roster {
     members: BTreeMap<PeerId, Member>,
+    /// How many of `members` are current.
+    current_count: usize,
+    /// The epoch of the current transport key.
+    key_epoch: u64,
 }
 
 impl Roster {
@@ -405,8 +475,14 @@ impl Roster {
             OpKind::Genesis { .. } => Err(TeamError::GenesisNotAllowed),
             OpKind::Add { device, role, .. } => {
                 self.require_admin(by)?;
-                if self.members.get(device).is_some_and(|m| !m.is_current()) {
-                    return Err(TeamError::Revoked(*device));
+                match self.members.get(device) {
+                    Some(member) if !member.is_current() => {
+                        return Err(TeamError::Revoked(*device));
+                    }
+                    None if self.current_count >= MAX_MEMBERS => {
+                        return Err(TeamError::TeamFull(MAX_MEMBERS));
+                    }
+                    _ => {}
                 }
                 if !role.can_admin() && self.is_last_admin(device) {
                     return Err(TeamError::LastAdmin);
@@ -435,6 +511,29 @@ impl Roster {
                 }
                 Ok(())
             }
+            OpKind::RotateKey { epoch, sealed } => {
+                self.require_admin(by)?;
+                let expected = self.key_epoch.saturating_add(1);
+                if *epoch != expected {
+                    return Err(TeamError::WrongKeyEpoch {
+                        expected,
+                        found: *epoch,
+                    });
+                }
+                if sealed.len() > MAX_MEMBERS {
+                    return Err(TeamError::TooManyRecipients {
+                        count: sealed.len(),
+                        max: MAX_MEMBERS,
+                    });
+                }
+                if !sealed.contains_key(by) {
+                    return Err(TeamError::SignerNotRecipient);
+                }
+                // A key sealed to a removed device would reach the very device it shuts out.
+                sealed
+                    .keys()
+                    .try_for_each(|device| self.require_current(device).map(|_| ()))
+            }
         }
     }
 
@@ -451,6 +550,7 @@ impl Roster {
                 revoked: None,
             },
         );
+        self.current_count = 1;
     }
 
     /// Applies an op that passed [`check`](Self::check).
@@ -458,13 +558,16 @@ impl Roster {
         match &body.kind {
             OpKind::Genesis { .. } => {}
             OpKind::Add { device, name, role } => {
-                let member = self.members.entry(*device).or_insert_with(|| Member {
-                    device: *device,
-                    name: String::new(),
-                    role: *role,
-                    added_by: Some(body.by),
-                    added_at_ms: body.at_ms,
-                    revoked: None,
+                let member = self.members.entry(*device).or_insert_with(|| {
+                    self.current_count += 1;
+                    Member {
+                        device: *device,
+                        name: String::new(),
+                        role: *role,
+                        added_by: Some(body.by),
+                        added_at_ms: body.at_ms,
+                        revoked: None,
+                    }
                 });
                 member.name.clone_from(name);
                 member.role = *role;
@@ -485,8 +588,10 @@ impl Roster {
                         by: body.by,
                         at_ms: body.at_ms,
                     });
+                    self.current_count = self.current_count.saturating_sub(1);
                 }
             }
+            OpKind::RotateKey { epoch, .. } => self.key_epoch = *epoch,
         }
     }
 }

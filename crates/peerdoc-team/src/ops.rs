@@ -1,15 +1,22 @@
 //! Signed membership ops: what a device says about the team, and the proof that it said it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use libp2p_identity::{KeyType, Keypair, PeerId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{base64_bytes, hex_array};
-use crate::{OpId, Role, TeamError, TeamId, name};
+use crate::{MAX_MEMBERS, OpId, Role, TeamError, TeamId, name, sealed_key};
 
-/// Largest signed op body, in bytes.
+/// Largest signed op body, in bytes, except for a [`OpKind::RotateKey`].
 pub const MAX_OP_BODY: usize = 4 * 1024;
+
+/// Largest [`OpKind::RotateKey`] body, in bytes. A rotation carries one sealed key per
+/// current member, about 170 bytes each in JSON (a 52-character peer id and a 108-character
+/// box), so [`MAX_MEMBERS`] of them take about 43 KiB: 64 KiB leaves room, while every
+/// other op stays within [`MAX_OP_BODY`].
+pub const MAX_ROTATE_KEY_BODY: usize = 64 * 1024;
 
 /// Longest signature accepted (Ed25519 signatures are 64 bytes).
 const MAX_SIGNATURE: usize = 128;
@@ -18,7 +25,10 @@ const MAX_SIGNATURE: usize = 128;
 const SIGNING_DOMAIN: &[u8] = b"peerdoc team op v1\0";
 
 /// What an op changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` output names a rotation's recipients but not their sealed keys, which are
+/// long and of no use to a reader.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OpKind {
     /// Founds the team; its signer is the first admin.
@@ -57,6 +67,58 @@ pub enum OpKind {
         /// The device.
         device: PeerId,
     },
+    /// Replaces the team's transport key: the key of `epoch` (the next one), sealed to each
+    /// device that is a current member where the op applies, the signer included.
+    RotateKey {
+        /// The new key's epoch; the genesis key is epoch 0.
+        epoch: u64,
+        /// Base64 of the new key sealed to each device's identity key.
+        sealed: BTreeMap<PeerId, String>,
+    },
+}
+
+impl fmt::Debug for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpKind::Genesis { name, nonce } => f
+                .debug_struct("Genesis")
+                .field("name", name)
+                .field("nonce", &hex::encode(nonce))
+                .finish(),
+            OpKind::Add { device, name, role } => f
+                .debug_struct("Add")
+                .field("device", device)
+                .field("name", name)
+                .field("role", role)
+                .finish(),
+            OpKind::SetRole { device, role } => f
+                .debug_struct("SetRole")
+                .field("device", device)
+                .field("role", role)
+                .finish(),
+            OpKind::Rename { device, name } => f
+                .debug_struct("Rename")
+                .field("device", device)
+                .field("name", name)
+                .finish(),
+            OpKind::Revoke { device } => f.debug_struct("Revoke").field("device", device).finish(),
+            OpKind::RotateKey { epoch, sealed } => f
+                .debug_struct("RotateKey")
+                .field("epoch", epoch)
+                .field("sealed_to", &sealed.keys().collect::<Vec<_>>())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl OpKind {
+    /// The largest signed body allowed for this kind of op.
+    fn max_body(&self) -> usize {
+        match self {
+            OpKind::RotateKey { .. } => MAX_ROTATE_KEY_BODY,
+            _ => MAX_OP_BODY,
+        }
+    }
 }
 
 /// The signed content of an op.
@@ -101,7 +163,7 @@ impl SignedOp {
         check_shape(body)?;
         let bytes =
             serde_json::to_vec(body).map_err(|err| TeamError::MalformedOp(err.to_string()))?;
-        if bytes.len() > MAX_OP_BODY {
+        if bytes.len() > body.kind.max_body() {
             return Err(TeamError::OpTooLarge(bytes.len()));
         }
         let signature = keypair
@@ -130,10 +192,18 @@ impl SignedOp {
 
     /// Decodes the body without checking the signature.
     pub fn body(&self) -> Result<OpBody, TeamError> {
-        if self.body.len() > MAX_OP_BODY {
-            return Err(TeamError::OpTooLarge(self.body.len()));
+        let len = self.body.len();
+        if len > MAX_ROTATE_KEY_BODY {
+            return Err(TeamError::OpTooLarge(len));
         }
-        serde_json::from_slice(&self.body).map_err(|err| TeamError::MalformedOp(err.to_string()))
+        // The bound depends on the kind, known only once decoded: a body over the common
+        // bound must decode as a kind allowed to be that large.
+        match serde_json::from_slice::<OpBody>(&self.body) {
+            Ok(body) if len <= body.kind.max_body() => Ok(body),
+            Ok(_) => Err(TeamError::OpTooLarge(len)),
+            Err(_) if len > MAX_OP_BODY => Err(TeamError::OpTooLarge(len)),
+            Err(err) => Err(TeamError::MalformedOp(err.to_string())),
+        }
     }
 
     /// Decodes the body, checks that it is well formed and that `body.by` signed it.
@@ -159,10 +229,14 @@ impl SignedOp {
 
 impl fmt::Debug for SignedOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignedOp")
-            .field("id", &self.id())
-            .field("body", &String::from_utf8_lossy(&self.body))
-            .finish_non_exhaustive()
+        let mut out = f.debug_struct("SignedOp");
+        out.field("id", &self.id());
+        match self.body() {
+            // Up to 64 KiB of sealed keys: show the decoded op instead.
+            Ok(body) if matches!(body.kind, OpKind::RotateKey { .. }) => out.field("body", &body),
+            _ => out.field("body", &String::from_utf8_lossy(&self.body)),
+        };
+        out.finish_non_exhaustive()
     }
 }
 
@@ -188,8 +262,8 @@ fn signing_message(body: &[u8]) -> Vec<u8> {
     message
 }
 
-/// Rules every op obeys whatever the team's state: only a genesis lacks a team id, and names
-/// are canonical.
+/// Rules every op obeys whatever the team's state: only a genesis lacks a team id, names are
+/// canonical, and a rotation holds at most [`MAX_MEMBERS`] well-formed sealed keys.
 fn check_shape(body: &OpBody) -> Result<(), TeamError> {
     let is_genesis = matches!(body.kind, OpKind::Genesis { .. });
     if is_genesis != body.team.is_none() {
@@ -201,6 +275,21 @@ fn check_shape(body: &OpBody) -> Result<(), TeamError> {
         {
             Err(TeamError::BadName(
                 "names in ops must be trimmed, 1 to 64 printable characters",
+            ))
+        }
+        OpKind::RotateKey { sealed, .. } if sealed.len() > MAX_MEMBERS => {
+            Err(TeamError::TooManyRecipients {
+                count: sealed.len(),
+                max: MAX_MEMBERS,
+            })
+        }
+        OpKind::RotateKey { sealed, .. }
+            if !sealed
+                .values()
+                .all(|boxed| sealed_key::is_well_formed(boxed)) =>
+        {
+            Err(TeamError::MalformedOp(
+                "a sealed key is not a sealed box".into(),
             ))
         }
         _ => Ok(()),
@@ -266,6 +355,22 @@ mod tests {
     }
 
     #[test]
+    fn debug_leaves_out_sealed_keys() -> Result<(), TeamError> {
+        let key = keypair(1);
+        let mut body = add_body(&key);
+        let sealed = data_encoding::BASE64.encode(&[0x5A; crate::sealed_key::SEALED_LEN]);
+        body.kind = OpKind::RotateKey {
+            epoch: 3,
+            sealed: BTreeMap::from([(body.by, sealed.clone())]),
+        };
+        let op = SignedOp::sign(&key, &body)?;
+        let debug = format!("{op:?}");
+        assert!(!debug.contains(&sealed), "{debug}");
+        assert!(debug.contains("epoch: 3") && debug.contains(&body.by.to_string()));
+        Ok(())
+    }
+
+    #[test]
     fn rejects_bad_shapes() {
         let key = keypair(1);
         let mut body = add_body(&key);
@@ -282,6 +387,26 @@ mod tests {
         ));
         let huge = SignedOp::from_parts(vec![b' '; MAX_OP_BODY + 1], vec![0; 64]);
         assert_eq!(huge.verify(), Err(TeamError::OpTooLarge(MAX_OP_BODY + 1)));
+        // Only a rotation may be larger than `MAX_OP_BODY`, and none beyond its own bound.
+        let mut padded = serde_json::to_vec(&add_body(&key)).expect("json");
+        padded.resize(MAX_OP_BODY + 1, b' ');
+        let padded = SignedOp::from_parts(padded, vec![0; 64]);
+        assert_eq!(padded.body(), Err(TeamError::OpTooLarge(MAX_OP_BODY + 1)));
+        let mut rotation = add_body(&key);
+        rotation.kind = OpKind::RotateKey {
+            epoch: 1,
+            sealed: BTreeMap::new(),
+        };
+        let mut padded = serde_json::to_vec(&rotation).expect("json");
+        padded.resize(MAX_OP_BODY + 1, b' ');
+        let padded = SignedOp::from_parts(padded, vec![0; 64]);
+        assert_eq!(padded.body(), Ok(rotation));
+        let mut bytes = padded.body_bytes().to_vec();
+        bytes.resize(MAX_ROTATE_KEY_BODY + 1, b' ');
+        assert_eq!(
+            SignedOp::from_parts(bytes, vec![0; 64]).body(),
+            Err(TeamError::OpTooLarge(MAX_ROTATE_KEY_BODY + 1))
+        );
         assert!(matches!(
             SignedOp::from_parts(b"{}".to_vec(), vec![0; 64]).verify(),
             Err(TeamError::MalformedOp(_))

@@ -23,6 +23,7 @@ fn welcome() -> Reply {
         team_id: TeamId::from_bytes([1; 16]),
         team_name: "Clinic".into(),
         transport_key: [9; 32],
+        key_epoch: 0,
         ops: Vec::new(),
         inviter: peer(1),
         inviter_addrs: vec!["/ip4/10.0.0.2/tcp/7411".into()],

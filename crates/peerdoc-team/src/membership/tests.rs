@@ -1,3 +1,4 @@
+use data_encoding::BASE64;
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 
@@ -38,6 +39,24 @@ fn forge(membership: &Membership, signer: u8, lamport: u64, kind: OpKind) -> Sig
         kind,
     };
     SignedOp::sign(&keypair(signer), &body).expect("sign")
+}
+
+/// A rotation to `epoch` sealed to `devices`, with well-formed boxes that open for no one
+/// (the fold never opens them).
+fn rotation(epoch: u64, devices: &[u8]) -> OpKind {
+    OpKind::RotateKey {
+        epoch,
+        sealed: devices
+            .iter()
+            .map(|&device| (peer(device), BASE64.encode(&[device; 80])))
+            .collect(),
+    }
+}
+
+fn sorted(devices: &[PeerId]) -> Vec<PeerId> {
+    let mut devices = devices.to_vec();
+    devices.sort();
+    devices
 }
 
 #[test]
@@ -316,7 +335,9 @@ fn sign_refuses_genesis_and_bad_names() {
     ));
 }
 
-/// One op of a random history: (signer, lamport, kind, target, role, name).
+/// One op of a random history: (signer, lamport, kind, target, role, name). A rotation
+/// (kind 4) goes to epoch 1, 1 or 2 by `role`, sealed to the signer and to the devices of
+/// 1 to 5 whose bit is set in `target`.
 type RawOp = (u8, u64, u8, u8, u8, u8);
 
 fn role_of_index(index: u8) -> Role {
@@ -336,7 +357,12 @@ fn random_history(raw: &[RawOp]) -> (TeamId, Vec<SignedOp>) {
     for &(signer, lamport, kind, target, role, name) in raw {
         let device = peer(target);
         let name = ["laptop", "desk", "phone"][usize::from(name) % 3].to_owned();
-        let kind = match kind % 4 {
+        let kind = match kind % 5 {
+            4 => {
+                let mut sealed: Vec<u8> = (1..=5).filter(|d| target & (1 << d) != 0).collect();
+                sealed.push(signer);
+                rotation(u64::from(role.max(1)), &sealed)
+            }
             0 => OpKind::Add {
                 device,
                 name,
@@ -357,7 +383,7 @@ fn random_history(raw: &[RawOp]) -> (TeamId, Vec<SignedOp>) {
 proptest! {
     #[test]
     fn fold_is_independent_of_order(
-        raw in prop::collection::vec((1u8..=6, 1u64..=4, 0u8..4, 1u8..=6, 0u8..3, 0u8..3), 0..16),
+        raw in prop::collection::vec((1u8..=6, 1u64..=4, 0u8..5, 1u8..=127, 0u8..3, 0u8..3), 0..16),
         seed in any::<u64>(),
     ) {
         let (team, mut ops) = random_history(&raw);
@@ -378,5 +404,261 @@ proptest! {
         // Applied ops fold to the same membership on their own.
         let applied_only = Membership::from_ops(team, reference.ops());
         prop_assert_eq!(applied_only.members(), reference.members());
+        prop_assert_eq!(applied_only.key_epoch(), reference.key_epoch());
+        // One applied rotation per epoch, in order, sealed to its signer.
+        let epochs: Vec<(u64, PeerId, Vec<PeerId>)> = reference
+            .ops()
+            .iter()
+            .filter_map(|op| op.body().ok())
+            .filter_map(|body| match body.kind {
+                OpKind::RotateKey { epoch, sealed } => {
+                    Some((epoch, body.by, sealed.into_keys().collect()))
+                }
+                _ => None,
+            })
+            .collect();
+        prop_assert_eq!(epochs.len() as u64, reference.key_epoch());
+        for (index, (epoch, by, recipients)) in epochs.iter().enumerate() {
+            prop_assert_eq!(*epoch, index as u64 + 1);
+            prop_assert!(recipients.contains(by));
+            prop_assert_eq!(&reference.key_recipients(*epoch), recipients);
+        }
     }
+}
+
+#[test]
+fn rotations_move_the_key_epoch_one_by_one() {
+    let mut team = founded();
+    act(&mut team, 1, add(2, "bravo", Role::Editor));
+    act(&mut team, 1, add(3, "charlie", Role::Viewer));
+    assert_eq!(team.key_epoch(), 0);
+    assert!(!team.needs_key_rotation());
+    act(&mut team, 1, OpKind::Revoke { device: peer(3) });
+    assert!(team.needs_key_rotation());
+    act(&mut team, 1, rotation(1, &[1, 2]));
+    assert_eq!(team.key_epoch(), 1);
+    assert!(!team.needs_key_rotation());
+    assert_eq!(team.key_recipients(1), sorted(&[peer(1), peer(2)]));
+    assert!(team.sealed_key_for(&peer(2), 1).is_some());
+    for (device, epoch) in [(3, 1), (2, 0), (2, 2)] {
+        assert_eq!(team.sealed_key_for(&peer(device), epoch), None);
+    }
+    // The same epoch again, or one skipped, is refused.
+    for epoch in [1, 3] {
+        assert_eq!(
+            team.sign(&keypair(1), NOW, rotation(epoch, &[1, 2])),
+            Err(TeamError::WrongKeyEpoch {
+                expected: 2,
+                found: epoch
+            })
+        );
+    }
+    act(&mut team, 1, rotation(2, &[1]));
+    assert_eq!(team.key_epoch(), 2);
+    // Same ops, any order, same epochs.
+    let reversed = Membership::from_ops(team.team_id(), team.ops().into_iter().rev());
+    assert_eq!(reversed, team);
+}
+
+#[test]
+fn rotations_seal_only_to_current_members_and_only_admins_rotate() {
+    let mut team = founded();
+    act(&mut team, 1, add(2, "bravo", Role::Editor));
+    act(&mut team, 1, add(3, "charlie", Role::Viewer));
+    act(&mut team, 1, OpKind::Revoke { device: peer(3) });
+    let refused = [
+        (1, rotation(1, &[1, 3]), TeamError::Revoked(peer(3))),
+        (1, rotation(1, &[1, 9]), TeamError::UnknownDevice(peer(9))),
+        (1, rotation(1, &[2]), TeamError::SignerNotRecipient),
+        (
+            2,
+            rotation(1, &[1, 2]),
+            TeamError::NotAdmin { device: peer(2) },
+        ),
+        (3, rotation(1, &[1, 3]), TeamError::Revoked(peer(3))),
+    ];
+    for (signer, kind, error) in refused {
+        assert_eq!(team.sign(&keypair(signer), NOW, kind.clone()), Err(error));
+        // Forged past `sign`, the fold ignores it.
+        let mut probe = team.clone();
+        assert!(probe.merge([forge(&team, signer, 10, kind)]));
+        assert_eq!(probe.key_epoch(), 0);
+        assert_eq!(probe.rejected(), team.rejected() + 1);
+    }
+    // Malformed boxes and oversized maps are refused whatever the state.
+    let bad = BTreeMap::from([(peer(1), "not a box".to_owned())]);
+    assert!(matches!(
+        team.sign(
+            &keypair(1),
+            NOW,
+            OpKind::RotateKey {
+                epoch: 1,
+                sealed: bad
+            }
+        ),
+        Err(TeamError::MalformedOp(_))
+    ));
+    // As many keys as a team has members passes the shape check (then fails the fold's, as
+    // these devices are no members); one more does not.
+    let mut full: BTreeMap<PeerId, String> = (0..=u8::MAX)
+        .map(|seed| (peer(seed), BASE64.encode(&[0; 80])))
+        .collect();
+    assert_eq!(full.len(), MAX_MEMBERS);
+    assert!(matches!(
+        team.sign(
+            &keypair(1),
+            NOW,
+            OpKind::RotateKey {
+                epoch: 1,
+                sealed: full.clone()
+            }
+        ),
+        Err(TeamError::UnknownDevice(_))
+    ));
+    let mut seed = [7u8; 32];
+    seed[0] = 8;
+    let extra = Keypair::ed25519_from_bytes(seed)
+        .expect("any 32 bytes are a key")
+        .public()
+        .to_peer_id();
+    full.insert(extra, BASE64.encode(&[0; 80]));
+    assert_eq!(
+        team.sign(
+            &keypair(1),
+            NOW,
+            OpKind::RotateKey {
+                epoch: 1,
+                sealed: full
+            }
+        ),
+        Err(TeamError::TooManyRecipients {
+            count: MAX_MEMBERS + 1,
+            max: MAX_MEMBERS
+        })
+    );
+}
+
+#[test]
+fn a_full_rotation_fits_its_body_bound() {
+    let team = founded();
+    let sealed: BTreeMap<PeerId, String> = (0..MAX_MEMBERS)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let device = Keypair::ed25519_from_bytes(seed)
+                .expect("any 32 bytes are a key")
+                .public()
+                .to_peer_id();
+            (device, BASE64.encode(&[0xFF; 80]))
+        })
+        .collect();
+    let body = OpBody {
+        team: Some(team.team_id()),
+        lamport: u64::MAX,
+        at_ms: u64::MAX,
+        by: peer(1),
+        kind: OpKind::RotateKey {
+            epoch: u64::MAX,
+            sealed,
+        },
+    };
+    let op = SignedOp::sign(&keypair(1), &body).expect("a full rotation fits");
+    assert!(op.body_bytes().len() > crate::MAX_OP_BODY);
+    assert!(op.body_bytes().len() <= crate::MAX_ROTATE_KEY_BODY);
+    assert_eq!(op.verify().map(|verified| verified == body), Ok(true));
+}
+
+#[test]
+fn teams_are_capped_at_max_members() {
+    let mut team = founded();
+    let keys: Vec<Keypair> = (1..MAX_MEMBERS)
+        .map(|i| {
+            let mut seed = [0xEEu8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            Keypair::ed25519_from_bytes(seed).expect("any 32 bytes are a key")
+        })
+        .collect();
+    let ops: Vec<SignedOp> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let kind = OpKind::Add {
+                device: key.public().to_peer_id(),
+                name: format!("device {i}"),
+                role: Role::Viewer,
+            };
+            forge(&team, 1, 2 + i as u64, kind)
+        })
+        .collect();
+    team.merge(ops);
+    assert_eq!(team.members().len(), MAX_MEMBERS);
+    assert_eq!(
+        team.sign(&keypair(1), NOW, add(2, "one too many", Role::Viewer)),
+        Err(TeamError::TeamFull(MAX_MEMBERS))
+    );
+    // Updating a member is still allowed; removing one makes room.
+    act(&mut team, 1, add(1, "alpha", Role::Admin));
+    let first = keys[0].public().to_peer_id();
+    act(&mut team, 1, OpKind::Revoke { device: first });
+    act(&mut team, 1, add(2, "bravo", Role::Viewer));
+    assert_eq!(team.role_of(&peer(2)), Some(Role::Viewer));
+}
+
+#[test]
+fn concurrent_rotations_fold_to_the_first() {
+    let mut base = founded();
+    act(&mut base, 1, add(2, "bravo", Role::Admin));
+    act(&mut base, 1, add(3, "charlie", Role::Editor));
+    let by_a = base
+        .sign(&keypair(1), NOW, rotation(1, &[1, 2, 3]))
+        .expect("sign");
+    let by_b = base
+        .sign(&keypair(2), NOW, rotation(1, &[2, 3]))
+        .expect("sign");
+    let mut all = base.ops();
+    all.push(by_a.clone());
+    all.push(by_b.clone());
+    let reference = Membership::from_ops(base.team_id(), all.clone());
+    let mut rng = rng(4);
+    for _ in 0..20 {
+        all.shuffle(&mut rng);
+        assert_eq!(Membership::from_ops(base.team_id(), all.clone()), reference);
+    }
+    let mut incremental = base.clone();
+    incremental.merge([by_b.clone()]);
+    assert_eq!(incremental.key_epoch(), 1);
+    incremental.merge([by_a.clone()]);
+    assert_eq!(incremental, reference);
+    assert_eq!(reference.key_epoch(), 1);
+    assert_eq!(reference.rejected(), 1);
+    let winner = if by_a.id() < by_b.id() { &by_a } else { &by_b };
+    assert!(reference.ops().contains(winner));
+    let expected: Vec<PeerId> = match winner.body().map(|body| body.kind) {
+        Ok(OpKind::RotateKey { sealed, .. }) => sealed.into_keys().collect(),
+        other => panic!("not a rotation: {other:?}"),
+    };
+    assert_eq!(reference.key_recipients(1), expected);
+}
+
+#[test]
+fn a_rotation_sealed_to_a_concurrently_revoked_device_is_ignored() {
+    let mut base = founded();
+    act(&mut base, 1, add(2, "bravo", Role::Admin));
+    act(&mut base, 1, add(3, "charlie", Role::Editor));
+    // Admin 1 revokes charlie while admin 2, unaware, rotates to a key charlie gets.
+    let revoke = base
+        .sign(&keypair(1), NOW, OpKind::Revoke { device: peer(3) })
+        .expect("sign");
+    let leaky = forge(&base, 2, base.max_lamport() + 2, rotation(1, &[1, 2, 3]));
+    let mut team = base.clone();
+    team.merge([leaky.clone()]);
+    assert_eq!(team.key_epoch(), 1);
+    team.merge([revoke]);
+    // The revocation sorts first: the key would reach charlie, so the rotation is void.
+    assert_eq!(team.key_epoch(), 0);
+    assert!(team.needs_key_rotation());
+    act(&mut team, 1, rotation(1, &[1, 2]));
+    assert_eq!(team.key_epoch(), 1);
+    assert!(!team.needs_key_rotation());
+    assert_eq!(team.key_recipients(1), sorted(&[peer(1), peer(2)]));
 }
