@@ -59,7 +59,7 @@
 //! assert_eq!(json["firstDance"], "21:00");
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use rand::RngCore;
@@ -204,6 +204,9 @@ pub struct Repo {
     /// which under memory pressure never ends. They go when their connection does:
     /// at most one per (document, connected peer).
     parked: BTreeMap<(DocumentId, ConnectionId), document::Session>,
+    /// Documents whose changes are taken from every connection, read-only ones too, and
+    /// that cannot be deleted (a team's membership document: see `Input::ProtectDocument`).
+    protected: BTreeSet<DocumentId>,
     /// Documents asked for from peers (`Command::Find`).
     finding: BTreeMap<DocumentId, find::Finding>,
     pending_commands: usize,
@@ -234,6 +237,7 @@ impl Repo {
             storage_ops: BTreeMap::new(),
             conns: BTreeMap::new(),
             parked: BTreeMap::new(),
+            protected: BTreeSet::new(),
             finding: BTreeMap::new(),
             pending_commands: 0,
             next_op: 0,
@@ -364,6 +368,7 @@ impl Repo {
             Input::ConnectionOpened { conn, initiator } => self.connection_opened(conn, initiator),
             Input::CloudEndpoint { conn } => self.cloud_endpoint(conn),
             Input::ConnectionAccess { conn, access } => self.connection_access(conn, access),
+            Input::ProtectDocument { doc } => self.protect(doc),
             Input::ConnectionClosed { conn } => self.connection_closed(conn),
             Input::MessageReceived { conn, bytes } => self.message_received(rng, conn, bytes),
             Input::HeadsAnnounced { doc, heads, from } => self.heads_announced(doc, &heads, from),

@@ -77,8 +77,14 @@ pub struct Cluster {
 impl Cluster {
     /// `n` fresh engines; `configure` adjusts each one's config.
     pub fn new(n: usize, seed: u64, configure: impl Fn(&mut RepoConfig)) -> Self {
+        Self::new_per_node(n, seed, |_, config| configure(config))
+    }
+
+    /// `n` fresh engines; `configure` adjusts each one's config, given the node's index
+    /// (e.g. a peer id and actor prefix per device).
+    pub fn new_per_node(n: usize, seed: u64, configure: impl Fn(usize, &mut RepoConfig)) -> Self {
         let stores = (0..n).map(|_| MemoryStorage::new()).collect();
-        Self::with_stores(stores, seed, configure)
+        Self::build(stores, seed, configure)
     }
 
     /// Engines over the given stores (e.g. prepared copies).
@@ -87,12 +93,20 @@ impl Cluster {
         seed: u64,
         configure: impl Fn(&mut RepoConfig),
     ) -> Self {
+        Self::build(stores, seed, |_, config| configure(config))
+    }
+
+    fn build(
+        stores: Vec<MemoryStorage>,
+        seed: u64,
+        configure: impl Fn(usize, &mut RepoConfig),
+    ) -> Self {
         let nodes = stores
             .into_iter()
             .enumerate()
             .map(|(i, store)| {
                 let mut config = RepoConfig::new(PeerId::new(format!("node-{i}")));
-                configure(&mut config);
+                configure(i, &mut config);
                 ClusterNode {
                     repo: Repo::new(config.clone()),
                     store,
@@ -290,6 +304,29 @@ impl Cluster {
             self.feed(owner, Input::ConnectionClosed { conn });
             self.drop_link(conn);
         }
+    }
+
+    /// Delivers the oldest frame in flight, if any; returns the node that received it.
+    /// A driver that reacts to events between frames (say, to a membership change)
+    /// steps with this instead of [`Cluster::run`].
+    pub fn deliver_one(&mut self) -> Option<usize> {
+        let (node, conn, bytes) = self.in_flight.pop_front()?;
+        self.feed(node, Input::MessageReceived { conn, bytes });
+        Some(node)
+    }
+
+    /// Frames sent and not yet delivered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Node `i`'s open connections to other nodes: (its connection, the peer node).
+    pub fn connections_of(&self, i: usize) -> Vec<(ConnectionId, usize)> {
+        self.links
+            .iter()
+            .filter(|(_, (owner, _, _))| *owner == i)
+            .map(|(conn, (_, peer, _))| (*conn, *peer))
+            .collect()
     }
 
     /// Delivers frames until none are in flight (bounded to catch livelock).

@@ -6,7 +6,7 @@ use crate::model;
 use crate::persist::{self, ConflictRecord, ConflictRecordValue, DocumentMeta};
 use crate::{HeadsDigest, WriteBatch};
 
-use super::{ChangeOrigin, CommandId, Event, Reply, Repo};
+use super::{ChangeOrigin, CommandId, Event, Reply, Repo, RepoError};
 
 impl Repo {
     /// A loaded document's heads moved: log new conflicts, save, notify, push.
@@ -131,6 +131,14 @@ impl Repo {
         origin: ChangeOrigin,
         reply: Option<CommandId>,
     ) {
+        if self.protected.contains(&doc_id) {
+            tracing::info!(doc = %doc_id, ?origin, "a protected document is not deleted");
+            if let Some(id) = reply {
+                let error = RepoError::InvalidChange(format!("document {doc_id} cannot be deleted"));
+                self.reply(id, Err(error));
+            }
+            return;
+        }
         let now = self.now_ms;
         let mut batch = WriteBatch::new();
         if let Some(doc) = self.docs.remove(&doc_id) {

@@ -26,6 +26,8 @@ pub(crate) struct Connection {
     pub(crate) cloud_endpoint: bool,
     /// The peer may only read: its changes are not applied (see `PeerAccess`).
     pub(crate) read_only: bool,
+    /// Only protected documents are synced with the peer (see `PeerAccess`).
+    pub(crate) protected_only: bool,
     pub(crate) peer: Option<PeerInfo>,
     pub(crate) reconcile: Option<Reconciliation>,
     pub(crate) reconcile_reported: bool,
@@ -48,6 +50,7 @@ impl Connection {
             initiator,
             cloud_endpoint: false,
             read_only: false,
+            protected_only: false,
             peer: None,
             reconcile: None,
             reconcile_reported: false,

@@ -52,6 +52,14 @@ pub enum Input {
         /// Its access from now on.
         access: PeerAccess,
     },
+    /// Protect `doc` (a team's membership document, whose entries are verified
+    /// signatures): its changes are taken from every connection, read-only ones
+    /// included, and it cannot be deleted, locally or by a peer's tombstone. Members
+    /// that disagree about who may write must still converge on who is in the team.
+    ProtectDocument {
+        /// The document.
+        doc: DocumentId,
+    },
     /// A connection closed (by either side, or reset).
     ConnectionClosed {
         /// Which one.
@@ -99,6 +107,11 @@ pub enum PeerAccess {
     /// applied (automerge's read-only sync: we neither apply nor request them), its
     /// tombstones are ignored and it cannot introduce a document we do not have.
     ReadOnly,
+    /// Only protected documents (`Input::ProtectDocument`) are synced with it, both
+    /// ways; nothing else is sent to it or taken from it. For a device removed from the
+    /// team during the short notice before its connections close: it learns that it was
+    /// removed, and nothing else.
+    ProtectedOnly,
 }
 
 /// A document edit, applied as one automerge change.

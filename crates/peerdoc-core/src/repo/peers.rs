@@ -59,24 +59,28 @@ impl Repo {
 
     /// Applies `access` to `conn` and to every sync session it has, loaded or parked.
     pub(super) fn connection_access(&mut self, conn: ConnectionId, access: PeerAccess) {
-        let read_only = access == PeerAccess::ReadOnly;
+        let read_only = access != PeerAccess::ReadWrite;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        c.protected_only = access == PeerAccess::ProtectedOnly;
         if c.read_only == read_only {
             return;
         }
         c.read_only = read_only;
         tracing::info!(%conn, ?access, "peer access changed");
-        for doc in self.docs.values_mut() {
+        for (doc_id, doc) in self.docs.iter_mut() {
+            if self.protected.contains(doc_id) {
+                continue;
+            }
             if let Some(session) = doc.sessions.get_mut(&conn) {
                 // Leaving read-only asks the peer (SYNC_RESET) to resend what we ignored.
                 session.state.set_read_only(read_only);
                 session.dirty = true;
             }
         }
-        for ((_, parked_conn), session) in self.parked.iter_mut() {
-            if *parked_conn == conn {
+        for ((parked_doc, parked_conn), session) in self.parked.iter_mut() {
+            if *parked_conn == conn && !self.protected.contains(parked_doc) {
                 session.state.set_read_only(read_only);
             }
         }
@@ -91,6 +95,32 @@ impl Repo {
             for doc in docs {
                 self.send_sync(doc, conn);
             }
+        }
+    }
+
+    /// See [`Input::ProtectDocument`](super::Input::ProtectDocument).
+    pub(super) fn protect(&mut self, doc_id: DocumentId) {
+        if !self.protected.insert(doc_id) {
+            return;
+        }
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return;
+        };
+        let mut resync = Vec::new();
+        for (conn, session) in doc.sessions.iter_mut() {
+            if session.state.read_only {
+                session.state.set_read_only(false);
+                session.dirty = true;
+                resync.push(*conn);
+            }
+        }
+        for ((parked_doc, _), session) in self.parked.iter_mut() {
+            if *parked_doc == doc_id {
+                session.state.set_read_only(false);
+            }
+        }
+        for conn in resync {
+            self.send_sync(doc_id, conn);
         }
     }
 
@@ -160,6 +190,14 @@ impl Repo {
     }
 
     pub(super) fn send(&mut self, conn: ConnectionId, message: Message) {
+        // A peer that may only hear of protected documents hears of no other: no sync,
+        // no tombstone, no receipt, no ephemeral message about them.
+        if let Some(doc) = message.document_id()
+            && self.conns.get(&conn).is_some_and(|c| c.protected_only)
+            && !self.protected.contains(doc)
+        {
+            return;
+        }
         let bytes = message.encode();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.messages_out += 1;
@@ -582,6 +620,12 @@ impl Repo {
         data: Vec<u8>,
         request: bool,
     ) {
+        if self.conns.get(&conn).is_some_and(|c| c.protected_only)
+            && !self.protected.contains(&doc)
+        {
+            tracing::debug!(%conn, %doc, "message about an unprotected document ignored");
+            return;
+        }
         match self.catalog.get(&doc) {
             Some(meta) if meta.deleted => {
                 if self.conns.get(&conn).is_some_and(Connection::is_peerdoc) {
@@ -597,7 +641,10 @@ impl Repo {
                 }
             }
             // A read-only peer cannot introduce a document: its changes are never applied.
-            None if request || self.conns.get(&conn).is_some_and(|c| c.read_only) => {
+            None if request
+                || (self.conns.get(&conn).is_some_and(|c| c.read_only)
+                    && !self.protected.contains(&doc)) =>
+            {
                 self.send_unavailable(conn, doc)
             }
             None => {
@@ -631,8 +678,9 @@ impl Repo {
         doc_id: DocumentId,
         conn: ConnectionId,
     ) -> Option<(&mut Automerge, &mut Session)> {
+        let protected = self.protected.contains(&doc_id);
         let doc = self.docs.get_mut(&doc_id)?;
-        Self::ensure_session(&self.conns, &mut self.parked, doc_id, doc, conn);
+        Self::ensure_session(&self.conns, &mut self.parked, doc_id, doc, conn, protected);
         let LoadedDoc {
             doc: automerge,
             sessions,
@@ -649,11 +697,12 @@ impl Repo {
         doc_id: DocumentId,
         doc: &mut LoadedDoc,
         conn: ConnectionId,
+        protected: bool,
     ) {
         if doc.sessions.contains_key(&conn) {
             return;
         }
-        let read_only = conns.get(&conn).is_some_and(|c| c.read_only);
+        let read_only = !protected && conns.get(&conn).is_some_and(|c| c.read_only);
         if let Some(mut session) = parked.remove(&(doc_id, conn)) {
             session.state.read_only = read_only;
             doc.sessions.insert(conn, session);
@@ -707,6 +756,11 @@ impl Repo {
     /// them as proof that we hold those changes. Until the write completes the message
     /// is owed, and [`Self::release_held`] sends it.
     pub(super) fn send_sync(&mut self, doc_id: DocumentId, conn: ConnectionId) {
+        if self.conns.get(&conn).is_some_and(|c| c.protected_only)
+            && !self.protected.contains(&doc_id)
+        {
+            return;
+        }
         let Some(target) = self.peer_of(conn) else {
             return;
         };
