@@ -34,6 +34,13 @@ pub struct NetConfig {
     /// The team's pre-shared key. When set, every TCP connection runs libp2p's private
     /// network handshake first and QUIC is off.
     pub team_key: Option<[u8; 32]>,
+    /// Previous team keys still in their grace period: inbound connections are also
+    /// accepted under these (a member that missed a key rotation can still reach us and
+    /// learn the new key), outbound ones always use `team_key`. At most 8, and only with
+    /// a team key. A device holding one of them passes the team gate, so revoke it
+    /// through the allowlist too.
+    #[serde(default)]
+    pub also_accept_keys: Vec<[u8; 32]>,
     /// When set, only these peers may complete a connection.
     pub allowlist: Option<BTreeSet<PeerId>>,
     /// Largest sync frame accepted or sent, in bytes. Checked before allocating.
@@ -73,6 +80,7 @@ impl Default for NetConfig {
             mdns_ttl: Duration::from_secs(20),
             peers: Vec::new(),
             team_key: None,
+            also_accept_keys: Vec::new(),
             allowlist: None,
             max_frame_size: 32 * 1024 * 1024,
             peer_queue_len: 64,
@@ -159,6 +167,18 @@ impl NetConfig {
                 "ping_interval must be positive".to_owned(),
             ));
         }
+        if self.team_key.is_none() && !self.also_accept_keys.is_empty() {
+            return Err(NetError::InvalidConfig(
+                "also_accept_keys needs a team_key".to_owned(),
+            ));
+        }
+        if self.also_accept_keys.len() > crate::pnet::MAX_ALSO_ACCEPT {
+            return Err(NetError::InvalidConfig(format!(
+                "at most {} also_accept_keys, got {}",
+                crate::pnet::MAX_ALSO_ACCEPT,
+                self.also_accept_keys.len()
+            )));
+        }
         if self.team_key.is_some() {
             for addr in self.listen_addrs.iter().chain(&self.peers) {
                 if is_quic(addr) {
@@ -230,9 +250,42 @@ mod tests {
     }
 
     #[test]
+    fn also_accept_keys_are_bounded_and_need_a_team_key() {
+        let keyless = NetConfig {
+            also_accept_keys: vec![[1; 32]],
+            ..NetConfig::loopback()
+        };
+        assert!(matches!(
+            keyless.validate(),
+            Err(NetError::InvalidConfig(_))
+        ));
+        let nine = NetConfig {
+            team_key: Some([0; 32]),
+            also_accept_keys: (1..=9).map(|b| [b; 32]).collect(),
+            ..NetConfig::loopback()
+        };
+        assert!(matches!(nine.validate(), Err(NetError::InvalidConfig(_))));
+        let eight = NetConfig {
+            also_accept_keys: (1..=8).map(|b| [b; 32]).collect(),
+            ..nine
+        };
+        eight.validate().unwrap();
+    }
+
+    #[test]
+    fn also_accept_keys_default_to_none_when_absent() {
+        let json = serde_json::to_value(NetConfig::loopback()).unwrap();
+        let mut object = json.as_object().unwrap().clone();
+        object.remove("also_accept_keys");
+        let back: NetConfig = serde_json::from_value(object.into()).unwrap();
+        assert!(back.also_accept_keys.is_empty());
+    }
+
+    #[test]
     fn config_round_trips_through_json() {
         let cfg = NetConfig {
             team_key: Some([9; 32]),
+            also_accept_keys: vec![[8; 32]],
             allowlist: Some(BTreeSet::from([PeerId::random()])),
             ..NetConfig::loopback()
         };

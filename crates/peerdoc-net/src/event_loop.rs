@@ -222,9 +222,7 @@ impl Network {
                     acc.rotate_left(8) ^ u64::from(*b)
                 })
         });
-        let team_key_slot = config
-            .team_key
-            .map(|key| Arc::new(std::sync::RwLock::new(key)));
+        let team_key_slot = crate::swarm::team_key_slot(&config)?;
         let mut swarm = crate::swarm::build_swarm(&config, keypair, team_key_slot.clone())?;
         let topic = IdentTopic::new(config.gossip_topic());
         swarm
@@ -984,25 +982,36 @@ impl NetEventLoop {
             Command::SetAllowlist { peers, reply } => {
                 let _ = reply.send(self.set_allowlist(peers));
             }
-            Command::SetTeamKey { key, reply } => {
-                let _ = reply.send(self.set_team_key(key));
+            Command::SetTeamKeys {
+                current,
+                also_accept,
+                reply,
+            } => {
+                let _ = reply.send(self.set_team_keys(current, also_accept));
             }
             Command::Shutdown { reply } => return Flow::Stop(reply),
         }
         Flow::Continue
     }
 
-    /// Replaces the team key (see [`crate::NetHandle::set_team_key`]).
-    fn set_team_key(&mut self, key: [u8; 32]) -> Result<(), NetError> {
+    /// Replaces the team keys (see [`crate::NetHandle::set_team_keys`]).
+    fn set_team_keys(&mut self, key: [u8; 32], also_accept: Vec<[u8; 32]>) -> Result<(), NetError> {
         let Some(slot) = &self.team_key_slot else {
             return Err(NetError::InvalidConfig(
                 "this network was started without a team key".into(),
             ));
         };
+        let keys = crate::pnet::TeamKeys::new(key, also_accept)?;
+        self.config.also_accept_keys = keys.also_accept().to_vec();
+        *slot.write().unwrap_or_else(|p| p.into_inner()) = keys;
         if self.config.team_key == Some(key) {
+            // Only the grace keys changed: connections made under any key stay.
+            tracing::info!(
+                also_accept = self.config.also_accept_keys.len(),
+                "accepted team keys changed"
+            );
             return Ok(());
         }
-        *slot.write().unwrap_or_else(|p| p.into_inner()) = key;
         self.config.team_key = Some(key);
         let topic = IdentTopic::new(self.config.gossip_topic());
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;

@@ -39,8 +39,9 @@ pub(crate) enum Command {
         peers: BTreeSet<PeerId>,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
-    SetTeamKey {
-        key: [u8; 32],
+    SetTeamKeys {
+        current: [u8; 32],
+        also_accept: Vec<[u8; 32]>,
         reply: oneshot::Sender<Result<(), NetError>>,
     },
     Shutdown {
@@ -167,13 +168,32 @@ impl NetHandle {
             .await?
     }
 
-    /// Replaces the team key (the private-network pre-shared key): new connections use
-    /// it, every current connection is closed, and gossip moves to the new key's topic.
-    /// Only a network started with a team key can change it
-    /// ([`NetError::InvalidConfig`] otherwise: a keyless transport cannot become keyed).
+    /// Replaces the team key (the private-network pre-shared key) and accepts no other:
+    /// `set_team_keys(key, vec![])`.
     pub async fn set_team_key(&self, key: [u8; 32]) -> Result<(), NetError> {
-        self.request(|reply| Command::SetTeamKey { key, reply })
-            .await?
+        self.set_team_keys(key, Vec::new()).await
+    }
+
+    /// Replaces the team keys: new outbound connections use `current`; inbound ones are
+    /// accepted under `current` or any of `also_accept` (previous keys in their grace
+    /// period, at most 8: [`NetError::InvalidConfig`] otherwise).
+    ///
+    /// If `current` changed, every current connection is closed and gossip moves to the
+    /// new key's topic; if only `also_accept` changed, connections stay (also those made
+    /// under a key that is no longer accepted). Only a network started with a team key
+    /// can change it ([`NetError::InvalidConfig`] otherwise: a keyless transport cannot
+    /// become keyed).
+    pub async fn set_team_keys(
+        &self,
+        current: [u8; 32],
+        also_accept: Vec<[u8; 32]>,
+    ) -> Result<(), NetError> {
+        self.request(|reply| Command::SetTeamKeys {
+            current,
+            also_accept,
+            reply,
+        })
+        .await?
     }
 
     /// Closes every stream and connection and stops the event loop.

@@ -50,6 +50,7 @@ mod event_loop;
 mod frame;
 mod handle;
 mod identity;
+mod pnet;
 mod session;
 mod swarm;
 

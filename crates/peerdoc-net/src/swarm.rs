@@ -4,17 +4,19 @@ use std::time::Duration;
 
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list,
-    core::{Transport as _, upgrade::Version},
+    core::{ConnectedPoint, Endpoint, Transport as _, upgrade::Version},
     gossipsub, identify,
     identity::Keypair,
     mdns, noise, ping,
-    pnet::{PnetConfig, PreSharedKey},
     swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
     tcp, yamux,
 };
 use sha2::{Digest, Sha256};
 
-use crate::{NetConfig, NetError};
+use crate::{
+    NetConfig, NetError,
+    pnet::{self, Side, TeamKeys},
+};
 
 /// The sync stream protocol: one long-lived, framed, in-order stream per peer.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerdoc/sync/1");
@@ -112,11 +114,13 @@ fn build_behaviour(config: &NetConfig, keypair: &Keypair) -> Result<Behaviour, N
     })
 }
 
-/// Builds the swarm: TCP behind the team key's private-network handshake when a key is
-/// set, otherwise TCP and QUIC. Noise authenticates and encrypts either way.
+/// Builds the swarm: TCP behind the team key's private-network handshake
+/// ([`crate::pnet`]) when a key is set, otherwise TCP and QUIC. Noise authenticates and
+/// encrypts either way.
 ///
-/// With a key, the transport reads it from `team_key` at every new connection, so
-/// [`crate::NetHandle::set_team_key`] can change it while the swarm runs.
+/// With a key, the transport reads the key set from `team_key` at every new connection
+/// (dialing with the current key, accepting any key of the set), so
+/// [`crate::NetHandle::set_team_keys`] can change it while the swarm runs.
 pub(crate) fn build_swarm(
     config: &NetConfig,
     keypair: Keypair,
@@ -134,9 +138,20 @@ pub(crate) fn build_swarm(
                 |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
                     let noise = noise::Config::new(key)?;
                     Ok(tcp::tokio::Transport::new(tcp_config)
-                        .and_then(move |socket, _| {
-                            let key = *slot.read().unwrap_or_else(|p| p.into_inner());
-                            PnetConfig::new(PreSharedKey::new(key)).handshake(socket)
+                        .and_then(move |socket, endpoint| {
+                            let keys = slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+                            // The side multistream-select will take: the dialer speaks first.
+                            let side = match endpoint {
+                                ConnectedPoint::Dialer {
+                                    role_override: Endpoint::Dialer,
+                                    ..
+                                } => Side::Dialer,
+                                _ => Side::Listener,
+                            };
+                            async move {
+                                let nonce = pnet::random_nonce()?;
+                                pnet::handshake(socket, side, &keys, nonce).await
+                            }
                         })
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise)
@@ -162,8 +177,19 @@ pub(crate) fn build_swarm(
     Ok(swarm)
 }
 
-/// The pre-shared key new connections use; replaced by `NetHandle::set_team_key`.
-pub(crate) type TeamKeySlot = std::sync::Arc<std::sync::RwLock<[u8; 32]>>;
+/// The team keys new connections use; replaced by `NetHandle::set_team_keys`.
+pub(crate) type TeamKeySlot = std::sync::Arc<std::sync::RwLock<TeamKeys>>;
+
+/// The key slot for a network started with `config`: `None` without a team key.
+pub(crate) fn team_key_slot(config: &NetConfig) -> Result<Option<TeamKeySlot>, NetError> {
+    config
+        .team_key
+        .map(|current| {
+            let keys = TeamKeys::new(current, config.also_accept_keys.clone())?;
+            Ok(std::sync::Arc::new(std::sync::RwLock::new(keys)))
+        })
+        .transpose()
+}
 
 /// Whether `local` is the side that dials on discovery, resolves duplicate connections
 /// and opens the sync stream. Exactly one side of any pair answers yes.

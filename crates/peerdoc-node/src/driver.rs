@@ -20,7 +20,7 @@ use futures::stream::{self, BoxStream, SelectAll, StreamExt as _};
 use peerdoc_core::repo::{
     ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, PeerAccess, Reply, Repo,
 };
-use peerdoc_core::{ConnectionId, StorageError, StorageId};
+use peerdoc_core::{ConnectionId, DocumentId, StorageError, StorageId};
 use peerdoc_net::{NetError, NetEvent, NetHandle, PeerId, SessionId};
 use rand::rngs::StdRng;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -74,6 +74,11 @@ pub(crate) enum Request {
         label: String,
         reply: oneshot::Sender<AttachedConnection>,
     },
+    /// Protect a document (see [`crate::NodeHandle::protect_document`]).
+    Protect {
+        doc: DocumentId,
+        reply: oneshot::Sender<()>,
+    },
     /// Who may only read (see [`crate::NodeHandle::set_access`]).
     SetAccess {
         access: AccessPolicy,
@@ -83,6 +88,19 @@ pub(crate) enum Request {
     Shutdown { reply: oneshot::Sender<()> },
 }
 
+impl AccessPolicy {
+    /// The engine access of a libp2p peer's connection.
+    fn of(&self, peer: &PeerId) -> PeerAccess {
+        if self.protected_only_peers.contains(peer) {
+            PeerAccess::ProtectedOnly
+        } else if self.read_only_peers.contains(peer) {
+            PeerAccess::ReadOnly
+        } else {
+            PeerAccess::ReadWrite
+        }
+    }
+}
+
 /// Which connections may only read: the peers whose changes we never apply (a team's
 /// viewers), and whether local apps (`NodeHandle::attach` responders) may only read
 /// (this device is a viewer).
@@ -90,6 +108,9 @@ pub(crate) enum Request {
 pub struct AccessPolicy {
     /// libp2p peers whose changes are never applied.
     pub read_only_peers: HashSet<PeerId>,
+    /// libp2p peers with which only protected documents are synced, both ways (a device
+    /// removed from the team, during the notice before its connections close).
+    pub protected_only_peers: HashSet<PeerId>,
     /// Connections attached as [`AttachRole::Responder`] (apps on this device) are
     /// read-only too.
     pub local_apps_read_only: bool,
@@ -426,6 +447,10 @@ impl Driver {
                 let _ = reply.send(self.doc_sync());
             }
             Request::Attach { role, label, reply } => self.attach(role, label, reply),
+            Request::Protect { doc, reply } => {
+                self.feed(Input::ProtectDocument { doc });
+                let _ = reply.send(());
+            }
             Request::SetAccess { access, reply } => {
                 self.set_access(access);
                 let _ = reply.send(());
@@ -479,26 +504,24 @@ impl Driver {
     fn set_access(&mut self, access: AccessPolicy) {
         let mut updates = Vec::new();
         for (peer, slot) in &self.peers {
-            let read_only = access.read_only_peers.contains(peer);
-            if read_only != self.access.read_only_peers.contains(peer) {
-                updates.push((slot.conn, read_only));
+            let new = access.of(peer);
+            if new != self.access.of(peer) {
+                updates.push((slot.conn, new));
             }
         }
         if access.local_apps_read_only != self.access.local_apps_read_only {
+            let new = if access.local_apps_read_only {
+                PeerAccess::ReadOnly
+            } else {
+                PeerAccess::ReadWrite
+            };
             for conn in &self.local_apps {
-                updates.push((*conn, access.local_apps_read_only));
+                updates.push((*conn, new));
             }
         }
         self.access = access;
-        for (conn, read_only) in updates {
-            self.feed(Input::ConnectionAccess {
-                conn,
-                access: if read_only {
-                    PeerAccess::ReadOnly
-                } else {
-                    PeerAccess::ReadWrite
-                },
-            });
+        for (conn, access) in updates {
+            self.feed(Input::ConnectionAccess { conn, access });
         }
     }
 
@@ -617,11 +640,9 @@ impl Driver {
                 // Exactly one side speaks first: the lower peer id, as on both ends.
                 let initiator = self.local < peer;
                 self.feed(Input::ConnectionOpened { conn, initiator });
-                if self.access.read_only_peers.contains(&peer) {
-                    self.feed(Input::ConnectionAccess {
-                        conn,
-                        access: PeerAccess::ReadOnly,
-                    });
+                let access = self.access.of(&peer);
+                if access != PeerAccess::ReadWrite {
+                    self.feed(Input::ConnectionAccess { conn, access });
                 }
             }
             NetEvent::Frame {

@@ -349,6 +349,15 @@ impl NodeHandle {
         answer.await.map_err(|_| NodeError::ShuttingDown)
     }
 
+    /// Protects `doc` (a team's membership document, made of verified signed records):
+    /// its changes are taken from every connection, read-only ones included, and it
+    /// cannot be deleted, here or by a peer.
+    pub async fn protect_document(&self, doc: DocumentId) -> Result<(), NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Protect { doc, reply }).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
     /// Replaces the transport's allowlist (the team's members): peers no longer on it
     /// are disconnected at once and refused from then on.
     pub async fn set_allowlist(
@@ -363,6 +372,17 @@ impl NodeHandle {
     /// ones need the new key.
     pub async fn set_team_key(&self, key: [u8; 32]) -> Result<(), NodeError> {
         Ok(self.net.set_team_key(key).await?)
+    }
+
+    /// Dials with `current` and accepts inbound connections under `current` or any of
+    /// `also_accept` (previous team keys in their grace period); see
+    /// [`peerdoc_net::NetHandle::set_team_keys`].
+    pub async fn set_team_keys(
+        &self,
+        current: [u8; 32],
+        also_accept: Vec<[u8; 32]>,
+    ) -> Result<(), NodeError> {
+        Ok(self.net.set_team_keys(current, also_accept).await?)
     }
 
     /// Stops the node gracefully: new commands are refused, storage operations already
