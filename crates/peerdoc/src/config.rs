@@ -129,6 +129,10 @@ pub struct TeamConfig {
     /// This device's name when it creates or joins a team [default: the host name].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
+    /// After the team key was rotated (a device was removed), how long the previous
+    /// keys are still accepted for inbound connections, in seconds, so that members
+    /// that were away can still reach the team and learn the new key. 0: never.
+    pub previous_key_grace_secs: u64,
 }
 
 /// The default enrolment port: stable, so that an invite code stays valid when the
@@ -141,6 +145,7 @@ impl Default for TeamConfig {
             open: false,
             enrol_listen: format!("0.0.0.0:{DEFAULT_ENROL_PORT}"),
             device_name: None,
+            previous_key_grace_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -286,6 +291,7 @@ impl Resolved {
         node.data_dir = self.data_dir.clone();
         let mut net = c.net.clone();
         net.team_key = gate.key;
+        net.also_accept_keys = gate.also_accept;
         if gate.allowlist.is_some() {
             net.allowlist = gate.allowlist;
         }
@@ -328,6 +334,8 @@ impl Resolved {
 pub struct TransportGate {
     /// The private-network key (the team's; a random one for a device in no team).
     pub key: Option<[u8; 32]>,
+    /// Keys also accepted for inbound connections (previous team keys in their grace).
+    pub also_accept: Vec<[u8; 32]>,
     /// The peers that may connect (the team's members; nobody for a device in no team).
     pub allowlist: Option<std::collections::BTreeSet<peerdoc_node::PeerId>>,
     /// Addresses to keep dialing besides `net.peers` (members remembered by the team).

@@ -143,7 +143,13 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
         TeamMode::Managed => TeamFile::load(&data_dir).map_err(DaemonError::Team)?,
         TeamMode::Open | TeamMode::SharedKey => None,
     };
-    let node_config = resolved.node_config(transport_gate(mode, team_file.as_ref(), &keypair)?)?;
+    let grace_ms = resolved
+        .config
+        .team
+        .previous_key_grace_secs
+        .saturating_mul(1000);
+    let node_config =
+        resolved.node_config(transport_gate(mode, team_file.as_ref(), &keypair, grace_ms)?)?;
     let token = load_or_create_token(&data_dir.join(TOKEN_FILE))?;
     let addr = resolved.api_listen;
     if !addr.ip().is_loopback() {
@@ -170,6 +176,7 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
         node.handle(),
         team_file,
         resolved.config.team.device_name.clone(),
+        resolved.config.team.previous_key_grace_secs,
     );
     team.start().await;
     if mode == TeamMode::Managed {
@@ -250,6 +257,7 @@ fn transport_gate(
     mode: TeamMode,
     file: Option<&TeamFile>,
     keypair: &peerdoc_net::Keypair,
+    grace_ms: u64,
 ) -> Result<TransportGate, DaemonError> {
     let me = keypair.public().to_peer_id();
     Ok(match (mode, file) {
@@ -267,11 +275,16 @@ fn transport_gate(
             );
             TransportGate::default()
         }
-        (TeamMode::Managed, Some(file)) => TransportGate {
-            key: Some(*file.team.transport_key()),
-            allowlist: Some(file.allowlist(&me)),
-            peers: TeamService::known_peers(file),
-        },
+        (TeamMode::Managed, Some(file)) => {
+            let (current, also_accept) =
+                crate::team::transport_keys(&file.team, crate::team::now_ms(), grace_ms);
+            TransportGate {
+                key: Some(current),
+                also_accept,
+                allowlist: Some(file.allowlist(&me)),
+                peers: TeamService::known_peers(file),
+            }
+        }
         (TeamMode::Managed, None) => {
             // Nobody holds this key: no handshake completes until a team is created or
             // joined and the transport switches to the team's key.
@@ -281,6 +294,7 @@ fn transport_gate(
             })?;
             TransportGate {
                 key: Some(key),
+                also_accept: Vec::new(),
                 allowlist: Some(std::collections::BTreeSet::new()),
                 peers: Vec::new(),
             }

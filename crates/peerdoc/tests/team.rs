@@ -353,3 +353,65 @@ fn the_cli_forms_a_team() {
     );
     drop((a, b));
 }
+
+fn team_file(dir: &Path, name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(name).join("team.json")).expect("team.json"))
+        .expect("team.json is JSON")
+}
+
+/// How many transport keys a device holds, and for which epochs.
+fn key_epochs(dir: &Path, name: &str) -> Vec<String> {
+    team_file(dir, name)["team"]["keys"]
+        .as_object()
+        .map(|keys| keys.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Revoking a device rotates the team key: the remaining members get the new key
+/// (sealed to each of them), the removed device never does; a member that was away
+/// during the removal reconnects with the old key during the grace period, learns the
+/// new one, and syncs.
+#[test]
+fn revoking_rotates_the_team_key_and_an_absent_member_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = start("A", dir.path(), &[]);
+    let b = start("B", dir.path(), &[]);
+    let mut d = start("D", dir.path(), &[]);
+    a.client
+        .post("/v1/team", &json!({"name": "Crew", "device_name": "Planner"}))
+        .ok(201);
+    join(&b, &invite(&a, "editor", "Lost tablet"));
+    join(&d, &invite(&a, "editor", "Photographer"));
+    let id = a.client.create(json!({"shots": 1}));
+    everyone_reads(&[&b, &d], &id, "/shots", &json!(1));
+
+    // The photographer's phone is away while the tablet is removed.
+    assert!(d.sigterm().success());
+    a.client
+        .delete("/v1/team/members/Lost%20tablet")
+        .ok(200);
+    eventually("A holds the epoch-1 key", || {
+        key_epochs(dir.path(), "A").contains(&"1".to_owned()).then_some(())
+    });
+    eventually("B learns it was removed", || {
+        (b.client.get("/v1/team").ok(200)["state"] == "removed").then_some(())
+    });
+    assert_eq!(
+        key_epochs(dir.path(), "B"),
+        ["0"],
+        "a removed device must not get the new key"
+    );
+    assert_eq!(edit(&a, &id, "/shots", json!(2)).status, 200);
+
+    // D comes back with only the old key, reaches A within the grace period, learns
+    // the new key and the change.
+    let d = start("D", dir.path(), &[]);
+    everyone_reads(&[&d], &id, "/shots", &json!(2));
+    eventually("D holds the epoch-1 key", || {
+        key_epochs(dir.path(), "D").contains(&"1".to_owned()).then_some(())
+    });
+    assert!(
+        content(&b, &id).is_some_and(|c| c["shots"] == 1),
+        "the removed device received a change"
+    );
+}
