@@ -42,8 +42,8 @@
 
 #![deny(missing_docs)]
 
-mod backoff;
 mod config;
+mod dial_policy;
 mod error;
 mod event;
 mod event_loop;
@@ -51,6 +51,7 @@ mod frame;
 mod handle;
 mod identity;
 mod session;
+mod sever;
 mod swarm;
 
 pub use config::NetConfig;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list,
-    core::{Transport as _, upgrade::Version},
+    core::{Transport as _, muxing::StreamMuxerBox, upgrade::Version},
     gossipsub, identify,
     identity::Keypair,
     mdns, noise, ping,
@@ -14,7 +14,7 @@ use libp2p::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{NetConfig, NetError};
+use crate::{NetConfig, NetError, sever::SeverSwitch};
 
 /// The sync stream protocol: one long-lived, framed, in-order stream per peer.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerdoc/sync/1");
@@ -113,10 +113,13 @@ fn build_behaviour(config: &NetConfig, keypair: &Keypair) -> Result<Behaviour, N
 }
 
 /// Builds the swarm: TCP behind the team key's private-network handshake when a key is
-/// set, otherwise TCP and QUIC. Noise authenticates and encrypts either way.
+/// set, otherwise TCP and QUIC. Noise authenticates and encrypts either way. Every TCP
+/// connection's muxer is registered with `sever`, so that a dead one can be closed
+/// without a graceful flush (see `sever.rs`).
 pub(crate) fn build_swarm(
     config: &NetConfig,
     keypair: Keypair,
+    sever: SeverSwitch,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let behaviour = build_behaviour(config, &keypair)?;
     let tcp_config = tcp::Config::default().nodelay(true);
@@ -136,7 +139,10 @@ pub(crate) fn build_swarm(
                             .upgrade(Version::V1Lazy)
                             .authenticate(noise)
                             .multiplex(yamux::Config::default())
-                            .timeout(HANDSHAKE_TIMEOUT))
+                            .timeout(HANDSHAKE_TIMEOUT)
+                            .map(move |(peer, muxer), _| {
+                                (peer, StreamMuxerBox::new(sever.wrap(peer, muxer)))
+                            }))
                     },
                 )
                 .map_err(|e| build_err(&e))?
@@ -147,9 +153,20 @@ pub(crate) fn build_swarm(
         }
         None => SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(tcp_config, noise::Config::new, yamux::Config::default)
-            .map_err(|e| build_err(&e))?
             .with_quic()
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    let noise = noise::Config::new(key)?;
+                    Ok(tcp::tokio::Transport::new(tcp_config)
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default())
+                        .map(move |(peer, muxer), _| {
+                            (peer, StreamMuxerBox::new(sever.wrap(peer, muxer)))
+                        }))
+                },
+            )
+            .map_err(|e| build_err(&e))?
             .with_behaviour(|_| behaviour)
             .map_err(|e| build_err(&e))?
             .with_swarm_config(swarm_config)
