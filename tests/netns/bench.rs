@@ -138,18 +138,30 @@ fn main() {
         .find(|i| *i != lowest && *i != highest)
         .expect("a third host");
     let mut return_ms = Vec::new();
+    let mut dead_ms = Vec::new();
     for round in 0..RETURN_ROUNDS {
         let returning = if round % 2 == 0 { highest } else { lowest };
+        let cut = Instant::now();
         lan.cut(returning + 1).expect("cut");
         let mut last = String::new();
-        for k in 0..AWAY_SECS {
-            let tick = Instant::now();
-            last = format!("away{round}x{k}");
-            daemons[editor]
-                .set(&id, &format!("/{last}"), &json!(payload(k, 4096)))
-                .unwrap_or_else(|e| panic!("{e}"));
-            std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
-        }
+        std::thread::scope(|s| {
+            // Meanwhile: when does the editor stop counting the departed host?
+            let watcher = s.spawn(|| {
+                eventually("the editor to drop the departed host", GUARD, || {
+                    (daemons[editor].connected_peers() == 3)
+                        .then(|| cut.elapsed().as_secs_f64() * 1e3)
+                })
+            });
+            for k in 0..AWAY_SECS {
+                let tick = Instant::now();
+                last = format!("away{round}x{k}");
+                daemons[editor]
+                    .set(&id, &format!("/{last}"), &json!(payload(k, 4096)))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+            }
+            dead_ms.push(watcher.join().expect("watcher"));
+        });
         let healed = Instant::now();
         lan.heal(returning + 1).expect("heal");
         let first = format!("away{round}x0");
@@ -192,6 +204,10 @@ fn main() {
     row("edit → visible on one other host", &mut per_host_ms);
     row("edit → visible on all 4 other hosts", &mut all_ms);
     row("one read poll (included above)", &mut poll_ms);
+    row(
+        "cut → departed device dropped by an editing peer",
+        &mut dead_ms,
+    );
     row(
         "returning device → synced (60 s away, 4 KB edit/s)",
         &mut return_ms,
