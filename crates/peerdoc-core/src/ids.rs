@@ -173,6 +173,21 @@ string_id!(
     StorageId
 );
 
+impl PeerId {
+    /// The 8 bytes this peer's automerge actor ids start with (see
+    /// `RepoConfig::actor_prefix`): SHA-256 of a domain tag and the peer id's text.
+    /// History shows who made a change by matching an actor against these.
+    pub fn actor_prefix(&self) -> [u8; 8] {
+        let digest = Sha256::new()
+            .chain_update(b"peerdoc actor prefix v1\0")
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&digest[..8]);
+        prefix
+    }
+}
+
 impl StorageId {
     /// A fresh random storage id (a UUID in its usual hyphenated text form).
     pub fn random<R: RngCore + ?Sized>(rng: &mut R) -> Self {

@@ -82,8 +82,8 @@ mod receipts;
 
 pub use config::RepoConfig;
 pub use io::{
-    ChangeFn, ChangeOrigin, ChangeRequest, Command, CommandId, Event, Input, Output, Reply,
-    RepoError, StorageOp, StorageOpId, StorageResult,
+    ChangeFn, ChangeOrigin, ChangeRequest, Command, CommandId, Event, Input, Output, PeerAccess,
+    Reply, RepoError, StorageOp, StorageOpId, StorageResult,
 };
 
 use connection::Connection;
@@ -363,6 +363,7 @@ impl Repo {
             Input::Command { id, command } => self.command(rng, id, command),
             Input::ConnectionOpened { conn, initiator } => self.connection_opened(conn, initiator),
             Input::CloudEndpoint { conn } => self.cloud_endpoint(conn),
+            Input::ConnectionAccess { conn, access } => self.connection_access(conn, access),
             Input::ConnectionClosed { conn } => self.connection_closed(conn),
             Input::MessageReceived { conn, bytes } => self.message_received(rng, conn, bytes),
             Input::HeadsAnnounced { doc, heads, from } => self.heads_announced(doc, &heads, from),
@@ -637,7 +638,7 @@ impl Repo {
                 reason: format!("chunk {key}: {reason}"),
             }));
         }
-        let mut doc = LoadedDoc::new(loaded.doc, rng, self.tick_use());
+        let mut doc = LoadedDoc::new(loaded.doc, rng, self.tick_use(), self.config.actor_prefix);
         let heads = doc.doc.get_heads();
         if let Some(meta) = self.catalog.get_mut(&doc_id) {
             let missing: Vec<ChangeHash> = meta

@@ -516,6 +516,18 @@ impl DialPolicy {
         }
     }
 
+    /// Drops what is known of `peer` unless it is connected (it left the allowlist):
+    /// it is not dialed again until discovered again.
+    pub(crate) fn forget(&mut self, peer: &PeerId) {
+        if self
+            .peers
+            .get(peer)
+            .is_some_and(|r| matches!(r.link, Link::Idle | Link::Dialing))
+        {
+            self.peers.remove(peer);
+        }
+    }
+
     /// `peer` misbehaved: do not dial it, and refuse it, for the ban duration.
     pub(crate) fn ban(&mut self, peer: PeerId, now_ms: u64) {
         self.bans

@@ -1,7 +1,7 @@
 //! [`NetEventLoop`]: the task that owns the swarm and every piece of connection state.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     fmt,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -155,6 +155,8 @@ pub struct NetEventLoop {
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
     rng: ChaCha8Rng,
     next_generation: u64,
+    /// The key the transport reads at every new connection, when keyed.
+    team_key_slot: Option<crate::swarm::TeamKeySlot>,
 }
 
 impl fmt::Debug for NetEventLoop {
@@ -212,7 +214,11 @@ impl Network {
                 })
         });
         let sever = SeverSwitch::default();
-        let mut swarm = crate::swarm::build_swarm(&config, keypair, sever.clone())?;
+        let team_key_slot = config
+            .team_key
+            .map(|key| Arc::new(std::sync::RwLock::new(key)));
+        let mut swarm =
+            crate::swarm::build_swarm(&config, keypair, team_key_slot.clone(), sever.clone())?;
         let topic = IdentTopic::new(config.gossip_topic());
         swarm
             .behaviour_mut()
@@ -275,6 +281,7 @@ impl Network {
             pending_dials: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             next_generation: 0,
+            team_key_slot,
             config,
         };
         Ok((handle, events_rx, event_loop))
@@ -440,6 +447,11 @@ impl NetEventLoop {
     // initiators: both handshakes fail ("input error"). Port reuse only helps NAT hole
     // punching, which peerdoc does not do.
     fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, now: u64) {
+        // The allowlist may have changed since the peer was found (`set_allowlist`).
+        if !self.allowed(&peer) {
+            self.policy.forget(&peer);
+            return;
+        }
         tracing::debug!(peer = %peer, "dialing");
         // mDNS and identify add the addresses they know of the peer.
         let opts = DialOpts::peer_id(peer)
@@ -981,9 +993,64 @@ impl NetEventLoop {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
+            Command::SetAllowlist { peers, reply } => {
+                let _ = reply.send(self.set_allowlist(peers));
+            }
+            Command::SetTeamKey { key, reply } => {
+                let _ = reply.send(self.set_team_key(key));
+            }
             Command::Shutdown { reply } => return Flow::Stop(reply),
         }
         Flow::Continue
+    }
+
+    /// Replaces the team key (see [`crate::NetHandle::set_team_key`]).
+    fn set_team_key(&mut self, key: [u8; 32]) -> Result<(), NetError> {
+        let Some(slot) = &self.team_key_slot else {
+            return Err(NetError::InvalidConfig(
+                "this network was started without a team key".into(),
+            ));
+        };
+        if self.config.team_key == Some(key) {
+            return Ok(());
+        }
+        *slot.write().unwrap_or_else(|p| p.into_inner()) = key;
+        self.config.team_key = Some(key);
+        let topic = IdentTopic::new(self.config.gossip_topic());
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        gossipsub.unsubscribe(&self.topic);
+        gossipsub
+            .subscribe(&topic)
+            .map_err(|e| NetError::SwarmBuild(format!("gossipsub subscribe: {e}")))?;
+        self.topic = topic;
+        // Connections made under the old key cannot stay: peers that have the new
+        // key reconnect with it (discovery, explicit peers), the others cannot.
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in connected {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        tracing::info!("team key changed; reconnecting with the new key");
+        Ok(())
+    }
+
+    /// Replaces the allowlist (see [`crate::NetHandle::set_allowlist`]).
+    fn set_allowlist(&mut self, peers: BTreeSet<PeerId>) -> Result<(), NetError> {
+        let Some(allowed) = self.swarm.behaviour_mut().allowed.as_mut() else {
+            return Err(NetError::InvalidConfig(
+                "this network was started without an allowlist".into(),
+            ));
+        };
+        let current: Vec<PeerId> = allowed.allowed_peers().iter().copied().collect();
+        for peer in current.iter().filter(|p| !peers.contains(p)) {
+            // Also closes its connections.
+            allowed.disallow_peer(*peer);
+            tracing::info!(peer = %peer, "removed from the allowlist; disconnecting");
+        }
+        for peer in &peers {
+            allowed.allow_peer(*peer);
+        }
+        self.config.allowlist = Some(peers);
+        Ok(())
     }
 
     fn publish(&mut self, bytes: Bytes) -> Result<PublishOutcome, NetError> {

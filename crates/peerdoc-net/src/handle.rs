@@ -1,5 +1,6 @@
 //! [`NetHandle`]: the cheap, cloneable side of the network that the caller keeps.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use bytes::Bytes;
@@ -33,6 +34,14 @@ pub(crate) enum Command {
     },
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    SetAllowlist {
+        peers: BTreeSet<PeerId>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    SetTeamKey {
+        key: [u8; 32],
+        reply: oneshot::Sender<Result<(), NetError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -148,6 +157,23 @@ impl NetHandle {
     /// The addresses we listen on.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
         self.request(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Replaces the allowlist: connections of peers no longer on it are closed at once
+    /// and refused from now on; newly listed peers may connect. Only a network started
+    /// with an allowlist has one to replace ([`NetError::InvalidConfig`] otherwise).
+    pub async fn set_allowlist(&self, peers: BTreeSet<PeerId>) -> Result<(), NetError> {
+        self.request(|reply| Command::SetAllowlist { peers, reply })
+            .await?
+    }
+
+    /// Replaces the team key (the private-network pre-shared key): new connections use
+    /// it, every current connection is closed, and gossip moves to the new key's topic.
+    /// Only a network started with a team key can change it
+    /// ([`NetError::InvalidConfig`] otherwise: a keyless transport cannot become keyed).
+    pub async fn set_team_key(&self, key: [u8; 32]) -> Result<(), NetError> {
+        self.request(|reply| Command::SetTeamKey { key, reply })
+            .await?
     }
 
     /// Closes every stream and connection and stops the event loop.

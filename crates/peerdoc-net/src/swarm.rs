@@ -116,9 +116,13 @@ fn build_behaviour(config: &NetConfig, keypair: &Keypair) -> Result<Behaviour, N
 /// set, otherwise TCP and QUIC. Noise authenticates and encrypts either way. Every TCP
 /// connection's muxer is registered with `sever`, so that a dead one can be closed
 /// without a graceful flush (see `sever.rs`).
+///
+/// With a key, the transport reads it from `team_key` at every new connection, so
+/// [`crate::NetHandle::set_team_key`] can change it while the swarm runs.
 pub(crate) fn build_swarm(
     config: &NetConfig,
     keypair: Keypair,
+    team_key: Option<TeamKeySlot>,
     sever: SeverSwitch,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let behaviour = build_behaviour(config, &keypair)?;
@@ -126,31 +130,31 @@ pub(crate) fn build_swarm(
     let swarm_config =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
     let build_err = |e: &dyn std::fmt::Display| NetError::SwarmBuild(e.to_string());
-    let swarm = match config.team_key {
-        Some(key) => {
-            let psk = PreSharedKey::new(key);
-            SwarmBuilder::with_existing_identity(keypair)
-                .with_tokio()
-                .with_other_transport(
-                    |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                        let noise = noise::Config::new(key)?;
-                        Ok(tcp::tokio::Transport::new(tcp_config)
-                            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
-                            .upgrade(Version::V1Lazy)
-                            .authenticate(noise)
-                            .multiplex(yamux::Config::default())
-                            .timeout(HANDSHAKE_TIMEOUT)
-                            .map(move |(peer, muxer), _| {
-                                (peer, StreamMuxerBox::new(sever.wrap(peer, muxer)))
-                            }))
-                    },
-                )
-                .map_err(|e| build_err(&e))?
-                .with_behaviour(|_| behaviour)
-                .map_err(|e| build_err(&e))?
-                .with_swarm_config(swarm_config)
-                .build()
-        }
+    let swarm = match team_key {
+        Some(slot) => SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    let noise = noise::Config::new(key)?;
+                    Ok(tcp::tokio::Transport::new(tcp_config)
+                        .and_then(move |socket, _| {
+                            let key = *slot.read().unwrap_or_else(|p| p.into_inner());
+                            PnetConfig::new(PreSharedKey::new(key)).handshake(socket)
+                        })
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default())
+                        .timeout(HANDSHAKE_TIMEOUT)
+                        .map(move |(peer, muxer), _| {
+                            (peer, StreamMuxerBox::new(sever.wrap(peer, muxer)))
+                        }))
+                },
+            )
+            .map_err(|e| build_err(&e))?
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| build_err(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
         None => SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_quic()
@@ -174,6 +178,9 @@ pub(crate) fn build_swarm(
     };
     Ok(swarm)
 }
+
+/// The pre-shared key new connections use; replaced by `NetHandle::set_team_key`.
+pub(crate) type TeamKeySlot = std::sync::Arc<std::sync::RwLock<[u8; 32]>>;
 
 /// Whether `local` is the side that dials on discovery, resolves duplicate connections
 /// and opens the sync stream. Exactly one side of any pair answers yes.

@@ -73,6 +73,11 @@ pub struct NodeConfig {
     /// confirms holding (it reveals only heads it stored durably). The daemon's cloud
     /// profile sets it.
     pub cloud: bool,
+    /// The first 8 bytes of every automerge actor id this node writes with, so that
+    /// history can name the device behind a change (the daemon derives it from the
+    /// device's peer id). `None`: random actors.
+    #[serde(skip)]
+    pub actor_prefix: Option<[u8; 8]>,
     /// sled's page cache, in bytes.
     pub store_cache_bytes: u64,
     /// How long `start` waits for a store another process is still closing before it
@@ -110,6 +115,7 @@ impl NodeConfig {
             announce_to_plain_peers: false,
             find_timeout_ms: 10_000,
             cloud: false,
+            actor_prefix: None,
             store_cache_bytes: 64 * 1024 * 1024,
             store_lock_wait_ms: 1_000,
         }
@@ -136,6 +142,7 @@ impl NodeConfig {
         repo.announce_to_plain_peers = self.announce_to_plain_peers;
         repo.cloud = self.cloud;
         repo.find_timeout_ms = self.find_timeout_ms;
+        repo.actor_prefix = self.actor_prefix;
         repo
     }
 

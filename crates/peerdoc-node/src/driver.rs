@@ -10,7 +10,7 @@
 //! network events (completions still flow, and free the queue). Requests also wait
 //! while `max_pending_commands` commands are unanswered.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::TrySendError;
 use std::time::{Duration, SystemTime};
@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, SelectAll, StreamExt as _};
 use peerdoc_core::repo::{
-    ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, Reply, Repo,
+    ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, PeerAccess, Reply, Repo,
 };
 use peerdoc_core::{ConnectionId, StorageError, StorageId};
 use peerdoc_net::{NetError, NetEvent, NetHandle, PeerId, SessionId};
@@ -74,8 +74,25 @@ pub(crate) enum Request {
         label: String,
         reply: oneshot::Sender<AttachedConnection>,
     },
+    /// Who may only read (see [`crate::NodeHandle::set_access`]).
+    SetAccess {
+        access: AccessPolicy,
+        reply: oneshot::Sender<()>,
+    },
     /// Stop; the reply comes once storage is flushed and closed.
     Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Which connections may only read: the peers whose changes we never apply (a team's
+/// viewers), and whether local apps (`NodeHandle::attach` responders) may only read
+/// (this device is a viewer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// libp2p peers whose changes are never applied.
+    pub read_only_peers: HashSet<PeerId>,
+    /// Connections attached as [`AttachRole::Responder`] (apps on this device) are
+    /// read-only too.
+    pub local_apps_read_only: bool,
 }
 
 /// A frame from an attached connection's transport; `None` when its sender was dropped.
@@ -178,6 +195,9 @@ pub(crate) struct Driver {
     /// Malformed gossip messages received per author.
     gossip_strikes: HashMap<PeerId, u32>,
     metrics: Arc<Metrics>,
+    access: AccessPolicy,
+    /// Attached connections whose role is `Responder` (local apps).
+    local_apps: HashSet<ConnectionId>,
 }
 
 /// Wall-clock time in ms, the engine's notion of `now`.
@@ -205,6 +225,8 @@ impl Driver {
             announcements,
             announcements_rx,
             gossip_strikes: HashMap::new(),
+            access: AccessPolicy::default(),
+            local_apps: HashSet::new(),
             repo,
             rng,
             requests: parts.requests,
@@ -404,6 +426,10 @@ impl Driver {
                 let _ = reply.send(self.doc_sync());
             }
             Request::Attach { role, label, reply } => self.attach(role, label, reply),
+            Request::SetAccess { access, reply } => {
+                self.set_access(access);
+                let _ = reply.send(());
+            }
             Request::Shutdown { reply } => self.shutdown_waiters.push(reply),
         }
     }
@@ -438,6 +464,42 @@ impl Driver {
         if role == AttachRole::Cloud {
             self.feed(Input::CloudEndpoint { conn });
         }
+        if role == AttachRole::Responder {
+            self.local_apps.insert(conn);
+            if self.access.local_apps_read_only {
+                self.feed(Input::ConnectionAccess {
+                    conn,
+                    access: PeerAccess::ReadOnly,
+                });
+            }
+        }
+    }
+
+    /// Applies a new access policy to every open connection, and to new ones.
+    fn set_access(&mut self, access: AccessPolicy) {
+        let mut updates = Vec::new();
+        for (peer, slot) in &self.peers {
+            let read_only = access.read_only_peers.contains(peer);
+            if read_only != self.access.read_only_peers.contains(peer) {
+                updates.push((slot.conn, read_only));
+            }
+        }
+        if access.local_apps_read_only != self.access.local_apps_read_only {
+            for conn in &self.local_apps {
+                updates.push((*conn, access.local_apps_read_only));
+            }
+        }
+        self.access = access;
+        for (conn, read_only) in updates {
+            self.feed(Input::ConnectionAccess {
+                conn,
+                access: if read_only {
+                    PeerAccess::ReadOnly
+                } else {
+                    PeerAccess::ReadWrite
+                },
+            });
+        }
     }
 
     fn on_attached_frame(&mut self, conn: ConnectionId, frame: Option<Bytes>) {
@@ -454,6 +516,7 @@ impl Driver {
                 });
             }
             None => {
+                self.local_apps.remove(&conn);
                 if let Some(slot) = self.attached.remove(&conn) {
                     tracing::info!(%conn, label = %slot.label, "attached connection closed by its transport");
                     self.feed(Input::ConnectionClosed { conn });
@@ -472,6 +535,7 @@ impl Driver {
         misbehaved: bool,
         engine_closed: bool,
     ) {
+        self.local_apps.remove(&conn);
         let Some(slot) = self.attached.remove(&conn) else {
             return;
         };
@@ -553,6 +617,12 @@ impl Driver {
                 // Exactly one side speaks first: the lower peer id, as on both ends.
                 let initiator = self.local < peer;
                 self.feed(Input::ConnectionOpened { conn, initiator });
+                if self.access.read_only_peers.contains(&peer) {
+                    self.feed(Input::ConnectionAccess {
+                        conn,
+                        access: PeerAccess::ReadOnly,
+                    });
+                }
             }
             NetEvent::Frame {
                 peer,

@@ -11,7 +11,7 @@ use peerdoc_net::{Multiaddr, NetHandle, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::attach::{AttachRole, AttachedConnection};
-use crate::driver::{Request, Snapshot};
+use crate::driver::{AccessPolicy, Request, Snapshot};
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::{
     Conflicts, DocumentSummary, DocumentSync, NodeError, NodeEvent, NodeStatus, PeerStatus,
@@ -61,6 +61,32 @@ impl NodeHandle {
         match reply {
             Reply::Created { doc, .. } => Ok(doc),
             _ => Err(NodeError::UnexpectedReply { command: "create" }),
+        }
+    }
+
+    /// Creates a document under a given id, one that every peer derives the same way
+    /// (a team's membership document): copies created independently merge when they
+    /// sync. Fails with [`NodeError::InvalidChange`] when the id is already known here.
+    pub async fn create_at(
+        &self,
+        doc: DocumentId,
+        initial: serde_json::Value,
+        priority: i32,
+        title: Option<String>,
+    ) -> Result<DocumentId, NodeError> {
+        let reply = self
+            .command(Command::CreateAt {
+                doc,
+                initial: Some(initial),
+                priority,
+                title,
+            })
+            .await?;
+        match reply {
+            Reply::Created { doc, .. } => Ok(doc),
+            _ => Err(NodeError::UnexpectedReply {
+                command: "create_at",
+            }),
         }
     }
 
@@ -311,6 +337,32 @@ impl NodeHandle {
         })
         .await?;
         answer.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Sets who may only read: the changes of `access.read_only_peers` (a team's
+    /// viewers) are never applied, nor are their tombstones or new documents, and
+    /// with `local_apps_read_only` the same holds for apps attached on this device
+    /// (it is a viewer). Applies at once to open connections and to later ones.
+    pub async fn set_access(&self, access: AccessPolicy) -> Result<(), NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::SetAccess { access, reply }).await?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Replaces the transport's allowlist (the team's members): peers no longer on it
+    /// are disconnected at once and refused from then on.
+    pub async fn set_allowlist(
+        &self,
+        peers: std::collections::BTreeSet<PeerId>,
+    ) -> Result<(), NodeError> {
+        Ok(self.net.set_allowlist(peers).await?)
+    }
+
+    /// Replaces the team key of a node started with one (see
+    /// [`peerdoc_net::NetHandle::set_team_key`]): every connection is closed and new
+    /// ones need the new key.
+    pub async fn set_team_key(&self, key: [u8; 32]) -> Result<(), NodeError> {
+        Ok(self.net.set_team_key(key).await?)
     }
 
     /// Stops the node gracefully: new commands are refused, storage operations already

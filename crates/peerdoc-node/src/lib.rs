@@ -58,6 +58,7 @@ mod types;
 
 pub use attach::{AttachRole, AttachedConnection};
 pub use config::NodeConfig;
+pub use driver::AccessPolicy;
 pub use error::NodeError;
 pub use handle::NodeHandle;
 pub use metrics::{HistogramSnapshot, NodeMetrics, SYNC_LATENCY_BUCKETS};

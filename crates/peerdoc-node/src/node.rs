@@ -71,7 +71,11 @@ impl Node {
                 })?;
         let keypair = peerdoc_net::load_or_create_identity(&data_dir.join("identity.key"))?;
         let local = keypair.public().to_peer_id();
-        let repo = Repo::new(config.repo_config(RepoPeerId::new(local.to_string())));
+        let repo_peer = RepoPeerId::new(local.to_string());
+        let mut repo_config = config.repo_config(repo_peer.clone());
+        // Every change this device makes names it (history maps actors to devices).
+        repo_config.actor_prefix = Some(config.actor_prefix.unwrap_or(repo_peer.actor_prefix()));
+        let repo = Repo::new(repo_config);
         let storage = storage_worker::spawn(storage, config.storage_queue_len)
             .map_err(|e| NodeError::StartFailed(format!("spawning the storage thread: {e}")))?;
         // From here on, dropping `storage` closes the thread and frees the directory.

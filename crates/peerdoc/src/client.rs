@@ -18,6 +18,7 @@
 
 mod error;
 mod events;
+mod team;
 mod types;
 
 use std::fs;

@@ -113,6 +113,36 @@ pub struct DaemonConfig {
     pub net: NetConfig,
     /// Cloud endpoints (`docs/cloud.md`).
     pub cloud: CloudConfig,
+    /// Teams (`docs/teams.md`).
+    pub team: TeamConfig,
+}
+
+/// `[team]`: whom this device syncs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeamConfig {
+    /// Sync with any peerdoc on the network, with no team: for demos and tests only
+    /// (anyone on the Wi-Fi receives every document). Off: only team members connect.
+    pub open: bool,
+    /// Address where this device accepts invite codes (TCP; port 0 picks one).
+    pub enrol_listen: String,
+    /// This device's name when it creates or joins a team [default: the host name].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+}
+
+/// The default enrolment port: stable, so that an invite code stays valid when the
+/// inviting device restarts.
+pub const DEFAULT_ENROL_PORT: u16 = 7411;
+
+impl Default for TeamConfig {
+    fn default() -> Self {
+        Self {
+            open: false,
+            enrol_listen: format!("0.0.0.0:{DEFAULT_ENROL_PORT}"),
+            device_name: None,
+        }
+    }
 }
 
 /// `[cloud]`: endpoints the daemon keeps connected whenever a path exists.
@@ -177,8 +207,8 @@ pub enum Profile {
     /// A venue device: mDNS on, libp2p on ephemeral ports of every interface.
     Device,
     /// The team's cloud peer on a server: mDNS off, libp2p on TCP port
-    /// [`CLOUD_LISTEN_PORT`] of every interface, a larger memory budget; refuses to start
-    /// without a team key or an allowlist, so that only the team can connect.
+    /// [`CLOUD_LISTEN_PORT`] of every interface, a larger memory budget; refuses to run
+    /// open (`--open`), so that only the team can connect.
     Cloud,
 }
 
@@ -218,6 +248,7 @@ impl Default for DaemonConfig {
                 ..NetConfig::default()
             },
             cloud: CloudConfig::default(),
+            team: TeamConfig::default(),
         }
     }
 }
@@ -236,19 +267,36 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// The node configuration these settings describe (team key read from its file).
-    pub fn node_config(&self) -> Result<NodeConfig, ConfigError> {
+    /// How this daemon decides whom it syncs with (`docs/teams.md`).
+    pub fn team_mode(&self) -> crate::team::TeamMode {
+        if self.config.team.open {
+            crate::team::TeamMode::Open
+        } else if self.config.team_key_file.is_some() {
+            crate::team::TeamMode::SharedKey
+        } else {
+            crate::team::TeamMode::Managed
+        }
+    }
+
+    /// The node configuration these settings describe, with the transport gated as
+    /// `gate` says (team key and allowlist from the team; a key file's key wins).
+    pub fn node_config(&self, gate: TransportGate) -> Result<NodeConfig, ConfigError> {
         let c = &self.config;
         let mut node = c.node.clone();
         node.data_dir = self.data_dir.clone();
         let mut net = c.net.clone();
+        net.team_key = gate.key;
+        if gate.allowlist.is_some() {
+            net.allowlist = gate.allowlist;
+        }
+        net.peers.extend(gate.peers);
         if let Some(path) = &c.team_key_file {
             net.team_key = Some(read_team_key(path)?);
+        }
+        if net.team_key.is_some() && net.listen_addrs == default_listen_addrs() {
             // QUIC cannot carry the private-network handshake: drop it from the
             // defaults rather than make every keyed team spell out TCP.
-            if net.listen_addrs == default_listen_addrs() {
-                net.listen_addrs.retain(|a| !a.to_string().contains("quic"));
-            }
+            net.listen_addrs.retain(|a| !a.to_string().contains("quic"));
         }
         net.validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -273,6 +321,17 @@ impl Resolved {
             None => TlsTrust::webpki_roots().map_err(ConfigError::Invalid),
         }
     }
+}
+
+/// How the transport is gated: what the team (or its absence) asks of it.
+#[derive(Debug, Clone, Default)]
+pub struct TransportGate {
+    /// The private-network key (the team's; a random one for a device in no team).
+    pub key: Option<[u8; 32]>,
+    /// The peers that may connect (the team's members; nobody for a device in no team).
+    pub allowlist: Option<std::collections::BTreeSet<peerdoc_node::PeerId>>,
+    /// Addresses to keep dialing besides `net.peers` (members remembered by the team).
+    pub peers: Vec<peerdoc_node::Multiaddr>,
 }
 
 /// Reads a team key file: 64 hex characters (surrounding whitespace ignored).
@@ -427,6 +486,9 @@ impl DaemonConfig {
         if let Some(path) = &run.team_key_file {
             flags.push(("team_key_file".into(), path_value(path)));
         }
+        if run.open {
+            flags.push(("team.open".into(), toml::Value::Boolean(true)));
+        }
         if let Some(log) = &run.log {
             flags.push(("log".into(), toml::Value::String(log.clone())));
         }
@@ -484,18 +546,29 @@ impl DaemonConfig {
                 "api.max_body_bytes must be positive".into(),
             ));
         }
-        if config.profile == Profile::Cloud
-            && config.team_key_file.is_none()
-            && config.net.team_key.is_none()
-            && config.net.allowlist.is_none()
-        {
+        if config.profile == Profile::Cloud && config.team.open {
             return Err(ConfigError::Invalid(
-                "the cloud profile serves the team on a public address and needs a team key \
-                 (--team-key-file) or an allowlist (net.allowlist) so that strangers cannot \
-                 connect"
+                "the cloud profile serves the team on a public address and cannot run open \
+                 (--open): strangers could connect; join it to the team with an invite code \
+                 instead (docs/teams.md)"
                     .into(),
             ));
         }
+        if config.team.open && config.team_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "--open and --team-key-file contradict each other: choose one".into(),
+            ));
+        }
+        config
+            .team
+            .enrol_listen
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "team.enrol_listen {:?} is not an address like 0.0.0.0:7411",
+                    config.team.enrol_listen
+                ))
+            })?;
         config.cloud.parsed()?;
         config
             .cloud
@@ -669,12 +742,17 @@ mod tests {
 
     #[test]
     fn the_cloud_profile_refuses_to_start_open_to_strangers() {
-        let (global, mut run) = args(&[]);
+        let (global, mut run) = args(&["team.open=true"]);
         run.profile = Some(Profile::Cloud);
         let error = DaemonConfig::load_with(&global, &run, |_| None)
             .unwrap_err()
             .to_string();
-        assert!(error.contains("team key"), "{error}");
+        assert!(error.contains("cannot run open"), "{error}");
+        // Without --open it starts closed: no team yet, nobody connects.
+        let (global, mut run) = args(&[]);
+        run.profile = Some(Profile::Cloud);
+        let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+        assert_eq!(resolved.team_mode(), crate::team::TeamMode::Managed);
         let (global, run) = args(&["profile=\"server\""]);
         let error = DaemonConfig::load_with(&global, &run, |_| None)
             .unwrap_err()

@@ -16,8 +16,9 @@ use rand::TryRngCore as _;
 use tokio::net::TcpListener;
 
 use crate::cli::args::{GlobalArgs, RunArgs};
-use crate::config::{ConfigError, DaemonConfig, Resolved};
+use crate::config::{ConfigError, DaemonConfig, Resolved, TransportGate};
 use crate::server::{self, AppState, ServerConfig};
+use crate::team::{TeamFile, TeamMode, TeamService};
 
 /// File in the data directory holding the API's bearer token.
 pub const TOKEN_FILE: &str = "api.token";
@@ -68,6 +69,20 @@ pub enum DaemonError {
     /// The async runtime could not be built, or the server failed.
     #[error("{0}")]
     Runtime(String),
+    /// The team file or the device identity could not be read.
+    #[error("{0}")]
+    Team(String),
+    /// The enrolment listener could not be bound.
+    #[error(
+        "cannot accept invite codes on {addr}: {source}; choose another address with \
+         --set team.enrol_listen=ADDR (port 0 picks one)"
+    )]
+    EnrolBind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
 }
 
 /// Runs the daemon until SIGINT/SIGTERM. Exit code 0 after a clean shutdown, 1 on any
@@ -116,12 +131,19 @@ fn init_tracing(filter: &str) {
 
 async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
     let data_dir = resolved.data_dir.clone();
-    let node_config = resolved.node_config()?;
     let cloud_tls = resolved.cloud_tls()?;
     std::fs::create_dir_all(&data_dir).map_err(|source| DaemonError::File {
         path: data_dir.clone(),
         source,
     })?;
+    let mode = resolved.team_mode();
+    let keypair = peerdoc_net::load_or_create_identity(&data_dir.join("identity.key"))
+        .map_err(|e| DaemonError::Team(e.to_string()))?;
+    let team_file = match mode {
+        TeamMode::Managed => TeamFile::load(&data_dir).map_err(DaemonError::Team)?,
+        TeamMode::Open | TeamMode::SharedKey => None,
+    };
+    let node_config = resolved.node_config(transport_gate(mode, team_file.as_ref(), &keypair)?)?;
     let token = load_or_create_token(&data_dir.join(TOKEN_FILE))?;
     let addr = resolved.api_listen;
     if !addr.ip().is_loopback() {
@@ -141,6 +163,45 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
         .local_addr()
         .map_err(|source| DaemonError::ApiBind { addr, source })?;
     let node = Node::start(node_config).await.map_err(DaemonError::Node)?;
+    let team = TeamService::new(
+        mode,
+        data_dir.clone(),
+        keypair,
+        node.handle(),
+        team_file,
+        resolved.config.team.device_name.clone(),
+    );
+    team.start().await;
+    if mode == TeamMode::Managed {
+        let enrol: SocketAddr = resolved
+            .config
+            .team
+            .enrol_listen
+            .parse()
+            .map_err(|_| DaemonError::Runtime("team.enrol_listen is not an address".into()))?;
+        let mut bound = crate::team::bind_enrolment(team.clone(), enrol).await;
+        let default_port = enrol.port() == crate::config::DEFAULT_ENROL_PORT;
+        if default_port
+            && let Err(error) = &bound
+            && error.kind() == std::io::ErrorKind::AddrInUse
+        {
+            // A second daemon on one machine: friendlier to pick a port than to fail.
+            tracing::warn!(
+                port = enrol.port(),
+                "the invite port is taken (another peerdoc on this machine?); accepting invite \
+                 codes on a port the OS picks instead: codes made here stop working when this \
+                 daemon restarts"
+            );
+            bound = crate::team::bind_enrolment(team.clone(), SocketAddr::new(enrol.ip(), 0)).await;
+        }
+        if let Err(source) = bound {
+            node.shutdown().await;
+            return Err(DaemonError::EnrolBind {
+                addr: enrol,
+                source,
+            });
+        }
+    }
     let api_url = format!("http://{}", connectable(bound));
     let mut server_config = ServerConfig::new(token, api_url.clone());
     server_config.max_body_bytes = resolved.config.api.max_body_bytes;
@@ -156,7 +217,7 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
         server_config.max_sync_message_bytes,
         &cloud_tls,
     );
-    let state = AppState::new(node.handle(), server_config);
+    let state = AppState::new(node.handle(), server_config).with_team(team.clone());
     let addr_file = data_dir.join(ADDR_FILE);
     if let Err(error) = write_atomically(&addr_file, format!("{api_url}\n").as_bytes(), false) {
         node.shutdown().await;
@@ -181,6 +242,50 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
     served.map_err(|e| DaemonError::Runtime(format!("the API server failed: {e}")))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The transport's gate for this mode: the team's key and members; a random key and
+/// nobody for a device in no team (closed by default); nothing for `--open` and key files.
+fn transport_gate(
+    mode: TeamMode,
+    file: Option<&TeamFile>,
+    keypair: &peerdoc_net::Keypair,
+) -> Result<TransportGate, DaemonError> {
+    let me = keypair.public().to_peer_id();
+    Ok(match (mode, file) {
+        (TeamMode::Open, _) => {
+            tracing::warn!(
+                "open mode (--open): this device syncs every document with any peerdoc on the \
+                 network, strangers included; use a team instead (docs/teams.md)"
+            );
+            TransportGate::default()
+        }
+        (TeamMode::SharedKey, _) => {
+            tracing::warn!(
+                "shared team key file: every device holding the key is a full member, with no \
+                 names, roles or revocation; move to a team (docs/teams.md, \"Moving from a key file\")"
+            );
+            TransportGate::default()
+        }
+        (TeamMode::Managed, Some(file)) => TransportGate {
+            key: Some(*file.team.transport_key()),
+            allowlist: Some(file.allowlist(&me)),
+            peers: TeamService::known_peers(file),
+        },
+        (TeamMode::Managed, None) => {
+            // Nobody holds this key: no handshake completes until a team is created or
+            // joined and the transport switches to the team's key.
+            let mut key = [0u8; 32];
+            rand::rngs::OsRng.try_fill_bytes(&mut key).map_err(|e| {
+                DaemonError::Runtime(format!("no OS randomness for the transport key: {e}"))
+            })?;
+            TransportGate {
+                key: Some(key),
+                allowlist: Some(std::collections::BTreeSet::new()),
+                peers: Vec::new(),
+            }
+        }
+    })
 }
 
 /// An address clients can connect to: an unspecified bind address (0.0.0.0, ::) is
@@ -243,6 +348,14 @@ pub fn load_or_create_token(path: &Path) -> Result<String, DaemonError> {
             source,
         }),
     }
+}
+
+/// Writes a secret file atomically with mode 0600 (see [`write_atomically`]).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically(path, bytes, true).map_err(|error| match error {
+        DaemonError::File { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    })
 }
 
 /// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a

@@ -4,6 +4,7 @@
 //! - [`server`]: the local HTTP API (see `docs/api.md`).
 //! - [`client`]: a blocking client of that API, used by the CLI.
 //! - [`cli`]: argument parsing and the client subcommands' output.
+//! - [`team`]: teams: enrolment by invite code, membership, roles, revocation.
 
 pub mod cli;
 pub mod client;
@@ -11,3 +12,4 @@ pub mod cloud;
 pub mod config;
 pub mod daemon;
 pub mod server;
+pub mod team;

@@ -39,9 +39,11 @@ mod openapi;
 mod receipts;
 mod status;
 mod sync_ws;
+mod team;
 
 pub use error::ApiError;
 pub use openapi::OPENAPI_JSON;
+pub(crate) use status::epoch_ms;
 
 use metrics::HttpMetrics;
 
@@ -95,6 +97,8 @@ pub struct AppState {
     /// streams end (so that graceful shutdown does not wait on them).
     pub(crate) stopping: watch::Receiver<bool>,
     stop: Arc<watch::Sender<bool>>,
+    /// The team side (none: an embedder serving a node without teams).
+    pub(crate) team: Option<Arc<crate::team::TeamService>>,
 }
 
 impl AppState {
@@ -108,7 +112,15 @@ impl AppState {
             sync_sockets: Arc::default(),
             stopping,
             stop: Arc::new(stop),
+            team: None,
         }
+    }
+
+    /// Serves the team routes (`/v1/team…`) from `team`, labels peers and history with
+    /// device names, and refuses writes on a viewer device.
+    pub fn with_team(mut self, team: Arc<crate::team::TeamService>) -> Self {
+        self.team = Some(team);
+        self
     }
 
     /// Marks the server as stopping (health turns 503, event streams end).
@@ -141,6 +153,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::events))
         .route("/v1/openapi.json", get(openapi::openapi))
         .route("/metrics", get(metrics::metrics))
+        .route("/v1/team", get(team::status).post(team::create))
+        .route("/v1/team/join", axum::routing::post(team::join))
+        .route(
+            "/v1/team/invites",
+            get(team::invites).post(team::create_invite),
+        )
+        .route(
+            "/v1/team/invites/{id}",
+            axum::routing::delete(team::revoke_invite),
+        )
+        .route("/v1/team/invites/{id}/qr.svg", get(team::invite_qr))
+        .route(
+            "/v1/team/members/{device}",
+            axum::routing::patch(team::update_member).delete(team::revoke_member),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            team::refuse_writes_when_read_only,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -177,6 +208,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/openapi.json"),
     ("get", "/metrics"),
     ("get", "/v1/sync"),
+    ("get", "/v1/team"),
+    ("post", "/v1/team"),
+    ("post", "/v1/team/join"),
+    ("get", "/v1/team/invites"),
+    ("post", "/v1/team/invites"),
+    ("delete", "/v1/team/invites/{id}"),
+    ("get", "/v1/team/invites/{id}/qr.svg"),
+    ("patch", "/v1/team/members/{device}"),
+    ("delete", "/v1/team/members/{device}"),
 ];
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting,

@@ -44,6 +44,7 @@ impl Daemon {
         let child = command
             // No config file from the user's own config directory.
             .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("PEERDOC_TEAM_OPEN", "true")
             .args(["run", "--no-mdns", "--api-listen", "127.0.0.1:0"])
             .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--log", "warn"])
             .args(extra)

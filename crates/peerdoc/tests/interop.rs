@@ -9,7 +9,8 @@
 //!   connected only to the server reads it, and an edit made on the server side comes
 //!   back to the daemon.
 //!
-//! When `node`/`npm` are missing the tests print `skipping: …` and pass. When
+//! When `node`/`npm` are missing the tests print `skipping: …` and pass, except with
+//! `CI=true`, where they fail (see [`skip_or_fail`]; `.ci/setup` installs both). When
 //! `interop/node_modules` is missing they run `npm ci` once (under a file lock, so
 //! parallel tests do not race), or `npm install` from the same lock if `ci` refuses it. Everything listens on 127.0.0.1; mDNS is off.
 //! Timeouts are hang guards only.
@@ -43,11 +44,29 @@ fn tool_works(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The `interop/` directory with its packages installed, or `None` (after printing
-/// why) when Node.js is not available.
+/// Called where a test's prerequisite is missing, before the test returns early: outside
+/// CI it prints `skipping: {reason}` and the test passes; with `CI=true` it panics, since
+/// CI installs every prerequisite (`.ci/setup`) and a test that silently did not run
+/// there would be counted as passing.
+fn skip_or_fail(reason: &str) {
+    if std::env::var("CI").is_ok_and(|ci| ci.eq_ignore_ascii_case("true")) {
+        panic!("{reason}; with CI=true a missing prerequisite is a failure (run .ci/setup)");
+    }
+    eprintln!("skipping: {reason}");
+}
+
+/// The `interop/` directory with its packages installed, or `None` (after
+/// [`skip_or_fail`]) when Node.js is not available.
 fn interop() -> Option<PathBuf> {
-    if !tool_works("node") || !tool_works("npm") {
-        eprintln!("skipping: node and npm are needed for the automerge-repo interop tests");
+    let missing: Vec<&str> = ["node", "npm"]
+        .into_iter()
+        .filter(|tool| !tool_works(tool))
+        .collect();
+    if !missing.is_empty() {
+        skip_or_fail(&format!(
+            "the automerge-repo interop tests need node and npm; not working here: {}",
+            missing.join(", ")
+        ));
         return None;
     }
     let dir = interop_dir();
@@ -116,6 +135,7 @@ impl Daemon {
             .env("HOME", &home)
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("XDG_DATA_HOME", home.join("data"))
+            .env("PEERDOC_TEAM_OPEN", "true")
             .args(["run", "--no-mdns", "--api-listen", "127.0.0.1:0"])
             .args(["--listen", listen, "--log", "info,peerdoc=debug"])
             .arg("--data-dir")

@@ -18,7 +18,7 @@ impl Command {
     /// The document a command is about, if any.
     fn document(&self) -> Option<DocumentId> {
         match self {
-            Command::Create { .. } | Command::Import { .. } => None,
+            Command::Create { .. } | Command::CreateAt { .. } | Command::Import { .. } => None,
             Command::Open { doc }
             | Command::Find { doc }
             | Command::Change { doc, .. }
@@ -50,12 +50,24 @@ impl Repo {
                     initial,
                     priority,
                     title,
-                } => self.create(rng, id, None, initial, priority, title),
+                } => self.create(rng, id, None, None, initial, priority, title),
+                Command::CreateAt {
+                    doc,
+                    initial,
+                    priority,
+                    title,
+                } => {
+                    if self.catalog.contains_key(&doc) || self.docs.contains_key(&doc) {
+                        let error = RepoError::InvalidChange(format!("document {doc} exists"));
+                        return self.reply(id, Err(error));
+                    }
+                    self.create(rng, id, Some(doc), None, initial, priority, title)
+                }
                 Command::Import {
                     bytes,
                     priority,
                     title,
-                } => self.create(rng, id, Some(bytes), None, priority, title),
+                } => self.create(rng, id, None, Some(bytes), None, priority, title),
                 _ => {}
             };
         };
@@ -138,6 +150,7 @@ impl Repo {
                 return self.apply_tombstone(doc_id, ChangeOrigin::Local, Some(id));
             }
             Command::Create { .. }
+            | Command::CreateAt { .. }
             | Command::Import { .. }
             | Command::SetMeta { .. }
             | Command::Broadcast { .. } => return,
@@ -145,10 +158,13 @@ impl Repo {
         self.reply(id, result);
     }
 
+    // One parameter per way a document comes to be; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
         rng: &mut dyn RngCore,
         id: CommandId,
+        fixed_id: Option<DocumentId>,
         bytes: Option<Vec<u8>>,
         initial: Option<serde_json::Value>,
         priority: i32,
@@ -164,7 +180,7 @@ impl Repo {
             None => Automerge::new(),
         };
         let use_tick = self.tick_use();
-        let mut doc = LoadedDoc::new(base, rng, use_tick);
+        let mut doc = LoadedDoc::new(base, rng, use_tick, self.config.actor_prefix);
         if let Some(initial) = initial {
             let mut tx = doc.doc.transaction();
             if let Err(error) = model::init_from_json(&mut tx, &initial) {
@@ -179,7 +195,7 @@ impl Repo {
             // offered to a peer).
             doc.doc.empty_commit(self.commit_options(None));
         }
-        let doc_id = DocumentId::random(rng);
+        let doc_id = fixed_id.unwrap_or_else(|| DocumentId::random(rng));
         let mut meta = DocumentMeta::new(self.now_ms, priority);
         meta.title = title;
         self.catalog.insert(doc_id, meta);

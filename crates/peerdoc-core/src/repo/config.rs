@@ -35,6 +35,12 @@ pub struct RepoConfig {
     pub cloud: bool,
     /// Reconciliation tunables.
     pub reconcile: ReconcileConfig,
+    /// The first 8 bytes of every automerge actor id this device writes with, so that
+    /// a change can be traced to the device that made it (`device_actor_prefix`). The
+    /// other 8 bytes are drawn fresh per document load: a change lost in a crash was
+    /// never sent (messages wait for durability), but a new actor per load keeps
+    /// `(actor, seq)` unique even if that ever changed. `None`: all 16 are random.
+    pub actor_prefix: Option<[u8; 8]>,
 }
 
 impl RepoConfig {
@@ -54,6 +60,7 @@ impl RepoConfig {
             announce_to_plain_peers: false,
             cloud: false,
             reconcile: ReconcileConfig::default(),
+            actor_prefix: None,
         }
     }
 }

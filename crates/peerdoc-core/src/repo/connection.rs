@@ -24,6 +24,8 @@ pub(crate) struct Connection {
     pub(crate) initiator: bool,
     /// The driver dialled it as a cloud endpoint.
     pub(crate) cloud_endpoint: bool,
+    /// The peer may only read: its changes are not applied (see `PeerAccess`).
+    pub(crate) read_only: bool,
     pub(crate) peer: Option<PeerInfo>,
     pub(crate) reconcile: Option<Reconciliation>,
     pub(crate) reconcile_reported: bool,
@@ -45,6 +47,7 @@ impl Connection {
         Self {
             initiator,
             cloud_endpoint: false,
+            read_only: false,
             peer: None,
             reconcile: None,
             reconcile_reported: false,

@@ -79,11 +79,20 @@ pub(crate) struct LoadedDoc {
 }
 
 impl LoadedDoc {
-    pub(crate) fn new(mut doc: Automerge, rng: &mut dyn RngCore, now_use: u64) -> Self {
+    pub(crate) fn new(
+        mut doc: Automerge,
+        rng: &mut dyn RngCore,
+        now_use: u64,
+        actor_prefix: Option<[u8; 8]>,
+    ) -> Self {
         // A fresh actor per load: reusing one after a crash could mint two different
-        // changes with the same (actor, seq), which peers reject.
+        // changes with the same (actor, seq), which peers reject. The device's prefix
+        // (if any) names the device in every actor id.
         let mut actor = [0u8; 16];
         rng.fill_bytes(&mut actor);
+        if let Some(prefix) = actor_prefix {
+            actor[..8].copy_from_slice(&prefix);
+        }
         doc.set_actor(ActorId::from(actor.as_slice()));
         Self {
             doc,

@@ -52,8 +52,9 @@ impl Repo {
         }
         if !self.docs.contains_key(&doc) {
             let use_tick = self.tick_use();
+            let prefix = self.config.actor_prefix;
             self.docs
-                .insert(doc, LoadedDoc::new(Automerge::new(), rng, use_tick));
+                .insert(doc, LoadedDoc::new(Automerge::new(), rng, use_tick, prefix));
         }
         self.finding.insert(
             doc,

@@ -43,6 +43,15 @@ pub enum Input {
         /// Which connection.
         conn: ConnectionId,
     },
+    /// What the peer on `conn` may do to our documents (the driver knows who the peer
+    /// really is; the engine only trusts the transport's word). Connections start as
+    /// [`PeerAccess::ReadWrite`]; this may come at any time and applies at once.
+    ConnectionAccess {
+        /// Which connection.
+        conn: ConnectionId,
+        /// Its access from now on.
+        access: PeerAccess,
+    },
     /// A connection closed (by either side, or reset).
     ConnectionClosed {
         /// Which one.
@@ -77,6 +86,19 @@ pub enum Input {
         /// The connection to the announcer, if we have one.
         from: Option<ConnectionId>,
     },
+}
+
+/// What a connected peer may do to our documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PeerAccess {
+    /// Read and write: its changes and tombstones are applied (team editors, admins,
+    /// local apps).
+    #[default]
+    ReadWrite,
+    /// Read only (a team viewer): it receives our documents, but its changes are never
+    /// applied (automerge's read-only sync: we neither apply nor request them), its
+    /// tombstones are ignored and it cannot introduce a document we do not have.
+    ReadOnly,
 }
 
 /// A document edit, applied as one automerge change.
@@ -128,6 +150,20 @@ impl fmt::Debug for ChangeRequest {
 pub enum Command {
     /// Create a document, optionally from a JSON object. Replies [`Reply::Created`] once durable.
     Create {
+        /// Initial content (must be a JSON object).
+        initial: Option<serde_json::Value>,
+        /// Sync priority (higher first).
+        priority: i32,
+        /// A human title.
+        title: Option<String>,
+    },
+    /// Create a document under a given id (one whose id all peers derive, like a
+    /// team's membership document). Two peers that create the same id independently
+    /// hold two histories that merge when they sync. Fails with
+    /// [`RepoError::InvalidChange`] if the id is already known here.
+    CreateAt {
+        /// The id.
+        doc: DocumentId,
         /// Initial content (must be a JSON object).
         initial: Option<serde_json::Value>,
         /// Sync priority (higher first).

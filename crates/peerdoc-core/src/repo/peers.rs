@@ -15,7 +15,7 @@ use crate::wire::{
 
 use super::connection::{Connection, PeerInfo};
 use super::document::{LoadedDoc, Session};
-use super::{ChangeOrigin, Event, Output, Repo, Waiter};
+use super::{ChangeOrigin, Event, Output, PeerAccess, Repo, Waiter};
 
 impl Repo {
     fn our_metadata(&self) -> PeerMetadata {
@@ -54,6 +54,43 @@ impl Repo {
                 metadata: Some(self.our_metadata()),
             };
             self.send(conn, join);
+        }
+    }
+
+    /// Applies `access` to `conn` and to every sync session it has, loaded or parked.
+    pub(super) fn connection_access(&mut self, conn: ConnectionId, access: PeerAccess) {
+        let read_only = access == PeerAccess::ReadOnly;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.read_only == read_only {
+            return;
+        }
+        c.read_only = read_only;
+        tracing::info!(%conn, ?access, "peer access changed");
+        for doc in self.docs.values_mut() {
+            if let Some(session) = doc.sessions.get_mut(&conn) {
+                // Leaving read-only asks the peer (SYNC_RESET) to resend what we ignored.
+                session.state.set_read_only(read_only);
+                session.dirty = true;
+            }
+        }
+        for ((_, parked_conn), session) in self.parked.iter_mut() {
+            if *parked_conn == conn {
+                session.state.set_read_only(read_only);
+            }
+        }
+        if !read_only {
+            // What the peer offered while read-only was ignored: sync again.
+            let docs: Vec<DocumentId> = self
+                .docs
+                .iter()
+                .filter(|(_, d)| d.sessions.contains_key(&conn))
+                .map(|(id, _)| *id)
+                .collect();
+            for doc in docs {
+                self.send_sync(doc, conn);
+            }
         }
     }
 
@@ -298,6 +335,10 @@ impl Repo {
             Message::Deleted { document_id, .. } => {
                 if !peer.peerdoc {
                     return self.misbehaved(conn, "tombstone without negotiating it".into());
+                }
+                if self.conns.get(&conn).is_some_and(|c| c.read_only) {
+                    tracing::info!(%conn, doc = %document_id, "tombstone from a read-only peer ignored");
+                    return;
                 }
                 self.peer_deleted(conn, document_id);
             }
@@ -555,14 +596,18 @@ impl Repo {
                     self.start_load(doc, Waiter::PeerSync { conn, data });
                 }
             }
-            None if request => self.send_unavailable(conn, doc),
+            // A read-only peer cannot introduce a document: its changes are never applied.
+            None if request || self.conns.get(&conn).is_some_and(|c| c.read_only) => {
+                self.send_unavailable(conn, doc)
+            }
             None => {
                 // A peer shares a document we have never seen. It stays tentative (in
                 // memory, not in the catalog) until a change arrives: a document whose
                 // origin crashed before saving it must not linger as an empty ghost.
                 let use_tick = self.tick_use();
+                let prefix = self.config.actor_prefix;
                 self.docs
-                    .insert(doc, LoadedDoc::new(Automerge::new(), rng, use_tick));
+                    .insert(doc, LoadedDoc::new(Automerge::new(), rng, use_tick, prefix));
                 self.peer_sync(conn, doc, data);
             }
         }
@@ -608,16 +653,21 @@ impl Repo {
         if doc.sessions.contains_key(&conn) {
             return;
         }
-        if let Some(session) = parked.remove(&(doc_id, conn)) {
+        let read_only = conns.get(&conn).is_some_and(|c| c.read_only);
+        if let Some(mut session) = parked.remove(&(doc_id, conn)) {
+            session.state.read_only = read_only;
             doc.sessions.insert(conn, session);
             return;
         }
         let storage = conns.get(&conn).and_then(Connection::persistent_storage_id);
-        let state = storage
+        let mut state = storage
             .and_then(|s| doc.stored_sync.remove(&s))
             // Only the persistent part (shared heads) survives a reconnect.
             .map(|s| sync::State::decode(&s.encode()).unwrap_or_default())
             .unwrap_or_default();
+        // A read-only peer's changes are neither requested nor applied (automerge's
+        // read-only sync, as samod's read-only share access does).
+        state.read_only = read_only;
         doc.sessions.insert(conn, Session::new(state));
     }
 

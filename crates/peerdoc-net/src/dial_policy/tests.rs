@@ -175,6 +175,18 @@ fn a_banned_peer_is_not_dialed_until_the_ban_ends() {
 }
 
 #[test]
+fn a_forgotten_peer_is_not_redialed_until_discovered_again() {
+    let (local, remote) = pair();
+    let mut policy = DialPolicy::new(local, config(), [], 0);
+    policy.discovered(remote, vec![addr(2)], 0);
+    assert_eq!(dials(&policy.poll(0)), vec![remote]);
+    policy.forget(&remote);
+    assert!(dials(&policy.poll(60_000)).is_empty());
+    policy.discovered(remote, vec![addr(2)], 60_000);
+    assert_eq!(dials(&policy.poll(60_000)), vec![remote]);
+}
+
+#[test]
 fn a_foreign_peer_is_not_dialed() {
     let (local, remote) = pair();
     let mut policy = DialPolicy::new(local, config(), [], 0);

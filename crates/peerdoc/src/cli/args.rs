@@ -52,6 +52,82 @@ pub enum Command {
     /// Work with documents.
     #[command(subcommand)]
     Doc(DocCommand),
+    /// The team: create one, invite and remove devices, names and roles.
+    #[command(subcommand)]
+    Team(TeamCommand),
+}
+
+/// `peerdoc team …` (`docs/teams.md`).
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Show the team and its members (or what to do when this device has none).
+    Status,
+    /// Create a team on this device, which becomes its first admin.
+    Create {
+        /// The team's name, e.g. "Hill Barn crew".
+        #[arg(long)]
+        name: String,
+        /// This device's name. [default: the host name]
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// Join a team with the code an admin's `peerdoc team invite` printed.
+    Join {
+        /// The invite code (dashes and case do not matter).
+        code: String,
+        /// This device's name. [default: the name in the invite, else the host name]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Invite a device: prints a code to read aloud or type, and its QR code.
+    Invite {
+        /// The role it gets: admin, editor or viewer.
+        #[arg(long, default_value = "editor")]
+        role: String,
+        /// The name the new device gets, e.g. "Sam's tablet".
+        #[arg(long)]
+        name: Option<String>,
+        /// How long the code works, e.g. 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// How many devices may join with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Do not print the QR code.
+        #[arg(long)]
+        no_qr: bool,
+        /// Print only the code (for scripts: CODE=$(peerdoc team invite --code-only)).
+        #[arg(long)]
+        code_only: bool,
+    },
+    /// List the invites this device made.
+    Invites,
+    /// Withdraw an invite (by the id `team invites` shows).
+    Uninvite {
+        /// The invite's id.
+        id: String,
+    },
+    /// List the members: names, roles, connected now or last seen.
+    Members,
+    /// Rename a device (an admin renames any; a device renames itself).
+    Rename {
+        /// The device: its name or peer id.
+        device: String,
+        /// Its new name.
+        name: String,
+    },
+    /// Change a device's role (admins only).
+    Role {
+        /// The device: its name or peer id.
+        device: String,
+        /// admin, editor or viewer.
+        role: String,
+    },
+    /// Remove a device from the team: every member refuses it from now on.
+    Revoke {
+        /// The device: its name or peer id.
+        device: String,
+    },
 }
 
 /// `peerdoc run`. Precedence: flags > environment > config file > defaults.
@@ -98,6 +174,10 @@ pub struct RunArgs {
     /// File holding the team key (64 hex characters); only devices with the same key connect.
     #[arg(long, env = "PEERDOC_TEAM_KEY_FILE", value_name = "FILE")]
     pub team_key_file: Option<PathBuf>,
+    /// Sync with any peerdoc on the network, with no team (demos and tests only:
+    /// anyone on the Wi-Fi gets every document). Without it, only team members connect.
+    #[arg(long, env = "PEERDOC_OPEN")]
+    pub open: bool,
     /// Log filter, e.g. `info` or `peerdoc=debug`. [default: info]
     #[arg(long, env = "PEERDOC_LOG", value_name = "FILTER")]
     pub log: Option<String>,

@@ -2,6 +2,7 @@
 //! with `--json`, as the API's JSON.
 
 mod doc;
+mod team;
 mod transfer;
 mod watch;
 
@@ -40,6 +41,7 @@ fn run(global: &GlobalArgs, command: &Command, out: &mut impl Write) -> Result<E
         Command::Status => status(global, out)?,
         Command::Peers => peers(global, out)?,
         Command::Doc(doc) => doc::run(global, doc, out)?,
+        Command::Team(team) => team::run(global, team, out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -72,6 +74,9 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
     let connected = status.peers.iter().filter(|p| p.connected).count();
     let mut facts = Table::headless(2);
     let mut fact = |name: &str, value: String| facts.row(vec![name.to_owned(), value]);
+    if let Some(team) = &status.team {
+        fact("team", printable(&team.summary));
+    }
     fact("peer id", status.peer_id.clone());
     fact("version", status.version.clone());
     if let Some(url) = &status.api_url {
@@ -191,6 +196,7 @@ fn peers(global: &GlobalArgs, out: &mut impl Write) -> Result<(), CliError> {
 fn peer_table(peers: &[Peer], now_ms: u64) -> Table {
     let mut table = Table::new(&[
         "PEER ID",
+        "NAME",
         "HEALTH",
         "CONNECTION",
         "RTT",
@@ -216,8 +222,14 @@ fn peer_table(peers: &[Peer], now_ms: u64) -> Table {
             [one] => one.clone(),
             [first, rest @ ..] => format!("{first} (+{})", rest.len()),
         };
+        let name = match (&peer.name, &peer.role) {
+            (Some(name), Some(role)) => format!("{} ({role})", printable(name)),
+            (Some(name), None) => format!("{} (removed)", printable(name)),
+            _ => "-".to_owned(),
+        };
         table.row(vec![
             peer.peer_id.clone(),
+            name,
             peer.health.clone(),
             connection,
             peer.rtt_ms
@@ -288,7 +300,7 @@ mod tests {
         };
         let text = text(&status);
         assert!(text.starts_with("peer id    12D3KooWA\n"), "{text}");
-        assert!(text.contains("12D3KooWB  healthy  tcp, syncing"), "{text}");
+        assert!(text.contains("12D3KooWB  -     healthy  tcp, syncing"), "{text}");
         assert!(text.contains("1s ago"), "{text}");
         assert!(text.contains("not yet on every peer:\nDOCUMENT  TITLE        PEER       MISSING\ndoc1      Run of show  12D3KooWB  2 heads, syncing\n"), "{text}");
         assert!(!text.contains("doc2"), "{text}");

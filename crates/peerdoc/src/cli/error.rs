@@ -62,6 +62,9 @@ pub(super) enum CliError {
     /// `doc export` would print binary bytes on a terminal.
     #[error("not writing automerge bytes to a terminal; pass --output FILE or redirect stdout")]
     BinaryToTerminal,
+    /// A duration argument (`--expires`) is not like 30m, 24h or 7d.
+    #[error("{0:?} is not a duration; use a number with s, m, h or d, e.g. 30m, 24h or 7d")]
+    BadDuration(String),
     /// Writing to stdout failed (a closed pipe ends the command quietly).
     #[error("cannot write to stdout: {0}")]
     Stdout(#[from] io::Error),

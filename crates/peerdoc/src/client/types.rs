@@ -39,6 +39,9 @@ pub struct Status {
     pub receipts: Option<Receipts>,
     /// The configured cloud endpoints.
     pub cloud: Vec<CloudEndpoint>,
+    /// The team this device is in, or what to do without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<crate::team::api::TeamStatus>,
     /// Per-document sync state (absent with `?docs=false`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docs: Option<Vec<DocStatus>>,
@@ -119,6 +122,10 @@ pub struct DocPeer {
 pub struct Peer {
     /// Its libp2p peer id.
     pub peer_id: String,
+    /// Its name in the team, when it is a member.
+    pub name: Option<String>,
+    /// Its role in the team.
+    pub role: Option<String>,
     /// Its addresses.
     pub addrs: Vec<String>,
     /// `tcp` or `quic`.
@@ -262,6 +269,8 @@ pub struct ConflictValue {
     pub value: Value,
     /// The actor that wrote it (hex).
     pub actor: String,
+    /// The team name of the device that wrote it, when known.
+    pub device: Option<String>,
     /// The change that wrote it.
     pub change: Option<String>,
     /// That change's timestamp as its author stated it (automerge records seconds; some
@@ -293,6 +302,8 @@ pub struct HistoryEntry {
     pub hash: String,
     /// Its author (hex actor id).
     pub actor: String,
+    /// The team name of the device that made it, when known.
+    pub device: Option<String>,
     /// Its sequence number among that actor's changes.
     pub seq: u64,
     /// Its timestamp as its author stated it.

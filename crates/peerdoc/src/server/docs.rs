@@ -298,9 +298,31 @@ pub(super) async fn conflicts(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_doc_id(&id)?;
     let conflicts = state.node.conflicts(id).await?;
-    Ok(Json(
-        json!({ "current": conflicts.current, "log": conflicts.log }),
-    ))
+    let mut body = json!({ "current": conflicts.current, "log": conflicts.log });
+    // Every value's author, by device name where the team knows it.
+    for list in ["current", "log"] {
+        if let Some(Value::Array(items)) = body.get_mut(list) {
+            for item in items {
+                if let Some(Value::Array(values)) = item.get_mut("values") {
+                    for value in values {
+                        let device = value
+                            .get("actor")
+                            .and_then(Value::as_str)
+                            .and_then(|actor| device_name(&state, actor));
+                        if let Some(object) = value.as_object_mut() {
+                            object.insert("device".into(), json!(device));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Json(body))
+}
+
+/// The team name of the device that writes with this actor (hex), if known.
+fn device_name(state: &AppState, actor: &str) -> Option<String> {
+    state.team.as_ref()?.actor_name(actor)
 }
 
 /// `GET /v1/docs/{id}/history`.
@@ -317,6 +339,7 @@ pub(super) async fn history(
                 json!({
                     "hash": e.hash.to_string(),
                     "actor": e.actor,
+                    "device": device_name(&state, &e.actor),
                     "seq": e.seq,
                     // automerge change times are seconds since the epoch.
                     "time_ms": e.time.saturating_mul(1000),

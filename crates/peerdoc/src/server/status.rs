@@ -36,6 +36,10 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<V
 #[derive(Debug, Serialize)]
 pub(crate) struct PeerJson {
     peer_id: String,
+    /// The device's name in the team, when it is a member.
+    name: Option<String>,
+    /// Its role in the team (none once removed).
+    role: Option<String>,
     addrs: Vec<String>,
     transport: Option<&'static str>,
     connected: bool,
@@ -53,7 +57,7 @@ pub(crate) struct PeerJson {
     health: &'static str,
 }
 
-fn epoch_ms(time: SystemTime) -> u64 {
+pub(crate) fn epoch_ms(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -73,6 +77,8 @@ impl PeerJson {
         };
         Self {
             peer_id: status.peer.to_string(),
+            name: None,
+            role: None,
             addrs: net
                 .map(|n| n.addrs.iter().map(ToString::to_string).collect())
                 .unwrap_or_default(),
@@ -99,11 +105,27 @@ impl PeerJson {
     }
 }
 
+impl PeerJson {
+    /// Adds the device's team name and role, when the team knows it.
+    pub(crate) fn labelled(mut self, state: &AppState, peer: &peerdoc_node::PeerId) -> Self {
+        if let Some(label) = state.team.as_ref().and_then(|t| t.label(peer)) {
+            self.name = Some(label.name);
+            self.role = label.role.map(|r| r.to_string());
+        }
+        self
+    }
+}
+
 /// `GET /v1/peers`.
 pub(super) async fn peers(State(state): State<AppState>) -> Result<Json<Vec<PeerJson>>, ApiError> {
     let now = SystemTime::now();
     let peers = state.node.peers().await?;
-    Ok(Json(peers.iter().map(|p| PeerJson::new(p, now)).collect()))
+    Ok(Json(
+        peers
+            .iter()
+            .map(|p| PeerJson::new(p, now).labelled(&state, &p.peer))
+            .collect(),
+    ))
 }
 
 fn doc_sync_json(doc: &DocumentSync) -> Value {
@@ -132,7 +154,11 @@ pub(super) async fn status(
     let with_docs = query.flag("docs", true)?;
     let status = state.node.status().await?;
     let now = SystemTime::now();
-    let peers: Vec<PeerJson> = status.peers.iter().map(|p| PeerJson::new(p, now)).collect();
+    let peers: Vec<PeerJson> = status
+        .peers
+        .iter()
+        .map(|p| PeerJson::new(p, now).labelled(&state, &p.peer))
+        .collect();
     let queued: usize = peers.iter().map(|p| p.queued_syncs).sum();
     let connected: Vec<&PeerJson> = peers.iter().filter(|p| p.connected).collect();
     let health = if connected.is_empty() {
@@ -160,6 +186,9 @@ pub(super) async fn status(
         "receipts": receipts,
         "cloud": state.config.cloud.as_ref().map(crate::cloud::CloudStatus::snapshot).unwrap_or_default(),
     });
+    if let Some(team) = &state.team {
+        body["team"] = json!(team.status().await);
+    }
     if with_docs {
         let docs = state.node.sync_status().await?;
         body["docs"] = Value::Array(docs.iter().map(doc_sync_json).collect());

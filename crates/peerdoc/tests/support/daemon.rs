@@ -38,6 +38,9 @@ pub fn command(data_dir: &Path, home: &Path) -> Command {
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
         .env("RUST_BACKTRACE", "0")
+        // These tests predate teams and sync without one (`start_in_team_mode` does not).
+        .env("PEERDOC_TEAM_OPEN", "true")
+        .env("PEERDOC_TEAM_ENROL_LISTEN", "127.0.0.1:0")
         .arg("run")
         .arg("--data-dir")
         .arg(data_dir)
@@ -70,6 +73,27 @@ impl Daemon {
     /// Starts a daemon on `data_dir` listening on `listen` (a multiaddr) with `extra`
     /// arguments, and waits until its API answers.
     pub fn start(name: &'static str, data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        Self::spawn(name, data_dir, listen, extra, true)
+    }
+
+    /// Like [`Daemon::start`], but as a user runs it: closed until it creates or joins a
+    /// team (no `--open`), accepting invite codes on 127.0.0.1.
+    pub fn start_in_team_mode(
+        name: &'static str,
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> Self {
+        Self::spawn(name, data_dir, listen, extra, false)
+    }
+
+    fn spawn(
+        name: &'static str,
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        open: bool,
+    ) -> Self {
         let home = data_dir.with_extension("home");
         std::fs::create_dir_all(&home).expect("home");
         let addr_file = data_dir.join("api.addr");
@@ -81,7 +105,12 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("log file");
-        let child = command(data_dir, &home)
+        let mut cmd = command(data_dir, &home);
+        // A shared key file is a mode of its own (and the cloud profile never runs open).
+        if !open || extra.contains(&"--team-key-file") {
+            cmd.env_remove("PEERDOC_TEAM_OPEN");
+        }
+        let child = cmd
             .args(["--api-listen", "127.0.0.1:0"])
             .arg("--listen")
             .arg(listen)

@@ -201,12 +201,20 @@ fn history(global: &GlobalArgs, id: &str, out: &mut impl Write) -> Result<(), Cl
     Ok(())
 }
 
+/// A change's author: the device's name when the team knows it, else the actor's start.
+fn author(device: Option<&str>, actor: &str) -> String {
+    match device {
+        Some(name) => super::super::output::printable(name),
+        None => actor.chars().take(8).collect(),
+    }
+}
+
 fn history_table(history: &[HistoryEntry]) -> Table {
     let mut table = Table::new(&["HASH", "AUTHOR", "SEQ", "TIME (UTC)", "MESSAGE"]);
     for change in history {
         table.row(vec![
             change.hash.clone(),
-            change.actor.chars().take(8).collect(),
+            author(change.device.as_deref(), &change.actor),
             change.seq.to_string(),
             change_time(change.time_ms),
             change.message.clone().unwrap_or_default(),
@@ -262,7 +270,7 @@ fn value_table(values: &[ConflictValue]) -> Table {
         table.row(vec![
             if value.winner { "yes" } else { "no" }.to_owned(),
             short_json(&value.value, VALUE_WIDTH),
-            value.actor.chars().take(8).collect(),
+            author(value.device.as_deref(), &value.actor),
             change_time(value.time),
             value.change.clone().unwrap_or_else(|| "-".to_owned()),
         ]);
@@ -280,6 +288,7 @@ mod tests {
         let value = |v: &str, winner| ConflictValue {
             value: json!(v),
             actor: "a1b2c3d4e5f6".into(),
+            device: None,
             change: Some("5c1a".into()),
             time: 1_763_774_249,
             winner,

@@ -43,7 +43,14 @@ pub(super) fn run(
 
 /// One line of text for an event: its name, padded, then what happened.
 fn event_line(event: &ServerEvent) -> String {
-    let origin = |origin: &str, peer: &Option<String>| match peer {
+    // The device's team name where the daemon knows it, else its peer id.
+    let name = event
+        .data
+        .get("device")
+        .or_else(|| event.data.get("name"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let origin = |origin: &str, peer: &Option<String>| match name.as_ref().or(peer.as_ref()) {
         Some(peer) => format!("{origin} from {peer}"),
         None => origin.to_owned(),
     };
@@ -75,7 +82,10 @@ fn event_line(event: &ServerEvent) -> String {
             let values = logged_values(&record, VALUE_WIDTH);
             format!("{doc}  {}  {}", record.path, values.join(" "))
         }
-        Event::PeerConnected { peer_id } | Event::PeerDisconnected { peer_id } => peer_id,
+        Event::PeerConnected { peer_id } | Event::PeerDisconnected { peer_id } => match &name {
+            Some(name) => format!("{name} ({peer_id})"),
+            None => peer_id,
+        },
         Event::Lagged { missed } => {
             format!("missed {missed} events; re-read the documents you follow")
         }

@@ -1,0 +1,129 @@
+//! `/v1/team…`: the team this device is in, invites, members; and the guard that
+//! refuses writes on a viewer device.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiJson;
+use super::{ApiError, AppState};
+use crate::team::TeamService;
+use crate::team::api::{CreateInvite, CreateTeam, InviteInfo, JoinTeam, TeamStatus, UpdateMember};
+
+fn service(state: &AppState) -> Result<&Arc<TeamService>, ApiError> {
+    state.team.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this server has no team (an embedder's node)",
+        )
+    })
+}
+
+/// `GET /v1/team`.
+pub(super) async fn status(State(state): State<AppState>) -> Result<Json<TeamStatus>, ApiError> {
+    Ok(Json(service(&state)?.status().await))
+}
+
+/// `POST /v1/team`.
+pub(super) async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateTeam>,
+) -> Result<(StatusCode, Json<TeamStatus>), ApiError> {
+    let team = service(&state)?;
+    team.create(&body.name, body.device_name).await?;
+    Ok((StatusCode::CREATED, Json(team.status().await)))
+}
+
+/// `POST /v1/team/join`.
+pub(super) async fn join(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<JoinTeam>,
+) -> Result<Json<TeamStatus>, ApiError> {
+    let team = service(&state)?;
+    team.join(&body.code, body.device_name).await?;
+    Ok(Json(team.status().await))
+}
+
+/// `GET /v1/team/invites`.
+pub(super) async fn invites(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<InviteInfo>>, ApiError> {
+    Ok(Json(service(&state)?.invites().await?))
+}
+
+/// `POST /v1/team/invites`.
+pub(super) async fn create_invite(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateInvite>,
+) -> Result<(StatusCode, Json<InviteInfo>), ApiError> {
+    let invite = service(&state)?.invite(body).await?;
+    Ok((StatusCode::CREATED, Json(invite)))
+}
+
+/// `DELETE /v1/team/invites/{id}`.
+pub(super) async fn revoke_invite(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    service(&state)?.revoke_invite(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/team/invites/{id}/qr.svg`.
+pub(super) async fn invite_qr(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let svg = service(&state)?.invite_qr_svg(&id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
+/// `PATCH /v1/team/members/{device}`.
+pub(super) async fn update_member(
+    State(state): State<AppState>,
+    Path(device): Path<String>,
+    ApiJson(body): ApiJson<UpdateMember>,
+) -> Result<Json<TeamStatus>, ApiError> {
+    let team = service(&state)?;
+    team.update_member(&device, body).await?;
+    Ok(Json(team.status().await))
+}
+
+/// `DELETE /v1/team/members/{device}`.
+pub(super) async fn revoke_member(
+    State(state): State<AppState>,
+    Path(device): Path<String>,
+) -> Result<Json<TeamStatus>, ApiError> {
+    let team = service(&state)?;
+    team.revoke(&device).await?;
+    Ok(Json(team.status().await))
+}
+
+/// Refuses document writes with 403 `read_only` on a device that may only read (a
+/// viewer, or a device removed from its team): its changes would be refused by every
+/// member anyway, so the app hears it now rather than never seeing them spread.
+pub(super) async fn refuse_writes_when_read_only(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let writes = request.method() != Method::GET && request.method() != Method::HEAD;
+    let path = request.uri().path();
+    let document_write = writes && path.starts_with("/v1/docs") && !path.ends_with("/fetch");
+    if document_write && let Some(reason) = state.team.as_ref().and_then(|t| t.read_only_reason()) {
+        return ApiError::new(StatusCode::FORBIDDEN, "read_only", reason).into_response();
+    }
+    next.run(request).await
+}
