@@ -8,23 +8,29 @@
 //!
 //! Visibility is observed by polling `peerdoc doc get` inside each namespace, so every
 //! figure includes up to one poll's cost; the table prints that cost next to them.
+//!
+//! "returning device → synced": a host is cut from the LAN for 60 s while another edits
+//! (a ~4 KB change a second); from the heal until the returning host has every edit.
+//! The returning host is alternately the one with the highest and the lowest peer id.
 
 mod daemon;
 mod lan;
 
 use std::time::{Duration, Instant};
 
-use daemon::{Daemon, DaemonOptions, eventually};
+use daemon::{Daemon, DaemonOptions, eventually, payload};
 use lan::Lan;
 use serde_json::json;
 
 const GUARD: Duration = Duration::from_secs(120);
 const JOIN_ROUNDS: usize = 5;
 const EDITS: usize = 30;
+/// Rounds of "a device leaves for a minute and returns".
+const RETURN_ROUNDS: usize = 4;
+const AWAY_SECS: u64 = 60;
 
 fn main() {
-    if let Some(reason) = lan::unsupported() {
-        println!("skipping: {reason}");
+    if lan::skip_unless_supported() {
         return;
     }
     let tmp = tempfile::tempdir().expect("temporary directory");
@@ -112,6 +118,80 @@ fn main() {
         all_ms.push(seen.iter().copied().fold(0.0, f64::max));
         per_host_ms.extend(seen);
     }
+
+    // A device leaves for a minute while another keeps editing, then returns.
+    let mut by_id: Vec<(String, usize)> = daemons
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let id: peerdoc_net::PeerId = d
+                .peer_id()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .parse()
+                .expect("a peer id");
+            (id.to_base58(), i)
+        })
+        .collect();
+    by_id.sort_by_key(|(id, _)| id.parse::<peerdoc_net::PeerId>().expect("a peer id"));
+    let (lowest, highest) = (by_id[0].1, by_id[by_id.len() - 1].1);
+    let editor = (0..daemons.len())
+        .find(|i| *i != lowest && *i != highest)
+        .expect("a third host");
+    let mut return_ms = Vec::new();
+    let mut dead_ms = Vec::new();
+    for round in 0..RETURN_ROUNDS {
+        let returning = if round % 2 == 0 { highest } else { lowest };
+        let cut = Instant::now();
+        lan.cut(returning + 1).expect("cut");
+        let mut last = String::new();
+        std::thread::scope(|s| {
+            // Meanwhile: when does the editor stop counting the departed host?
+            let watcher = s.spawn(|| {
+                eventually("the editor to drop the departed host", GUARD, || {
+                    (daemons[editor].connected_peers() == 3)
+                        .then(|| cut.elapsed().as_secs_f64() * 1e3)
+                })
+            });
+            for k in 0..AWAY_SECS {
+                let tick = Instant::now();
+                last = format!("away{round}x{k}");
+                daemons[editor]
+                    .set(&id, &format!("/{last}"), &json!(payload(k, 4096)))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+            }
+            dead_ms.push(watcher.join().expect("watcher"));
+        });
+        let healed = Instant::now();
+        lan.heal(returning + 1).expect("heal");
+        let first = format!("away{round}x0");
+        loop {
+            let doc = daemons[returning].doc(&id);
+            if doc.is_some_and(|d| d.get(&last).is_some() && d.get(&first).is_some()) {
+                break;
+            }
+            assert!(
+                healed.elapsed() < GUARD,
+                "the returning host never caught up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ms = healed.elapsed().as_secs_f64() * 1e3;
+        println!(
+            "returning device (the {} peer id) synced {ms:.0} ms after the heal",
+            if returning == highest {
+                "highest"
+            } else {
+                "lowest"
+            }
+        );
+        return_ms.push(ms);
+        for d in &daemons {
+            eventually("5 hosts to see each other again", GUARD, || {
+                (d.connected_peers() == 4).then_some(())
+            });
+        }
+    }
     drop(daemons);
     drop(lan);
 
@@ -124,6 +204,14 @@ fn main() {
     row("edit → visible on one other host", &mut per_host_ms);
     row("edit → visible on all 4 other hosts", &mut all_ms);
     row("one read poll (included above)", &mut poll_ms);
+    row(
+        "cut → departed device dropped by an editing peer",
+        &mut dead_ms,
+    );
+    row(
+        "returning device → synced (60 s away, 4 KB edit/s)",
+        &mut return_ms,
+    );
 }
 
 fn row(name: &str, samples: &mut [f64]) {

@@ -186,6 +186,16 @@ impl Daemon {
             .ok_or_else(|| format!("not a list: {list}"))
     }
 
+    /// This daemon's peer id, from its status.
+    pub(crate) fn peer_id(&self) -> Result<String, String> {
+        let status = self.cli(&["status"])?;
+        status
+            .get("peer_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no peer_id in {status}"))
+    }
+
     /// Peers with an open sync stream, from the daemon's status.
     pub(crate) fn connected_peers(&self) -> usize {
         let status = if self.use_cli() {
@@ -317,6 +327,21 @@ fn assert_in_namespace(command: &Command, host: &Host) {
         !args.iter().any(|a| a == "--no-mdns"),
         "in a namespace, mDNS is what we test"
     );
+}
+
+/// A deterministic, incompressible-looking payload of `len` hex digits (an edit of
+/// `len` bytes), different for every `seed`.
+pub(crate) fn payload(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x % 16) as u32, 16).unwrap_or('0')
+        })
+        .collect()
 }
 
 /// Polls `check` every 200 ms until it returns `Some`, for at most `guard` (a hang

@@ -19,7 +19,31 @@ const PREFIX: &str = "pdn";
 /// Distinguishes several LANs of one test process.
 static NEXT_LAN: AtomicU32 = AtomicU32::new(0);
 
-/// Why the harness cannot run here; tests print it and pass.
+/// Whether the harness cannot run here, said on stdout and stderr: outside CI, tests
+/// print `skipping: <why>` and pass. With `CI=true` (or `CI=1`) in the environment this
+/// panics instead: a CI job whose runner lost root or iproute2 must fail, not report
+/// green tests that never ran.
+pub(crate) fn skip_unless_supported() -> bool {
+    let Some(reason) = unsupported() else {
+        return false;
+    };
+    if in_ci() {
+        panic!("netns tests cannot run on this CI runner (CI=true): {reason}");
+    }
+    println!("skipping: {reason}");
+    eprintln!("skipping: {reason}");
+    true
+}
+
+/// Whether `CI` says we run in continuous integration.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| {
+        let v = v.trim();
+        v.eq_ignore_ascii_case("true") || v == "1"
+    })
+}
+
+/// Why the harness cannot run here, if it cannot.
 pub(crate) fn unsupported() -> Option<String> {
     match effective_uid() {
         Some(0) => {}
@@ -163,6 +187,31 @@ impl Lan {
     /// Plugs host `i` back in.
     pub(crate) fn heal(&self, i: usize) -> Result<(), String> {
         ip(&["-n", &self.hub, "link", "set", &self.host(i).port, "up"]).map(drop)
+    }
+
+    /// Limits host `i`'s link both ways to `rate` (tc syntax, e.g. `"2mbit"`, venue
+    /// Wi-Fi), like `venue-lan rate`.
+    pub(crate) fn rate(&self, i: usize, rate: &str) -> Result<(), String> {
+        let host = self.host(i);
+        for (ns, dev) in [
+            (host.ns.as_str(), "eth0"),
+            (self.hub.as_str(), host.port.as_str()),
+        ] {
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev])
+                .args([
+                    "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms",
+                ])
+                .output()
+                .map_err(|e| format!("tc: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "tc on {ns}/{dev}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

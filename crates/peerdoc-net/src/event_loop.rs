@@ -1,7 +1,7 @@
 //! [`NetEventLoop`]: the task that owns the swarm and every piece of connection state.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     fmt,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -28,10 +28,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     Misbehaviour, NetConfig, NetError, NetEvent, PeerInfo, PublishOutcome, SessionId,
     TransportKind,
-    backoff::redial_delay,
     config::is_quic,
+    dial_policy::{DialAction, DialPolicy, DialPolicyConfig},
     handle::Command,
     session::{PeerStats, Session, SessionEnd, SessionEnded, SessionTable},
+    sever::SeverSwitch,
     swarm::{Behaviour, BehaviourEvent, SYNC_PROTOCOL, is_leader},
 };
 
@@ -48,9 +49,9 @@ const INBOUND_STREAM_WINDOW: Duration = Duration::from_secs(60);
 /// Most `NetHandle::dial` calls waiting for an outcome at once.
 const MAX_PENDING_DIALS: usize = 256;
 
-/// How often peers found by mDNS that we should be connected to, and are not, are
-/// redialed (each no sooner than its own backoff allows).
-const MDNS_REDIAL_SWEEP: Duration = Duration::from_secs(1);
+/// Shortest sleep of the loop when the policy says something is due already: guards
+/// against spinning on a deadline that the policy cannot act on yet.
+const MIN_WAKEUP: Duration = Duration::from_millis(5);
 
 /// How long to wait when nothing is scheduled.
 const IDLE_WAKEUP: Duration = Duration::from_secs(3600);
@@ -89,24 +90,15 @@ struct ConnectedPeer {
     /// Start of the current window for counting sync streams this peer opened to us,
     /// and the count.
     inbound_window: (Instant, u32),
+    /// The session's `frames_in` when last looked at: a frame is a sign of life.
+    frames_seen: u64,
 }
 
-/// Where an explicitly configured peer stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TargetState {
-    /// Waiting to dial at this instant.
-    Waiting(Instant),
-    Dialing(ConnectionId),
-    Connected(PeerId),
-}
-
-#[derive(Debug)]
-struct ExplicitPeer {
-    addr: Multiaddr,
-    /// From the address's `/p2p/` suffix, or learned on the first connection.
-    peer: Option<PeerId>,
-    failures: u32,
-    state: TargetState,
+/// Who asked for a dial the policy started.
+#[derive(Debug, Clone, Copy)]
+enum DialOrigin {
+    Peer(PeerId),
+    Explicit(usize),
 }
 
 /// The outcome of one attempt by the leader to open a sync stream.
@@ -149,23 +141,22 @@ pub struct NetEventLoop {
     /// next `PeerConnected`.
     retiring: HashMap<PeerId, (u64, tokio::task::JoinHandle<()>)>,
     peers: HashMap<PeerId, ConnectedPeer>,
-    bans: HashMap<PeerId, Instant>,
-    /// Peers that do not speak the sync protocol (other libp2p apps on the LAN): not
-    /// redialed on discovery until the instant passes.
-    foreign: HashMap<PeerId, Instant>,
-    explicit: Vec<ExplicitPeer>,
+    /// Whom to dial when, dead links, bans: the sans-IO policy, fed with `now_ms`.
+    policy: DialPolicy,
+    /// The origin of `now_ms`.
+    started: Instant,
+    /// Dials the policy started, by connection, to report their outcome.
+    dialing: HashMap<ConnectionId, DialOrigin>,
+    /// Closes a dead peer's connections without waiting for a flush.
+    sever: SeverSwitch,
+    /// Connections of severed peers that libp2p has not reported closed yet.
+    severed: HashSet<ConnectionId>,
     /// `NetHandle::dial` calls waiting for their connection's outcome.
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
     rng: ChaCha8Rng,
     next_generation: u64,
-    /// Peers found by mDNS whose dial failed or whose connection closed: failures in a
-    /// row and when the sweep may redial them. mDNS reports a peer only once while it
-    /// keeps answering, so without this a device whose first dial failed (a link that
-    /// just came back) would never be dialed again.
-    mdns_redial: HashMap<PeerId, (u32, Instant)>,
     /// The key the transport reads at every new connection, when keyed.
     team_key_slot: Option<crate::swarm::TeamKeySlot>,
-    next_sweep: Instant,
 }
 
 impl fmt::Debug for NetEventLoop {
@@ -174,7 +165,7 @@ impl fmt::Debug for NetEventLoop {
             .field("local", &self.local)
             .field("topic", &self.topic.to_string())
             .field("peers", &self.peers.len())
-            .field("bans", &self.bans.len())
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -222,8 +213,10 @@ impl Network {
                     acc.rotate_left(8) ^ u64::from(*b)
                 })
         });
+        let sever = SeverSwitch::default();
         let team_key_slot = crate::swarm::team_key_slot(&config)?;
-        let mut swarm = crate::swarm::build_swarm(&config, keypair, team_key_slot.clone())?;
+        let mut swarm =
+            crate::swarm::build_swarm(&config, keypair, team_key_slot.clone(), sever.clone())?;
         let topic = IdentTopic::new(config.gossip_topic());
         swarm
             .behaviour_mut()
@@ -242,17 +235,15 @@ impl Network {
                     reason: e.to_string(),
                 })?;
         }
-        let now = Instant::now();
-        let explicit = config
-            .peers
-            .iter()
-            .map(|addr| ExplicitPeer {
-                addr: addr.clone(),
-                peer: peer_id_of(addr),
-                failures: 0,
-                state: TargetState::Waiting(now),
-            })
-            .collect();
+        let policy = DialPolicy::new(
+            local,
+            DialPolicyConfig::from_net_config(&config),
+            config
+                .peers
+                .iter()
+                .map(|addr| (addr.clone(), peer_id_of(addr))),
+            0,
+        );
         let (command_tx, commands) = mpsc::channel(config.command_queue_len);
         let (events, events_rx) = mpsc::channel(config.event_queue_len);
         let (ended_tx, ended_rx) = mpsc::channel(64);
@@ -280,14 +271,14 @@ impl Network {
             sessions,
             retiring: HashMap::new(),
             peers: HashMap::new(),
-            bans: HashMap::new(),
-            foreign: HashMap::new(),
-            explicit,
+            policy,
+            started: Instant::now(),
+            dialing: HashMap::new(),
+            sever,
+            severed: HashSet::new(),
             pending_dials: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             next_generation: 0,
-            mdns_redial: HashMap::new(),
-            next_sweep: now + MDNS_REDIAL_SWEEP,
             team_key_slot,
             config,
         };
@@ -363,109 +354,89 @@ impl NetEventLoop {
         self.backlog.push_back(event);
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn next_deadline(&self) -> Instant {
-        let waiting = self.explicit.iter().filter_map(|t| match t.state {
-            TargetState::Waiting(at) => Some(at),
-            _ => None,
-        });
-        let sweep = self.config.enable_mdns.then_some(self.next_sweep);
-        self.bans
-            .values()
-            .chain(self.foreign.values())
-            .copied()
-            .chain(waiting)
-            .chain(sweep)
-            .min()
-            .unwrap_or_else(|| Instant::now() + IDLE_WAKEUP)
+        let earliest = Instant::now() + MIN_WAKEUP;
+        match self.policy.next_wakeup_ms() {
+            Some(ms) => (self.started + Duration::from_millis(ms)).max(earliest),
+            None => Instant::now() + IDLE_WAKEUP,
+        }
     }
 
     fn on_timers(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<PeerId> = self
-            .bans
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in expired {
-            self.bans.remove(&peer);
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-            tracing::info!(peer = %peer, "ban expired");
-        }
-        self.foreign.retain(|_, until| *until > now);
-        for index in 0..self.explicit.len() {
-            if matches!(self.explicit[index].state, TargetState::Waiting(at) if at <= now) {
-                self.dial_explicit(index);
-            }
-        }
-        if self.config.enable_mdns && self.next_sweep <= now {
-            self.next_sweep = now + MDNS_REDIAL_SWEEP;
-            self.redial_discovered(now);
-        }
+        self.drive_policy();
     }
 
-    /// Dials every peer mDNS still knows that we lead and are not connected to, once its
-    /// backoff has passed.
-    fn redial_discovered(&mut self, now: Instant) {
-        let Some(mdns) = self.swarm.behaviour().mdns.as_ref() else {
-            return;
-        };
-        let known: Vec<PeerId> = mdns.discovered_nodes().copied().collect();
-        self.mdns_redial.retain(|peer, _| known.contains(peer));
-        for peer in known {
-            let due = self
-                .mdns_redial
-                .get(&peer)
-                .is_none_or(|(_, next)| *next <= now);
-            if !due || !self.wants_connection(&peer) {
+    /// Feeds the policy the signs of life it cannot see (frames), then does what it says.
+    fn drive_policy(&mut self) {
+        let now = self.now_ms();
+        for (peer, entry) in &mut self.peers {
+            let Some(slot) = &entry.session else {
                 continue;
+            };
+            let frames = slot
+                .stats
+                .frames_in
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if frames != entry.frames_seen {
+                entry.frames_seen = frames;
+                self.policy.heard_from(peer, now);
             }
-            tracing::debug!(peer = %peer, "redialing a peer mDNS still sees");
-            // The addresses come from mDNS (the behaviour answers for the peer id).
-            let opts = DialOpts::peer_id(peer)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .allocate_new_port()
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(peer = %peer, error = %e, "not redialing discovered peer");
+        }
+        for action in self.policy.poll(now) {
+            match action {
+                DialAction::DialPeer { peer, addrs } => self.dial_peer(peer, addrs, now),
+                DialAction::DialExplicit { index, addr, peer } => {
+                    self.dial_explicit(index, addr, peer, now);
+                }
+                DialAction::Sever { peer } => {
+                    tracing::info!(
+                        peer = %peer,
+                        silent_for_ms = self.config.ping_interval.as_millis() * 2,
+                        "no pong or frame from peer; severing its connections"
+                    );
+                    self.sever_peer(peer, now);
+                }
+                DialAction::Unban { peer } => {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    tracing::info!(peer = %peer, "ban expired");
+                }
             }
         }
     }
 
-    /// Whether we should dial `peer`: we are the leader of the pair, it is allowed, and
-    /// we are not connected to it, have not banned it and did not find it foreign.
-    fn wants_connection(&self, peer: &PeerId) -> bool {
-        let allowed = self
-            .config
+    /// Closes every connection to `peer` now: its sync session ends at once (the engine
+    /// sees `PeerDisconnected`; frames still queued for it are dropped and resent from
+    /// heads on the next session), and its connections are severed rather than closed
+    /// gracefully, which on a dead link would wait minutes for TCP to give up.
+    fn sever_peer(&mut self, peer: PeerId, now: u64) {
+        self.early_inbound.remove(&peer);
+        if let Some(entry) = self.peers.remove(&peer) {
+            for connection in &entry.connections {
+                self.severed.insert(connection.id);
+                // QUIC connections are not severable; a close ends them promptly.
+                self.swarm.close_connection(connection.id);
+            }
+            if let Some(slot) = entry.session {
+                self.retire(peer, slot);
+            }
+        }
+        let severed = self.sever.sever(&peer);
+        tracing::debug!(peer = %peer, severed, "severed connections");
+        if !self.swarm.is_connected(&peer) {
+            self.policy.disconnected(&peer, now, &mut self.rng);
+        }
+    }
+
+    /// Whether the allowlist (if any) admits `peer`.
+    fn allowed(&self, peer: &PeerId) -> bool {
+        self.config
             .allowlist
             .as_ref()
-            .is_none_or(|list| list.contains(peer));
-        is_leader(&self.local, peer)
-            && allowed
-            && !self.swarm.is_connected(peer)
-            && !self.bans.contains_key(peer)
-            && !self.foreign.contains_key(peer)
-    }
-
-    /// Backs off the sweep's next redial of `peer` after a failure or a disconnect.
-    fn mdns_backoff(&mut self, peer: PeerId, failed: bool) {
-        if !self.config.enable_mdns {
-            return;
-        }
-        let failures = self.mdns_redial.get(&peer).map_or(0, |(f, _)| *f);
-        let failures = if failed {
-            failures.saturating_add(1)
-        } else {
-            failures
-        };
-        let delay = redial_delay(
-            self.config.reconnect_base,
-            self.config.reconnect_cap,
-            failures.saturating_sub(1),
-            &mut self.rng,
-        );
-        self.mdns_redial
-            .insert(peer, (failures, Instant::now() + delay));
+            .is_none_or(|list| list.contains(peer))
     }
 
     // Every dial here allocates a new local port (`allocate_new_port`). libp2p's default
@@ -473,49 +444,62 @@ impl NetEventLoop {
     // their listen ports then make one TCP simultaneous open in which both act as noise
     // initiators: both handshakes fail ("input error"). Port reuse only helps NAT hole
     // punching, which peerdoc does not do.
-    fn dial_explicit(&mut self, index: usize) {
-        let target = &self.explicit[index];
-        let opts = match target.peer {
-            Some(peer) => DialOpts::peer_id(peer)
-                .addresses(vec![target.addr.clone()])
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .allocate_new_port()
-                .build(),
-            None => DialOpts::unknown_peer_id()
-                .address(target.addr.clone())
-                .allocate_new_port()
-                .build(),
-        };
+    fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, now: u64) {
+        // The allowlist may have changed since the peer was found (`set_allowlist`).
+        if !self.allowed(&peer) {
+            self.policy.forget(&peer);
+            return;
+        }
+        tracing::debug!(peer = %peer, "dialing");
+        // mDNS and identify add the addresses they know of the peer.
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .allocate_new_port()
+            .build();
         let connection = opts.connection_id();
-        let addr = target.addr.clone();
         match self.swarm.dial(opts) {
-            Ok(()) => self.explicit[index].state = TargetState::Dialing(connection),
+            Ok(()) => {
+                self.dialing.insert(connection, DialOrigin::Peer(peer));
+            }
             Err(DialError::DialPeerConditionFalse(_)) => {
-                // Already connected or being dialed by someone else (discovery, the peer
-                // itself); a disconnect brings us back here.
-                self.explicit[index].state = match self.explicit[index].peer {
-                    Some(peer) if self.swarm.is_connected(&peer) => TargetState::Connected(peer),
-                    // Never leave a past deadline behind: the loop would spin on it.
-                    _ => self.backoff_state(index),
-                };
+                self.policy.dial_skipped(&peer, now, &mut self.rng);
             }
             Err(e) => {
-                tracing::debug!(addr = %addr, error = %e, "cannot dial explicit peer");
-                self.explicit[index].failures = self.explicit[index].failures.saturating_add(1);
-                self.explicit[index].state = self.backoff_state(index);
+                tracing::debug!(peer = %peer, error = %e, "cannot dial peer");
+                self.policy.dial_failed(&peer, now, &mut self.rng);
             }
         }
     }
 
-    fn backoff_state(&mut self, index: usize) -> TargetState {
-        let failures = self.explicit[index].failures;
-        let delay = redial_delay(
-            self.config.reconnect_base,
-            self.config.reconnect_cap,
-            failures.saturating_sub(1),
-            &mut self.rng,
-        );
-        TargetState::Waiting(Instant::now() + delay)
+    fn dial_explicit(&mut self, index: usize, addr: Multiaddr, peer: Option<PeerId>, now: u64) {
+        let opts = match peer {
+            Some(peer) => DialOpts::peer_id(peer)
+                .addresses(vec![addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .allocate_new_port()
+                .build(),
+            None => DialOpts::unknown_peer_id()
+                .address(addr.clone())
+                .allocate_new_port()
+                .build(),
+        };
+        let connection = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.dialing.insert(connection, DialOrigin::Explicit(index));
+            }
+            // Already connected or being dialed by someone else (discovery, the peer
+            // itself); a disconnect brings us back here.
+            Err(DialError::DialPeerConditionFalse(_)) => {
+                self.policy.explicit_dial_skipped(index, now, &mut self.rng);
+            }
+            Err(e) => {
+                tracing::debug!(addr = %addr, error = %e, "cannot dial explicit peer");
+                self.policy.explicit_dial_failed(index, now, &mut self.rng);
+            }
+        }
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -528,14 +512,12 @@ impl NetEventLoop {
                 peer_id,
                 connection_id,
                 endpoint,
-                num_established,
                 ..
             } => self.on_connection_established(
                 peer_id,
                 connection_id,
                 endpoint.is_dialer(),
                 endpoint.get_remote_address().clone(),
-                num_established.get(),
             ),
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -576,20 +558,22 @@ impl NetEventLoop {
         id: ConnectionId,
         dialed_by_us: bool,
         remote_addr: Multiaddr,
-        num_established: u32,
     ) {
         tracing::debug!(peer = %peer, addr = %remote_addr, dialed_by_us, "connection established");
-        self.mdns_redial.remove(&peer);
         if let Some((_, reply)) = self.pending_dials.remove(&id) {
             let _ = reply.send(Ok(peer));
         }
-        for target in &mut self.explicit {
-            if target.state == TargetState::Dialing(id) {
-                target.state = TargetState::Connected(peer);
-                target.peer = Some(peer);
-                target.failures = 0;
-            }
-        }
+        let explicit = match self.dialing.remove(&id) {
+            Some(DialOrigin::Explicit(index)) => Some(index),
+            _ => None,
+        };
+        let now = self.now_ms();
+        self.policy.connected(
+            peer,
+            dialed_by_us.then(|| remote_addr.clone()),
+            explicit,
+            now,
+        );
         let entry = self.peers.entry(peer).or_insert_with(|| ConnectedPeer {
             connections: Vec::new(),
             connected_since: SystemTime::now(),
@@ -599,12 +583,14 @@ impl NetEventLoop {
             stream_attempts: 0,
             open_seq: 0,
             inbound_window: (Instant::now(), 0),
+            frames_seen: 0,
         });
         entry.connections.push(Connection {
             id,
             dialed_by_us,
             remote_addr,
         });
+        let connections = entry.connections.len();
         if !is_leader(&self.local, &peer) {
             // The other side opens the stream and settles duplicates.
             if let Some(stream) = self.early_inbound.remove(&peer) {
@@ -612,7 +598,9 @@ impl NetEventLoop {
             }
             return;
         }
-        if num_established > 1 {
+        // Our own count, not libp2p's: connections of a severed peer may not have been
+        // reported closed yet, and they are no longer ours to dedupe.
+        if connections > 1 {
             self.close_duplicates(peer);
         } else {
             self.open_stream(peer);
@@ -673,7 +661,7 @@ impl NetEventLoop {
     fn on_stream_opened(&mut self, opened: StreamOpened) {
         let StreamOpened { peer, seq, result } = opened;
         let current = self.peers.get(&peer).is_some_and(|p| p.open_seq == seq);
-        if !current || self.bans.contains_key(&peer) {
+        if !current || self.policy.is_banned(&peer) {
             return;
         }
         match result {
@@ -706,7 +694,7 @@ impl NetEventLoop {
             tracing::debug!(peer = %peer, "ignoring a sync stream opened by the follower");
             return;
         }
-        if self.bans.contains_key(&peer) {
+        if self.policy.is_banned(&peer) {
             return;
         }
         let Some(entry) = self.peers.get_mut(&peer) else {
@@ -818,8 +806,8 @@ impl NetEventLoop {
         }
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
-        self.bans
-            .insert(peer, Instant::now() + self.config.ban_duration);
+        let now = self.now_ms();
+        self.policy.ban(peer, now);
         self.push_event(NetEvent::PeerMisbehaved { peer, reason });
     }
 
@@ -834,49 +822,47 @@ impl NetEventLoop {
 
     fn drop_foreign(&mut self, peer: PeerId) {
         tracing::debug!(peer = %peer, "peer does not speak the sync protocol; disconnecting");
-        self.foreign
-            .insert(peer, Instant::now() + self.config.ban_duration);
+        let now = self.now_ms();
+        self.policy.foreign(peer, now);
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     fn on_connection_closed(&mut self, peer: PeerId, id: ConnectionId, remaining: u32) {
+        let was_severed = self.severed.remove(&id);
+        self.dialing.remove(&id);
         if let Some(entry) = self.peers.get_mut(&peer) {
             entry.connections.retain(|c| c.id != id);
         }
         if remaining > 0 {
-            if is_leader(&self.local, &peer) {
+            // A severed connection's session was already ended; the ones left are new.
+            if !was_severed && is_leader(&self.local, &peer) {
                 self.restart_stream(peer);
             }
             return;
         }
         self.early_inbound.remove(&peer);
-        self.mdns_backoff(peer, false);
+        let now = self.now_ms();
+        self.policy.disconnected(&peer, now, &mut self.rng);
         if let Some(slot) = self.peers.remove(&peer).and_then(|e| e.session) {
             self.retire(peer, slot);
-        }
-        for index in 0..self.explicit.len() {
-            if self.explicit[index].state == TargetState::Connected(peer) {
-                self.explicit[index].state = self.backoff_state(index);
-            }
         }
     }
 
     fn on_dial_failure(&mut self, id: ConnectionId, peer: Option<PeerId>, error: &DialError) {
         tracing::debug!(peer = ?peer, error = %error, "dial failed");
-        if let Some(peer) = peer {
-            self.mdns_backoff(peer, true);
+        let now = self.now_ms();
+        match self.dialing.remove(&id) {
+            Some(DialOrigin::Peer(peer)) => self.policy.dial_failed(&peer, now, &mut self.rng),
+            Some(DialOrigin::Explicit(index)) => {
+                self.policy.explicit_dial_failed(index, now, &mut self.rng);
+            }
+            None => {}
         }
         if let Some((addr, reply)) = self.pending_dials.remove(&id) {
             let _ = reply.send(Err(NetError::Dial {
                 addr,
                 reason: error.to_string(),
             }));
-        }
-        for index in 0..self.explicit.len() {
-            if self.explicit[index].state == TargetState::Dialing(id) {
-                self.explicit[index].failures = self.explicit[index].failures.saturating_add(1);
-                self.explicit[index].state = self.backoff_state(index);
-            }
         }
         self.push_event(NetEvent::DialFailed {
             peer,
@@ -901,20 +887,50 @@ impl NetEventLoop {
                         entry.rtt = Some(rtt);
                         entry.last_ping = Some(SystemTime::now());
                     }
+                    let now = self.now_ms();
+                    self.policy.heard_from(&peer, now);
                 }
                 // A peer without ping is judged by identify, not by liveness.
                 Err(ping::Failure::Unsupported) => {
                     tracing::debug!(peer = %peer, "peer does not support ping");
+                    self.policy.liveness_exempt(&peer);
                 }
                 // A timeout, but also a ping stream whose negotiation timed out: on a
                 // link that went dead (a device out of Wi-Fi range) the latter is what
-                // we get, and without closing, the connection would linger for minutes.
+                // we get. The peer's only connection: sever the peer (a graceful close
+                // would wait minutes on a dead link). One of several (a duplicate being
+                // closed): close just that one.
                 Err(e) => {
-                    tracing::debug!(peer = %peer, error = %e, "ping failed; closing connection");
-                    self.swarm.close_connection(connection);
+                    let only = self.peers.get(&peer).is_some_and(|entry| {
+                        entry.connections.len() == 1 && entry.connections[0].id == connection
+                    });
+                    if only && self.policy.ping_failed(&peer) {
+                        tracing::info!(peer = %peer, error = %e, "ping failed; severing the connection");
+                        let now = self.now_ms();
+                        self.sever_peer(peer, now);
+                    } else {
+                        tracing::debug!(peer = %peer, error = %e, "ping failed; closing connection");
+                        self.swarm.close_connection(connection);
+                    }
                 }
             },
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.on_discovered(found),
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                let now = self.now_ms();
+                let peers: HashSet<PeerId> = gone.into_iter().map(|(peer, _)| peer).collect();
+                for peer in peers {
+                    // Expired only once no address of it is left.
+                    let still_known = self
+                        .swarm
+                        .behaviour()
+                        .mdns
+                        .as_ref()
+                        .is_some_and(|m| m.discovered_nodes().any(|p| *p == peer));
+                    if !still_known {
+                        self.policy.expired(&peer, now);
+                    }
+                }
+            }
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message,
@@ -938,20 +954,16 @@ impl NetEventLoop {
             }
             by_peer.entry(peer).or_default().push(addr);
         }
+        let now = self.now_ms();
         for (peer, addrs) in by_peer {
-            if !self.wants_connection(&peer) {
+            if !self.allowed(&peer) {
                 continue;
             }
-            tracing::debug!(peer = %peer, "discovered; dialing");
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .allocate_new_port()
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(peer = %peer, error = %e, "not dialing discovered peer");
-            }
+            tracing::debug!(peer = %peer, "discovered");
+            self.policy.discovered(peer, addrs, now);
         }
+        // The leader of a pair dials a peer it just found at once.
+        self.drive_policy();
     }
 
     fn on_command(&mut self, command: Command) -> Flow {
@@ -1026,7 +1038,6 @@ impl NetEventLoop {
         for peer in connected {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
-        self.mdns_redial.clear();
         tracing::info!("team key changed; reconnecting with the new key");
         Ok(())
     }

@@ -42,8 +42,8 @@
 
 #![deny(missing_docs)]
 
-mod backoff;
 mod config;
+mod dial_policy;
 mod error;
 mod event;
 mod event_loop;
@@ -52,6 +52,7 @@ mod handle;
 mod identity;
 mod pnet;
 mod session;
+mod sever;
 mod swarm;
 
 pub use config::NetConfig;

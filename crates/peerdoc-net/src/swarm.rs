@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list,
-    core::{ConnectedPoint, Endpoint, Transport as _, upgrade::Version},
+    core::{ConnectedPoint, Endpoint, Transport as _, muxing::StreamMuxerBox, upgrade::Version},
     gossipsub, identify,
     identity::Keypair,
     mdns, noise, ping,
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     NetConfig, NetError,
     pnet::{self, Side, TeamKeys},
+    sever::SeverSwitch,
 };
 
 /// The sync stream protocol: one long-lived, framed, in-order stream per peer.
@@ -116,7 +117,8 @@ fn build_behaviour(config: &NetConfig, keypair: &Keypair) -> Result<Behaviour, N
 
 /// Builds the swarm: TCP behind the team key's private-network handshake
 /// ([`crate::pnet`]) when a key is set, otherwise TCP and QUIC. Noise authenticates and
-/// encrypts either way.
+/// encrypts either way. Every TCP connection's muxer is registered with `sever`, so that
+/// a dead one can be closed without a graceful flush (see `sever.rs`).
 ///
 /// With a key, the transport reads the key set from `team_key` at every new connection
 /// (dialing with the current key, accepting any key of the set), so
@@ -125,6 +127,7 @@ pub(crate) fn build_swarm(
     config: &NetConfig,
     keypair: Keypair,
     team_key: Option<TeamKeySlot>,
+    sever: SeverSwitch,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let behaviour = build_behaviour(config, &keypair)?;
     let tcp_config = tcp::Config::default().nodelay(true);
@@ -156,7 +159,10 @@ pub(crate) fn build_swarm(
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise)
                         .multiplex(yamux::Config::default())
-                        .timeout(HANDSHAKE_TIMEOUT))
+                        .timeout(HANDSHAKE_TIMEOUT)
+                        .map(move |(peer, muxer), _| {
+                            (peer, StreamMuxerBox::new(sever.wrap(peer, muxer)))
+                        }))
                 },
             )
             .map_err(|e| build_err(&e))?
@@ -166,9 +172,20 @@ pub(crate) fn build_swarm(
             .build(),
         None => SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(tcp_config, noise::Config::new, yamux::Config::default)
-            .map_err(|e| build_err(&e))?
             .with_quic()
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    let noise = noise::Config::new(key)?;
+                    Ok(tcp::tokio::Transport::new(tcp_config)
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default())
+                        .map(move |(peer, muxer), _| {
+                            (peer, StreamMuxerBox::new(sever.wrap(peer, muxer)))
+                        }))
+                },
+            )
+            .map_err(|e| build_err(&e))?
             .with_behaviour(|_| behaviour)
             .map_err(|e| build_err(&e))?
             .with_swarm_config(swarm_config)
