@@ -163,7 +163,12 @@ struct ExplicitTarget {
     backoff: EndpointState,
     /// A dial of ours to it is under way.
     dialing: bool,
+    /// Removed at run time (`remove_explicit`); kept so that indices stay valid.
+    removed: bool,
 }
+
+/// Most explicit addresses kept (configured plus added at run time).
+const MAX_EXPLICIT: usize = 256;
 
 /// The dial, redial, liveness and ban policy. See the module docs.
 #[derive(Debug)]
@@ -195,11 +200,57 @@ impl DialPolicy {
                     peer,
                     backoff: EndpointState::new(now_ms),
                     dialing: false,
+                    removed: false,
                 })
                 .collect(),
             bans: BTreeMap::new(),
             foreign: BTreeMap::new(),
         }
+    }
+
+    /// Starts dialing `addr` (kept dialing with backoff, like a configured peer).
+    /// Returns false when it is already dialed, or when the list is full.
+    pub(crate) fn add_explicit(
+        &mut self,
+        addr: Multiaddr,
+        peer: Option<PeerId>,
+        now_ms: u64,
+    ) -> bool {
+        if let Some(target) = self.explicit.iter_mut().find(|t| t.addr == addr) {
+            let revived = target.removed;
+            target.removed = false;
+            target.backoff = EndpointState::new(now_ms);
+            return revived;
+        }
+        if self.explicit.iter().filter(|t| !t.removed).count() >= MAX_EXPLICIT {
+            return false;
+        }
+        self.explicit.push(ExplicitTarget {
+            addr,
+            peer,
+            backoff: EndpointState::new(now_ms),
+            dialing: false,
+            removed: false,
+        });
+        true
+    }
+
+    /// Stops dialing `addr`; returns whether it was dialed.
+    pub(crate) fn remove_explicit(&mut self, addr: &Multiaddr) -> bool {
+        self.explicit
+            .iter_mut()
+            .find(|t| &t.addr == addr && !t.removed)
+            .map(|t| t.removed = true)
+            .is_some()
+    }
+
+    /// The addresses dialed as explicit peers now.
+    pub(crate) fn explicit_addrs(&self) -> Vec<Multiaddr> {
+        self.explicit
+            .iter()
+            .filter(|t| !t.removed)
+            .map(|t| t.addr.clone())
+            .collect()
     }
 
     /// Whether `peer` is banned now.
@@ -338,7 +389,7 @@ impl DialPolicy {
                 self.bans.contains_key(&peer)
                     || self.peers.get(&peer).is_some_and(|r| r.link != Link::Idle)
             });
-            if busy || target.dialing || !target.backoff.may_attempt(now_ms) {
+            if target.removed || busy || target.dialing || !target.backoff.may_attempt(now_ms) {
                 continue;
             }
             target.backoff.on_attempt(now_ms);
@@ -376,7 +427,8 @@ impl DialPolicy {
             let busy = t
                 .peer
                 .is_some_and(|peer| self.peers.get(&peer).is_some_and(|r| r.link != Link::Idle));
-            (!busy && !t.dialing && !t.backoff.is_connected()).then(|| t.backoff.next_attempt_ms())
+            (!t.removed && !busy && !t.dialing && !t.backoff.is_connected())
+                .then(|| t.backoff.next_attempt_ms())
         });
         bans.chain(peers).chain(explicit).min()
     }

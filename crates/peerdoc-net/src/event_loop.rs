@@ -991,6 +991,24 @@ impl NetEventLoop {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
+            Command::AddPeer { addr, reply } => {
+                let peer = peer_id_of(&addr);
+                let added = self.policy.add_explicit(addr.clone(), peer, self.now_ms());
+                if added {
+                    tracing::info!(addr = %addr, "dialing an added peer");
+                }
+                let _ = reply.send(added);
+            }
+            Command::RemovePeer { addr, reply } => {
+                let removed = self.policy.remove_explicit(&addr);
+                if removed {
+                    tracing::info!(addr = %addr, "no longer dialing a removed peer");
+                }
+                let _ = reply.send(removed);
+            }
+            Command::ExplicitPeers { reply } => {
+                let _ = reply.send(self.policy.explicit_addrs());
+            }
             Command::SetAllowlist { peers, reply } => {
                 let _ = reply.send(self.set_allowlist(peers));
             }

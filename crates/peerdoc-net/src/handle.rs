@@ -35,6 +35,17 @@ pub(crate) enum Command {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    AddPeer {
+        addr: Multiaddr,
+        reply: oneshot::Sender<bool>,
+    },
+    RemovePeer {
+        addr: Multiaddr,
+        reply: oneshot::Sender<bool>,
+    },
+    ExplicitPeers {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
     SetAllowlist {
         peers: BTreeSet<PeerId>,
         reply: oneshot::Sender<Result<(), NetError>>,
@@ -158,6 +169,25 @@ impl NetHandle {
     /// The addresses we listen on.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
         self.request(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Keeps dialing `addr` (`/ip4/…/tcp/…[/p2p/<id>]`) from now on, with backoff, like
+    /// a configured peer: for devices added at run time. Returns false when it was
+    /// already dialed or the list of addresses is full (256).
+    pub async fn add_peer(&self, addr: Multiaddr) -> Result<bool, NetError> {
+        self.request(|reply| Command::AddPeer { addr, reply }).await
+    }
+
+    /// Stops dialing `addr` (a configured or added peer); returns whether it was dialed.
+    /// An open connection stays until it closes.
+    pub async fn remove_peer(&self, addr: Multiaddr) -> Result<bool, NetError> {
+        self.request(|reply| Command::RemovePeer { addr, reply })
+            .await
+    }
+
+    /// The addresses dialed as explicit peers (configured and added).
+    pub async fn explicit_peers(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.request(|reply| Command::ExplicitPeers { reply }).await
     }
 
     /// Replaces the allowlist: connections of peers no longer on it are closed at once

@@ -358,6 +358,22 @@ impl NodeHandle {
         answer.await.map_err(|_| NodeError::ShuttingDown)
     }
 
+    /// Keeps dialing `addr` from now on, with backoff (a device added at run time);
+    /// false when it was already dialed (see [`peerdoc_net::NetHandle::add_peer`]).
+    pub async fn add_peer(&self, addr: Multiaddr) -> Result<bool, NodeError> {
+        Ok(self.net.add_peer(addr).await?)
+    }
+
+    /// Stops dialing `addr`; whether it was dialed.
+    pub async fn remove_peer(&self, addr: Multiaddr) -> Result<bool, NodeError> {
+        Ok(self.net.remove_peer(addr).await?)
+    }
+
+    /// The addresses dialed as explicit peers (configured and added).
+    pub async fn explicit_peers(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        Ok(self.net.explicit_peers().await?)
+    }
+
     /// Replaces the transport's allowlist (the team's members): peers no longer on it
     /// are disconnected at once and refused from then on.
     pub async fn set_allowlist(

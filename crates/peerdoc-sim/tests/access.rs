@@ -138,7 +138,10 @@ fn a_protected_document_takes_changes_from_read_only_peers_and_is_never_deleted(
     set(&mut c, 1, team, "/op-b", json!("signed by the other admin"));
     set(&mut c, 1, other, "/menu", json!("poison"));
     c.run();
-    assert_eq!(c.json(0, team).unwrap()["op-b"], "signed by the other admin");
+    assert_eq!(
+        c.json(0, team).unwrap()["op-b"],
+        "signed by the other admin"
+    );
     assert_eq!(c.json(0, other).unwrap()["menu"], "fish");
     // Nobody deletes it: not locally, not by a tombstone.
     assert!(c.command(1, Command::Delete { doc: team }).is_err());

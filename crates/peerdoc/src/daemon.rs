@@ -148,8 +148,12 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
         .team
         .previous_key_grace_secs
         .saturating_mul(1000);
-    let node_config =
-        resolved.node_config(transport_gate(mode, team_file.as_ref(), &keypair, grace_ms)?)?;
+    let node_config = resolved.node_config(transport_gate(
+        mode,
+        team_file.as_ref(),
+        &keypair,
+        grace_ms,
+    )?)?;
     let token = load_or_create_token(&data_dir.join(TOKEN_FILE))?;
     let addr = resolved.api_listen;
     if !addr.ip().is_loopback() {

@@ -138,7 +138,12 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
         .route("/v1/status", get(status::status))
-        .route("/v1/peers", get(status::peers))
+        .route(
+            "/v1/peers",
+            get(status::peers)
+                .post(status::add_peer)
+                .delete(status::remove_peer),
+        )
         .route("/v1/docs", get(docs::list).post(docs::create))
         .route("/v1/docs/import", axum::routing::post(docs::import))
         .route(
@@ -193,6 +198,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/v1/status"),
     ("get", "/v1/peers"),
+    ("post", "/v1/peers"),
+    ("delete", "/v1/peers"),
     ("get", "/v1/docs"),
     ("post", "/v1/docs"),
     ("post", "/v1/docs/import"),

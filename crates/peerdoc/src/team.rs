@@ -494,7 +494,10 @@ impl TeamService {
             return false;
         }
         if rotated {
-            tracing::info!(epoch, "the team key was rotated; reconnecting with the new key");
+            tracing::info!(
+                epoch,
+                "the team key was rotated; reconnecting with the new key"
+            );
         }
         *applied = Some(keys);
         true
@@ -732,14 +735,11 @@ impl TeamService {
         tracing::info!(team = %file.team.name(), device = %file.team.device_name(), "joined the team");
         self.apply(&file).await;
         doc::publish(&self.node, &file.team).await;
-        for addr in &file.known_peers {
-            if let Ok(addr) = addr.parse() {
-                let node = self.node.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = node.dial(addr).await {
-                        tracing::info!(%error, "could not reach the inviting device yet");
-                    }
-                });
+        // Keep dialing the inviting device (with backoff), as after a restart: a
+        // key rotation or a dead link must not leave this device alone.
+        for addr in TeamService::known_peers(&file) {
+            if let Err(error) = self.node.add_peer(addr).await {
+                tracing::warn!(%error, "could not add the inviting device's address");
             }
         }
         Ok(())
@@ -1002,6 +1002,41 @@ impl TeamService {
                 peerdoc_team::plain_refusal(&refusal)
             }
         }
+    }
+
+    /// Remembers (or forgets) a peer address in `team.json`, so that it is dialed at
+    /// every start. `None` when there is no team file to keep it in, else whether the
+    /// file changed.
+    pub async fn remember_peer(
+        &self,
+        addr: &str,
+        remember: bool,
+    ) -> Result<Option<bool>, ApiError> {
+        if self.mode != TeamMode::Managed {
+            return Ok(None);
+        }
+        let mut guard = self.file.lock().await;
+        let Some(file) = guard.as_mut() else {
+            return Ok(None);
+        };
+        let known = file.known_peers.iter().any(|a| a == addr);
+        if remember == known {
+            return Ok(Some(false));
+        }
+        if remember && file.known_peers.len() >= 256 {
+            return Err(ApiError::bad_request(
+                "256 peer addresses are remembered already; remove some first",
+            ));
+        }
+        let mut next = file.clone();
+        if remember {
+            next.known_peers.push(addr.to_owned());
+        } else {
+            next.known_peers.retain(|a| a != addr);
+        }
+        next.save(&self.data_dir)?;
+        *file = next;
+        Ok(Some(true))
     }
 
     /// `known_peers` with their libp2p addresses, for the transport's explicit peers.

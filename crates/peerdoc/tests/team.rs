@@ -296,6 +296,44 @@ fn used_expired_and_unknown_invites_are_refused_in_words() {
             .contains("expired")
     );
 
+    // Peers added by address at run time: words for a bad address, remembered in the
+    // team file, removable.
+    let bad = b
+        .client
+        .post("/v1/peers", &json!({"addr": "127.0.0.1:notaport"}));
+    bad.assert_error(400, "bad_request");
+    assert!(
+        bad.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("127.0.0.1:notaport")
+    );
+    let added = b
+        .client
+        .post("/v1/peers", &json!({"addr": "127.0.0.1:4999"}))
+        .ok(201);
+    assert_eq!(added["addr"], "/ip4/127.0.0.1/tcp/4999");
+    assert_eq!(added["remembered"], true);
+    let file = std::fs::read_to_string(dir.path().join("B/team.json")).expect("team.json");
+    assert!(file.contains("/ip4/127.0.0.1/tcp/4999"));
+    assert_eq!(
+        b.client
+            .send_json(
+                "DELETE",
+                "/v1/peers",
+                &json!({"addr": "/ip4/127.0.0.1/tcp/4999"})
+            )
+            .status,
+        204
+    );
+    b.client
+        .send_json(
+            "DELETE",
+            "/v1/peers",
+            &json!({"addr": "/ip4/127.0.0.1/tcp/4999"}),
+        )
+        .assert_error(404, "not_found");
+
     // A typo is caught by the checksum before anything is dialed.
     let mut typo = code.clone();
     let last = typo.pop().expect("a character");
@@ -329,10 +367,23 @@ fn the_cli_forms_a_team() {
     assert!(status.contains("not in a team yet"), "{status}");
     let created = cli(
         "A",
-        &["team", "create", "--name", "Hill Barn crew", "--device-name", "Planner laptop"],
+        &[
+            "team",
+            "create",
+            "--name",
+            "Hill Barn crew",
+            "--device-name",
+            "Planner laptop",
+        ],
     );
-    assert!(created.contains("created team \"Hill Barn crew\""), "{created}");
-    let code = cli("A", &["team", "invite", "--name", "Sam's tablet", "--code-only"]);
+    assert!(
+        created.contains("created team \"Hill Barn crew\""),
+        "{created}"
+    );
+    let code = cli(
+        "A",
+        &["team", "invite", "--name", "Sam's tablet", "--code-only"],
+    );
     let joined = cli("B", &["team", "join", code.trim()]);
     assert!(
         joined.contains("joined team \"Hill Barn crew\" as \"Sam's tablet\" (editor)"),
@@ -345,7 +396,10 @@ fn the_cli_forms_a_team() {
             .any(|l| l.starts_with("Sam's tablet") && l.contains("connected"))
             .then_some(members)
     });
-    assert!(members.contains("Planner laptop  admin   this device"), "{members}");
+    assert!(
+        members.contains("Planner laptop  admin   this device"),
+        "{members}"
+    );
     let status = cli("B", &["status"]);
     assert!(
         status.contains("\"Sam's tablet\" is an editor of team \"Hill Barn crew\""),
@@ -355,8 +409,10 @@ fn the_cli_forms_a_team() {
 }
 
 fn team_file(dir: &Path, name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join(name).join("team.json")).expect("team.json"))
-        .expect("team.json is JSON")
+    serde_json::from_str(
+        &std::fs::read_to_string(dir.join(name).join("team.json")).expect("team.json"),
+    )
+    .expect("team.json is JSON")
 }
 
 /// How many transport keys a device holds, and for which epochs.
@@ -378,7 +434,10 @@ fn revoking_rotates_the_team_key_and_an_absent_member_catches_up() {
     let b = start("B", dir.path(), &[]);
     let mut d = start("D", dir.path(), &[]);
     a.client
-        .post("/v1/team", &json!({"name": "Crew", "device_name": "Planner"}))
+        .post(
+            "/v1/team",
+            &json!({"name": "Crew", "device_name": "Planner"}),
+        )
         .ok(201);
     join(&b, &invite(&a, "editor", "Lost tablet"));
     join(&d, &invite(&a, "editor", "Photographer"));
@@ -387,11 +446,11 @@ fn revoking_rotates_the_team_key_and_an_absent_member_catches_up() {
 
     // The photographer's phone is away while the tablet is removed.
     assert!(d.sigterm().success());
-    a.client
-        .delete("/v1/team/members/Lost%20tablet")
-        .ok(200);
+    a.client.delete("/v1/team/members/Lost%20tablet").ok(200);
     eventually("A holds the epoch-1 key", || {
-        key_epochs(dir.path(), "A").contains(&"1".to_owned()).then_some(())
+        key_epochs(dir.path(), "A")
+            .contains(&"1".to_owned())
+            .then_some(())
     });
     eventually("B learns it was removed", || {
         (b.client.get("/v1/team").ok(200)["state"] == "removed").then_some(())
@@ -408,7 +467,9 @@ fn revoking_rotates_the_team_key_and_an_absent_member_catches_up() {
     let d = start("D", dir.path(), &[]);
     everyone_reads(&[&d], &id, "/shots", &json!(2));
     eventually("D holds the epoch-1 key", || {
-        key_epochs(dir.path(), "D").contains(&"1".to_owned()).then_some(())
+        key_epochs(dir.path(), "D")
+            .contains(&"1".to_owned())
+            .then_some(())
     });
     assert!(
         content(&b, &id).is_some_and(|c| c["shots"] == 1),

@@ -134,7 +134,8 @@ impl Repo {
         if self.protected.contains(&doc_id) {
             tracing::info!(doc = %doc_id, ?origin, "a protected document is not deleted");
             if let Some(id) = reply {
-                let error = RepoError::InvalidChange(format!("document {doc_id} cannot be deleted"));
+                let error =
+                    RepoError::InvalidChange(format!("document {doc_id} cannot be deleted"));
                 self.reply(id, Err(error));
             }
             return;

@@ -620,8 +620,7 @@ impl Repo {
         data: Vec<u8>,
         request: bool,
     ) {
-        if self.conns.get(&conn).is_some_and(|c| c.protected_only)
-            && !self.protected.contains(&doc)
+        if self.conns.get(&conn).is_some_and(|c| c.protected_only) && !self.protected.contains(&doc)
         {
             tracing::debug!(%conn, %doc, "message about an unprotected document ignored");
             return;

@@ -369,3 +369,35 @@ fn simulate_absence(returning_is_leader: bool, seed: u64) -> u64 {
     }
     reconnected.unwrap_or(u64::MAX)
 }
+
+fn explicit_dials(actions: &[DialAction]) -> Vec<Multiaddr> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            DialAction::DialExplicit { addr, .. } => Some(addr.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn peers_added_at_run_time_are_dialed_until_removed() {
+    let (local, _) = pair();
+    let mut policy = DialPolicy::new(local, config(), [], 0);
+    assert!(policy.poll(0).is_empty());
+    assert!(policy.add_explicit(addr(7), None, 100));
+    assert!(!policy.add_explicit(addr(7), None, 100), "added twice");
+    assert_eq!(explicit_dials(&policy.poll(100)), [addr(7)]);
+    assert_eq!(policy.explicit_addrs(), [addr(7)]);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    policy.explicit_dial_failed(0, 200, &mut rng);
+    assert!(policy.remove_explicit(&addr(7)));
+    assert!(!policy.remove_explicit(&addr(7)));
+    assert!(policy.explicit_addrs().is_empty());
+    for now in [5_000, 60_000, 600_000] {
+        assert!(explicit_dials(&policy.poll(now)).is_empty(), "{now}");
+    }
+    // Added again, it is dialed again at once.
+    assert!(policy.add_explicit(addr(7), None, 600_000));
+    assert_eq!(explicit_dials(&policy.poll(600_000)), [addr(7)]);
+}

@@ -47,14 +47,35 @@ pub enum Command {
     Run(RunArgs),
     /// Show the daemon's state: peers, documents, and what each peer is missing.
     Status,
-    /// List connected and known peers with their health.
-    Peers,
+    /// List connected and known peers with their health; add or remove a peer address.
+    Peers {
+        /// `add ADDR` or `remove ADDR` (without: list the peers).
+        #[command(subcommand)]
+        action: Option<PeersCommand>,
+    },
     /// Work with documents.
     #[command(subcommand)]
     Doc(DocCommand),
     /// The team: create one, invite and remove devices, names and roles.
     #[command(subcommand)]
     Team(TeamCommand),
+}
+
+/// `peerdoc peers add|remove`.
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// Keep dialing this address from now on (and at every start, in a team), e.g.
+    /// /ip4/192.168.1.20/tcp/4100 or 192.168.1.20:4100: for networks where devices do
+    /// not find each other by themselves.
+    Add {
+        /// The address.
+        addr: String,
+    },
+    /// Stop dialing this address.
+    Remove {
+        /// The address.
+        addr: String,
+    },
 }
 
 /// `peerdoc team …` (`docs/teams.md`).

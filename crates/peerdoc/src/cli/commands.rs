@@ -9,7 +9,7 @@ mod watch;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use super::args::{Command, GlobalArgs};
+use super::args::{Command, GlobalArgs, PeersCommand};
 use super::error::CliError;
 use super::output::{Table, age, now_ms, printable, write_json};
 use crate::client::{Client, Discovery, Peer, Status};
@@ -39,7 +39,34 @@ fn run(global: &GlobalArgs, command: &Command, out: &mut impl Write) -> Result<E
         // `cli::main` hands `run` to the daemon itself; this arm only keeps the match whole.
         Command::Run(run) => return Ok(crate::daemon::main(global, run)),
         Command::Status => status(global, out)?,
-        Command::Peers => peers(global, out)?,
+        Command::Peers { action: None } => peers(global, out)?,
+        Command::Peers {
+            action: Some(PeersCommand::Add { addr }),
+        } => {
+            let answer = connect(global)?.add_peer(addr)?;
+            if global.json {
+                write_json(out, &answer)?;
+            } else {
+                let kept = if answer["remembered"] == true {
+                    " (remembered across restarts)"
+                } else {
+                    " (until this daemon stops: no team to remember it in)"
+                };
+                writeln!(
+                    out,
+                    "dialing {}{kept}",
+                    answer["addr"].as_str().unwrap_or(addr)
+                )?;
+            }
+        }
+        Command::Peers {
+            action: Some(PeersCommand::Remove { addr }),
+        } => {
+            connect(global)?.remove_peer(addr)?;
+            if !global.json {
+                writeln!(out, "no longer dialing {addr}")?;
+            }
+        }
         Command::Doc(doc) => doc::run(global, doc, out)?,
         Command::Team(team) => team::run(global, team, out)?,
     }
@@ -300,7 +327,10 @@ mod tests {
         };
         let text = text(&status);
         assert!(text.starts_with("peer id    12D3KooWA\n"), "{text}");
-        assert!(text.contains("12D3KooWB  -     healthy  tcp, syncing"), "{text}");
+        assert!(
+            text.contains("12D3KooWB  -     healthy  tcp, syncing"),
+            "{text}"
+        );
         assert!(text.contains("1s ago"), "{text}");
         assert!(text.contains("not yet on every peer:\nDOCUMENT  TITLE        PEER       MISSING\ndoc1      Run of show  12D3KooWB  2 heads, syncing\n"), "{text}");
         assert!(!text.contains("doc2"), "{text}");

@@ -4,6 +4,27 @@ use super::{Client, ClientError, to_json_body};
 use crate::team::api::{CreateInvite, CreateTeam, InviteInfo, JoinTeam, TeamStatus, UpdateMember};
 
 impl Client {
+    /// `POST /v1/peers`: keep dialing `addr`.
+    pub fn add_peer(&self, addr: &str) -> Result<serde_json::Value, ClientError> {
+        let path = "/v1/peers";
+        let body = to_json_body(&serde_json::json!({ "addr": addr }))?;
+        let request = self.post(path).content_type("application/json");
+        self.json(path, request.send(&body[..]))
+    }
+
+    /// `DELETE /v1/peers`: stop dialing `addr`.
+    pub fn remove_peer(&self, addr: &str) -> Result<(), ClientError> {
+        let path = "/v1/peers";
+        let body = to_json_body(&serde_json::json!({ "addr": addr }))?;
+        let request = self
+            .agent
+            .delete(self.url(path))
+            .header("authorization", &self.authorization)
+            .force_send_body()
+            .content_type("application/json");
+        self.send(path, request.send(&body[..])).map(drop)
+    }
+
     /// `GET /v1/team`.
     pub fn team(&self) -> Result<TeamStatus, ClientError> {
         let path = "/v1/team";

@@ -128,6 +128,78 @@ pub(super) async fn peers(State(state): State<AppState>) -> Result<Json<Vec<Peer
     ))
 }
 
+/// `POST /v1/peers` and `DELETE /v1/peers`: `{"addr"}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PeerAddr {
+    addr: String,
+}
+
+/// An address as a person types it: a multiaddr, or `IP:PORT` for TCP.
+fn parse_peer_addr(text: &str) -> Result<peerdoc_node::Multiaddr, ApiError> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<peerdoc_node::Multiaddr>() {
+        return Ok(addr);
+    }
+    if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
+        let ip = match socket.ip() {
+            std::net::IpAddr::V4(v4) => format!("/ip4/{v4}"),
+            std::net::IpAddr::V6(v6) => format!("/ip6/{v6}"),
+        };
+        if let Ok(addr) = format!("{ip}/tcp/{}", socket.port()).parse() {
+            return Ok(addr);
+        }
+    }
+    Err(ApiError::bad_request(format!(
+        "{text:?} is not a peer address: use a multiaddr like /ip4/192.168.1.20/tcp/4100 \
+         (optionally with /p2p/<peer id>) or IP:PORT"
+    )))
+}
+
+/// `POST /v1/peers`: keep dialing an address from now on (and at every start, when
+/// this device is in a team).
+pub(super) async fn add_peer(
+    State(state): State<AppState>,
+    super::error::ApiJson(body): super::error::ApiJson<PeerAddr>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let addr = parse_peer_addr(&body.addr)?;
+    let added = state.node.add_peer(addr.clone()).await?;
+    let remembered = match &state.team {
+        Some(team) => team.remember_peer(&addr.to_string(), true).await?.is_some(),
+        None => false,
+    };
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"addr": addr.to_string(), "added": added, "remembered": remembered})),
+    ))
+}
+
+/// `DELETE /v1/peers`: stop dialing an address (and forget it).
+pub(super) async fn remove_peer(
+    State(state): State<AppState>,
+    super::error::ApiJson(body): super::error::ApiJson<PeerAddr>,
+) -> Result<StatusCode, ApiError> {
+    let addr = parse_peer_addr(&body.addr)?;
+    let removed = state.node.remove_peer(addr.clone()).await?;
+    let forgotten = match &state.team {
+        Some(team) => team.remember_peer(&addr.to_string(), false).await? == Some(true),
+        None => false,
+    };
+    if !removed && !forgotten {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{addr} is not a peer this device dials"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn doc_sync_json(doc: &DocumentSync) -> Value {
     json!({
         "id": doc.id.to_string(),
