@@ -213,6 +213,76 @@ impl Lan {
         }
         Ok(())
     }
+
+    /// Drops multicast (mDNS) to and from host `i`, as many venue access points do,
+    /// like `venue-lan nomcast I on`: an htb qdisc whose 224.0.0.0/4 class ends in a
+    /// blackhole, on both ends of the host's link (this kernel has no tc actions).
+    /// Replaces any [`Lan::rate`] on the host.
+    pub(crate) fn nomcast(&self, i: usize) -> Result<(), String> {
+        let host = self.host(i);
+        for (ns, dev) in [
+            (host.ns.as_str(), "eth0"),
+            (self.hub.as_str(), host.port.as_str()),
+        ] {
+            let tc = |args: &[&str]| -> Result<(), String> {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", ns, "tc"])
+                    .args(args)
+                    .output()
+                    .map_err(|e| format!("tc: {e}"))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "tc {} on {ns}/{dev}: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ))
+                }
+            };
+            let _ = tc(&["qdisc", "del", "dev", dev, "root"]);
+            tc(&[
+                "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1",
+            ])?;
+            for class in ["1:1", "1:2"] {
+                tc(&[
+                    "class", "add", "dev", dev, "parent", "1:", "classid", class, "htb", "rate",
+                    "10gbit",
+                ])?;
+            }
+            tc(&[
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                "1:2",
+                "handle",
+                "20:",
+                "blackhole",
+            ])?;
+            tc(&[
+                "filter",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                "1:",
+                "protocol",
+                "ip",
+                "prio",
+                "1",
+                "u32",
+                "match",
+                "ip",
+                "dst",
+                "224.0.0.0/4",
+                "flowid",
+                "1:2",
+            ])?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Lan {

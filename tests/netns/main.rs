@@ -17,6 +17,7 @@
 
 mod daemon;
 mod lan;
+mod teams;
 
 use std::path::Path;
 use std::time::Duration;

@@ -157,6 +157,8 @@ pub struct NetEventLoop {
     next_generation: u64,
     /// The key the transport reads at every new connection, when keyed.
     team_key_slot: Option<crate::swarm::TeamKeySlot>,
+    /// Remote addresses whose failed incoming connections were logged at INFO.
+    refused_addrs: std::collections::HashSet<std::net::IpAddr>,
 }
 
 impl fmt::Debug for NetEventLoop {
@@ -280,10 +282,30 @@ impl Network {
             rng: ChaCha8Rng::seed_from_u64(seed),
             next_generation: 0,
             team_key_slot,
+            refused_addrs: std::collections::HashSet::new(),
             config,
         };
         Ok((handle, events_rx, event_loop))
     }
+}
+
+/// Addresses whose refused connections were logged at INFO (once each).
+const MAX_REFUSED_ADDRS: usize = 1_024;
+
+/// An error and its sources, joined: libp2p's transport errors hide the useful part
+/// (a wrong team key, a refused connection) a few sources down.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
 }
 
 fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -544,7 +566,23 @@ impl NetEventLoop {
                     tracing::debug!(peer = %peer, addr = %send_back_addr, "refused a connection");
                     self.push_event(NetEvent::ConnectionDenied { peer });
                 } else {
-                    tracing::debug!(addr = %send_back_addr, error = %error, "incoming connection failed");
+                    let reason = error_chain(&error);
+                    let ip = send_back_addr.iter().find_map(|p| match p {
+                        libp2p::multiaddr::Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+                        libp2p::multiaddr::Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+                        _ => None,
+                    });
+                    // Once per address at INFO (a wrong team key says so in words), then
+                    // at DEBUG: a stranger that keeps trying must not flood the log.
+                    let first = ip.is_some_and(|ip| {
+                        self.refused_addrs.len() < MAX_REFUSED_ADDRS
+                            && self.refused_addrs.insert(ip)
+                    });
+                    if first {
+                        tracing::info!(addr = %send_back_addr, reason = %reason, "refused an incoming connection");
+                    } else {
+                        tracing::debug!(addr = %send_back_addr, reason = %reason, "incoming connection failed");
+                    }
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
@@ -849,7 +887,7 @@ impl NetEventLoop {
     }
 
     fn on_dial_failure(&mut self, id: ConnectionId, peer: Option<PeerId>, error: &DialError) {
-        tracing::debug!(peer = ?peer, error = %error, "dial failed");
+        tracing::debug!(peer = ?peer, error = %error_chain(error), "dial failed");
         let now = self.now_ms();
         match self.dialing.remove(&id) {
             Some(DialOrigin::Peer(peer)) => self.policy.dial_failed(&peer, now, &mut self.rng),
