@@ -152,6 +152,19 @@ fn a_device_joins_by_code_without_multicast_a_stranger_learns_nothing_a_removed_
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // And it says why, in words, in its own peer list.
+    eventually("the phone says why it is not connected", GUARD, || {
+        let peers = phone.cli(&["peers"]).ok()?;
+        peers
+            .as_array()?
+            .iter()
+            .any(|p| {
+                p["not_connected"]
+                    .as_str()
+                    .is_some_and(|why| why.contains("not with this team's key"))
+            })
+            .then_some(())
+    });
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         phone.doc(&later).is_none(),

@@ -520,6 +520,12 @@ impl NetEventLoop {
             Err(e) => {
                 tracing::debug!(addr = %addr, error = %e, "cannot dial explicit peer");
                 self.policy.explicit_dial_failed(index, now, &mut self.rng);
+                // Refused before any packet (our allowlist, a ban): say so like any
+                // failed dial, so that status can tell why the peer is not connected.
+                self.push_event(NetEvent::DialFailed {
+                    peer,
+                    error: error_chain(&e),
+                });
             }
         }
     }
@@ -904,7 +910,7 @@ impl NetEventLoop {
         }
         self.push_event(NetEvent::DialFailed {
             peer,
-            error: error.to_string(),
+            error: error_chain(error),
         });
     }
 

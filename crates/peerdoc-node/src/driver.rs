@@ -44,6 +44,9 @@ const BACKLOG_RETRY: Duration = Duration::from_millis(5);
 /// best-effort: the sync streams carry every change anyway).
 const ANNOUNCE_QUEUE_LEN: usize = 64;
 
+/// Peers whose last failed connection attempt is remembered (for "seen, not connected").
+const MAX_FAILURES: usize = 256;
+
 /// Malformed gossip messages tolerated from one peer before it is banned.
 const MAX_GOSSIP_STRIKES: u32 = 3;
 
@@ -141,6 +144,7 @@ pub(crate) struct Snapshot {
     pub(crate) evictions: u64,
     pub(crate) storage_in_flight: usize,
     pub(crate) connections: Vec<(PeerId, ConnectionInfo)>,
+    pub(crate) failures: Vec<(PeerId, String, SystemTime)>,
 }
 
 /// The engine connection that currently carries a libp2p peer's sync stream.
@@ -217,6 +221,8 @@ pub(crate) struct Driver {
     gossip_strikes: HashMap<PeerId, u32>,
     metrics: Arc<Metrics>,
     access: AccessPolicy,
+    /// Why recent connection attempts with peers failed (bounded; cleared on connect).
+    failures: HashMap<PeerId, (String, SystemTime)>,
     /// Attached connections whose role is `Responder` (local apps).
     local_apps: HashSet<ConnectionId>,
 }
@@ -247,6 +253,7 @@ impl Driver {
             announcements_rx,
             gossip_strikes: HashMap::new(),
             access: AccessPolicy::default(),
+            failures: HashMap::new(),
             local_apps: HashSet::new(),
             repo,
             rng,
@@ -441,6 +448,11 @@ impl Driver {
                     evictions: stats.evictions,
                     storage_in_flight: stats.storage_in_flight,
                     connections,
+                    failures: self
+                        .failures
+                        .iter()
+                        .map(|(peer, (why, at))| (*peer, why.clone(), *at))
+                        .collect(),
                 });
             }
             Request::DocSync { reply } => {
@@ -498,6 +510,31 @@ impl Driver {
                 });
             }
         }
+    }
+
+    /// Remembers why connecting with `peer` failed; logged at INFO when the reason is new.
+    fn note_failure(&mut self, peer: PeerId, why: String) {
+        if self.peers.contains_key(&peer) {
+            return;
+        }
+        let changed = self
+            .failures
+            .get(&peer)
+            .is_none_or(|(old, _)| old.split(':').next() != why.split(':').next());
+        if changed {
+            tracing::info!(%peer, reason = %why, "seen, not connected");
+        }
+        if self.failures.len() >= MAX_FAILURES
+            && !self.failures.contains_key(&peer)
+            && let Some(oldest) = self
+                .failures
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(p, _)| *p)
+        {
+            self.failures.remove(&oldest);
+        }
+        self.failures.insert(peer, (why, SystemTime::now()));
     }
 
     /// Applies a new access policy to every open connection, and to new ones.
@@ -621,6 +658,7 @@ impl Driver {
                 addr,
                 ..
             } => {
+                self.failures.remove(&peer);
                 // The transport orders a peer's events, so an old slot means its
                 // disconnect was lost; close it before opening the new one.
                 self.forget_peer(peer);
@@ -677,9 +715,17 @@ impl Driver {
             NetEvent::Listening { addr } => tracing::info!(%addr, "listening"),
             NetEvent::DialFailed { peer, error } => {
                 tracing::debug!(peer = ?peer, %error, "dial failed");
+                if let Some(peer) = peer {
+                    self.note_failure(peer, crate::types::failure_in_words(&error));
+                }
             }
             NetEvent::ConnectionDenied { peer } => {
                 tracing::debug!(%peer, "connection denied");
+                self.note_failure(
+                    peer,
+                    "refused here: it is not a member of this device's team (or was removed)"
+                        .to_owned(),
+                );
             }
             other => tracing::debug!(event = ?other, "network event ignored"),
         }

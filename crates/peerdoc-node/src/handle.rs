@@ -282,7 +282,8 @@ impl NodeHandle {
     /// Every peer with a libp2p connection or a sync connection, with both views.
     pub async fn peers(&self) -> Result<Vec<PeerStatus>, NodeError> {
         let snapshot = self.snapshot().await?;
-        self.merge_peers(snapshot.connections).await
+        self.merge_peers(snapshot.connections, snapshot.failures)
+            .await
     }
 
     /// A snapshot of the node: ids, addresses, document counts and per-peer counters.
@@ -297,6 +298,7 @@ impl NodeHandle {
             evictions,
             storage_in_flight,
             connections,
+            failures,
         } = snapshot;
         Ok(NodeStatus {
             peer_id: self.peer_id(),
@@ -307,7 +309,7 @@ impl NodeHandle {
             loaded,
             evictions,
             storage_in_flight,
-            peers: self.merge_peers(connections).await?,
+            peers: self.merge_peers(connections, failures).await?,
         })
     }
 
@@ -424,6 +426,7 @@ impl NodeHandle {
     async fn merge_peers(
         &self,
         connections: Vec<(PeerId, peerdoc_core::repo::ConnectionInfo)>,
+        failures: Vec<(PeerId, String, std::time::SystemTime)>,
     ) -> Result<Vec<PeerStatus>, NodeError> {
         let mut peers: BTreeMap<PeerId, PeerStatus> = BTreeMap::new();
         for info in self.net.peers().await? {
@@ -433,6 +436,7 @@ impl NodeHandle {
                     peer: info.peer,
                     net: Some(info),
                     sync: None,
+                    last_failure: None,
                 },
             );
         }
@@ -443,8 +447,17 @@ impl NodeHandle {
                     peer,
                     net: None,
                     sync: None,
+                    last_failure: None,
                 })
                 .sync = Some(info);
+        }
+        for (peer, why, at) in failures {
+            peers.entry(peer).or_insert(PeerStatus {
+                peer,
+                net: None,
+                sync: None,
+                last_failure: Some((why, at)),
+            });
         }
         Ok(peers.into_values().collect())
     }

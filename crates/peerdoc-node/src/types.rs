@@ -164,6 +164,29 @@ pub struct PeerStatus {
     pub net: Option<PeerInfo>,
     /// Sync counters, while the engine has a connection to it.
     pub sync: Option<ConnectionInfo>,
+    /// Why the last attempt to connect failed, in words, and when (cleared once it
+    /// connects): a peer seen but not connected says why.
+    pub last_failure: Option<(String, std::time::SystemTime)>,
+}
+
+/// A failed connection attempt in words a coordinator can act on (`error` is the
+/// transport's own text).
+pub(crate) fn failure_in_words(error: &str) -> String {
+    let lower = error.to_lowercase();
+    let why = if lower.contains("none of our team keys") || lower.contains("negotiate transport") {
+        "the device answered, but not with this team's key (another team, an old key, or not peerdoc)"
+    } else if lower.contains("connection refused") {
+        "nothing answers at its address (the device is off, or peerdoc restarted on another port)"
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        "no answer (the device is out of range, or this network keeps devices apart)"
+    } else if lower.contains("denied") || lower.contains("allow list") {
+        "it is not a member of this device's team (or this device is in no team yet)"
+    } else if lower.contains("unreachable") || lower.contains("no route") {
+        "its network cannot be reached from here"
+    } else {
+        "the connection failed"
+    };
+    format!("{why}: {}", error.chars().take(300).collect::<String>())
 }
 
 /// One document's sync state with every connected peer, from

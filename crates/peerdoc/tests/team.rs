@@ -334,6 +334,34 @@ fn used_expired_and_unknown_invites_are_refused_in_words() {
         )
         .assert_error(404, "not_found");
 
+    // A device in no team given a member's address: it cannot connect, and says why
+    // in words (API and `peerdoc peers`).
+    c.client
+        .post("/v1/peers", &json!({"addr": a.dial_addr()}))
+        .ok(201);
+    let why = eventually("C says why it is not connected to A", || {
+        let peers = c.client.get("/v1/peers").ok(200);
+        peers.as_array()?.iter().find_map(|p| {
+            if p["connected"] == false {
+                p["not_connected"].as_str().map(str::to_owned)
+            } else {
+                None
+            }
+        })
+    });
+    assert!(why.contains("in no team yet"), "{why}");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_peerdoc"))
+        .arg("--data-dir")
+        .arg(dir.path().join("C"))
+        .arg("peers")
+        .output()
+        .expect("peerdoc peers");
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table.contains("none: it is not a member of this device's team"),
+        "{table}"
+    );
+
     // A typo is caught by the checksum before anything is dialed.
     let mut typo = code.clone();
     let last = typo.pop().expect("a character");

@@ -235,7 +235,10 @@ fn peer_table(peers: &[Peer], now_ms: u64) -> Table {
     ]);
     for peer in peers {
         let connection = if !peer.connected {
-            "none".to_owned()
+            match &peer.not_connected {
+                Some(why) => format!("none: {}", why.split(": ").next().unwrap_or(why)),
+                None => "none".to_owned(),
+            }
         } else {
             let transport = peer.transport.as_deref().unwrap_or("connected");
             match (peer.sync_stream, peer.peerdoc) {

@@ -122,6 +122,8 @@ pub struct DocPeer {
 pub struct Peer {
     /// Its libp2p peer id.
     pub peer_id: String,
+    /// Seen but not connected: why, in words.
+    pub not_connected: Option<String>,
     /// Its name in the team, when it is a member.
     pub name: Option<String>,
     /// Its role in the team.

@@ -55,6 +55,9 @@ pub(crate) struct PeerJson {
     last_seen_ms: Option<u64>,
     connected_since_ms: Option<u64>,
     health: &'static str,
+    /// For a peer seen but not connected: why, in words, and when it last failed.
+    not_connected: Option<String>,
+    not_connected_since_ms: Option<u64>,
 }
 
 pub(crate) fn epoch_ms(time: SystemTime) -> u64 {
@@ -101,6 +104,8 @@ impl PeerJson {
             last_seen_ms: net.map(|n| epoch_ms(n.last_seen)),
             connected_since_ms: net.map(|n| epoch_ms(n.connected_since)),
             health,
+            not_connected: status.last_failure.as_ref().map(|(why, _)| why.clone()),
+            not_connected_since_ms: status.last_failure.as_ref().map(|(_, at)| epoch_ms(*at)),
         }
     }
 }
@@ -111,6 +116,9 @@ impl PeerJson {
         if let Some(label) = state.team.as_ref().and_then(|t| t.label(peer)) {
             self.name = Some(label.name);
             self.role = label.role.map(|r| r.to_string());
+            if self.not_connected.is_some() && self.role.is_none() {
+                self.not_connected = Some("it was removed from the team".to_owned());
+            }
         }
         self
     }
