@@ -43,8 +43,14 @@ fn in_ci() -> bool {
     })
 }
 
-/// Why the harness cannot run here, if it cannot.
+/// Why the harness cannot run here, if it cannot. Probed once per test process: tests
+/// run on parallel threads, and two probes under one name would collide.
 pub(crate) fn unsupported() -> Option<String> {
+    static PROBED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    PROBED.get_or_init(probe_support).clone()
+}
+
+fn probe_support() -> Option<String> {
     match effective_uid() {
         Some(0) => {}
         Some(uid) => return Some(format!("network namespaces need root (euid is {uid})")),
