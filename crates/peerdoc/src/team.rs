@@ -401,9 +401,7 @@ impl TeamService {
         }
         *allowed = allowlist;
         drop(allowed);
-        self.read_only.store(read_only, Ordering::Relaxed);
-        self.removed
-            .store(membership.is_revoked(&self.me), Ordering::Relaxed);
+        self.set_flags(&file.team);
         let mut book = NameBook::default();
         for member in membership.members() {
             let prefix = peerdoc_core::PeerId::new(member.device.to_string()).actor_prefix();
@@ -425,6 +423,16 @@ impl TeamService {
                 "this device was removed from the team: it keeps its copy of the documents but syncs with nobody"
             );
         }
+    }
+
+    /// Whether this device may write, from the team as it is now: set before anything
+    /// else changes, so `/v1/team` never says "removed" while writes still go through.
+    fn set_flags(&self, team: &TeamState) {
+        let membership = team.membership();
+        let read_only = membership.role_of(&self.me).is_none_or(|r| !r.can_write());
+        self.read_only.store(read_only, Ordering::Relaxed);
+        self.removed
+            .store(membership.is_revoked(&self.me), Ordering::Relaxed);
     }
 
     /// Gives the transport the keys the team asks for now, when they changed; and
@@ -530,6 +538,7 @@ impl TeamService {
         // removals raced): an admin rotates now.
         self.rotate_if_needed(file);
         let now_revoked = file.team.membership().is_revoked(&self.me);
+        self.set_flags(&file.team);
         if let Err(error) = file.save(&self.data_dir) {
             tracing::warn!(error = %error.message, "could not save the team file");
         }
@@ -762,6 +771,7 @@ impl TeamService {
         edit(&mut next, &self.keypair)?;
         next.save(&self.data_dir)?;
         *file = next.clone();
+        self.set_flags(&next.team);
         drop(guard);
         self.apply(&next).await;
         doc::publish(&self.node, &next.team).await;
