@@ -148,6 +148,8 @@ pub struct TeamService {
     names: RwLock<NameBook>,
     read_only: AtomicBool,
     removed: AtomicBool,
+    /// The membership document's id, once in a team (for filtering events cheaply).
+    team_doc: RwLock<Option<peerdoc_node::DocumentId>>,
     /// The allowlist last given to the transport.
     allowed: tokio::sync::Mutex<BTreeSet<PeerId>>,
     /// The transport keys last given to the transport: (current, also accepted).
@@ -269,6 +271,7 @@ impl TeamService {
             names: RwLock::default(),
             read_only: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            team_doc: RwLock::new(None),
             allowed: tokio::sync::Mutex::new(allowed),
             keys: tokio::sync::Mutex::new(None),
             key_grace_ms: key_grace_secs.saturating_mul(1000),
@@ -428,6 +431,9 @@ impl TeamService {
     /// Whether this device may write, from the team as it is now: set before anything
     /// else changes, so `/v1/team` never says "removed" while writes still go through.
     fn set_flags(&self, team: &TeamState) {
+        if let Ok(mut slot) = self.team_doc.write() {
+            *slot = Some(doc::doc_id(team));
+        }
         let membership = team.membership();
         let read_only = membership.role_of(&self.me).is_none_or(|r| !r.can_write());
         self.read_only.store(read_only, Ordering::Relaxed);
@@ -570,6 +576,11 @@ impl TeamService {
             Some(Err(error)) => tracing::warn!(%error, "could not rotate the team key"),
             None => tracing::warn!("no OS randomness to rotate the team key"),
         }
+    }
+
+    /// The membership document's id, once this device is in a team.
+    pub(crate) fn team_doc(&self) -> Option<peerdoc_node::DocumentId> {
+        self.team_doc.read().ok().and_then(|slot| *slot)
     }
 
     /// The team file, if any (for the membership document).

@@ -109,10 +109,10 @@ pub(crate) fn follow(service: Arc<TeamService>) {
                 Err(RecvError::Lagged(_)) => None,
                 Err(RecvError::Closed) => return,
             };
-            let Some(file) = service.snapshot().await else {
+            // Most events are about other documents: compare ids before anything else.
+            let Some(id) = service.team_doc() else {
                 continue;
             };
-            let id = doc_id(&file.team);
             if doc.is_some_and(|d| d != id) {
                 continue;
             }
