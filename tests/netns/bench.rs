@@ -12,6 +12,10 @@
 //! "returning device → synced": a host is cut from the LAN for 60 s while another edits
 //! (a ~4 KB change a second); from the heal until the returning host has every edit.
 //! The returning host is alternately the one with the highest and the lowest peer id.
+//!
+//! "team join CODE → first synced document": on a 2-host LAN of its own, a newcomer with
+//! multicast blocked joins by invite code; from `peerdoc team join` until it reads the
+//! team's document.
 
 mod daemon;
 mod lan;
@@ -33,6 +37,7 @@ fn main() {
     if lan::skip_unless_supported() {
         return;
     }
+    let mut by_code_ms = join_by_code();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let key = tmp.path().join("team.key");
     std::fs::write(&key, "42".repeat(32)).expect("write the team key");
@@ -201,6 +206,10 @@ fn main() {
     println!("| measurement | n | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");
     row("start → first sync (5th host joins 4)", &mut join_ms);
+    row(
+        "team join CODE → first synced document, multicast blocked",
+        &mut by_code_ms,
+    );
     row("edit → visible on one other host", &mut per_host_ms);
     row("edit → visible on all 4 other hosts", &mut all_ms);
     row("one read poll (included above)", &mut poll_ms);
@@ -212,6 +221,44 @@ fn main() {
         "returning device → synced (60 s away, 4 KB edit/s)",
         &mut return_ms,
     );
+}
+
+/// A newcomer with multicast blocked joins by invite code: from `peerdoc team join`
+/// (daemon already running) until it reads the team's document. Two hosts of their own
+/// LAN; a fresh newcomer and a fresh code each round.
+fn join_by_code() -> Vec<f64> {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let lan = Lan::new(2).expect("build the LAN");
+    lan.nomcast(2).expect("block multicast on host 2");
+    let options = DaemonOptions::default();
+    let admin = Daemon::start(lan.host(1), &tmp.path().join("admin"), &options)
+        .unwrap_or_else(|e| panic!("{e}"));
+    admin
+        .cli(&["team", "create", "--name", "Bench crew"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = admin
+        .create(&json!({"title": "run of show"}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut samples = Vec::new();
+    for round in 0..JOIN_ROUNDS {
+        let newcomer = Daemon::start(
+            lan.host(2),
+            &tmp.path().join(format!("new{round}")),
+            &options,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let invite = admin
+            .cli(&["team", "invite", "--name", &format!("tablet {round}")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let code = invite["code"].as_str().expect("code").to_owned();
+        let t0 = Instant::now();
+        newcomer
+            .cli(&["team", "join", &code])
+            .unwrap_or_else(|e| panic!("{e}"));
+        eventually("the newcomer's first document", GUARD, || newcomer.doc(&id));
+        samples.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    samples
 }
 
 fn row(name: &str, samples: &mut [f64]) {
