@@ -1,4 +1,10 @@
 //! [`NetEventLoop`]: the task that owns the swarm and every piece of connection state.
+//!
+//! Longer than our ~800-line rule: it is the one place that turns swarm events and
+//! handle commands into actions, and splitting the match across files would hide the
+//! order in which state changes. The decisions live elsewhere: whom to dial and when to
+//! sever in `dial_policy.rs` (sans-IO), severing in `sever.rs`, the team gate in
+//! `pnet.rs`, sessions in `session.rs`.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},

@@ -1,5 +1,9 @@
 //! The driver task: owns the [`Repo`] and performs its outputs.
 //!
+//! Longer than our ~800-line rule: one `select!` loop and the performing of every
+//! engine output share the driver's state (connection maps, backlogs, attached
+//! transports, access policy); split, each part would need all of it.
+//!
 //! One `tokio::select!` loop takes, in priority order, storage completions, requests
 //! from [`NodeHandle`](crate::NodeHandle)s, network events and the engine's tick timer.
 //! Storage runs on the storage thread ([`crate::storage_worker`]); everything else the
