@@ -51,7 +51,7 @@
 //! // The admin founds the team and issues a single-use invite valid for an hour.
 //! let admin = Keypair::ed25519_from_bytes([1u8; 32])?;
 //! let mut team = TeamState::create(&admin, "Clinic", "reception", now, &mut rng)?;
-//! let addrs = vec!["192.168.1.20:7410".parse()?];
+//! let addrs = vec!["198.18.0.20:7410".parse()?];
 //! let (_invite, code) =
 //!     team.new_invite(&admin, Role::Editor, None, Some(3_600_000), 1, now, &mut rng, addrs)?;
 //! let text = code.to_string(); // read aloud, or shown as `code.qr_terminal()`

@@ -49,7 +49,10 @@ fn tool_works(tool: &str) -> bool {
 /// CI installs every prerequisite (`.ci/setup`) and a test that silently did not run
 /// there would be counted as passing.
 fn skip_or_fail(reason: &str) {
-    if std::env::var("CI").is_ok_and(|ci| ci.eq_ignore_ascii_case("true")) {
+    // Read as the netns harness reads it (`tests/netns/lan.rs`): `true` or `1`.
+    if std::env::var("CI")
+        .is_ok_and(|ci| ci.trim().eq_ignore_ascii_case("true") || ci.trim() == "1")
+    {
         panic!("{reason}; with CI=true a missing prerequisite is a failure (run .ci/setup)");
     }
     eprintln!("skipping: {reason}");

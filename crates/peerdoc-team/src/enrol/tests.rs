@@ -6,7 +6,7 @@ use crate::test_support::{peer, rng};
 fn code() -> InviteCode {
     InviteCode::new(
         InviteSecret::from_bytes(*b"secret-80b"),
-        vec!["10.0.0.2:7410".parse().expect("addr")],
+        vec!["198.18.0.12:7410".parse().expect("addr")],
     )
     .expect("code")
 }
@@ -26,7 +26,7 @@ fn welcome() -> Reply {
         key_epoch: 0,
         ops: Vec::new(),
         inviter: peer(1),
-        inviter_addrs: vec!["/ip4/10.0.0.2/tcp/7411".into()],
+        inviter_addrs: vec!["/ip4/198.18.0.12/tcp/7411".into()],
         role: Role::Editor,
         name: "laptop".into(),
     })

@@ -21,7 +21,7 @@ fn invite(state: &mut TeamState, role: Role, uses: u32) -> (Invite, InviteCode) 
             uses,
             NOW,
             &mut rng(2),
-            vec!["10.0.0.1:7410".parse().expect("addr")],
+            vec!["198.18.0.11:7410".parse().expect("addr")],
         )
         .expect("invite")
 }

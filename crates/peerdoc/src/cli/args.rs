@@ -65,7 +65,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
     /// Keep dialing this address from now on (and at every start, in a team), e.g.
-    /// /ip4/192.168.1.20/tcp/4100 or 192.168.1.20:4100: for networks where devices do
+    /// /ip4/198.18.0.20/tcp/4100 or 198.18.0.20:4100: for networks where devices do
     /// not find each other by themselves.
     Add {
         /// The address.

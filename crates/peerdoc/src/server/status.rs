@@ -159,7 +159,7 @@ fn parse_peer_addr(text: &str) -> Result<peerdoc_node::Multiaddr, ApiError> {
         }
     }
     Err(ApiError::bad_request(format!(
-        "{text:?} is not a peer address: use a multiaddr like /ip4/192.168.1.20/tcp/4100 \
+        "{text:?} is not a peer address: use a multiaddr like /ip4/198.18.0.20/tcp/4100 \
          (optionally with /p2p/<peer id>) or IP:PORT"
     )))
 }

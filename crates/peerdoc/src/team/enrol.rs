@@ -17,7 +17,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use peerdoc_net::Keypair;
 use peerdoc_node::PeerId;
-use peerdoc_team::{InviteCode, JoinRequest, Refusal, Reply, Welcome};
+// MAX_FRAME: the team crate's own bound on a sealed request or reply.
+use peerdoc_team::{InviteCode, JoinRequest, MAX_FRAME, Refusal, Reply, Welcome};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -25,8 +26,6 @@ use tokio::sync::Semaphore;
 use super::{TeamFile, TeamService, now_ms};
 use crate::server::ApiError;
 
-/// Largest enrolment frame (a welcome carries every membership operation).
-pub(crate) const MAX_FRAME: usize = 256 * 1024;
 /// How long one enrolment exchange may take, each side.
 pub(crate) const ENROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a joining device waits for one address to accept.
