@@ -22,6 +22,7 @@
 pub mod api;
 mod doc;
 mod enrol;
+mod invites;
 mod policy;
 
 use std::collections::{BTreeSet, HashMap};
@@ -34,11 +35,11 @@ use std::time::SystemTime;
 use axum::http::StatusCode;
 use peerdoc_net::Keypair;
 use peerdoc_node::{NodeHandle, PeerId};
-use peerdoc_team::{InviteCode, InviteTag, OpKind, Role, TeamError, TeamState};
+use peerdoc_team::{InviteCode, OpKind, Role, TeamError, TeamState};
 use serde::{Deserialize, Serialize};
 
 use crate::server::ApiError;
-use api::{InviteInfo, Member, Revoked, TeamStatus};
+use api::{Member, Revoked, TeamStatus};
 
 pub use enrol::bind as bind_enrolment;
 pub use policy::{TransportKeys, transport_keys};
@@ -531,108 +532,6 @@ impl TeamService {
             .map_err(team_error)
     }
 
-    /// `POST /v1/team/invites`.
-    pub async fn invite(&self, request: api::CreateInvite) -> Result<InviteInfo, ApiError> {
-        let role: Role = match request.role.as_deref() {
-            None => Role::Editor,
-            Some(text) => text
-                .parse()
-                .map_err(|e: TeamError| ApiError::bad_request(e.to_string()))?,
-        };
-        let expires = request.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
-        if expires == 0 {
-            return Err(ApiError::bad_request("expires_in_secs must be positive"));
-        }
-        let uses = request.uses.unwrap_or(1);
-        let addrs = self
-            .enrol_addrs
-            .read()
-            .map(|a| a.clone())
-            .unwrap_or_default();
-        if addrs.is_empty() {
-            return Err(conflict(
-                "no_enrolment_address",
-                "this device accepts no invites: its enrolment listener (team.enrol_listen) is not running",
-            ));
-        }
-        let mut made = None;
-        self.update(|file, keypair| {
-            let mut rng = os_rng()?;
-            let (invite, code) = file
-                .team
-                .new_invite(
-                    keypair,
-                    role,
-                    request.name.as_deref(),
-                    Some(expires.saturating_mul(1000)),
-                    uses,
-                    now_ms(),
-                    &mut rng,
-                    addrs.clone(),
-                )
-                .map_err(team_error)?;
-            made = Some((invite, code));
-            Ok(())
-        })
-        .await?;
-        let (invite, code) = made.ok_or_else(|| internal("no invite made".into()))?;
-        tracing::info!(invite = %invite.tag, role = %role, "invite created");
-        let mut info = invite_info(&invite, now_ms());
-        info.code = Some(code.to_string());
-        info.addrs = code.addrs().iter().map(ToString::to_string).collect();
-        Ok(info)
-    }
-
-    /// `GET /v1/team/invites`.
-    pub async fn invites(&self) -> Result<Vec<InviteInfo>, ApiError> {
-        self.require_managed()?;
-        let guard = self.file.lock().await;
-        let now = now_ms();
-        Ok(guard
-            .as_ref()
-            .map(|f| {
-                f.team
-                    .invites(now)
-                    .into_iter()
-                    .map(|(i, _)| invite_info(i, now))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    /// `DELETE /v1/team/invites/{id}`.
-    pub async fn revoke_invite(&self, id: &str) -> Result<(), ApiError> {
-        let tag: InviteTag = id
-            .parse()
-            .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such invite"))?;
-        self.update(|file, _| {
-            file.team
-                .revoke_invite(&tag)
-                .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such invite"))
-        })
-        .await
-    }
-
-    /// The code of an invite this device made, as an SVG QR code.
-    pub async fn invite_qr_svg(&self, id: &str) -> Result<String, ApiError> {
-        self.require_managed()?;
-        let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such invite");
-        let tag: InviteTag = id.parse().map_err(|_| not_found())?;
-        let guard = self.file.lock().await;
-        let secret = guard
-            .as_ref()
-            .and_then(|f| f.team.invite_secret(&tag))
-            .cloned()
-            .ok_or_else(not_found)?;
-        let addrs = self
-            .enrol_addrs
-            .read()
-            .map(|a| a.clone())
-            .unwrap_or_default();
-        let code = InviteCode::new(secret, addrs).map_err(|e| internal(e.to_string()))?;
-        Ok(code.qr_svg())
-    }
-
     /// `PATCH /v1/team/members/{device}`: rename and/or change role.
     pub async fn update_member(
         &self,
@@ -800,20 +699,5 @@ impl TeamService {
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect()
-    }
-}
-
-fn invite_info(invite: &peerdoc_team::Invite, now: u64) -> InviteInfo {
-    InviteInfo {
-        id: invite.tag.to_string(),
-        code: None,
-        role: invite.role.to_string(),
-        name: invite.name.clone(),
-        created_ms: invite.created_ms,
-        expires_ms: invite.expires_ms,
-        uses_left: invite.uses_left,
-        status: invite.status(now).to_string(),
-        addrs: Vec::new(),
-        qr_svg: format!("/v1/team/invites/{}/qr.svg", invite.tag),
     }
 }
