@@ -51,16 +51,19 @@ impl NodeHandle {
         priority: i32,
         title: Option<String>,
     ) -> Result<DocumentId, NodeError> {
-        let reply = self
-            .command(Command::Create {
-                initial: Some(initial),
-                priority,
-                title,
-            })
-            .await?;
-        match reply {
+        let command = Command::Create {
+            initial: Some(initial),
+            priority,
+            title,
+        };
+        self.created(command, "create").await
+    }
+
+    /// Runs a command that creates a document and returns the new document's id.
+    async fn created(&self, command: Command, name: &'static str) -> Result<DocumentId, NodeError> {
+        match self.command(command).await? {
             Reply::Created { doc, .. } => Ok(doc),
-            _ => Err(NodeError::UnexpectedReply { command: "create" }),
+            _ => Err(NodeError::UnexpectedReply { command: name }),
         }
     }
 
@@ -74,20 +77,13 @@ impl NodeHandle {
         priority: i32,
         title: Option<String>,
     ) -> Result<DocumentId, NodeError> {
-        let reply = self
-            .command(Command::CreateAt {
-                doc,
-                initial: Some(initial),
-                priority,
-                title,
-            })
-            .await?;
-        match reply {
-            Reply::Created { doc, .. } => Ok(doc),
-            _ => Err(NodeError::UnexpectedReply {
-                command: "create_at",
-            }),
-        }
+        let command = Command::CreateAt {
+            doc,
+            initial: Some(initial),
+            priority,
+            title,
+        };
+        self.created(command, "create_at").await
     }
 
     /// Imports a whole automerge document (`save()` bytes) under a new id.

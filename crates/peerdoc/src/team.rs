@@ -165,9 +165,7 @@ pub struct TeamService {
 
 /// Milliseconds since the epoch.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    crate::server::epoch_ms(SystemTime::now())
 }
 
 /// A cryptographic rng seeded from the OS (team keys, invite secrets, nonces).
