@@ -9,9 +9,10 @@ use super::tree::{Place, Tree, create};
 
 /// The whole document as JSON, maps in key order.
 ///
-/// Maps become objects, lists arrays, text objects and immutable strings strings, counters
-/// and timestamps (milliseconds) numbers, bytes `{"$bytes": "<lowercase hex>"}`, non-finite
-/// floats `null`. Where values conflict, the winner (what `get` returns) is shown.
+/// Maps become objects, lists arrays, text objects and immutable strings strings,
+/// counters `{"$counter": n}`, timestamps `{"$timestamp": ms}`, bytes
+/// `{"$bytes": "<lowercase hex>"}` (the tags [`put_json`] reads, so the view can be
+/// written back without losing a type), non-finite floats `null`. Where values conflict, the winner (what `get` returns) is shown.
 pub fn to_json(doc: &impl ReadDoc) -> Json {
     root_json(doc, None)
 }
@@ -178,8 +179,8 @@ mod tests {
         assert_eq!(
             to_json(&doc),
             json!({
-                "c": 3,
-                "t": 1_700_000_000_000_i64,
+                "c": {"$counter": 3},
+                "t": {"$timestamp": 1_700_000_000_000_i64},
                 "b": {"$bytes": "00ff"},
                 "not_a_tag": {"$counter": 1, "other": 2},
             })

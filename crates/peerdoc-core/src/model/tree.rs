@@ -161,8 +161,10 @@ pub(crate) fn scalar_to_json(value: &ScalarValue) -> Json {
         ScalarValue::Int(i) => Json::from(*i),
         ScalarValue::Uint(u) => Json::from(*u),
         ScalarValue::F64(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        ScalarValue::Counter(c) => Json::from(i64::from(c)),
-        ScalarValue::Timestamp(ms) => Json::from(*ms),
+        // Tagged as written, so what a GET returns can be written back (POST, PATCH)
+        // without the counter or timestamp becoming a plain number.
+        ScalarValue::Counter(c) => tagged(COUNTER_TAG, Json::from(i64::from(c))),
+        ScalarValue::Timestamp(ms) => tagged(TIMESTAMP_TAG, Json::from(*ms)),
         ScalarValue::Boolean(b) => Json::Bool(*b),
         ScalarValue::Null => Json::Null,
         ScalarValue::Unknown { type_code, bytes } => tagged(

@@ -82,11 +82,11 @@ fn to_json_at_shows_each_version() {
     let (doc, hashes) = planned();
     assert_eq!(
         to_json_at(&doc, &hashes[..1]),
-        json!({"title": "Barn wedding", "timeline": ["Ceremony"], "photos": 0})
+        json!({"title": "Barn wedding", "timeline": ["Ceremony"], "photos": {"$counter": 0}})
     );
     assert_eq!(
         to_json_at(&doc, &hashes[1..2]),
-        json!({"title": "Barn wedding", "timeline": ["Ceremony", "Dinner"], "photos": 40})
+        json!({"title": "Barn wedding", "timeline": ["Ceremony", "Dinner"], "photos": {"$counter": 40}})
     );
     assert_eq!(to_json_at(&doc, &hashes[2..]), to_json(&doc));
 }
@@ -147,7 +147,7 @@ fn a_revert_merges_with_concurrent_edits() {
     doc.merge(&mut other).unwrap();
     assert_eq!(
         to_json(&doc),
-        json!({"title": "Barn wedding", "timeline": ["Ceremony", "Dinner"], "photos": 42, "late": 1})
+        json!({"title": "Barn wedding", "timeline": ["Ceremony", "Dinner"], "photos": {"$counter": 42}, "late": 1})
     );
 }
 
