@@ -127,6 +127,14 @@ pub struct DocumentMeta {
     /// What each cloud (by storage id) last confirmed holding of this document.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub receipts: BTreeMap<String, CloudReceipt>,
+    /// Conflicts logged for this document (its conflict log's length), so a summary of
+    /// the documents with conflicts needs no document loads.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conflicts_logged: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A cloud's confirmation that it holds a document at some heads.
@@ -166,6 +174,7 @@ impl DocumentMeta {
             updated_ms: now_ms,
             stored_bytes: 0,
             receipts: BTreeMap::new(),
+            conflicts_logged: 0,
         }
     }
 

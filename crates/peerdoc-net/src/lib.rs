@@ -62,5 +62,5 @@ pub use event_loop::{NetEventLoop, Network};
 pub use handle::NetHandle;
 pub use identity::load_or_create_identity;
 /// Re-exported so that callers name the same libp2p types this crate uses.
-pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr};
 pub use swarm::SYNC_PROTOCOL;

@@ -74,4 +74,4 @@ pub use peerdoc_core::persist::ReceiptStatus;
 pub use peerdoc_core::repo::ChangeRequest;
 /// Re-exported so that embedders name the same types without extra dependencies.
 pub use peerdoc_core::{ConnectionId, DocumentId};
-pub use peerdoc_net::{Multiaddr, NetConfig, PeerId};
+pub use peerdoc_net::{Multiaddr, NetConfig, PeerId, multiaddr};

@@ -127,6 +127,8 @@ pub struct DocumentSummary {
     pub receipt: ReceiptStatus,
     /// When the newest cloud receipt for the current heads arrived, ms since the epoch.
     pub receipt_ms: Option<u64>,
+    /// Conflicts logged for it here (open or settled since); 0 means none ever.
+    pub conflicts_logged: u64,
 }
 
 impl DocumentSummary {
@@ -142,6 +144,7 @@ impl DocumentSummary {
             heads: meta.heads.clone(),
             receipt: meta.receipt_status(),
             receipt_ms: meta.current_receipt().map(|r| r.at_ms),
+            conflicts_logged: meta.conflicts_logged,
         }
     }
 }

@@ -430,11 +430,11 @@ fn open_error(path: PathBuf, source: sled::Error) -> StoreError {
     // sled 0.34 reports a failed `flock` on `<dir>/db` as an `Io(Other)` error whose
     // message starts with this phrase (config.rs, `try_lock`); it has no dedicated kind.
     match &source {
+        // sled's message embeds the OS error's debug text (`Os { code: 11, … }`):
+        // say it in words instead.
         sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            StoreError::HeldByAnotherProcess {
-                path,
-                detail: io.to_string(),
-            }
+            let detail = format!("the lock on {} is taken", path.join("db").display());
+            StoreError::HeldByAnotherProcess { path, detail }
         }
         _ => StoreError::Open { path, source },
     }

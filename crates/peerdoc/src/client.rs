@@ -36,9 +36,9 @@ use ureq::{Body, SendBody};
 pub use self::error::{ClientError, TokenSource};
 pub use self::events::{Event, EventStream, ServerEvent};
 pub use self::types::{
-    CloudEndpoint, ConflictRecord, ConflictValue, Conflicts, Created, CurrentConflict, DocContent,
-    DocPeer, DocStatus, DocSummary, Heads, HistoryEntry, MetaUpdate, NewDocument, Peer, Receipts,
-    Status,
+    CloudEndpoint, ConflictDoc, ConflictRecord, ConflictSummary, ConflictValue, Conflicts, Created,
+    CurrentConflict, DocContent, DocPeer, DocStatus, DocSummary, Heads, HistoryEntry, MetaUpdate,
+    NewDocument, Peer, Receipts, Status,
 };
 
 /// The file, inside the data directory, holding the URL the daemon's API serves on.
@@ -57,6 +57,27 @@ const MAX_ERROR_BYTES: u64 = 64 * 1024;
 /// a write the daemon goes on to complete would invite a duplicate on retry (the daemon
 /// answers `busy` rather than queueing without bound; Ctrl-C stops waiting).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Client::discover_waiting`] waits for a daemon that says it is starting
+/// (opening a large store takes a while).
+pub const WAIT_FOR_START: Duration = Duration::from_secs(60);
+/// How long [`Client::discover_waiting`] waits when no daemon says it is starting.
+pub const WAIT_FOR_LAUNCH: Duration = Duration::from_secs(1);
+
+/// Whether `<data_dir>/api.starting` names a process that is still alive (on systems
+/// without `/proc`, whether the file exists).
+fn starting(data_dir: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(data_dir.join(crate::daemon::STARTING_FILE)) else {
+        return false;
+    };
+    let proc = Path::new("/proc");
+    if !proc.is_dir() {
+        return true;
+    }
+    text.trim()
+        .parse::<u32>()
+        .is_ok_and(|pid| proc.join(pid.to_string()).exists())
+}
 
 /// Where to find the daemon: each field overrides what the data directory says.
 #[derive(Debug, Clone, Default)]
@@ -135,6 +156,45 @@ impl Client {
         Self::connect_with(base_url, &token, token_source, data_dir, url_from_file)
     }
 
+    /// [`Client::discover`], waiting for a daemon that is starting: up to
+    /// [`WAIT_FOR_START`] when the data directory says one is starting (`api.starting`
+    /// names a live process), else up to [`WAIT_FOR_LAUNCH`] for one launched a moment
+    /// ago (`peerdoc run &` followed by a client command). `waiting` is called once
+    /// when a daemon that says it is starting has not answered for 300 ms, so the caller
+    /// can say what it waits for.
+    ///
+    /// # Errors
+    /// As [`Client::discover`], after the wait.
+    pub fn discover_waiting(
+        discovery: &Discovery,
+        mut waiting: impl FnMut(&Path),
+    ) -> Result<Self, ClientError> {
+        let began = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match Self::discover(discovery) {
+                Err(ClientError::NotRunning { data_dir }) => {
+                    let starting = starting(&data_dir);
+                    let limit = if starting {
+                        WAIT_FOR_START
+                    } else {
+                        WAIT_FOR_LAUNCH
+                    };
+                    if began.elapsed() >= limit {
+                        return Err(ClientError::NotRunning { data_dir });
+                    }
+                    // Silent for a daemon only launched (most often: none at all).
+                    if starting && !told && began.elapsed() >= Duration::from_millis(300) {
+                        told = true;
+                        waiting(&data_dir);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// A client of the daemon at `base_url` (e.g. `http://127.0.0.1:7420`) using `token`.
     ///
     /// # Errors
@@ -205,10 +265,23 @@ impl Client {
 
     /// `GET /v1/docs`, tombstones included when `deleted`.
     pub fn list_docs(&self, deleted: bool) -> Result<Vec<DocSummary>, ClientError> {
+        self.list_docs_with(deleted, false)
+    }
+
+    /// `GET /v1/docs`, tombstones included when `deleted`, the daemon's own documents
+    /// when `system`.
+    pub fn list_docs_with(
+        &self,
+        deleted: bool,
+        system: bool,
+    ) -> Result<Vec<DocSummary>, ClientError> {
         let path = "/v1/docs";
         let mut request = self.get(path);
         if deleted {
             request = request.query("deleted", "true");
+        }
+        if system {
+            request = request.query("system", "true");
         }
         self.json(path, request.call())
     }

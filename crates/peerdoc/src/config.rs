@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use peerdoc_node::{Multiaddr, NetConfig, NodeConfig};
 use serde::{Deserialize, Serialize};
 
+pub use self::origin::{Origin, Origins, ShownKey, show};
 use crate::cli::args::{GlobalArgs, RunArgs};
 use crate::cloud::{CloudEndpoint, TlsTrust};
 use peerdoc_core::endpoint::EndpointPolicy;
@@ -97,11 +98,15 @@ pub struct DaemonConfig {
     /// Data directory (store, identity, API token and address).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// `tracing` filter, e.g. `info` or `peerdoc=debug`.
     /// `device` (the default) or `cloud`: the cloud profile changes the defaults of a
     /// few keys for a server (see [`Profile`]); any key set explicitly still wins.
     pub profile: Profile,
+    /// `tracing` filter, e.g. `info` or `peerdoc=debug`.
     pub log: String,
+    /// Also write the log to this file, rotated at 10 MiB with 5 old files kept
+    /// (`<file>.1` … `<file>.5`). [default: stderr only]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<PathBuf>,
     /// File holding the team key (64 hex characters).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team_key_file: Option<PathBuf>,
@@ -197,23 +202,36 @@ impl Default for ApiConfig {
     }
 }
 
-/// The daemon's default listen addresses: TCP and QUIC on every interface.
+/// The libp2p port a device listens on by default (TCP, and UDP for QUIC), so the
+/// address given to a teammate survives restarts. When it is taken (a second daemon on
+/// one machine), the daemon falls back to a port the OS picks and remembers that one in
+/// `<data_dir>/net.port` for the next start (`docs/daemon.md`).
+pub const DEFAULT_LISTEN_PORT: u16 = 7410;
+
+/// The daemon's default listen addresses on `port`: TCP and QUIC on every interface.
+pub fn default_listen_addrs_on(port: u16) -> Vec<Multiaddr> {
+    [
+        format!("/ip4/0.0.0.0/tcp/{port}"),
+        format!("/ip4/0.0.0.0/udp/{port}/quic-v1"),
+    ]
+    .iter()
+    .filter_map(|a| a.parse().ok())
+    .collect()
+}
+
 fn default_listen_addrs() -> Vec<Multiaddr> {
-    ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"]
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect()
+    default_listen_addrs_on(DEFAULT_LISTEN_PORT)
 }
 
 /// Sets of defaults for where the daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
-    /// A venue device: mDNS on, libp2p on ephemeral ports of every interface.
+    /// A venue device: mDNS on, libp2p on TCP and UDP port 7410 of every interface.
     Device,
-    /// The team's cloud peer on a server: mDNS off, libp2p on TCP port
-    /// [`CLOUD_LISTEN_PORT`] of every interface, a larger memory budget; refuses to run
-    /// open (`--open`), so that only the team can connect.
+    /// The team's cloud peer on a server: mDNS off, libp2p on TCP port 4001 of every
+    /// interface, a larger memory budget; refuses to run open (--open), so that only
+    /// the team can connect.
     Cloud,
 }
 
@@ -245,6 +263,7 @@ impl Default for DaemonConfig {
             data_dir: None,
             profile: Profile::Device,
             log: "info".to_owned(),
+            log_file: None,
             team_key_file: None,
             api: ApiConfig::default(),
             node: NodeConfig::default(),
@@ -269,6 +288,8 @@ pub struct Resolved {
     pub api_listen: SocketAddr,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
+    /// Where each leaf key's value came from (`peerdoc config show`).
+    pub origins: Origins,
 }
 
 impl Resolved {
@@ -299,7 +320,7 @@ impl Resolved {
         if let Some(path) = &c.team_key_file {
             net.team_key = Some(read_team_key(path)?);
         }
-        if net.team_key.is_some() && net.listen_addrs == default_listen_addrs() {
+        if net.team_key.is_some() && self.origins.is_default("net.listen_addrs") {
             // QUIC cannot carry the private-network handshake: drop it from the
             // defaults rather than make every keyed team spell out TCP.
             net.listen_addrs.retain(|a| !a.to_string().contains("quic"));
@@ -356,6 +377,49 @@ pub fn read_team_key(path: &Path) -> Result<[u8; 32], ConfigError> {
     Ok(key)
 }
 
+/// An address as a person types it: a multiaddr, or `IP:PORT` for TCP. The error
+/// names the value and shows the forms that work.
+pub fn peer_addr(text: &str) -> Result<Multiaddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<Multiaddr>() {
+        return Ok(addr);
+    }
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        let ip = match socket.ip() {
+            std::net::IpAddr::V4(v4) => format!("/ip4/{v4}"),
+            std::net::IpAddr::V6(v6) => format!("/ip6/{v6}"),
+        };
+        if let Ok(addr) = format!("{ip}/tcp/{}", socket.port()).parse() {
+            return Ok(addr);
+        }
+    }
+    Err(format!(
+        "{text:?} is not an address: use a multiaddr like /ip4/198.18.0.20/tcp/7410 \
+         (optionally with /p2p/<peer id>) or IP:PORT"
+    ))
+}
+
+/// `net.peers` and `net.listen_addrs` as multiaddr strings: `IP:PORT` is turned into
+/// `/ip4/IP/tcp/PORT`, and a bad entry is an error naming it and where it came from.
+fn normalize_addrs(merged: &mut toml::Table) -> Result<(), String> {
+    let Some(toml::Value::Table(net)) = merged.get_mut("net") else {
+        return Ok(());
+    };
+    for key in ["peers", "listen_addrs"] {
+        let Some(toml::Value::Array(items)) = net.get_mut(key) else {
+            continue;
+        };
+        for item in items.iter_mut() {
+            let toml::Value::String(text) = item else {
+                continue;
+            };
+            let addr = peer_addr(text).map_err(|message| format!("net.{key}: {message}"))?;
+            *item = toml::Value::String(addr.to_string());
+        }
+    }
+    Ok(())
+}
+
 /// The per-platform default data directory (Linux: `~/.local/share/peerdoc`).
 pub fn default_data_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "peerdoc").map(|d| d.data_dir().to_owned())
@@ -394,7 +458,7 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value
 /// Keys without a default that the environment may still set: paths, taken verbatim.
 /// (The other keys without a default have a flag with its own variable, or are not
 /// meant for the environment.)
-const ENV_PATH_KEYS: &[&str] = &["cloud.ca_file"];
+const ENV_PATH_KEYS: &[&str] = &["cloud.ca_file", "log_file"];
 
 /// The environment variable for a key: `node.max_docs_in_memory` →
 /// `PEERDOC_NODE_MAX_DOCS_IN_MEMORY`.
@@ -414,6 +478,7 @@ impl DaemonConfig {
         run: &RunArgs,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Resolved, ConfigError> {
+        let mut origins = Origins::default();
         // Layer 2: the file.
         let file = match &run.config {
             Some(path) => Some(path.clone()),
@@ -435,6 +500,11 @@ impl DaemonConfig {
                 path: path.clone(),
                 message,
             })?;
+            let mut keys = Vec::new();
+            flatten("", &table, &mut keys);
+            for (key, _) in keys {
+                origins.set(key, Origin::File(path.clone()));
+            }
             merged = table;
         }
         // Layer 3: the environment.
@@ -460,48 +530,59 @@ impl DaemonConfig {
                     var: var.clone(),
                     message,
                 })?;
-                insert_dotted(&mut merged, &key, value)
-                    .map_err(|message| ConfigError::Env { var, message })?;
+                insert_dotted(&mut merged, &key, value).map_err(|message| ConfigError::Env {
+                    var: var.clone(),
+                    message,
+                })?;
+                origins.set(key, Origin::Env(var));
             }
         }
         // Layer 4: flags (and clap's own environment variables).
-        let mut flags: Vec<(String, toml::Value)> = Vec::new();
+        let mut flags: Vec<(&str, &str, toml::Value)> = Vec::new();
         if let Some(dir) = &global.data_dir {
-            flags.push(("data_dir".into(), path_value(dir)));
+            flags.push(("data_dir", "--data-dir", path_value(dir)));
         }
         if let Some(listen) = &run.api_listen {
-            flags.push(("api.listen".into(), toml::Value::String(listen.clone())));
+            flags.push((
+                "api.listen",
+                "--api-listen",
+                toml::Value::String(listen.clone()),
+            ));
         }
         if !run.listen.is_empty() {
-            flags.push(("net.listen_addrs".into(), string_array(&run.listen)));
+            flags.push(("net.listen_addrs", "--listen", string_array(&run.listen)));
         }
         if !run.peers.is_empty() {
-            flags.push(("net.peers".into(), string_array(&run.peers)));
+            flags.push(("net.peers", "--peer", string_array(&run.peers)));
         }
         if !run.cloud.is_empty() {
-            flags.push(("cloud.endpoints".into(), string_array(&run.cloud)));
+            flags.push(("cloud.endpoints", "--cloud", string_array(&run.cloud)));
         }
         if run.no_mdns {
-            flags.push(("net.enable_mdns".into(), toml::Value::Boolean(false)));
+            flags.push(("net.enable_mdns", "--no-mdns", toml::Value::Boolean(false)));
         }
         if let Some(profile) = run.profile {
             let name = match profile {
                 Profile::Device => "device",
                 Profile::Cloud => "cloud",
             };
-            flags.push(("profile".into(), toml::Value::String(name.into())));
+            flags.push(("profile", "--profile", toml::Value::String(name.into())));
         }
         if let Some(path) = &run.team_key_file {
-            flags.push(("team_key_file".into(), path_value(path)));
+            flags.push(("team_key_file", "--team-key-file", path_value(path)));
         }
         if run.open {
-            flags.push(("team.open".into(), toml::Value::Boolean(true)));
+            flags.push(("team.open", "--open", toml::Value::Boolean(true)));
         }
         if let Some(log) = &run.log {
-            flags.push(("log".into(), toml::Value::String(log.clone())));
+            flags.push(("log", "--log", toml::Value::String(log.clone())));
         }
-        for (key, value) in flags {
-            insert_dotted(&mut merged, &key, value).map_err(ConfigError::Invalid)?;
+        if let Some(file) = &run.log_file {
+            flags.push(("log_file", "--log-file", path_value(file)));
+        }
+        for (key, flag, value) in flags {
+            insert_dotted(&mut merged, key, value).map_err(ConfigError::Invalid)?;
+            origins.set(key.to_owned(), Origin::Flag(flag));
         }
         let defaults: std::collections::BTreeMap<String, toml::Value> =
             default_keys().into_iter().collect();
@@ -523,6 +604,7 @@ impl DaemonConfig {
             insert_dotted(&mut one, key, value.clone()).map_err(set_err)?;
             check(&one).map_err(set_err)?;
             insert_dotted(&mut merged, key, value).map_err(set_err)?;
+            origins.set(key.to_owned(), Origin::Set);
         }
         // The profile's defaults go under everything set explicitly.
         let profile = match merged.get("profile") {
@@ -534,8 +616,26 @@ impl DaemonConfig {
         for (key, value) in profile.defaults() {
             if !has_dotted(&merged, key) {
                 insert_dotted(&mut merged, key, value).map_err(ConfigError::Invalid)?;
+                origins.set(key.to_owned(), Origin::Profile(profile));
             }
         }
+        // Then the defaults of every key still unset. Key by key: a section set only in
+        // part (`--no-mdns` sets `net.enable_mdns`) keeps the daemon's defaults for the
+        // rest of it (the listen addresses), not the library's.
+        for (key, value) in defaults {
+            if !has_dotted(&merged, &key) {
+                insert_dotted(&mut merged, &key, value).map_err(ConfigError::Invalid)?;
+                origins.set(key, Origin::Default);
+            }
+        }
+        normalize_addrs(&mut merged).map_err(|message| {
+            // Flags are not checked layer by layer: name the flag here.
+            let origin = match message.split(':').next() {
+                Some(key) => origins.of(key).to_string(),
+                None => String::new(),
+            };
+            ConfigError::Invalid(format!("{message} (from {origin})"))
+        })?;
         let config: DaemonConfig = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
@@ -594,6 +694,7 @@ impl DaemonConfig {
             data_dir,
             api_listen,
             file,
+            origins,
         })
     }
 }
@@ -601,7 +702,9 @@ impl DaemonConfig {
 /// Deserialises a partial table to find unknown keys and wrong types early, so the
 /// error can name the layer they came from.
 fn check(table: &toml::Table) -> Result<(), String> {
-    toml::Value::Table(table.clone())
+    let mut table = table.clone();
+    normalize_addrs(&mut table)?;
+    toml::Value::Table(table)
         .try_into::<DaemonConfig>()
         .map(|_| ())
         .map_err(|e| e.message().to_owned())
@@ -673,5 +776,6 @@ fn insert_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Resu
     Ok(())
 }
 
+mod origin;
 #[cfg(test)]
 mod tests;

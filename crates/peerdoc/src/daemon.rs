@@ -20,10 +20,17 @@ use crate::config::{ConfigError, DaemonConfig, Resolved, TransportGate};
 use crate::server::{self, AppState, ServerConfig};
 use crate::team::{TeamFile, TeamMode, TeamService};
 
+mod logfile;
+mod ready;
+
+pub(crate) use ready::dialable;
+
 /// File in the data directory holding the API's bearer token.
 pub const TOKEN_FILE: &str = "api.token";
 /// File in the data directory holding the API's URL while the daemon runs.
 pub const ADDR_FILE: &str = "api.addr";
+/// File in the data directory holding the daemon's process id while it starts.
+pub const STARTING_FILE: &str = ready::STARTING_FILE;
 
 /// Why the daemon could not start or stopped with an error. Displayed as the one line
 /// the user sees.
@@ -72,6 +79,14 @@ pub enum DaemonError {
     /// The team file or the device identity could not be read.
     #[error("{0}")]
     Team(String),
+    /// The log file could not be opened.
+    #[error("cannot write the log file {path}: {source}; choose another with --log-file")]
+    LogFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The enrolment listener could not be bound.
     #[error(
         "cannot accept invite codes on {addr}: {source}; choose another address with \
@@ -110,7 +125,7 @@ impl<E: fmt::Display> fmt::Display for OneLine<'_, E> {
 
 fn run_daemon(global: &GlobalArgs, run: &RunArgs) -> Result<(), DaemonError> {
     let resolved = DaemonConfig::load(global, run)?;
-    init_tracing(&resolved.config.log);
+    init_tracing(&resolved.config.log, resolved.config.log_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,24 +133,50 @@ fn run_daemon(global: &GlobalArgs, run: &RunArgs) -> Result<(), DaemonError> {
     runtime.block_on(run_async(resolved))
 }
 
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, log_file: Option<&Path>) -> Result<(), DaemonError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second daemon in one process (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let file = match log_file {
+        Some(path) => {
+            Some(
+                logfile::RotatingFile::open(path).map_err(|source| DaemonError::LogFile {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(false)
+        .with_ansi(false);
+    let file = file.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(file)
+            .with_ansi(false)
+            .boxed()
+    });
+    // A second daemon in one process (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
         .try_init();
+    Ok(())
 }
 
-async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
+async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
     let data_dir = resolved.data_dir.clone();
     let cloud_tls = resolved.cloud_tls()?;
     std::fs::create_dir_all(&data_dir).map_err(|source| DaemonError::File {
         path: data_dir.clone(),
         source,
     })?;
+    let starting = ready::Starting::mark(&data_dir);
+    ready::choose_listen_port(&mut resolved);
     let mode = resolved.team_mode();
     let keypair = peerdoc_net::load_or_create_identity(&data_dir.join("identity.key"))
         .map_err(|e| DaemonError::Team(e.to_string()))?;
@@ -228,12 +269,21 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
         server_config.max_sync_message_bytes,
         &cloud_tls,
     );
-    let state = AppState::new(node.handle(), server_config).with_team(team.clone());
+    let shared_meta = crate::shared_meta::SharedMeta::start(node.handle());
+    let state = AppState::new(node.handle(), server_config)
+        .with_team(team.clone())
+        .with_shared_meta(shared_meta);
     let addr_file = data_dir.join(ADDR_FILE);
     if let Err(error) = write_atomically(&addr_file, format!("{api_url}\n").as_bytes(), false) {
         node.shutdown().await;
         return Err(error);
     }
+    drop(starting);
+    let listening = match node.handle().status().await {
+        Ok(status) => status.listen_addrs,
+        Err(_) => Vec::new(),
+    };
+    ready::remember_port(&resolved, &listening);
     tracing::info!(
         api = %api_url,
         peer = %node.peer_id(),
@@ -241,6 +291,8 @@ async fn run_async(resolved: Resolved) -> Result<(), DaemonError> {
         config = ?resolved.file,
         "peerdoc daemon running"
     );
+    let dialable = ready::dialable(&listening, &node.peer_id().to_string());
+    println!("{}", ready::ready_line(&api_url, &dialable));
     let served = server::serve(listener, state, shutdown_signal()).await;
     tracing::info!("stopping: flushing the store");
     for dialer in &dialers {

@@ -5,6 +5,7 @@
 //! - [`client`]: a blocking client of that API, used by the CLI.
 //! - [`cli`]: argument parsing and the client subcommands' output.
 //! - [`team`]: teams: enrolment by invite code, membership, roles, revocation.
+//! - [`shared_meta`]: titles and priorities every device sees.
 
 pub mod cli;
 pub mod client;
@@ -12,4 +13,5 @@ pub mod cloud;
 pub mod config;
 pub mod daemon;
 pub mod server;
+pub mod shared_meta;
 pub mod team;

@@ -99,6 +99,9 @@ pub struct AppState {
     stop: Arc<watch::Sender<bool>>,
     /// The team side (none: an embedder serving a node without teams).
     pub(crate) team: Option<Arc<crate::team::TeamService>>,
+    /// Shares titles and priorities with every device (none: an embedder's node keeps
+    /// them local).
+    pub(crate) shared_meta: Option<crate::shared_meta::SharedMeta>,
 }
 
 impl AppState {
@@ -113,6 +116,7 @@ impl AppState {
             stopping,
             stop: Arc::new(stop),
             team: None,
+            shared_meta: None,
         }
     }
 
@@ -121,6 +125,37 @@ impl AppState {
     pub fn with_team(mut self, team: Arc<crate::team::TeamService>) -> Self {
         self.team = Some(team);
         self
+    }
+
+    /// Shares titles and priorities set through this API with every device.
+    pub fn with_shared_meta(mut self, shared: crate::shared_meta::SharedMeta) -> Self {
+        self.shared_meta = Some(shared);
+        self
+    }
+
+    /// The daemon's own documents (the team's membership, the shared titles), which
+    /// `GET /v1/docs` leaves out unless asked (`?system=true`).
+    pub(crate) fn system_docs(&self) -> Vec<peerdoc_node::DocumentId> {
+        let mut docs = Vec::new();
+        if self.shared_meta.is_some() {
+            docs.push(crate::shared_meta::doc_id());
+        }
+        if let Some(team) = self.team.as_ref().and_then(|t| t.team_doc()) {
+            docs.push(team);
+        }
+        docs
+    }
+
+    /// Records a title and/or priority set here for every device (when shared).
+    pub(crate) async fn share_meta(
+        &self,
+        doc: peerdoc_node::DocumentId,
+        title: Option<Option<&str>>,
+        priority: Option<i32>,
+    ) {
+        if let Some(shared) = &self.shared_meta {
+            shared.publish(doc, title, priority).await;
+        }
     }
 
     /// Marks the server as stopping (health turns 503, event streams end).

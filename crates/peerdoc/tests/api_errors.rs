@@ -206,7 +206,7 @@ fn create_list_read_and_read_at_heads() {
     // automerge: URLs are accepted wherever an id is.
     let now = c.read(&format!("automerge:{id}"));
     assert_eq!(now["content"]["title"], "Hayloft wedding");
-    assert_eq!(now["content"]["n"], 1);
+    assert_eq!(now["content"]["n"], json!({"$counter": 1}));
     let heads = first_heads
         .as_array()
         .expect("heads")
@@ -220,6 +220,17 @@ fn create_list_read_and_read_at_heads() {
     // Read errors.
     c.get(&format!("/v1/docs/{id}?heads=zz"))
         .assert_error(400, "bad_request");
+    // An empty list is a mistake, not "the current version".
+    let empty = c.get(&format!("/v1/docs/{id}?heads="));
+    empty.assert_error(400, "bad_request");
+    assert!(
+        !empty.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("?heads="),
+        "HTTP wording in {:?}",
+        empty.json()
+    );
     c.get(&format!("/v1/docs/{id}?heads={}", "ab".repeat(32)))
         .assert_error(404, "unknown_heads");
     c.get(&format!("/v1/docs/{id}?colour=red"))
@@ -315,7 +326,29 @@ fn edit_errors_change_nothing() {
     assert!(ok["heads"].is_array());
     assert_eq!(
         c.read(&id)["content"],
-        json!({"name": "Grace", "list": [2, 3], "text": "hi!", "count": 5})
+        json!({"name": "Grace", "list": [2, 3], "text": "hi!", "count": {"$counter": 5}})
+    );
+}
+
+#[test]
+fn counters_and_timestamps_survive_a_get_then_post() {
+    let s = TestServer::start();
+    let c = &s.client;
+    let content =
+        json!({"count": {"$counter": 3}, "at": {"$timestamp": 1_765_000_000_000_i64}, "n": 3});
+    let id = c.create(content.clone());
+    let read = c.read(&id)["content"].clone();
+    assert_eq!(read, content);
+    // Written back as read: still a counter (it increments) and still a timestamp.
+    let copy = c.create(read);
+    c.patch(
+        &format!("/v1/docs/{copy}"),
+        &json!({"ops": [{"op": "increment", "path": "/count", "by": 2}]}),
+    )
+    .ok(200);
+    assert_eq!(
+        c.read(&copy)["content"],
+        json!({"count": {"$counter": 5}, "at": {"$timestamp": 1_765_000_000_000_i64}, "n": 3})
     );
 }
 
@@ -448,6 +481,13 @@ fn import_export_round_trip_and_errors() {
         Some(vec![0; BODY_LIMIT + 1]),
     )
     .assert_error(413, "too_large");
+    c.call(
+        "POST",
+        "/v1/docs/import",
+        Some("application/octet-stream"),
+        Some(Vec::new()),
+    )
+    .assert_error(422, "invalid_document");
     assert_eq!(count(), docs_before);
 
     c.get(&format!("/v1/docs/{BAD_ID}/export"))
@@ -606,8 +646,11 @@ fn status_peers_metrics_and_openapi() {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
 
-    let served = c.get("/v1/openapi.json").ok(200);
+    let mut served = c.get("/v1/openapi.json").ok(200);
     let committed: Value = serde_json::from_str(OPENAPI_JSON).expect("docs/openapi.json is JSON");
+    // The served copy names the address it is served on, whatever the port.
+    assert_eq!(served["servers"], json!([{ "url": c.base }]));
+    served["servers"] = committed["servers"].clone();
     assert_eq!(served, committed);
     assert!(
         committed["openapi"]

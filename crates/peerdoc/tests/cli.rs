@@ -180,7 +180,7 @@ fn status_shows_identity_documents_and_health() {
         .stdout(predicate::str::is_match(r"(?m)^peer id +12D3Koo\w+$").expect("regex"))
         .stdout(predicate::str::is_match(r"(?m)^documents +1 \(0 deleted").expect("regex"))
         .stdout(predicate::str::contains(
-            "health     offline (no peer connected)",
+            "health     offline (no peer or cloud connected)",
         ))
         .stdout(predicate::str::contains(
             "wipe?      NOT safe to wipe: 1 document of 1 not confirmed by any cloud",

@@ -55,6 +55,12 @@ impl Repo {
         if adopted {
             replies.extend(self.found(doc_id));
         }
+        if !new_conflicts.is_empty() {
+            self.catalog
+                .entry(doc_id)
+                .or_insert_with(|| DocumentMeta::new(now, 0))
+                .conflicts_logged += new_conflicts.len() as u64;
+        }
         self.persist_sessions(&doc_id, &mut batch);
         self.save_document(doc_id, batch, replies);
         if adopted {

@@ -200,6 +200,13 @@ impl Repo {
         meta.title = title;
         self.catalog.insert(doc_id, meta);
         let heads = doc.doc.get_heads();
+        // An imported document may hold conflicts already: log them as any arriving
+        // change's are (the diff from nothing is the whole document).
+        let patches = if bytes.is_some() {
+            doc.doc.diff(&[], &heads)
+        } else {
+            Vec::new()
+        };
         self.docs.insert(doc_id, doc);
         self.event(Event::DocumentCreated {
             doc: doc_id,
@@ -207,7 +214,7 @@ impl Repo {
         });
         self.doc_changed(
             doc_id,
-            Vec::new(),
+            patches,
             ChangeOrigin::Local,
             vec![(id, Reply::Created { doc: doc_id, heads })],
         );

@@ -49,7 +49,7 @@ pub enum Command {
     Status,
     /// List connected and known peers with their health; add or remove a peer address.
     Peers {
-        /// `add ADDR` or `remove ADDR` (without: list the peers).
+        /// 'add ADDR' or 'remove ADDR' (without: list the peers).
         #[command(subcommand)]
         action: Option<PeersCommand>,
     },
@@ -59,9 +59,29 @@ pub enum Command {
     /// The team: create one, invite and remove devices, names and roles.
     #[command(subcommand)]
     Team(TeamCommand),
+    /// Print this device's peer id and the full addresses another device can dial.
+    Id,
+    /// The daemon's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script, e.g.
+    /// 'peerdoc completions bash > ~/.local/share/bash-completion/completions/peerdoc'.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
-/// `peerdoc peers add|remove`.
+/// 'peerdoc config …'.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the configuration 'peerdoc run' would use with these flags, every key
+    /// with its value and where it came from (default, profile, file, environment,
+    /// flag). Reads the files and the environment; needs no running daemon.
+    Show(RunArgs),
+}
+
+/// 'peerdoc peers add|remove'.
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
     /// Keep dialing this address from now on (and at every start, in a team), e.g.
@@ -78,7 +98,7 @@ pub enum PeersCommand {
     },
 }
 
-/// `peerdoc team …` (`docs/teams.md`).
+/// 'peerdoc team …' ('docs/teams.md').
 #[derive(Debug, Subcommand)]
 pub enum TeamCommand {
     /// Show the team and its members (or what to do when this device has none).
@@ -92,7 +112,7 @@ pub enum TeamCommand {
         #[arg(long)]
         device_name: Option<String>,
     },
-    /// Join a team with the code an admin's `peerdoc team invite` printed.
+    /// Join a team with the code an admin's 'peerdoc team invite' printed.
     Join {
         /// The invite code (dashes and case do not matter).
         code: String,
@@ -123,7 +143,7 @@ pub enum TeamCommand {
     },
     /// List the invites this device made.
     Invites,
-    /// Withdraw an invite (by the id `team invites` shows).
+    /// Withdraw an invite (by the id 'team invites' shows).
     Uninvite {
         /// The invite's id.
         id: String,
@@ -151,7 +171,7 @@ pub enum TeamCommand {
     },
 }
 
-/// `peerdoc run`. Precedence: flags > environment > config file > defaults.
+/// 'peerdoc run'. Precedence: flags > environment > config file > defaults.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
     /// TOML config file. [default: <config dir>/peerdoc/config.toml if it exists]
@@ -188,7 +208,7 @@ pub struct RunArgs {
     /// Turn mDNS discovery off (use explicit --peer addresses only).
     #[arg(long, env = "PEERDOC_NO_MDNS")]
     pub no_mdns: bool,
-    /// Defaults for where the daemon runs: `device` (mDNS on) or `cloud` (mDNS off,
+    /// Defaults for where the daemon runs: 'device' (mDNS on) or 'cloud' (mDNS off,
     /// libp2p on TCP 4001, needs a team key or an allowlist). [default: device]
     #[arg(long, env = "PEERDOC_PROFILE", value_name = "PROFILE")]
     pub profile: Option<crate::config::Profile>,
@@ -199,18 +219,21 @@ pub struct RunArgs {
     /// anyone on the Wi-Fi gets every document). Without it, only team members connect.
     #[arg(long, env = "PEERDOC_OPEN")]
     pub open: bool,
-    /// Log filter, e.g. `info` or `peerdoc=debug`. [default: info]
+    /// Log filter, e.g. 'info' or 'peerdoc=debug'. [default: info]
     #[arg(long, env = "PEERDOC_LOG", value_name = "FILTER")]
     pub log: Option<String>,
-    /// Set any config key, e.g. `--set node.max_docs_in_memory=500` (repeatable).
+    /// Also write the log to this file, rotated at 10 MiB (5 old files kept).
+    #[arg(long, env = "PEERDOC_LOG_FILE", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Set any config key, e.g. '--set node.max_docs_in_memory=500' (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 }
 
-/// `peerdoc doc …`.
+/// 'peerdoc doc …'.
 #[derive(Debug, Subcommand)]
 pub enum DocCommand {
-    /// Create a document from JSON (an argument, `-` for stdin, or `@file`).
+    /// Create a document from JSON (an argument, '-' for stdin, or '@file').
     New {
         /// The initial content, a JSON object. [default: {}]
         content: Option<String>,
@@ -226,6 +249,9 @@ pub enum DocCommand {
         /// Include deleted documents.
         #[arg(long)]
         deleted: bool,
+        /// Include the daemon's own documents (team membership, shared titles).
+        #[arg(long)]
+        system: bool,
     },
     /// Print a document (or the value at a JSON pointer inside it) as JSON.
     Get {
@@ -243,7 +269,7 @@ pub enum DocCommand {
         id: String,
         /// JSON pointer, e.g. /title or /guests/- to append.
         path: String,
-        /// The value, as JSON (`-` for stdin, `@file`).
+        /// The value, as JSON ('-' for stdin, '@file').
         value: String,
         /// Commit message.
         #[arg(long, short)]
@@ -254,14 +280,26 @@ pub enum DocCommand {
         /// Document id or automerge: URL.
         id: String,
     },
-    /// Import an automerge file (`save()` bytes) as a new document.
+    /// Import an automerge file ('save()' bytes) as a new document.
     Import {
-        /// The file (`-` for stdin).
+        /// The file ('-' for stdin).
         file: PathBuf,
         /// Its title.
         #[arg(long)]
         title: Option<String>,
         /// Its sync priority.
+        #[arg(long, allow_hyphen_values = true)]
+        priority: Option<i32>,
+    },
+    /// Show or change a document's title and sync priority. Both are shared: every
+    /// device in the team sees them.
+    Meta {
+        /// Document id or automerge: URL.
+        id: String,
+        /// Its new title (an empty one clears it).
+        #[arg(long)]
+        title: Option<String>,
+        /// Its new sync priority (higher syncs first).
         #[arg(long, allow_hyphen_values = true)]
         priority: Option<i32>,
     },

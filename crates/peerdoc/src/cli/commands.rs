@@ -9,7 +9,7 @@ mod watch;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use super::args::{Command, GlobalArgs, PeersCommand};
+use super::args::{Command, ConfigCommand, GlobalArgs, PeersCommand, RunArgs};
 use super::error::CliError;
 use super::output::{Table, age, now_ms, printable, write_json};
 use crate::client::{Client, Discovery, Peer, Status};
@@ -69,17 +69,86 @@ fn run(global: &GlobalArgs, command: &Command, out: &mut impl Write) -> Result<E
         }
         Command::Doc(doc) => doc::run(global, doc, out)?,
         Command::Team(team) => team::run(global, team, out)?,
+        Command::Id => id(global, out)?,
+        Command::Config(ConfigCommand::Show(run)) => config_show(global, run, out)?,
+        Command::Completions { shell } => {
+            let mut command = <super::args::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "peerdoc", out);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Connects to the daemon the flags and data directory point at (sends nothing yet).
+/// A daemon that is starting is waited for, with a message on stderr.
 fn connect(global: &GlobalArgs) -> Result<Client, CliError> {
-    Ok(Client::discover(&Discovery {
+    let discovery = Discovery {
         data_dir: global.data_dir.clone(),
         api_url: global.api_url.clone(),
         token: global.token.clone(),
+    };
+    Ok(Client::discover_waiting(&discovery, |dir| {
+        eprintln!(
+            "peerdoc: waiting for the daemon of {} to start…",
+            printable(&dir.display().to_string())
+        );
     })?)
+}
+
+/// `peerdoc id`: the peer id and the addresses to give a teammate.
+fn id(global: &GlobalArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let status = connect(global)?.status(false)?;
+    let listening: Vec<peerdoc_node::Multiaddr> = status
+        .listen_addrs
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let dialable = crate::daemon::dialable(&listening, &status.peer_id);
+    if global.json {
+        write_json(
+            out,
+            &serde_json::json!({"peer_id": status.peer_id, "addrs": dialable}),
+        )?;
+    } else {
+        writeln!(out, "{}", status.peer_id)?;
+        for addr in dialable {
+            writeln!(out, "{addr}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `peerdoc config show [RUN FLAGS]`.
+fn config_show(global: &GlobalArgs, run: &RunArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let resolved = crate::config::DaemonConfig::load(global, run)?;
+    let mut shown = crate::config::show(&resolved.config, &resolved.origins);
+    if !shown.iter().any(|k| k.key == "data_dir") {
+        shown.insert(
+            0,
+            crate::config::ShownKey {
+                key: "data_dir".into(),
+                value: toml::Value::String(resolved.data_dir.display().to_string()).to_string(),
+                origin: crate::config::Origin::Default,
+            },
+        );
+    }
+    if global.json {
+        write_json(out, &shown)?;
+        return Ok(());
+    }
+    match &resolved.file {
+        Some(file) => writeln!(out, "# config file: {}", file.display())?,
+        None => writeln!(out, "# config file: none")?,
+    }
+    let mut table = Table::headless(2);
+    for key in shown {
+        table.row(vec![
+            format!("{} = {}", key.key, key.value),
+            format!("# {}", key.origin),
+        ]);
+    }
+    table.write(out, "")?;
+    Ok(())
 }
 
 fn status(global: &GlobalArgs, out: &mut impl Write) -> Result<(), CliError> {
@@ -94,7 +163,7 @@ fn status(global: &GlobalArgs, out: &mut impl Write) -> Result<(), CliError> {
 
 fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Result<()> {
     let health = match status.health.as_str() {
-        "offline" => "offline (no peer connected)",
+        "offline" => "offline (no peer or cloud connected)",
         "degraded" => "degraded (a peer is unhealthy, or documents are waiting to sync)",
         other => other,
     };
@@ -144,7 +213,26 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
     if let Some(receipts) = &status.receipts {
         fact("wipe?", printable(&receipts.verdict));
     }
+    if let Some(conflicts) = &status.conflicts {
+        fact("conflicts", conflicts_line(conflicts));
+    }
     facts.write(out, "")?;
+    if let Some(conflicts) = status.conflicts.as_ref().filter(|c| c.documents > 0) {
+        for doc in &conflicts.docs {
+            let title = doc.title.as_deref().unwrap_or("-");
+            writeln!(
+                out,
+                "  {}  {}  {}",
+                doc.id,
+                printable(title),
+                printable(&doc.paths.join(", "))
+            )?;
+        }
+        writeln!(
+            out,
+            "  see and settle one with: peerdoc doc conflicts ID, then peerdoc doc set ID PATH VALUE"
+        )?;
+    }
     if let Some(receipts) = status.receipts.as_ref().filter(|r| !r.safe_to_wipe) {
         let listed = receipts.not_confirmed_docs.len() as u64;
         let open = receipts.unconfirmed + receipts.reported;
@@ -206,6 +294,33 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
         behind.write(out, "")?;
     }
     Ok(())
+}
+
+/// The `conflicts` line of `peerdoc status`.
+fn conflicts_line(conflicts: &crate::client::ConflictSummary) -> String {
+    let plural = |n: u64, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let mut line = if conflicts.documents == 0 {
+        "none open".to_owned()
+    } else {
+        format!(
+            "{} open in {}",
+            plural(conflicts.fields, "field", "fields"),
+            plural(conflicts.documents, "document", "documents")
+        )
+    };
+    if conflicts.unchecked > 0 {
+        line.push_str(&format!(
+            " ({} more documents with past conflicts not checked)",
+            conflicts.unchecked
+        ));
+    }
+    line
 }
 
 fn peers(global: &GlobalArgs, out: &mut impl Write) -> Result<(), CliError> {
@@ -349,7 +464,7 @@ mod tests {
         let text = text(&status);
         assert!(!text.contains("wipe?"), "{text}");
         assert!(
-            text.contains("health     offline (no peer connected)"),
+            text.contains("health     offline (no peer or cloud connected)"),
             "{text}"
         );
         assert!(
@@ -392,5 +507,37 @@ mod tests {
             text.contains("not confirmed by the cloud (and 1 more): docA"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn status_lists_documents_with_open_conflicts() {
+        let status = Status {
+            conflicts: Some(crate::client::ConflictSummary {
+                documents: 1,
+                fields: 2,
+                docs: vec![crate::client::ConflictDoc {
+                    id: "docA".into(),
+                    title: Some("Seating".into()),
+                    open: 2,
+                    paths: vec!["/table1".into(), "/table2".into()],
+                }],
+                unchecked: 0,
+            }),
+            ..Status::default()
+        };
+        let shown = text(&status);
+        assert!(
+            shown.contains("conflicts  2 fields open in 1 document\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("  docA  Seating  /table1, /table2\n"),
+            "{shown}"
+        );
+        let calm = Status {
+            conflicts: Some(crate::client::ConflictSummary::default()),
+            ..Status::default()
+        };
+        assert!(text(&calm).contains("conflicts  none open"));
     }
 }

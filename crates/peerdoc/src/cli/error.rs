@@ -26,6 +26,12 @@ pub(super) enum CliError {
         /// The pointer.
         path: String,
     },
+    /// No document with this id here.
+    #[error("no document {id} on this device (see `peerdoc doc list`)")]
+    NoSuchDocument {
+        /// The document.
+        id: String,
+    },
     /// `doc set`'s value looks like JSON but is not.
     #[error(
         "invalid JSON value: {0}; a bare word is taken as a string, other text must be \
@@ -65,6 +71,9 @@ pub(super) enum CliError {
     /// A duration argument (`--expires`) is not like 30m, 24h or 7d.
     #[error("{0:?} is not a duration; use a number with s, m, h or d, e.g. 30m, 24h or 7d")]
     BadDuration(String),
+    /// `config show`'s configuration could not be assembled.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Writing to stdout failed (a closed pipe ends the command quietly).
     #[error("cannot write to stdout: {0}")]
     Stdout(#[from] io::Error),

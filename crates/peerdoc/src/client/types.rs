@@ -37,6 +37,8 @@ pub struct Status {
     pub peers: Vec<Peer>,
     /// Cloud receipts: is it safe to wipe this device?
     pub receipts: Option<Receipts>,
+    /// Documents with open conflicts.
+    pub conflicts: Option<ConflictSummary>,
     /// The configured cloud endpoints.
     pub cloud: Vec<CloudEndpoint>,
     /// The team this device is in, or what to do without one.
@@ -45,6 +47,10 @@ pub struct Status {
     /// Per-document sync state (absent with `?docs=false`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docs: Option<Vec<DocStatus>>,
+    /// Fields this client does not know (a newer daemon's), kept so `--json` prints
+    /// everything the daemon said.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// The `receipts` object of [`Status`] (`docs/cloud.md`).
@@ -67,6 +73,35 @@ pub struct Receipts {
     pub not_confirmed_docs: Vec<String>,
     /// Oldest current receipt, ms since the epoch.
     pub oldest_receipt_ms: Option<u64>,
+}
+
+/// The `conflicts` object of [`Status`]: documents with fields that hold concurrent
+/// values now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConflictSummary {
+    /// Documents with open conflicts.
+    pub documents: u64,
+    /// Conflicted fields across them.
+    pub fields: u64,
+    /// The documents, most recently changed first.
+    pub docs: Vec<ConflictDoc>,
+    /// Documents with logged conflicts not checked (beyond the daemon's bound).
+    pub unchecked: u64,
+}
+
+/// One document of [`ConflictSummary`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConflictDoc {
+    /// The document id.
+    pub id: String,
+    /// Its title.
+    pub title: Option<String>,
+    /// Fields in conflict now.
+    pub open: u64,
+    /// Their JSON pointers.
+    pub paths: Vec<String>,
 }
 
 /// One cloud endpoint in [`Status`].
@@ -97,6 +132,12 @@ pub struct DocStatus {
     pub heads: Vec<String>,
     /// What each peer has of it.
     pub peers: Vec<DocPeer>,
+    /// `confirmed`, `reported` or `unconfirmed` (`docs/cloud.md`).
+    pub cloud_receipt: Option<String>,
+    /// Fields this client does not know (a newer daemon's), kept so `--json` prints
+    /// everything the daemon said.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// What one peer has of one document.
@@ -158,6 +199,10 @@ pub struct Peer {
     pub connected_since_ms: Option<u64>,
     /// `healthy`, `degraded` or `offline`.
     pub health: String,
+    /// Fields this client does not know (a newer daemon's), kept so `--json` prints
+    /// everything the daemon said.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// One entry of `GET /v1/docs` (and `PATCH /v1/docs/{id}/meta`).
@@ -182,6 +227,14 @@ pub struct DocSummary {
     pub deleted: bool,
     /// Its heads.
     pub heads: Vec<String>,
+    /// `confirmed`, `reported` or `unconfirmed` (`docs/cloud.md`).
+    pub cloud_receipt: Option<String>,
+    /// When the cloud receipt was recorded (ms since the epoch).
+    pub cloud_receipt_ms: Option<u64>,
+    /// Fields this client does not know (a newer daemon's), kept so `--json` prints
+    /// everything the daemon said.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// The body of `POST /v1/docs`.

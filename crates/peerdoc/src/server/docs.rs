@@ -62,6 +62,7 @@ pub(crate) struct DocSummaryJson {
     heads: Vec<String>,
     cloud_receipt: &'static str,
     cloud_receipt_ms: Option<u64>,
+    conflicts_logged: u64,
 }
 
 impl From<&DocumentSummary> for DocSummaryJson {
@@ -79,6 +80,7 @@ impl From<&DocumentSummary> for DocSummaryJson {
             heads: s.heads.clone(),
             cloud_receipt: super::receipts::status_name(s.receipt),
             cloud_receipt_ms: s.receipt_ms,
+            conflicts_logged: s.conflicts_logged,
         }
     }
 }
@@ -105,12 +107,15 @@ pub(super) async fn list(
     State(state): State<AppState>,
     query: QueryPairs,
 ) -> Result<Json<Vec<DocSummaryJson>>, ApiError> {
-    query.only(&["deleted"])?;
+    query.only(&["deleted", "system"])?;
     let deleted = query.flag("deleted", false)?;
+    let system = query.flag("system", false)?;
     let docs = state.node.list().await?;
+    let system_docs = state.system_docs();
     Ok(Json(
         docs.iter()
             .filter(|d| deleted || !d.deleted)
+            .filter(|d| system || !system_docs.contains(&d.id))
             .map(DocSummaryJson::from)
             .collect(),
     ))
@@ -127,8 +132,11 @@ pub(super) async fn create(
     }
     let id = state
         .node
-        .create(content, body.priority.unwrap_or(0), body.title)
+        .create(content, body.priority.unwrap_or(0), body.title.clone())
         .await?;
+    state
+        .share_meta(id, body.title.as_deref().map(Some), body.priority)
+        .await;
     let heads = heads_of(&state, id).await?;
     Ok(created(id, heads))
 }
@@ -147,7 +155,21 @@ pub(super) async fn import(
         None => 0,
     };
     let title = query.get("title").map(str::to_owned);
-    let id = state.node.import(bytes.to_vec(), priority, title).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_document",
+            "the body is empty: send an automerge document's save() bytes",
+        ));
+    }
+    let id = state
+        .node
+        .import(bytes.to_vec(), priority, title.clone())
+        .await?;
+    let shared_priority = query.get("priority").is_some().then_some(priority);
+    state
+        .share_meta(id, title.as_deref().map(Some), shared_priority)
+        .await;
     let heads = heads_of(&state, id).await?;
     Ok(created(id, heads))
 }
@@ -175,12 +197,25 @@ pub(super) async fn read(
 }
 
 fn parse_heads(list: &str) -> Result<Vec<automerge::ChangeHash>, ApiError> {
-    list.split(',')
+    let heads: Vec<&str> = list
+        .split(',')
         .map(str::trim)
         .filter(|h| !h.is_empty())
+        .collect();
+    if heads.is_empty() {
+        return Err(ApiError::bad_request(
+            "heads is empty: give one or more change hashes separated by commas, or leave \
+             heads out to read the current version",
+        ));
+    }
+    heads
+        .into_iter()
         .map(|h| {
             h.parse().map_err(|_| {
-                ApiError::bad_request(format!("?heads=: {h:?} is not a hex change hash"))
+                ApiError::bad_request(format!(
+                    "heads: {h:?} is not a change hash (64 hex characters, as listed in a \
+                     document's \"heads\")"
+                ))
             })
         })
         .collect()
@@ -272,7 +307,17 @@ pub(super) async fn set_meta(
 ) -> Result<Json<DocSummaryJson>, ApiError> {
     let id = parse_doc_id(&id)?;
     let title = body.title.map(Option::unwrap_or_default);
-    state.node.set_meta(id, body.priority, title).await?;
+    state
+        .node
+        .set_meta(id, body.priority, title.clone())
+        .await?;
+    state
+        .share_meta(
+            id,
+            title.as_deref().map(|t| Some(t).filter(|t| !t.is_empty())),
+            body.priority,
+        )
+        .await;
     let docs = state.node.list().await?;
     let summary = docs
         .iter()

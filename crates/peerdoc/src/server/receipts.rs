@@ -121,6 +121,7 @@ mod tests {
             receipt,
             receipt_ms: (receipt == ReceiptStatus::Confirmed || receipt == ReceiptStatus::Reported)
                 .then_some(1_000 + u64::from(n)),
+            conflicts_logged: 0,
         }
     }
 

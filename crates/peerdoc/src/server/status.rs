@@ -143,25 +143,8 @@ pub(super) struct PeerAddr {
     addr: String,
 }
 
-/// An address as a person types it: a multiaddr, or `IP:PORT` for TCP.
 fn parse_peer_addr(text: &str) -> Result<peerdoc_node::Multiaddr, ApiError> {
-    let text = text.trim();
-    if let Ok(addr) = text.parse::<peerdoc_node::Multiaddr>() {
-        return Ok(addr);
-    }
-    if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
-        let ip = match socket.ip() {
-            std::net::IpAddr::V4(v4) => format!("/ip4/{v4}"),
-            std::net::IpAddr::V6(v6) => format!("/ip6/{v6}"),
-        };
-        if let Ok(addr) = format!("{ip}/tcp/{}", socket.port()).parse() {
-            return Ok(addr);
-        }
-    }
-    Err(ApiError::bad_request(format!(
-        "{text:?} is not a peer address: use a multiaddr like /ip4/198.18.0.20/tcp/4100 \
-         (optionally with /p2p/<peer id>) or IP:PORT"
-    )))
+    crate::config::peer_addr(text).map_err(ApiError::bad_request)
 }
 
 /// `POST /v1/peers`: keep dialing an address from now on (and at every start, when
@@ -241,7 +224,16 @@ pub(super) async fn status(
         .collect();
     let queued: usize = peers.iter().map(|p| p.queued_syncs).sum();
     let connected: Vec<&PeerJson> = peers.iter().filter(|p| p.connected).collect();
-    let health = if connected.is_empty() {
+    let cloud = state
+        .config
+        .cloud
+        .as_ref()
+        .map(crate::cloud::CloudStatus::snapshot)
+        .unwrap_or_default();
+    // A cloud endpoint (a sync server over WebSocket) is no libp2p peer, but a device
+    // connected to it is not offline.
+    let cloud_connected = cloud.iter().any(|c| c.connected);
+    let health = if connected.is_empty() && !cloud_connected {
         "offline"
     } else if queued > 0 || connected.iter().any(|p| p.health != "healthy") {
         "degraded"
@@ -249,7 +241,9 @@ pub(super) async fn status(
         "healthy"
     };
     let store_bytes = store_bytes(&state).await;
-    let receipts = super::receipts::ReceiptsJson::new(&state.node.list().await?);
+    let listed = state.node.list().await?;
+    let receipts = super::receipts::ReceiptsJson::new(&listed);
+    let conflicts = conflicts_summary(&state, &listed).await;
     let mut body = json!({
         "peer_id": status.peer_id.to_string(),
         "storage_id": status.storage_id.as_ref().map(ToString::to_string),
@@ -264,7 +258,8 @@ pub(super) async fn status(
         "health": health,
         "peers": peers,
         "receipts": receipts,
-        "cloud": state.config.cloud.as_ref().map(crate::cloud::CloudStatus::snapshot).unwrap_or_default(),
+        "conflicts": conflicts,
+        "cloud": cloud,
     });
     if let Some(team) = &state.team {
         body["team"] = json!(team.status().await);
@@ -274,6 +269,43 @@ pub(super) async fn status(
         body["docs"] = Value::Array(docs.iter().map(doc_sync_json).collect());
     }
     Ok(Json(body))
+}
+
+/// The most documents with logged conflicts whose open conflicts `/v1/status` counts
+/// (each may need a load); beyond it they are listed as `unchecked`.
+const MAX_CONFLICT_CHECKS: usize = 50;
+
+/// The `conflicts` object of `/v1/status`: documents with fields holding concurrent
+/// values now (open conflicts), most recently changed first.
+async fn conflicts_summary(state: &AppState, listed: &[peerdoc_node::DocumentSummary]) -> Value {
+    let mut logged: Vec<&peerdoc_node::DocumentSummary> = listed
+        .iter()
+        .filter(|d| !d.deleted && d.conflicts_logged > 0)
+        .collect();
+    logged.sort_by_key(|d| std::cmp::Reverse(d.last_change_ms));
+    let mut docs = Vec::new();
+    let mut fields = 0usize;
+    for doc in logged.iter().take(MAX_CONFLICT_CHECKS) {
+        let Ok(conflicts) = state.node.conflicts(doc.id).await else {
+            continue;
+        };
+        if conflicts.current.is_empty() {
+            continue;
+        }
+        fields += conflicts.current.len();
+        docs.push(json!({
+            "id": doc.id.to_string(),
+            "title": doc.title.clone().filter(|t| !t.is_empty()),
+            "open": conflicts.current.len(),
+            "paths": conflicts.current.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+        }));
+    }
+    json!({
+        "documents": docs.len(),
+        "fields": fields,
+        "docs": docs,
+        "unchecked": logged.len().saturating_sub(MAX_CONFLICT_CHECKS),
+    })
 }
 
 /// Bytes the store occupies on disk (0 when unknown).

@@ -22,6 +22,7 @@ pub struct Daemon {
     pub name: &'static str,
     pub child: Child,
     log: PathBuf,
+    out: PathBuf,
     pub client: Client,
 }
 
@@ -70,8 +71,9 @@ pub fn free_port() -> u16 {
 }
 
 impl Daemon {
-    /// Starts a daemon on `data_dir` listening on `listen` (a multiaddr) with `extra`
-    /// arguments, and waits until its API answers.
+    /// Starts a daemon on `data_dir` listening on `listen` (a multiaddr; `""` for the
+    /// daemon's default addresses) with `extra` arguments, and waits until its API
+    /// answers.
     pub fn start(name: &'static str, data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
         Self::spawn(name, data_dir, listen, extra, true)
     }
@@ -105,17 +107,20 @@ impl Daemon {
             .append(true)
             .open(&log)
             .expect("log file");
+        let out = data_dir.with_extension(format!("{}.out", std::process::id()));
+        let out_file = File::create(&out).expect("stdout file");
         let mut cmd = command(data_dir, &home);
         // A shared key file is a mode of its own (and the cloud profile never runs open).
         if !open || extra.contains(&"--team-key-file") {
             cmd.env_remove("PEERDOC_TEAM_OPEN");
         }
+        cmd.args(["--api-listen", "127.0.0.1:0"]);
+        if !listen.is_empty() {
+            cmd.arg("--listen").arg(listen);
+        }
         let child = cmd
-            .args(["--api-listen", "127.0.0.1:0"])
-            .arg("--listen")
-            .arg(listen)
             .args(extra)
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(out_file))
             .stderr(Stdio::from(log_file))
             .spawn()
             .expect("spawn peerdoc");
@@ -123,6 +128,7 @@ impl Daemon {
             name,
             child,
             log,
+            out,
             client: Client::new("http://127.0.0.1:1", None),
         };
         let started = Instant::now();
@@ -149,6 +155,11 @@ impl Daemon {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What it printed on stdout (the "ready" line).
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
     pub fn status(&self) -> Value {

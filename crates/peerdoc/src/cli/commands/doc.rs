@@ -12,7 +12,7 @@ use super::super::output::{
     Table, age, change_time, logged_values, now_ms, short_json, utc, write_json,
 };
 use super::{connect, transfer, watch};
-use crate::client::{ConflictValue, Conflicts, DocSummary, HistoryEntry, NewDocument};
+use crate::client::{ConflictValue, Conflicts, DocSummary, HistoryEntry, MetaUpdate, NewDocument};
 
 /// How much of a conflicting value a text table shows.
 const VALUE_WIDTH: usize = 60;
@@ -28,7 +28,7 @@ pub(super) fn run(
             title,
             priority,
         } => new(global, content.as_deref(), title.clone(), *priority, out),
-        DocCommand::List { deleted } => list(global, *deleted, out),
+        DocCommand::List { deleted, system } => list(global, *deleted, *system, out),
         DocCommand::Get { id, path, heads } => get(global, id, path.as_deref(), heads, out),
         DocCommand::Set {
             id,
@@ -37,6 +37,11 @@ pub(super) fn run(
             message,
         } => set(global, id, path, value, message.as_deref(), out),
         DocCommand::Delete { id } => delete(global, id, out),
+        DocCommand::Meta {
+            id,
+            title,
+            priority,
+        } => meta(global, id, title.clone(), *priority, out),
         DocCommand::Fetch { id } => fetch(global, id, out),
         DocCommand::Import {
             file,
@@ -76,14 +81,55 @@ fn new(
     Ok(())
 }
 
-fn list(global: &GlobalArgs, deleted: bool, out: &mut impl Write) -> Result<(), CliError> {
-    let docs = connect(global)?.list_docs(deleted)?;
+fn list(
+    global: &GlobalArgs,
+    deleted: bool,
+    system: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let docs = connect(global)?.list_docs_with(deleted, system)?;
     if global.json {
         write_json(out, &docs)?;
     } else if docs.is_empty() {
         writeln!(out, "no documents")?;
     } else {
         doc_table(&docs, deleted, now_ms()).write(out, "")?;
+    }
+    Ok(())
+}
+
+/// `peerdoc doc meta ID [--title T] [--priority P]`: without flags, shows them.
+fn meta(
+    global: &GlobalArgs,
+    id: &str,
+    title: Option<String>,
+    priority: Option<i32>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let id = input::document_id(id)?;
+    let client = connect(global)?;
+    let doc = if title.is_none() && priority.is_none() {
+        client
+            .list_docs_with(true, true)?
+            .into_iter()
+            .find(|d| d.id == id.to_string())
+            .ok_or_else(|| CliError::NoSuchDocument { id: id.to_string() })?
+    } else {
+        // An empty title clears it.
+        let title = title.map(|t| Some(t).filter(|t| !t.is_empty()));
+        client.set_meta(&id, &MetaUpdate { title, priority })?
+    };
+    if global.json {
+        write_json(out, &doc)?;
+    } else {
+        let mut facts = Table::headless(2);
+        facts.row(vec!["id".into(), doc.id.clone()]);
+        facts.row(vec![
+            "title".into(),
+            doc.title.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+        facts.row(vec!["priority".into(), doc.priority.to_string()]);
+        facts.write(out, "")?;
     }
     Ok(())
 }
