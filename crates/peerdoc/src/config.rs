@@ -420,6 +420,15 @@ fn normalize_addrs(merged: &mut toml::Table) -> Result<(), String> {
     Ok(())
 }
 
+/// `~/x` as `$HOME/x` (service managers such as launchd pass `~` through unexpanded);
+/// any other path as it is.
+fn expand_home(path: &Path, home: Option<&str>) -> PathBuf {
+    match (path.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) if !home.is_empty() => Path::new(home).join(rest),
+        _ => path.to_owned(),
+    }
+}
+
 /// The per-platform default data directory (Linux: `~/.local/share/peerdoc`).
 pub fn default_data_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "peerdoc").map(|d| d.data_dir().to_owned())
@@ -639,6 +648,18 @@ impl DaemonConfig {
         let config: DaemonConfig = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        let mut config = config;
+        for path in [
+            config.data_dir.as_mut(),
+            config.log_file.as_mut(),
+            config.team_key_file.as_mut(),
+            config.cloud.ca_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = expand_home(path, env("HOME").as_deref());
+        }
         let data_dir = match &config.data_dir {
             Some(dir) => dir.clone(),
             None => default_data_dir().ok_or(ConfigError::NoDataDir)?,

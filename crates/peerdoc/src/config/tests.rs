@@ -197,3 +197,131 @@ fn every_default_key_has_an_env_var() {
         "PEERDOC_API_MAX_BODY_BYTES"
     );
 }
+
+#[test]
+fn setting_one_net_key_keeps_the_other_net_defaults() {
+    // `--no-mdns` (or any `--set net.*`) once dropped the QUIC listener: the `[net]`
+    // section then came from the library's defaults, not the daemon's.
+    for (flag, set) in [(true, None), (false, Some("net.ping_interval=7000"))] {
+        let (global, mut run) = args(&set.into_iter().collect::<Vec<_>>());
+        run.no_mdns = flag;
+        let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+        assert_eq!(
+            resolved.config.net.listen_addrs,
+            default_listen_addrs_on(DEFAULT_LISTEN_PORT),
+            "{flag} {set:?}"
+        );
+        assert!(resolved.origins.is_default("net.listen_addrs"));
+    }
+}
+
+#[test]
+fn origins_name_each_layer() {
+    let (global, mut run) = args(&["node.max_docs_in_memory=5"]);
+    run.no_mdns = true;
+    run.profile = Some(Profile::Cloud);
+    let env: HashMap<&str, &str> = [("PEERDOC_NODE_COMPACTION_THRESHOLD", "9")].into();
+    let resolved =
+        DaemonConfig::load_with(&global, &run, |v| env.get(v).map(|s| (*s).to_owned())).unwrap();
+    let o = &resolved.origins;
+    assert_eq!(o.of("node.max_docs_in_memory"), &Origin::Set);
+    assert_eq!(o.of("net.enable_mdns"), &Origin::Flag("--no-mdns"));
+    assert_eq!(o.of("net.listen_addrs"), &Origin::Profile(Profile::Cloud));
+    assert_eq!(
+        o.of("node.compaction_threshold"),
+        &Origin::Env("PEERDOC_NODE_COMPACTION_THRESHOLD".into())
+    );
+    assert_eq!(o.of("api.listen"), &Origin::Default);
+    let shown = show(&resolved.config, o);
+    let mdns = shown.iter().find(|k| k.key == "net.enable_mdns").unwrap();
+    assert_eq!(
+        (mdns.value.as_str(), mdns.origin.to_string()),
+        ("false", "flag --no-mdns".into())
+    );
+}
+
+#[test]
+fn peer_addresses_take_ip_and_port_and_bad_ones_name_themselves() {
+    let (global, mut run) = args(&[]);
+    run.peers = vec!["127.0.0.1:4101".into(), "/ip4/198.18.0.2/tcp/7410".into()];
+    let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+    let peers: Vec<String> = resolved
+        .config
+        .net
+        .peers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        peers,
+        ["/ip4/127.0.0.1/tcp/4101", "/ip4/198.18.0.2/tcp/7410"]
+    );
+    run.peers = vec!["tablet.local".into()];
+    let error = DaemonConfig::load_with(&global, &run, |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("\"tablet.local\" is not an address"),
+        "{error}"
+    );
+    assert!(error.contains("flag --peer"), "{error}");
+    let env: HashMap<&str, &str> = [("PEERDOC_NET_PEERS", "nope")].into();
+    let (global, run) = args(&[]);
+    let error = DaemonConfig::load_with(&global, &run, |v| env.get(v).map(|s| (*s).to_owned()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("PEERDOC_NET_PEERS") && error.contains("\"nope\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_leading_tilde_is_the_home_directory() {
+    let (mut global, mut run) = args(&[]);
+    global.data_dir = Some("~/peerdoc-data".into());
+    run.log_file = Some("~/Library/Logs/peerdoc/peerdoc.log".into());
+    let env: HashMap<&str, &str> = [("HOME", "/home/sam")].into();
+    let resolved =
+        DaemonConfig::load_with(&global, &run, |v| env.get(v).map(|s| (*s).to_owned())).unwrap();
+    assert_eq!(resolved.data_dir, PathBuf::from("/home/sam/peerdoc-data"));
+    assert_eq!(
+        resolved.config.log_file,
+        Some(PathBuf::from("/home/sam/Library/Logs/peerdoc/peerdoc.log"))
+    );
+    assert_eq!(
+        expand_home(Path::new("/abs/~x"), Some("/h")),
+        PathBuf::from("/abs/~x")
+    );
+}
+
+/// The service files in `contrib/` start the daemon with flags that exist.
+#[test]
+fn the_contrib_service_files_use_real_flags() {
+    use clap::Parser as _;
+    let files = [
+        include_str!("../../../../contrib/systemd/peerdoc.service"),
+        include_str!("../../../../contrib/systemd/peerdoc-system.service"),
+    ];
+    for file in files {
+        let exec = file
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("ExecStart");
+        let cli = crate::cli::args::Cli::try_parse_from(exec.split_whitespace());
+        assert!(cli.is_ok(), "{exec}: {}", cli.unwrap_err());
+    }
+    let plist = include_str!("../../../../contrib/launchd/org.peerdoc.peerdoc.plist");
+    let args: Vec<&str> = plist
+        .split("<key>ProgramArguments</key>")
+        .nth(1)
+        .and_then(|rest| rest.split("</array>").next())
+        .expect("ProgramArguments")
+        .split("<string>")
+        .skip(1)
+        .filter_map(|s| s.split("</string>").next())
+        .collect();
+    assert_eq!(args[..2], ["/usr/local/bin/peerdoc", "run"]);
+    let cli = crate::cli::args::Cli::try_parse_from(&args);
+    assert!(cli.is_ok(), "{args:?}: {}", cli.unwrap_err());
+}

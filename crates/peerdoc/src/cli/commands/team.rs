@@ -47,17 +47,26 @@ pub(super) fn run(
                 code: code.clone(),
                 device_name: name.clone(),
             })?;
+            // The next command (a read, a fetch) should find the team connected.
+            let connected = wait_for_a_member(&client);
             if global.json {
                 write_json(out, &team)?;
             } else {
                 let me = team.me.as_ref();
                 writeln!(
                     out,
-                    "joined team {:?} as {:?} ({}); syncing with the team now.",
+                    "joined team {:?} as {:?} ({}).",
                     team.name.as_deref().unwrap_or("?"),
                     me.map_or("?", |m| m.name.as_str()),
                     me.map_or("?", |m| m.role.as_str()),
                 )?;
+                match connected {
+                    Some(name) => writeln!(out, "connected to {}; syncing now.", printable(&name))?,
+                    None => writeln!(
+                        out,
+                        "not connected to a member yet; `peerdoc status` says why."
+                    )?,
+                }
             }
         }
         TeamCommand::Invite {
@@ -262,4 +271,22 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// How long `team join` waits for its first connection to a member.
+const JOIN_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Waits until this device is connected to a team member (the inviter, usually) and
+/// returns its name, or `None` after [`JOIN_CONNECT_WAIT`].
+fn wait_for_a_member(client: &crate::client::Client) -> Option<String> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < JOIN_CONNECT_WAIT {
+        if let Ok(peers) = client.peers()
+            && let Some(peer) = peers.iter().find(|p| p.connected && p.sync_stream)
+        {
+            return Some(peer.name.clone().unwrap_or_else(|| peer.peer_id.clone()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    None
 }
