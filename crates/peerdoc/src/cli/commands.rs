@@ -182,10 +182,18 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
     fact("health", printable(health));
     fact(
         "documents",
-        format!(
-            "{} ({} deleted, {} in memory)",
-            status.documents, status.deleted, status.loaded
-        ),
+        match status.system_documents {
+            0 => format!(
+                "{} ({} deleted, {} in memory)",
+                status.documents, status.deleted, status.loaded
+            ),
+            own => format!(
+                "{} ({} deleted, {} in memory), and {own} of peerdoc's own (team, titles)",
+                status.documents.saturating_sub(own),
+                status.deleted,
+                status.loaded
+            ),
+        },
     );
     fact(
         "store",

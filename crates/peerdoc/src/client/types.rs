@@ -23,6 +23,8 @@ pub struct Status {
     pub api_url: Option<String>,
     /// Documents known, tombstones included.
     pub documents: u64,
+    /// Of those, the daemon's own (team membership, shared titles).
+    pub system_documents: u64,
     /// Of those, deleted.
     pub deleted: u64,
     /// Held in memory.

@@ -242,6 +242,8 @@ pub(super) async fn status(
     };
     let store_bytes = store_bytes(&state).await;
     let listed = state.node.list().await?;
+    let system = state.system_docs();
+    let system_documents = listed.iter().filter(|d| system.contains(&d.id)).count();
     let receipts = super::receipts::ReceiptsJson::new(&listed);
     let conflicts = conflicts_summary(&state, &listed).await;
     let mut body = json!({
@@ -251,6 +253,7 @@ pub(super) async fn status(
         "listen_addrs": status.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "api_url": state.config.api_url,
         "documents": status.documents,
+        "system_documents": system_documents,
         "deleted": status.deleted,
         "loaded": status.loaded,
         "storage_in_flight": status.storage_in_flight,
@@ -278,9 +281,12 @@ const MAX_CONFLICT_CHECKS: usize = 50;
 /// The `conflicts` object of `/v1/status`: documents with fields holding concurrent
 /// values now (open conflicts), most recently changed first.
 async fn conflicts_summary(state: &AppState, listed: &[peerdoc_node::DocumentSummary]) -> Value {
+    // The daemon's own documents merge concurrent copies of equal entries, which
+    // automerge counts as conflicts; there is nothing for a person to settle there.
+    let system = state.system_docs();
     let mut logged: Vec<&peerdoc_node::DocumentSummary> = listed
         .iter()
-        .filter(|d| !d.deleted && d.conflicts_logged > 0)
+        .filter(|d| !d.deleted && d.conflicts_logged > 0 && !system.contains(&d.id))
         .collect();
     logged.sort_by_key(|d| std::cmp::Reverse(d.last_change_ms));
     let mut docs = Vec::new();
