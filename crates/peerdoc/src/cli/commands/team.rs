@@ -257,22 +257,6 @@ fn write_team(out: &mut impl Write, team: &TeamStatus, now: u64) -> std::io::Res
     table.write(out, "")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(parse_duration("90").unwrap(), 90);
-        assert_eq!(parse_duration("30m").unwrap(), 1800);
-        assert_eq!(parse_duration("24h").unwrap(), 86_400);
-        assert_eq!(parse_duration("7D").unwrap(), 604_800);
-        for bad in ["", "h", "0h", "3w", "-1h", "1.5h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// How long `team join` waits for its first connection to a member.
 const JOIN_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -289,4 +273,20 @@ fn wait_for_a_member(client: &crate::client::Client) -> Option<String> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert_eq!(parse_duration("30m").unwrap(), 1800);
+        assert_eq!(parse_duration("24h").unwrap(), 86_400);
+        assert_eq!(parse_duration("7D").unwrap(), 604_800);
+        for bad in ["", "h", "0h", "3w", "-1h", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }
