@@ -3,7 +3,8 @@
 // use it as the "cloud" a daemon syncs through.
 //
 // usage: node sync-server.mjs <storage-dir> [port]
-// Listens on 127.0.0.1 only and prints one JSON line: {"port": <n>, "peerId": "..."}.
+// Listens on 127.0.0.1 only and prints one JSON line:
+// {"port": <n>, "peerId": "...", "storageId": "..."}.
 import { WebSocketServer } from "ws"
 import { Repo } from "@automerge/automerge-repo"
 import { NodeWSServerAdapter } from "@automerge/automerge-repo-network-websocket"
@@ -17,14 +18,17 @@ if (!dir) {
 const wss = new WebSocketServer({ host: "127.0.0.1", port: Number(portArg ?? 0) })
 const peerId = `sync-server-${process.pid}`
 // The stock server keeps every document it is sent and shares only on request.
-new Repo({
+const repo = new Repo({
   network: [new NodeWSServerAdapter(wss)],
   storage: new NodeFSStorageAdapter(dir),
   peerId,
   sharePolicy: async () => false,
 })
-wss.on("listening", () => {
-  console.log(JSON.stringify({ port: wss.address().port, peerId }))
+wss.on("listening", async () => {
+  // The id peers are told in the handshake. (Not `repo.storageId()`: called while the
+  // repo is still starting, it races the repo's own first call and may invent a second id.)
+  const { storageId } = await repo.networkSubsystem.peerMetadata
+  console.log(JSON.stringify({ port: wss.address().port, peerId, storageId }))
 })
 const stop = () => {
   wss.close()

@@ -9,7 +9,8 @@
 //! This file is longer than the ~800-line rule: about 70 of its lines are the runnable
 //! example below, and the rest (the engine's state, the input dispatch, startup, loading
 //! and eviction) all work on the same fields. Each other job has its own file in
-//! `repo/`: peers, commands, changes, access, receipts, find.
+//! `repo/`: peers, commands, changes, access, receipts, find, wanted (late delivery),
+//! ephemeral (relay), remote heads (subscriptions).
 //!
 //! ```
 //! use peerdoc_core::repo::{Command, CommandId, Input, Output, Reply, Repo, RepoConfig, StorageOp, StorageResult};
@@ -81,16 +82,25 @@ mod commands;
 mod config;
 mod connection;
 mod document;
+mod ephemeral;
 mod find;
 mod io;
 mod peers;
 mod receipts;
+mod remote_heads;
+mod wanted;
 
 pub use config::RepoConfig;
+pub use ephemeral::{
+    EPHEMERAL_BURST, EPHEMERAL_RATE_PER_SECOND, MAX_DAEMON_HOPS, MAX_EPHEMERAL_DATA_BYTES,
+    MAX_EPHEMERAL_SESSION_ID_BYTES, MAX_EPHEMERAL_SOURCES,
+};
 pub use io::{
     ChangeFn, ChangeOrigin, ChangeRequest, Command, CommandId, Event, Input, Output, PeerAccess,
     Reply, RepoError, StorageOp, StorageOpId, StorageResult,
 };
+pub use remote_heads::MAX_REMOTE_SUBSCRIPTIONS;
+pub use wanted::MAX_WANTED_PER_CONNECTION;
 
 use connection::Connection;
 use document::LoadedDoc;
@@ -215,6 +225,14 @@ pub struct Repo {
     protected: BTreeSet<DocumentId>,
     /// Documents asked for from peers (`Command::Find`).
     finding: BTreeMap<DocumentId, find::Finding>,
+    /// Plain peers told a document is unavailable, to be offered it when it arrives
+    /// (`repo/wanted.rs`; each connection's share is bounded there).
+    wanted: BTreeMap<DocumentId, BTreeSet<ConnectionId>>,
+    wanted_seq: u64,
+    /// Ephemeral messages already relayed, by (sender, session) (`repo/ephemeral.rs`).
+    ephemeral_seen: ephemeral::EphemeralSeen,
+    /// Our ephemeral session id, drawn at the first broadcast.
+    ephemeral_session: Option<String>,
     pending_commands: usize,
     next_op: u64,
     use_clock: u64,
@@ -245,6 +263,10 @@ impl Repo {
             parked: BTreeMap::new(),
             protected: BTreeSet::new(),
             finding: BTreeMap::new(),
+            wanted: BTreeMap::new(),
+            wanted_seq: 0,
+            ephemeral_seen: ephemeral::EphemeralSeen::default(),
+            ephemeral_session: None,
             pending_commands: 0,
             next_op: 0,
             use_clock: 0,

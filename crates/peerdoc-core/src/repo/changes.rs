@@ -63,6 +63,8 @@ impl Repo {
         }
         self.persist_sessions(&doc_id, &mut batch);
         self.save_document(doc_id, batch, replies);
+        // Plain peers told it was unavailable get it now (created here or arrived).
+        self.deliver_wanted(doc_id);
         if adopted {
             self.event(Event::DocumentCreated {
                 doc: doc_id,
@@ -180,6 +182,7 @@ impl Repo {
         let replies = reply.map(|id| vec![(id, Reply::Done)]).unwrap_or_default();
         self.write(None, None, replies, batch);
         self.give_up(doc_id, super::RepoError::DocumentDeleted(doc_id));
+        self.forget_wanted_doc(doc_id);
         self.event(Event::DocumentDeleted {
             doc: doc_id,
             origin,

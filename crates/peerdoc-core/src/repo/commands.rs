@@ -4,10 +4,9 @@ use automerge::{Automerge, ChangeHash, PatchLog, ReadDoc, transaction::CommitOpt
 use rand::RngCore;
 
 use crate::WriteBatch;
-use crate::ids::{ConnectionId, DocumentId};
+use crate::ids::DocumentId;
 use crate::model;
 use crate::persist::{self, DocumentMeta};
-use crate::wire::Message;
 
 use super::document::LoadedDoc;
 use super::{
@@ -89,7 +88,10 @@ impl Repo {
             Command::SetMeta {
                 priority, title, ..
             } => return self.set_meta(id, doc, priority, title),
-            Command::Broadcast { data, .. } => return self.broadcast(id, doc, data),
+            Command::Broadcast { data, .. } => {
+                self.broadcast_ephemeral(rng, doc, data);
+                return self.reply(id, Ok(Reply::Done));
+            }
             _ => {}
         }
         if self.docs.contains_key(&doc) {
@@ -326,26 +328,5 @@ impl Repo {
         batch.put(persist::meta_key(&doc), meta.encode());
         self.write(None, None, vec![(id, Reply::Done)], batch);
         self.event(Event::MetaChanged { doc, meta });
-    }
-
-    fn broadcast(&mut self, id: CommandId, doc: DocumentId, data: Vec<u8>) {
-        let targets: Vec<(ConnectionId, crate::PeerId)> = self
-            .conns
-            .iter()
-            .filter_map(|(c, conn)| conn.peer.as_ref().map(|p| (*c, p.peer_id.clone())))
-            .collect();
-        for (conn, target) in targets {
-            self.ephemeral_count += 1;
-            let message = Message::Ephemeral {
-                sender_id: self.config.peer_id.clone(),
-                target_id: target,
-                count: self.ephemeral_count,
-                session_id: self.config.peer_id.to_string(),
-                document_id: doc,
-                data: data.clone(),
-            };
-            self.send(conn, message);
-        }
-        self.reply(id, Ok(Reply::Done));
     }
 }

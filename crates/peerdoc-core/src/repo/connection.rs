@@ -1,12 +1,13 @@
 //! One connection to a peer, as the engine sees it.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{ConnectionId, DocumentId, PeerId, StorageId};
 use crate::reconcile::Reconciliation;
 
 use super::ConnectionInfo;
+use super::ephemeral::EphemeralBudget;
 
 /// What the handshake told us about the peer.
 #[derive(Debug, Clone)]
@@ -38,6 +39,16 @@ pub(crate) struct Connection {
     pub(crate) active: BTreeSet<DocumentId>,
     /// Messages from this peer waiting for a document to load (bounded).
     pub(crate) pending_inbound: usize,
+    /// Documents this (plain) peer asked for that we did not have, with the order in
+    /// which it asked (`repo/wanted.rs`; bounded by `MAX_WANTED_PER_CONNECTION`).
+    pub(crate) wanted: BTreeMap<DocumentId, u64>,
+    /// `wanted` by age: the oldest request is forgotten first.
+    pub(crate) wanted_by_age: BTreeMap<u64, DocumentId>,
+    /// Ephemeral messages this peer may still send now (`repo/ephemeral.rs`).
+    pub(crate) ephemeral_budget: EphemeralBudget,
+    /// Storage ids whose heads the peer asked to hear about (`remote-subscription-change`,
+    /// `repo/remote_heads.rs`; bounded by `MAX_REMOTE_SUBSCRIPTIONS`).
+    pub(crate) remote_subscriptions: BTreeSet<StorageId>,
     pub(crate) messages_in: u64,
     pub(crate) messages_out: u64,
     pub(crate) bytes_in: u64,
@@ -58,6 +69,10 @@ impl Connection {
             queue: BTreeSet::new(),
             active: BTreeSet::new(),
             pending_inbound: 0,
+            wanted: BTreeMap::new(),
+            wanted_by_age: BTreeMap::new(),
+            ephemeral_budget: EphemeralBudget::default(),
+            remote_subscriptions: BTreeSet::new(),
             messages_in: 0,
             messages_out: 0,
             bytes_in: 0,

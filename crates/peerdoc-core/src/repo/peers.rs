@@ -98,6 +98,7 @@ impl Repo {
             self.write(None, None, Vec::new(), batch);
         }
         self.requests_closed(conn);
+        self.forget_wanted_of(conn, c.wanted.into_keys());
         self.event(Event::PeerDisconnected {
             conn,
             peer: c.peer.map(|p| p.peer_id),
@@ -180,9 +181,11 @@ impl Repo {
                 if ready || initiator {
                     return self.misbehaved(conn, "unexpected join".into());
                 }
-                if !supported_protocol_versions
-                    .iter()
-                    .any(|v| v == PROTOCOL_VERSION)
+                // No list at all is an old client: the stock server takes it as v1.
+                if !supported_protocol_versions.is_empty()
+                    && !supported_protocol_versions
+                        .iter()
+                        .any(|v| v == PROTOCOL_VERSION)
                 {
                     let message = format!(
                         "unsupported protocol versions {supported_protocol_versions:?}; \
@@ -233,7 +236,10 @@ impl Repo {
                     return self
                         .misbehaved(conn, format!("{} before the handshake", other.type_name()));
                 };
-                if other.sender_id().is_some_and(|s| *s != peer.peer_id) {
+                // A relayed ephemeral message keeps its author's sender id.
+                if !matches!(other, Message::Ephemeral { .. })
+                    && other.sender_id().is_some_and(|s| *s != peer.peer_id)
+                {
                     return self.misbehaved(conn, "sender id differs from the handshake".into());
                 }
                 if other.target_id().is_some_and(|t| *t != self.config.peer_id) {
@@ -268,15 +274,13 @@ impl Repo {
                 }
             }
             Message::Ephemeral {
+                sender_id,
+                count,
+                session_id,
                 document_id,
                 data,
-                sender_id,
                 ..
-            } => self.event(Event::Ephemeral {
-                doc: document_id,
-                from: sender_id,
-                data,
-            }),
+            } => self.ephemeral_received(conn, sender_id, session_id, count, document_id, data),
             Message::RemoteHeadsChanged {
                 document_id,
                 new_heads,
@@ -294,8 +298,8 @@ impl Repo {
                     self.receipts_relayed(conn, document_id, new_heads);
                 }
             }
-            Message::RemoteSubscriptionChange { .. } => {
-                tracing::debug!(%conn, "remote heads subscriptions are not served yet");
+            Message::RemoteSubscriptionChange { add, remove, .. } => {
+                self.remote_subscription_change(conn, add, remove)
             }
             Message::Reconcile { data, .. } => {
                 if !peer.peerdoc {
@@ -577,7 +581,8 @@ impl Repo {
                 || (self.conns.get(&conn).is_some_and(|c| c.read_only)
                     && !self.protected.contains(&doc)) =>
             {
-                self.send_unavailable(conn, doc)
+                self.send_unavailable(conn, doc);
+                self.remember_wanted(conn, doc);
             }
             None => {
                 // A peer shares a document we have never seen. It stays tentative (in
@@ -664,6 +669,7 @@ impl Repo {
             return;
         };
         let before = automerge.get_heads();
+        let reported_before = session.state.their_heads.clone();
         let mut log = PatchLog::active();
         if let Err(error) =
             automerge.receive_sync_message_log_patches(&mut session.state, message, &mut log)
@@ -671,6 +677,7 @@ impl Repo {
             return self.misbehaved(conn, format!("sync message rejected: {error}"));
         }
         session.dirty = true;
+        let reported = session.state.their_heads.clone();
         let after = automerge.get_heads();
         if after != before {
             let patches = automerge.make_patches(&mut log);
@@ -679,6 +686,7 @@ impl Repo {
             self.send_sync(doc_id, conn);
         }
         self.check_in_sync(doc_id, conn);
+        self.peer_heads_reported(doc_id, conn, reported_before, reported);
     }
 
     /// Sends the next sync message about `doc` to `conn`, if there is one.

@@ -134,11 +134,17 @@ impl Repo {
         {
             meta.receipts.remove(&oldest);
         }
+        let heads: Option<Vec<ChangeHash>> = receipt.heads.iter().map(|h| h.parse().ok()).collect();
+        let at_ms = receipt.at_ms;
         meta.receipts.insert(storage.to_string(), receipt);
         let mut batch = WriteBatch::new();
         batch.put(persist::meta_key(&doc), meta.encode());
         // Not counted against the document: a receipt must not keep it in memory.
         self.write(None, None, Vec::new(), batch);
+        // Apps subscribed to the cloud's storage id hear what it confirmed.
+        if let Some(heads) = heads {
+            self.remote_heads_changed(doc, storage, &heads, at_ms);
+        }
         true
     }
 

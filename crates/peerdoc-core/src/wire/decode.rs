@@ -409,7 +409,8 @@ impl<'b> Fields<'b> {
         let message = match self.message_type {
             JOIN => Message::Join {
                 sender_id: self.peer_id("senderId")?,
-                supported_protocol_versions: self.text_list("supportedProtocolVersions", true)?,
+                // Optional: a client that sends none speaks v1 (the stock server's reading).
+                supported_protocol_versions: self.text_list("supportedProtocolVersions", false)?,
                 metadata: self.metadata()?,
             },
             PEER => Message::Peer {

@@ -528,3 +528,33 @@ fn heads_round_trip_through_bs58check_and_garbage_is_refused() {
     let short = bs58::encode([1u8; 16]).with_check().into_string();
     assert_eq!(crate::wire::decode_heads(&[short]), None);
 }
+
+/// An older client's `join` has no `supportedProtocolVersions`: it decodes (the engine
+/// takes it as v1, as the stock sync server does).
+#[test]
+fn a_join_without_protocol_versions_decodes_with_an_empty_list() {
+    // {"type": "join", "senderId": "x"}
+    let bytes = [
+        &[0xa2, 0x64][..],
+        b"type",
+        &[0x64],
+        b"join",
+        &[0x68],
+        b"senderId",
+        &[0x61],
+        b"x",
+    ]
+    .concat();
+    match Message::decode(&bytes, 1024) {
+        Ok(Message::Join {
+            sender_id,
+            supported_protocol_versions,
+            metadata,
+        }) => {
+            assert_eq!(sender_id.as_str(), "x");
+            assert!(supported_protocol_versions.is_empty());
+            assert!(metadata.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+}
