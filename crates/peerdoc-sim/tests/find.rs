@@ -4,10 +4,13 @@
 
 mod support;
 
+use automerge::sync::SyncDoc as _;
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ROOT};
 use peerdoc_core::DocumentId;
+use peerdoc_core::PeerId;
 use peerdoc_core::repo::{Command, Reply, RepoError};
+use peerdoc_core::wire::Message;
 use peerdoc_sim::Cluster;
 use serde_json::json;
 use support::StockServer;
@@ -68,6 +71,41 @@ fn a_document_no_peer_has_is_not_found_and_leaves_nothing_behind() {
     }
     assert!(c.nodes[0].repo.document(&missing).is_none());
     assert!(!c.nodes[0].repo.catalog().contains_key(&missing));
+}
+
+#[test]
+fn a_late_empty_sync_message_after_not_found_loads_nothing() {
+    // A stock sync server answers a request for a document it lacks with
+    // `doc-unavailable` and then with a sync message of its own empty document. Each
+    // failed fetch once left one more empty document in memory.
+    let (mut c, mut server, _) = with_server(6);
+    let loaded_before = c.nodes[0].repo.stats().loaded;
+    for n in 0..3u8 {
+        let missing = DocumentId::from_bytes([40 + n; 16]);
+        let id = c.submit(0, Command::Find { doc: missing });
+        server.pump(&mut c);
+        assert!(matches!(
+            c.take_reply(id),
+            Some(Err(RepoError::DocumentNotFound(_)))
+        ));
+        let mut state = automerge::sync::State::new();
+        let empty = Automerge::new()
+            .generate_sync_message(&mut state)
+            .expect("a first message");
+        let late = Message::Sync {
+            sender_id: PeerId::new("stock-server"),
+            target_id: PeerId::new("node-0"),
+            document_id: missing,
+            data: empty.encode(),
+        };
+        c.inject(0, server.conn, late.encode());
+        c.run();
+        assert!(
+            c.nodes[0].repo.document(&missing).is_none(),
+            "doc {n} loaded"
+        );
+    }
+    assert_eq!(c.nodes[0].repo.stats().loaded, loaded_before);
 }
 
 #[test]

@@ -20,7 +20,7 @@ mod http;
 #[path = "support/interop.rs"]
 mod support;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{Daemon, HANG_GUARD, JsClient, POLL, SyncServer, doc_id, interop};
@@ -160,11 +160,19 @@ fn the_daemon_syncs_through_a_stock_sync_server() {
         )
         .ok(200);
     daemon.wait_for(&id, "/tables", &json!(14));
-    // An id the server does not hold either is a clean 404.
-    other
-        .client
-        .post("/v1/docs/4NMNnkMhL8jXrdJ9jamS58PAVdXu/fetch", &json!({}))
-        .assert_error(404, "not_found");
+    // An id the server does not hold either is a clean 404, and leaves nothing in
+    // memory (the server's late empty sync message once made a ghost document per try).
+    let loaded = || other.client.get("/v1/status?docs=false").ok(200)["loaded"].clone();
+    let loaded_before = loaded();
+    for _ in 0..3 {
+        other
+            .client
+            .post("/v1/docs/4NMNnkMhL8jXrdJ9jamS58PAVdXu/fetch", &json!({}))
+            .assert_error(404, "not_found");
+    }
+    // Let a late message arrive, then compare (a ghost would stay for good).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(loaded(), loaded_before);
 
     // A live cloud connection does not hold up a clean shutdown.
     other.terminate();

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use automerge::{Automerge, ReadDoc, sync::SyncDoc};
+use automerge::{Automerge, ReadDoc, sync, sync::SyncDoc};
 use rand::RngCore;
 
 use crate::ids::{ConnectionId, DocumentId};
@@ -27,6 +27,14 @@ pub(super) struct Finding {
     awaiting: BTreeSet<ConnectionId>,
     /// When to give up, in the engine's clock.
     deadline_ms: u64,
+}
+
+/// Whether a sync message says its sender has no change of the document (no heads, no
+/// changes). A stock sync server sends one after `doc-unavailable`, in answer to our
+/// `request`; adopting the empty document it describes would leave one more tentative
+/// document in memory per failed find. An undecodable message is left to the caller.
+pub(super) fn says_it_lacks(data: &[u8]) -> bool {
+    sync::Message::decode(data).is_ok_and(|m| m.heads.is_empty() && m.changes.is_empty())
 }
 
 impl Repo {

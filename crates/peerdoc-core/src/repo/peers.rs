@@ -584,6 +584,9 @@ impl Repo {
                 self.send_unavailable(conn, doc);
                 self.remember_wanted(conn, doc);
             }
+            // A sync message from a peer that lacks the document too (a stock server
+            // answering our request after it said `doc-unavailable`): nothing to keep.
+            None if super::find::says_it_lacks(&data) => {}
             None => {
                 // A peer shares a document we have never seen. It stays tentative (in
                 // memory, not in the catalog) until a change arrives: a document whose
