@@ -13,8 +13,8 @@
 //! | list | array | array |
 //! | text object | string | string |
 //! | immutable string | string | `{"$str": "..."}` |
-//! | counter | number | `{"$counter": n}` |
-//! | timestamp | number (ms) | `{"$timestamp": ms}` |
+//! | counter | `{"$counter": n}` | the same |
+//! | timestamp | `{"$timestamp": ms}` | the same |
 //! | bytes | `{"$bytes": "<lowercase hex>"}` | the same |
 //! | int / uint / f64 | number (non-finite f64 → `null`) | number (i64, else u64, else f64) |
 //! | null / bool | null / bool | null / bool |
@@ -53,7 +53,7 @@
 //!     json!({
 //!         "title": "The Barn wedding",
 //!         "timeline": [{"at": "15:00", "what": "Ceremony"}],
-//!         "photos": 3,
+//!         "photos": {"$counter": 3},
 //!     })
 //! );
 //! assert_eq!(model::history(&doc)[0].message.as_deref(), Some("plan"));

@@ -100,7 +100,7 @@ pub use io::{
     Reply, RepoError, StorageOp, StorageOpId, StorageResult,
 };
 pub use remote_heads::MAX_REMOTE_SUBSCRIPTIONS;
-pub use wanted::MAX_WANTED_PER_CONNECTION;
+pub use wanted::{MAX_KEPT_REQUEST_BYTES, MAX_WANTED_PER_CONNECTION};
 
 use connection::Connection;
 use document::LoadedDoc;

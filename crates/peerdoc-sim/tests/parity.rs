@@ -91,6 +91,77 @@ fn a_document_asked_for_before_a_peer_synced_it_is_delivered_when_it_arrives() {
     assert_eq!(sorted(app.heads(WANTED)), node_heads(&c, 0, WANTED));
 }
 
+/// Node 0 with a stock sync server it dialed (its cloud) and an app connected to it.
+fn app_and_cloud(seed: u64, cloud_has: bool) -> (Cluster, PlainClient, StockServer) {
+    let mut c = Cluster::new(1, seed, |_| {});
+    let conn = c.connect_raw(0, true);
+    let mut server = StockServer::new(conn);
+    server.pump(&mut c);
+    if cloud_has {
+        let mut office = automerge::Automerge::new();
+        let mut tx = office.transaction();
+        automerge::transaction::Transactable::put(&mut tx, automerge::ROOT, "menu", "fish")
+            .expect("put");
+        tx.commit();
+        server.docs.insert(WANTED, (office, Default::default()));
+    }
+    let app = PlainClient::connect(&mut c, 0, "app");
+    (c, app, server)
+}
+
+fn pump_app_and_cloud(c: &mut Cluster, app: &mut PlainClient, server: &mut StockServer) {
+    for _ in 0..20 {
+        server.pump(c);
+        app.pump(c);
+    }
+}
+
+#[test]
+fn an_apps_request_is_passed_to_the_cloud_and_answered_without_unavailable() {
+    let (mut c, mut app, mut server) = app_and_cloud(35, true);
+    app.request(&mut c, WANTED);
+    pump_app_and_cloud(&mut c, &mut app, &mut server);
+    // As a stock server asks its peers: the app never hears "unavailable".
+    assert!(!unavailable(&app, WANTED), "{:?}", app.inbox);
+    let cloud_heads = sorted(server.docs[&WANTED].0.get_heads());
+    assert_eq!(sorted(app.heads(WANTED)), cloud_heads);
+    assert_eq!(node_heads(&c, 0, WANTED), cloud_heads);
+    assert_eq!(c.nodes[0].repo.wanted_documents(), 0);
+}
+
+#[test]
+fn an_apps_request_nobody_can_answer_is_unavailable_and_still_delivered_later() {
+    let (mut c, mut app, mut server) = app_and_cloud(36, false);
+    app.request(&mut c, WANTED);
+    pump_app_and_cloud(&mut c, &mut app, &mut server);
+    assert!(unavailable(&app, WANTED), "{:?}", app.inbox);
+    assert!(
+        c.nodes[0].repo.document(&WANTED).is_none(),
+        "a ghost stayed"
+    );
+    assert_eq!(c.nodes[0].repo.wanted_documents(), 1);
+    create_at(&mut c, 0, WANTED, json!({"table": 4}));
+    pump_app_and_cloud(&mut c, &mut app, &mut server);
+    assert_eq!(sorted(app.heads(WANTED)), node_heads(&c, 0, WANTED));
+    // The request said "I have nothing": the delivery's first message carries the
+    // changes rather than asking first (one round trip fewer for every late document).
+    let first = app
+        .inbox
+        .iter()
+        .find_map(|m| match m {
+            Message::Sync {
+                document_id, data, ..
+            } if *document_id == WANTED => Some(data.clone()),
+            _ => None,
+        })
+        .expect("a sync message");
+    let first = automerge::sync::Message::decode(&first).expect("decodes");
+    assert!(
+        !first.changes.is_empty(),
+        "the first delivery message carries no change"
+    );
+}
+
 #[test]
 fn a_document_created_on_the_same_node_after_the_request_is_delivered() {
     let mut c = Cluster::new(1, 32, |_| {});

@@ -44,6 +44,9 @@ pub(crate) struct Connection {
     pub(crate) wanted: BTreeMap<DocumentId, u64>,
     /// `wanted` by age: the oldest request is forgotten first.
     pub(crate) wanted_by_age: BTreeMap<u64, DocumentId>,
+    /// The sync message of each small `request` in `wanted`: what the peer said it
+    /// has, so that the delivery's first message can carry the changes.
+    pub(crate) wanted_requests: BTreeMap<DocumentId, Vec<u8>>,
     /// Ephemeral messages this peer may still send now (`repo/ephemeral.rs`).
     pub(crate) ephemeral_budget: EphemeralBudget,
     /// Storage ids whose heads the peer asked to hear about (`remote-subscription-change`,
@@ -71,6 +74,7 @@ impl Connection {
             pending_inbound: 0,
             wanted: BTreeMap::new(),
             wanted_by_age: BTreeMap::new(),
+            wanted_requests: BTreeMap::new(),
             ephemeral_budget: EphemeralBudget::default(),
             remote_subscriptions: BTreeSet::new(),
             messages_in: 0,

@@ -23,6 +23,9 @@ use super::{CommandId, Reply, Repo, RepoError};
 pub(super) struct Finding {
     /// Commands waiting for it.
     waiters: Vec<CommandId>,
+    /// Plain peers (apps) whose `request` we passed on: they hear `doc-unavailable`
+    /// only if no peer has it, and get it by late delivery when it arrives.
+    askers: BTreeSet<ConnectionId>,
     /// Peers asked that have not answered `doc-unavailable`.
     awaiting: BTreeSet<ConnectionId>,
     /// When to give up, in the engine's clock.
@@ -58,6 +61,17 @@ impl Repo {
         if targets.is_empty() {
             return self.reply(id, Err(RepoError::DocumentNotFound(doc)));
         }
+        self.start_finding(rng, doc, targets, vec![id], BTreeSet::new());
+    }
+
+    fn start_finding(
+        &mut self,
+        rng: &mut dyn RngCore,
+        doc: DocumentId,
+        targets: Vec<ConnectionId>,
+        waiters: Vec<CommandId>,
+        askers: BTreeSet<ConnectionId>,
+    ) {
         if !self.docs.contains_key(&doc) {
             let use_tick = self.tick_use();
             let prefix = self.config.actor_prefix;
@@ -67,7 +81,8 @@ impl Repo {
         self.finding.insert(
             doc,
             Finding {
-                waiters: vec![id],
+                waiters,
+                askers,
                 awaiting: targets.iter().copied().collect(),
                 deadline_ms: self.now_ms + self.config.find_timeout_ms,
             },
@@ -75,6 +90,52 @@ impl Repo {
         for conn in targets {
             self.send_request(doc, conn);
         }
+    }
+
+    /// A plain peer (an app) asked for `doc`, which is not here: ask the peers that
+    /// may have it (peerdoc peers, and endpoints this device dialed, such as a sync
+    /// server cloud) before answering, as a stock sync server asks its own peers. The
+    /// app hears `doc-unavailable` only when none has it; either way it is remembered
+    /// for late delivery. A peerdoc peer's request is answered at once (peerdoc peers
+    /// reconcile; passing requests between daemons could go round in circles).
+    pub(super) fn forward_request(
+        &mut self,
+        rng: &mut dyn RngCore,
+        asker: ConnectionId,
+        doc: DocumentId,
+        request: &[u8],
+    ) {
+        let plain = self
+            .conns
+            .get(&asker)
+            .is_some_and(|c| !c.is_peerdoc() && !c.protected_only);
+        if plain {
+            self.remember_wanted(asker, doc, request);
+        }
+        if let Some(finding) = self.finding.get_mut(&doc) {
+            if plain {
+                finding.askers.insert(asker);
+            } else {
+                self.send_unavailable(asker, doc);
+            }
+            return;
+        }
+        let targets: Vec<ConnectionId> = self
+            .conns
+            .iter()
+            .filter(|(id, c)| {
+                **id != asker
+                    && c.is_ready()
+                    && !c.read_only
+                    && !c.protected_only
+                    && (c.is_peerdoc() || c.initiator)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if !plain || targets.is_empty() {
+            return self.send_unavailable(asker, doc);
+        }
+        self.start_finding(rng, doc, targets, Vec::new(), BTreeSet::from([asker]));
     }
 
     /// A `request`: a sync message from a peer that lacks the document.
@@ -133,8 +194,11 @@ impl Repo {
         }
     }
 
-    /// A connection closed: it will not answer any request.
+    /// A connection closed: it will not answer any request, nor wait for one.
     pub(super) fn requests_closed(&mut self, conn: ConnectionId) {
+        for finding in self.finding.values_mut() {
+            finding.askers.remove(&conn);
+        }
         let docs: Vec<DocumentId> = self
             .finding
             .iter()
@@ -168,6 +232,10 @@ impl Repo {
         };
         for id in finding.waiters {
             self.reply(id, Err(error.clone()));
+        }
+        // The apps that asked hear it now; they stay remembered for late delivery.
+        for asker in finding.askers {
+            self.send_unavailable(asker, doc);
         }
         let tentative = !self.catalog.contains_key(&doc)
             && self.docs.get(&doc).is_some_and(|d| {

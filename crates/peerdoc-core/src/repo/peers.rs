@@ -570,6 +570,10 @@ impl Repo {
                     self.send_unavailable(conn, doc);
                 }
             }
+            // Being found for someone: this asker waits for the answer too.
+            None if request && self.finding.contains_key(&doc) => {
+                self.forward_request(rng, conn, doc, &data)
+            }
             _ if self.docs.contains_key(&doc) => self.peer_sync(conn, doc, data),
             Some(_) => {
                 if self.admit_inbound(conn) {
@@ -577,13 +581,13 @@ impl Repo {
                 }
             }
             // A read-only peer cannot introduce a document: its changes are never applied.
-            None if request
-                || (self.conns.get(&conn).is_some_and(|c| c.read_only)
-                    && !self.protected.contains(&doc)) =>
+            None if self.conns.get(&conn).is_some_and(|c| c.read_only)
+                && !self.protected.contains(&doc) =>
             {
                 self.send_unavailable(conn, doc);
-                self.remember_wanted(conn, doc);
+                self.remember_wanted(conn, doc, &data);
             }
+            None if request => self.forward_request(rng, conn, doc, &data),
             // A sync message from a peer that lacks the document too (a stock server
             // answering our request after it said `doc-unavailable`): nothing to keep.
             None if super::find::says_it_lacks(&data) => {}
@@ -600,7 +604,7 @@ impl Repo {
         }
     }
 
-    fn send_unavailable(&mut self, conn: ConnectionId, doc: DocumentId) {
+    pub(super) fn send_unavailable(&mut self, conn: ConnectionId, doc: DocumentId) {
         let Some(target) = self.peer_of(conn) else {
             return;
         };

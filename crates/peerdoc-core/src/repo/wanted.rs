@@ -18,6 +18,8 @@
 //! Access is checked when delivering, not only when asking: a connection that may only
 //! see protected documents never receives another one (`send_sync` refuses it).
 
+use automerge::sync::{self, SyncDoc as _};
+
 use crate::ids::{ConnectionId, DocumentId};
 
 use super::Repo;
@@ -28,14 +30,22 @@ use super::Repo;
 /// for it, as it would without late delivery).
 pub const MAX_WANTED_PER_CONNECTION: usize = 16_384;
 
+/// Largest `request` sync message kept for the delivery's first message (an empty
+/// document's is a few bytes); a bigger one is not kept, and the delivery takes one
+/// more round trip.
+pub const MAX_KEPT_REQUEST_BYTES: usize = 1024;
+
 impl Repo {
     /// `conn` was told `doc` is unavailable: remember it, to deliver `doc` if it arrives.
-    pub(super) fn remember_wanted(&mut self, conn: ConnectionId, doc: DocumentId) {
+    pub(super) fn remember_wanted(&mut self, conn: ConnectionId, doc: DocumentId, request: &[u8]) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if c.is_peerdoc() || c.wanted.contains_key(&doc) {
             return;
+        }
+        if request.len() <= MAX_KEPT_REQUEST_BYTES {
+            c.wanted_requests.insert(doc, request.to_vec());
         }
         self.wanted_seq += 1;
         c.wanted.insert(doc, self.wanted_seq);
@@ -46,6 +56,7 @@ impl Repo {
                 break;
             };
             c.wanted.remove(&oldest);
+            c.wanted_requests.remove(&oldest);
             forgotten.push(oldest);
         }
         self.wanted.entry(doc).or_default().insert(conn);
@@ -78,14 +89,26 @@ impl Repo {
             if let Some(seq) = c.wanted.remove(&doc) {
                 c.wanted_by_age.remove(&seq);
             }
+            let request = c.wanted_requests.remove(&doc);
             if c.protected_only && !protected {
                 continue;
             }
             tracing::debug!(%conn, %doc, "delivering a document the peer asked for before it arrived");
             // The session makes every later change reach the peer too (`push_to_peers`).
-            if self.doc_and_session(doc, conn).is_some() {
-                self.send_sync(doc, conn);
+            let Some((automerge, session)) = self.doc_and_session(doc, conn) else {
+                continue;
+            };
+            // What the peer said it has (nothing, usually): the first message can then
+            // carry the changes instead of asking what it lacks.
+            if let Some(message) = request.and_then(|r| sync::Message::decode(&r).ok())
+                && message.changes.is_empty()
+                && automerge
+                    .receive_sync_message(&mut session.state, message)
+                    .is_err()
+            {
+                session.state = sync::State::new();
             }
+            self.send_sync(doc, conn);
         }
     }
 
@@ -99,6 +122,7 @@ impl Repo {
                 && let Some(seq) = c.wanted.remove(&doc)
             {
                 c.wanted_by_age.remove(&seq);
+                c.wanted_requests.remove(&doc);
             }
         }
     }

@@ -345,7 +345,7 @@ impl JsClient {
 
 /// `interop/sync-server.mjs`, the stock sync server, on 127.0.0.1.
 pub struct SyncServer {
-    _child: Reaped,
+    pub child: Reaped,
     pub port: u16,
     /// The server's storage id (what an app subscribes to for "synced with the cloud").
     pub storage_id: String,
@@ -382,7 +382,7 @@ impl SyncServer {
             .expect("a port");
         let storage_id = info["storageId"].as_str().unwrap_or_default().to_owned();
         Self {
-            _child: child,
+            child,
             port,
             storage_id,
         }
