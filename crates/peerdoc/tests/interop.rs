@@ -110,6 +110,10 @@ fn the_daemon_syncs_through_a_stock_sync_server() {
         metrics.contains("peerdoc_cloud_connected{endpoint=\"ws://127.0.0.1:"),
         "{metrics}"
     );
+    // No libp2p peer, but connected to its cloud: not "offline" (it once said so).
+    let status = daemon.client.get("/v1/status?docs=false").ok(200);
+    assert_eq!(status["peers"], json!([]), "{status}");
+    assert_ne!(status["health"], "offline", "{status}");
 
     // The server confirms holding the document as it is here, but a stock server
     // reports heads before it writes them: "reported", never "safe to wipe".
