@@ -387,6 +387,29 @@ impl Client {
         self.json(&path, self.get(&path).call())
     }
 
+    /// `POST /v1/docs/{id}/conflicts/resolve`: settles the conflict at `path` by keeping
+    /// the value `keep` names (its change hash or a prefix, or its device's name) or by
+    /// writing `value`.
+    pub fn resolve_conflict(
+        &self,
+        id: &DocumentId,
+        path: &str,
+        keep: Option<&str>,
+        value: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url_path = format!("/v1/docs/{id}/conflicts/resolve");
+        let mut body = serde_json::json!({ "path": path });
+        if let Some(keep) = keep {
+            body["keep"] = serde_json::json!(keep);
+        }
+        if let Some(value) = value {
+            body["value"] = value.clone();
+        }
+        let body = to_json_body(&body)?;
+        let request = self.post(&url_path).content_type("application/json");
+        self.json(&url_path, request.send(&body[..]))
+    }
+
     /// `GET /v1/docs/{id}/history`.
     pub fn history(&self, id: &DocumentId) -> Result<Vec<HistoryEntry>, ClientError> {
         let path = format!("/v1/docs/{id}/history");

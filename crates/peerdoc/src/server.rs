@@ -37,6 +37,7 @@ mod events;
 mod metrics;
 mod openapi;
 mod receipts;
+mod resolve;
 mod status;
 mod sync_ws;
 mod team;
@@ -189,6 +190,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/docs/{id}/fetch", axum::routing::post(docs::fetch))
         .route("/v1/docs/{id}/meta", axum::routing::patch(docs::set_meta))
         .route("/v1/docs/{id}/conflicts", get(docs::conflicts))
+        .route(
+            "/v1/docs/{id}/conflicts/resolve",
+            axum::routing::post(resolve::resolve),
+        )
         .route("/v1/docs/{id}/history", get(docs::history))
         .route("/v1/events", get(events::events))
         .route("/v1/openapi.json", get(openapi::openapi))
@@ -245,6 +250,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/docs/{id}/fetch"),
     ("patch", "/v1/docs/{id}/meta"),
     ("get", "/v1/docs/{id}/conflicts"),
+    ("post", "/v1/docs/{id}/conflicts/resolve"),
     ("get", "/v1/docs/{id}/history"),
     ("get", "/v1/events"),
     ("get", "/v1/openapi.json"),

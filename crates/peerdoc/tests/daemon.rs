@@ -139,6 +139,63 @@ fn concurrent_writes_converge_and_the_conflict_is_listed_on_both() {
         assert_eq!(values, ["Hayloft", "Orchard"], "{conflicts}");
         assert_eq!(conflicts["log"][0]["path"], "/venue");
     }
+
+    // Settle it on B by keeping the value automerge did not show, named by a prefix of
+    // its change hash: both devices end with it, and nothing is open any more.
+    let conflicts = b.client.get(&format!("/v1/docs/{id}/conflicts")).ok(200);
+    let loser = conflicts["current"][0]["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .find(|v| v["winner"] == false)
+        .expect("a losing value")
+        .clone();
+    let prefix = &loser["change"].as_str().expect("change")[..8];
+    let resolve = format!("/v1/docs/{id}/conflicts/resolve");
+    let answer = b
+        .client
+        .post(&resolve, &json!({"path": "/venue", "keep": prefix}))
+        .ok(200);
+    assert_eq!(answer["kept"], loser["value"], "{answer}");
+    for daemon in [&a, &b] {
+        eventually("the kept value everywhere, nothing open", || {
+            let c = daemon
+                .client
+                .get(&format!("/v1/docs/{id}/conflicts"))
+                .ok(200);
+            let settled = c["current"].as_array()?.is_empty()
+                && content(daemon, &id)?["venue"] == loser["value"];
+            settled.then_some(())
+        });
+        // The conflict log keeps the record; the history says who settled it, and how.
+        let c = daemon
+            .client
+            .get(&format!("/v1/docs/{id}/conflicts"))
+            .ok(200);
+        assert_eq!(c["log"][0]["path"], "/venue", "{c}");
+        let history = daemon.client.get(&format!("/v1/docs/{id}/history")).ok(200);
+        let messages: Vec<&str> = history
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .collect();
+        let wanted = format!("resolve the conflict at /venue: keep {}", loser["value"]);
+        assert!(
+            messages.iter().any(|m| m.starts_with(&wanted)),
+            "{messages:?}"
+        );
+    }
+    // Settled already; a choice that is none of the values; both or neither given.
+    b.client
+        .post(&resolve, &json!({"path": "/venue", "keep": prefix}))
+        .assert_error(409, "no_conflict");
+    b.client
+        .post(
+            &resolve,
+            &json!({"path": "/venue", "keep": "x", "value": 1}),
+        )
+        .assert_error(400, "bad_request");
 }
 
 #[test]

@@ -449,8 +449,34 @@ fn status_summarises_open_conflicts() {
         "{text}"
     );
     assert!(text.contains(&format!("  {id}  Seating  /table")), "{text}");
-    // Settled by writing the field: no longer open.
-    ok(&data, &["doc", "set", id, "/table", "Ben"]);
+    // A choice that is none of the values is refused, naming the ones there are.
+    let wrong = peerdoc(&data, &["doc", "resolve", id, "/table", "--keep", "nobody"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("\"nobody\" is none of the values"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(unknown_choice)"), "{stderr}");
+    // Settled from the CLI by keeping the value automerge did not show.
+    let conflicts = daemon
+        .client
+        .get(&format!("/v1/docs/{id}/conflicts"))
+        .ok(200);
+    let loser = conflicts["current"][0]["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .find(|v| v["winner"] == false)
+        .expect("a losing value")
+        .clone();
+    let prefix = &loser["change"].as_str().expect("hash")[..6];
+    let said = ok(&data, &["doc", "resolve", id, "/table", "--keep", prefix]);
+    assert!(
+        said.starts_with(&format!("kept {} (", loser["value"])),
+        "{said}"
+    );
+    assert_eq!(daemon.client.read(id)["content"]["table"], loser["value"]);
     let text = ok(&data, &["status"]);
     assert!(text.contains("conflicts  none open"), "{text}");
 }

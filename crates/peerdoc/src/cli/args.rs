@@ -327,6 +327,20 @@ pub enum DocCommand {
         /// Document id or automerge: URL.
         id: String,
     },
+    /// Settle a conflict: keep one of the values 'doc conflicts' lists (by its change
+    /// hash, 6 characters are enough, or by its device's name), or write a new value.
+    Resolve {
+        /// Document id or automerge: URL.
+        id: String,
+        /// JSON pointer of the conflicted field, e.g. /florist/phone.
+        path: String,
+        /// The value to keep: its change hash (or a prefix) or its device's name.
+        #[arg(long, conflicts_with = "value", required_unless_present = "value")]
+        keep: Option<String>,
+        /// Write this value instead (JSON; a bare word is a string).
+        #[arg(long)]
+        value: Option<String>,
+    },
     /// Stream changes as they happen (all documents, or the ones named).
     Watch {
         /// Document ids to watch.

@@ -238,7 +238,7 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
         }
         writeln!(
             out,
-            "  see and settle one with: peerdoc doc conflicts ID, then peerdoc doc set ID PATH VALUE"
+            "  see and settle one with: peerdoc doc conflicts ID, then peerdoc doc resolve ID PATH --keep HASH"
         )?;
     }
     if let Some(receipts) = status.receipts.as_ref().filter(|r| !r.safe_to_wipe) {

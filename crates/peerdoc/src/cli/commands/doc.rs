@@ -51,6 +51,12 @@ pub(super) fn run(
         DocCommand::Export { id, output } => transfer::export(global, id, output.as_deref(), out),
         DocCommand::History { id } => history(global, id, out),
         DocCommand::Conflicts { id } => conflicts(global, id, out),
+        DocCommand::Resolve {
+            id,
+            path,
+            keep,
+            value,
+        } => resolve(global, id, path, keep.as_deref(), value.as_deref(), out),
         DocCommand::Watch { ids } => watch::run(global, ids, out),
     }
 }
@@ -322,6 +328,33 @@ fn value_table(values: &[ConflictValue]) -> Table {
         ]);
     }
     table
+}
+
+/// `peerdoc doc resolve ID PATH --keep HASH|DEVICE` or `--value VALUE`.
+fn resolve(
+    global: &GlobalArgs,
+    id: &str,
+    path: &str,
+    keep: Option<&str>,
+    value: Option<&str>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let id = input::document_id(id)?;
+    let path = input::pointer(path)?;
+    let value = value
+        .map(|v| input::text_argument(v).and_then(|t| input::value(&t)))
+        .transpose()?;
+    let answer = connect(global)?.resolve_conflict(&id, path, keep, value.as_ref())?;
+    if global.json {
+        write_json(out, &answer)?;
+    } else {
+        let kept = short_json(&answer["kept"], VALUE_WIDTH);
+        match answer["device"].as_str() {
+            Some(device) => writeln!(out, "kept {kept} ({device}) at {path} in {id}")?,
+            None => writeln!(out, "wrote {kept} at {path} in {id}")?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
