@@ -410,6 +410,19 @@ impl Client {
         self.json(&url_path, request.send(&body[..]))
     }
 
+    /// `POST /v1/session/link`: a one-time link that signs a browser in to the dashboard.
+    pub fn dashboard_link(&self) -> Result<String, ClientError> {
+        let path = "/v1/session/link";
+        let answer: serde_json::Value = self.json(path, self.post(path).send_empty())?;
+        answer["url"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::BadResponse {
+                endpoint: path.to_owned(),
+                detail: "no url in the answer".to_owned(),
+            })
+    }
+
     /// `GET /v1/docs/{id}/history`.
     pub fn history(&self, id: &DocumentId) -> Result<Vec<HistoryEntry>, ClientError> {
         let path = format!("/v1/docs/{id}/history");

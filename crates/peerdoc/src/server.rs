@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod auth;
+mod dashboard;
 mod docs;
 mod error;
 mod events;
@@ -38,6 +39,7 @@ mod metrics;
 mod openapi;
 mod receipts;
 mod resolve;
+mod session;
 mod status;
 mod sync_ws;
 mod team;
@@ -103,6 +105,8 @@ pub struct AppState {
     /// Shares titles and priorities with every device (none: an embedder's node keeps
     /// them local).
     pub(crate) shared_meta: Option<crate::shared_meta::SharedMeta>,
+    /// Dashboard sign-in links and browser sessions.
+    pub(crate) sessions: Arc<session::Sessions>,
 }
 
 impl AppState {
@@ -118,6 +122,7 @@ impl AppState {
             stop: Arc::new(stop),
             team: None,
             shared_meta: None,
+            sessions: Arc::default(),
         }
     }
 
@@ -196,6 +201,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/docs/{id}/history", get(docs::history))
         .route("/v1/events", get(events::events))
+        .route("/v1/session/link", axum::routing::post(session::link))
         .route("/v1/openapi.json", get(openapi::openapi))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/team", get(team::status).post(team::create))
@@ -223,6 +229,11 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/health", get(status::health))
+        // The dashboard checks its own session (a page, not a JSON error, without one).
+        .route("/", get(dashboard::index))
+        .route("/dashboard/{asset}", get(dashboard::asset))
+        .route("/login", get(session::login))
+        .route("/logout", axum::routing::post(session::logout))
         // Authenticates itself: browsers cannot send the bearer header on a WebSocket.
         .route("/v1/sync", get(sync_ws::sync))
         .merge(authed)
@@ -253,6 +264,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/docs/{id}/conflicts/resolve"),
     ("get", "/v1/docs/{id}/history"),
     ("get", "/v1/events"),
+    ("post", "/v1/session/link"),
     ("get", "/v1/openapi.json"),
     ("get", "/metrics"),
     ("get", "/v1/sync"),

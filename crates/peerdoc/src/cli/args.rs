@@ -59,6 +59,12 @@ pub enum Command {
     /// The team: create one, invite and remove devices, names and roles.
     #[command(subcommand)]
     Team(TeamCommand),
+    /// Open the dashboard in the default browser, signed in (a one-time link).
+    Open {
+        /// Print the link instead of starting a browser (it works once, for 2 minutes).
+        #[arg(long)]
+        print: bool,
+    },
     /// Print this device's peer id and the full addresses another device can dial.
     Id,
     /// The daemon's configuration.

@@ -70,6 +70,7 @@ fn run(global: &GlobalArgs, command: &Command, out: &mut impl Write) -> Result<E
         Command::Doc(doc) => doc::run(global, doc, out)?,
         Command::Team(team) => team::run(global, team, out)?,
         Command::Id => id(global, out)?,
+        Command::Open { print } => open_dashboard(global, *print, out)?,
         Command::Config(ConfigCommand::Show(run)) => config_show(global, run, out)?,
         Command::Completions { shell } => {
             let mut command = <super::args::Cli as clap::CommandFactory>::command();
@@ -93,6 +94,40 @@ fn connect(global: &GlobalArgs) -> Result<Client, CliError> {
             printable(&dir.display().to_string())
         );
     })?)
+}
+
+/// `peerdoc open`: a one-time sign-in link, opened in the default browser.
+fn open_dashboard(global: &GlobalArgs, print: bool, out: &mut impl Write) -> Result<(), CliError> {
+    let link = connect(global)?.dashboard_link()?;
+    if print || global.json {
+        if global.json {
+            write_json(out, &serde_json::json!({ "url": link }))?;
+        } else {
+            writeln!(out, "{link}")?;
+        }
+        return Ok(());
+    }
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let started = std::process::Command::new(opener)
+        .arg(&link)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if started {
+        writeln!(out, "opened the dashboard in your browser")?;
+    } else {
+        writeln!(
+            out,
+            "open this link in a browser on this device (it works once, for 2 minutes):\n{link}"
+        )?;
+    }
+    Ok(())
 }
 
 /// `peerdoc id`: the peer id and the addresses to give a teammate.

@@ -1,7 +1,7 @@
-//! Bearer-token check for every route but `/health`.
+//! Bearer-token (or dashboard session) check for every route but `/health`.
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -26,7 +26,30 @@ pub(super) async fn require_token(
             next.run(request).await
         }
         Some(_) => unauthorized("wrong token"),
-        None => unauthorized("missing Authorization: Bearer <token> (see <data_dir>/api.token)"),
+        None => match super::session::cookie(request.headers()) {
+            // The dashboard, signed in through `peerdoc open` (`server/session.rs`).
+            Some(id) if state.sessions.check(id, std::time::Instant::now()) => {
+                let reads = request.method() == Method::GET || request.method() == Method::HEAD;
+                // Only the token mints sign-in links; writes only from the dashboard.
+                let minting = request.uri().path() == "/v1/session/link";
+                if minting
+                    || (!reads
+                        && !super::session::same_origin(request.headers(), &state.config.api_url))
+                {
+                    return ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "cross_origin",
+                        "a signed-in browser may change things only from the dashboard's own page",
+                    )
+                    .into_response();
+                }
+                next.run(request).await
+            }
+            _ => unauthorized(
+                "missing Authorization: Bearer <token> (see <data_dir>/api.token), or sign in \
+                 with `peerdoc open`",
+            ),
+        },
     }
 }
 

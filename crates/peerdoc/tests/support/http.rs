@@ -48,6 +48,11 @@ impl Answer {
         );
     }
 
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// Asserts a success of this status and returns the JSON body.
     #[track_caller]
     pub fn ok(&self, status: u16) -> Value {
@@ -105,6 +110,18 @@ impl Client {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
+    /// Sends `method path` with extra headers (a cookie, an `Origin`) and a body.
+    pub fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Answer {
+        self.send(method, path, None, headers, Some(body))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
     /// [`Client::call`] that reports transport failures instead of panicking.
     pub fn try_call(
         &self,
@@ -113,9 +130,23 @@ impl Client {
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<Answer, String> {
+        self.send(method, path, content_type, &[], body)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, String> {
         let mut builder = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
         if let Some(token) = &self.token {
             builder = builder.header("Authorization", format!("Bearer {token}"));
         }

@@ -1,0 +1,336 @@
+// peerdoc dashboard: plain JavaScript over the daemon's own API (docs/api.md), signed in
+// with the session cookie `peerdoc open` sets. Live through /v1/events; no framework, no
+// build step, nothing from outside this daemon.
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+
+/** An element with text and attributes; children appended in order. */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    credentials: "same-origin",
+    ...options,
+    headers: { "content-type": "application/json", ...(options.headers || {}) },
+  });
+  if (response.status === 401) {
+    location.reload(); // the sign-in page says what to do
+    throw new Error("signed out");
+  }
+  const body = response.status === 204 ? null : await response.json();
+  if (!response.ok) throw new Error(body && body.message ? body.message : response.statusText);
+  return body;
+}
+
+// `editing`: the path being edited in place; live refreshes leave the tree alone then.
+const view = { tab: "devices", status: null, docs: [], open: null, editing: null };
+
+function ago(ms) {
+  if (!ms) return "never";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return s <= 1 ? "just now" : `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+function short(value) {
+  const text = JSON.stringify(value);
+  return text.length > 80 ? text.slice(0, 79) + "…" : text;
+}
+
+function titleOf(id) {
+  const doc = view.docs.find((d) => d.id === id);
+  return doc && doc.title ? doc.title : id;
+}
+
+// ---- status banner ---------------------------------------------------------------
+
+function renderBanner() {
+  const s = view.status;
+  const banner = $("#banner");
+  const connected = s.peers.filter((p) => p.connected);
+  const syncing = (s.docs || []).filter((d) => d.peers.some((p) => !p.in_sync)).length;
+  if (s.health === "offline") {
+    banner.className = "offline";
+    banner.textContent = "Offline: no other device or cloud connected";
+  } else if (syncing > 0) {
+    banner.className = "syncing";
+    banner.textContent = `Syncing ${syncing} document${syncing === 1 ? "" : "s"}`;
+  } else {
+    banner.className = "synced";
+    const k = connected.length;
+    banner.textContent = `All synced with ${k} device${k === 1 ? "" : "s"}`;
+  }
+  const cloud = $("#cloud");
+  const receipts = s.receipts;
+  if (!s.cloud.length) {
+    cloud.textContent = "";
+  } else if (receipts && receipts.safe_to_wipe) {
+    cloud.textContent = "Cloud: safe to hand this tablet back (everything here is in the cloud).";
+  } else if (receipts) {
+    // Titles where this device knows them; peerdoc's own documents are left out.
+    const names = receipts.not_confirmed_docs
+      .filter((id) => view.docs.some((d) => d.id === id))
+      .map(titleOf)
+      .join(", ");
+    const contact = s.cloud.some((c) => c.connected) ? "connected" : "not connected";
+    cloud.textContent = `Cloud (${contact}): not yet in the cloud: ${names || "the team's own records"}.`;
+  }
+  const open = s.conflicts ? s.conflicts.documents : 0;
+  $("#conflict-count").textContent = open ? `(${open})` : "";
+}
+
+// ---- devices ---------------------------------------------------------------------
+
+function renderDevices() {
+  const s = view.status;
+  $("#team").textContent = s.team ? s.team.summary : "";
+  const list = $("#device-list");
+  list.replaceChildren();
+  if (!s.peers.length) {
+    list.append(el("li", {}, "No other device seen yet."));
+    return;
+  }
+  for (const peer of s.peers) {
+    const name = peer.name || peer.peer_id.slice(0, 12) + "…";
+    const missing = (s.docs || [])
+      .filter((d) => d.peers.some((p) => p.peer_id === peer.peer_id && !p.in_sync))
+      .map((d) => d.title || d.id);
+    let state;
+    if (peer.connected) {
+      state = el("span", { class: "state-connected" }, `connected over ${peer.transport || "?"}`,
+        peer.addrs && peer.addrs[0] ? ` (${peer.addrs[0]})` : "");
+    } else {
+      state = el("span", { class: "state-away" },
+        `not connected, last seen ${ago(peer.last_seen_ms)}`,
+        peer.not_connected ? `: ${peer.not_connected}` : "");
+    }
+    const sync = !peer.connected
+      ? null
+      : missing.length
+        ? el("div", { class: "sync" }, `Missing ${missing.length}:`,
+          el("ul", { class: "missing" }, missing.map((m) => el("li", {}, m))))
+        : el("div", { class: "sync" }, "Everything synced");
+    list.append(el("li", { class: "device", "data-peer": peer.peer_id },
+      el("div", { class: "name" }, name, peer.role ? el("span", { class: "muted" }, ` · ${peer.role}`) : null),
+      el("div", {}, state), sync));
+  }
+}
+
+// ---- documents -------------------------------------------------------------------
+
+function renderDocs() {
+  const query = $("#search").value.trim().toLowerCase();
+  const list = $("#doc-list");
+  list.replaceChildren();
+  const shown = view.docs.filter((d) => !query || (d.title || "").toLowerCase().includes(query));
+  if (!shown.length) list.append(el("li", {}, query ? "No document with that title." : "No documents yet."));
+  for (const doc of shown) {
+    list.append(el("li", { class: "doc", "data-doc": doc.id },
+      el("button", { type: "button", class: "link", onclick: () => openDoc(doc.id) }, doc.title || "(untitled)"),
+      el("div", { class: "muted" },
+        `priority ${doc.priority} · changed ${ago(doc.last_change_ms)} · ${Math.round(doc.size / 102.4) / 10} KiB`)));
+  }
+}
+
+async function openDoc(id) {
+  view.open = id;
+  view.editing = null;
+  $("#doc-list").hidden = true;
+  $("#search").hidden = true;
+  $('label[for="search"]').hidden = true;
+  $("#doc-detail").hidden = false;
+  await renderDoc();
+}
+
+function closeDoc() {
+  view.open = null;
+  view.editing = null;
+  $("#doc-list").hidden = false;
+  $("#search").hidden = false;
+  $('label[for="search"]').hidden = false;
+  $("#doc-detail").hidden = true;
+}
+
+async function renderDoc() {
+  const id = view.open;
+  if (!id) return;
+  const [doc, history] = await Promise.all([api(`/v1/docs/${id}`), api(`/v1/docs/${id}/history`)]);
+  if (view.open !== id) return;
+  $("#doc-title").textContent = titleOf(id);
+  $("#doc-facts").textContent = `${id} · ${history.length} changes`;
+  if (!view.editing) $("#doc-tree").replaceChildren(renderTree(doc.content, ""));
+  const hist = $("#doc-history");
+  hist.replaceChildren();
+  for (const entry of history.slice().reverse().slice(0, 50)) {
+    hist.append(el("li", {},
+      el("strong", {}, entry.device || entry.actor.slice(0, 8)), " · ",
+      new Date(entry.time_ms).toLocaleString(), entry.message ? ` · ${entry.message}` : ""));
+  }
+}
+
+function isTag(value) {
+  return value && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 1 &&
+    ["$counter", "$timestamp", "$bytes", "$str"].includes(Object.keys(value)[0]);
+}
+
+function renderTree(value, pointer) {
+  if (value && typeof value === "object" && !isTag(value)) {
+    const entries = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
+    return el("ul", {}, entries.map(([key, child]) => {
+      const path = `${pointer}/${String(key).replace(/~/g, "~0").replace(/\//g, "~1")}`;
+      return el("li", {}, el("span", { class: "key" }, `${key}: `), renderTree(child, path));
+    }));
+  }
+  return renderLeaf(value, pointer);
+}
+
+function renderLeaf(value, pointer) {
+  const span = el("span", { class: "leaf", "data-path": pointer });
+  const shown = el("span", { class: "value-text" }, isTag(value) ? short(value) : String(value));
+  const edit = el("button", { type: "button", class: "edit", "aria-label": `Edit ${pointer}` }, "Edit");
+  edit.addEventListener("click", () => {
+    view.editing = pointer;
+    const input = el("input", { type: "text", value: typeof value === "string" ? value : JSON.stringify(value), "aria-label": `New value for ${pointer}` });
+    const save = el("button", { type: "button", class: "primary save" }, "Save");
+    const error = el("span", { class: "error" });
+    save.addEventListener("click", async () => {
+      let next = input.value;
+      if (typeof value !== "string") {
+        try { next = JSON.parse(next); } catch { /* a bare word is a string */ }
+      }
+      try {
+        await api(`/v1/docs/${view.open}`, {
+          method: "PATCH",
+          body: JSON.stringify({ ops: [{ op: "set", path: pointer, value: next }], message: `edit ${pointer} from the dashboard` }),
+        });
+        view.editing = null;
+        await renderDoc();
+      } catch (e) {
+        error.textContent = e.message;
+      }
+    });
+    span.replaceChildren(input, save, error);
+    input.focus();
+  });
+  span.append(shown, edit);
+  return span;
+}
+
+// ---- conflicts -------------------------------------------------------------------
+
+async function renderConflicts() {
+  const s = view.status;
+  const docs = s.conflicts ? s.conflicts.docs : [];
+  const list = $("#conflict-list");
+  const details = await Promise.all(docs.map((d) => api(`/v1/docs/${d.id}/conflicts`).then((c) => [d, c])));
+  list.replaceChildren();
+  if (!details.length) list.append(el("p", { id: "no-conflicts" }, "No open conflicts."));
+  const log = [];
+  for (const [doc, conflicts] of details) {
+    for (const record of conflicts.log) log.push([doc, record]);
+    for (const conflict of conflicts.current) {
+      const values = el("div", { class: "values" });
+      for (const value of conflict.values) {
+        const who = value.device || value.actor.slice(0, 8);
+        const keep = el("button", { type: "button", class: "primary keep" }, `Keep ${short(value.value)}`);
+        keep.addEventListener("click", async () => {
+          keep.disabled = true;
+          try {
+            await api(`/v1/docs/${doc.id}/conflicts/resolve`, {
+              method: "POST",
+              body: JSON.stringify({ path: conflict.path, keep: value.change }),
+            });
+            await refresh();
+          } catch (e) {
+            keep.disabled = false;
+            keep.after(el("span", { class: "error" }, e.message));
+          }
+        });
+        values.append(el("div", { class: "value", "data-change": value.change },
+          el("div", { class: "shown" }, short(value.value)),
+          el("div", { class: "muted" }, `by ${who}, ${new Date(value.time).toLocaleString()}`),
+          keep));
+      }
+      list.append(el("div", { class: "conflict", "data-doc": doc.id, "data-path": conflict.path },
+        el("h2", {}, `${doc.title || doc.id}: ${conflict.path}`), values));
+    }
+  }
+  const past = $("#conflict-log");
+  past.replaceChildren();
+  for (const [doc, record] of log) {
+    past.append(el("li", {}, `${doc.title || doc.id} ${record.path}: `,
+      record.values.map((v) => `${v.winner ? "kept " : ""}${short(v.value)}`).join(" / ")));
+  }
+}
+
+// ---- the page --------------------------------------------------------------------
+
+function showTab(tab) {
+  view.tab = tab;
+  for (const button of document.querySelectorAll("nav button")) {
+    if (button.dataset.tab === tab) button.setAttribute("aria-current", "page");
+    else button.removeAttribute("aria-current");
+  }
+  for (const section of ["devices", "documents", "conflicts"]) $(`#${section}`).hidden = section !== tab;
+  render();
+}
+
+function render() {
+  if (!view.status) return;
+  renderBanner();
+  renderDevices();
+  renderDocs();
+  if (view.tab === "conflicts") renderConflicts().catch(showError);
+}
+
+function showError(error) {
+  $("#banner").className = "offline";
+  $("#banner").textContent = `The daemon did not answer: ${error.message}`;
+}
+
+let refreshing = null;
+async function refresh() {
+  const [status, docs] = await Promise.all([api("/v1/status"), api("/v1/docs")]);
+  view.status = status;
+  view.docs = docs;
+  render();
+  if (view.open && view.tab === "documents") await renderDoc();
+}
+
+function scheduleRefresh() {
+  if (refreshing) return;
+  refreshing = setTimeout(() => {
+    refreshing = null;
+    refresh().catch(showError);
+  }, 250);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const button of document.querySelectorAll("nav button")) {
+    button.addEventListener("click", () => showTab(button.dataset.tab));
+  }
+  $("#search").addEventListener("input", renderDocs);
+  $("#doc-close").addEventListener("click", closeDoc);
+  refresh().catch(showError);
+  const events = new EventSource("/v1/events");
+  for (const name of ["change", "created", "deleted", "conflict", "peer_connected", "peer_disconnected", "lagged"]) {
+    events.addEventListener(name, scheduleRefresh);
+  }
+  // Health, round trips and "last seen" change without events.
+  setInterval(scheduleRefresh, 5000);
+});
