@@ -36,7 +36,7 @@ async function api(path, options = {}) {
 }
 
 // `editing`: the path being edited in place; live refreshes leave the tree alone then.
-const view = { tab: "devices", status: null, docs: [], open: null, editing: null };
+const view = { tab: "devices", status: null, docs: [], open: null, editing: null, invite: null, confirmRemove: null };
 
 function ago(ms) {
   if (!ms) return "never";
@@ -96,39 +96,126 @@ function renderBanner() {
 
 // ---- devices ---------------------------------------------------------------------
 
+function peerState(peer) {
+  if (!peer) return el("span", { class: "state-away" }, "not seen since this device started");
+  if (peer.connected) {
+    return el("span", { class: "state-connected" }, `connected over ${peer.transport || "?"}`,
+      peer.addrs && peer.addrs[0] ? ` (${peer.addrs[0]})` : "");
+  }
+  return el("span", { class: "state-away" }, `not connected, last seen ${ago(peer.last_seen_ms)}`,
+    peer.not_connected ? `: ${peer.not_connected}` : "");
+}
+
+function missingOf(peerId) {
+  return (view.status.docs || [])
+    .filter((d) => d.peers.some((p) => p.peer_id === peerId && !p.in_sync))
+    .map((d) => d.title || d.id);
+}
+
+function syncLine(peer) {
+  if (!peer || !peer.connected) return null;
+  const missing = missingOf(peer.peer_id);
+  return missing.length
+    ? el("div", { class: "sync" }, `Missing ${missing.length}:`,
+      el("ul", { class: "missing" }, missing.map((m) => el("li", {}, m))))
+    : el("div", { class: "sync" }, "Everything synced");
+}
+
+/** An action that reports its error next to the button that started it. */
+function action(button, run) {
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const old = button.parentNode.querySelector(".error");
+    if (old) old.remove();
+    try {
+      await run();
+      await refresh();
+    } catch (e) {
+      button.after(el("span", { class: "error" }, e.message));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+function memberControls(member) {
+  const path = `/v1/team/members/${encodeURIComponent(member.device)}`;
+  const name = el("input", { type: "text", value: member.name, "aria-label": `New name for ${member.name}` });
+  const rename = action(el("button", { type: "button", class: "rename" }, "Rename"),
+    () => api(path, { method: "PATCH", body: JSON.stringify({ name: name.value }) }));
+  const role = el("select", { "aria-label": `Role of ${member.name}` },
+    ["admin", "editor", "viewer"].map((r) => el("option", { value: r, selected: r === member.role }, r)));
+  const setRole = action(el("button", { type: "button", class: "set-role" }, "Change role"),
+    () => api(path, { method: "PATCH", body: JSON.stringify({ role: role.value }) }));
+  // Removing asks twice; the question survives the live refresh.
+  let remove;
+  if (view.confirmRemove === member.device) {
+    remove = action(el("button", { type: "button", class: "primary confirm-remove" }, `Yes, remove ${member.name}`),
+      async () => {
+        await api(path, { method: "DELETE" });
+        view.confirmRemove = null;
+      });
+  } else {
+    remove = el("button", { type: "button", class: "remove" }, "Remove from the team");
+    remove.addEventListener("click", () => {
+      view.confirmRemove = member.device;
+      renderDevices();
+    });
+  }
+  return el("div", { class: "controls" }, name, rename, role, setRole, remove);
+}
+
+function inviteForm() {
+  const name = el("input", { type: "text", id: "invite-name", placeholder: "e.g. Florist phone", "aria-label": "Name of the new device" });
+  const role = el("select", { id: "invite-role", "aria-label": "Role of the new device" },
+    ["editor", "viewer", "admin"].map((r) => el("option", { value: r }, r)));
+  const shown = el("div", { id: "invite-shown" });
+  const make = action(el("button", { type: "button", class: "primary", id: "invite" }, "Invite a device"), async () => {
+    const invite = await api("/v1/team/invites", { method: "POST", body: JSON.stringify({ name: name.value || undefined, role: role.value }) });
+    view.invite = invite;
+  });
+  if (view.invite) {
+    shown.append(el("p", {}, "On the new device: ", el("code", {}, "peerdoc team join "),
+      el("strong", { id: "invite-code" }, view.invite.code)),
+    el("img", { src: `/v1/team/invites/${view.invite.id}/qr.svg`, alt: `QR code of ${view.invite.code}`, class: "qr" }));
+  }
+  return el("li", { class: "invite" }, el("div", { class: "name" }, "Add a device"), name, role, make, shown);
+}
+
 function renderDevices() {
   const s = view.status;
+  // Someone is typing a name or choosing a role: the live refresh waits.
+  const focused = document.activeElement;
+  if (focused && ["INPUT", "SELECT"].includes(focused.tagName) && $("#device-list").contains(focused)) return;
   $("#team").textContent = s.team ? s.team.summary : "";
   const list = $("#device-list");
   list.replaceChildren();
-  if (!s.peers.length) {
-    list.append(el("li", {}, "No other device seen yet."));
-    return;
+  const peers = new Map(s.peers.map((p) => [p.peer_id, p]));
+  const members = s.team && s.team.members ? s.team.members : [];
+  const admin = s.team && s.team.me && s.team.me.role === "admin";
+  if (admin) list.append(inviteForm());
+  for (const member of members) {
+    if (member.this_device) continue;
+    const peer = peers.get(member.device);
+    peers.delete(member.device);
+    const removed = member.revoked;
+    list.append(el("li", { class: "device", "data-peer": member.device },
+      el("div", { class: "name" }, member.name, el("span", { class: "muted" }, ` · ${member.role}`)),
+      removed
+        ? el("div", { class: "state-away" }, `removed from the team by ${removed.by}, ${new Date(removed.at_ms).toLocaleString()}`)
+        : el("div", {}, peerState(peer)),
+      removed ? null : syncLine(peer),
+      admin && !removed ? memberControls(member) : null));
   }
-  for (const peer of s.peers) {
+  // Devices seen that are not members (open mode, or not in the team).
+  for (const peer of peers.values()) {
     const name = peer.name || peer.peer_id.slice(0, 12) + "…";
-    const missing = (s.docs || [])
-      .filter((d) => d.peers.some((p) => p.peer_id === peer.peer_id && !p.in_sync))
-      .map((d) => d.title || d.id);
-    let state;
-    if (peer.connected) {
-      state = el("span", { class: "state-connected" }, `connected over ${peer.transport || "?"}`,
-        peer.addrs && peer.addrs[0] ? ` (${peer.addrs[0]})` : "");
-    } else {
-      state = el("span", { class: "state-away" },
-        `not connected, last seen ${ago(peer.last_seen_ms)}`,
-        peer.not_connected ? `: ${peer.not_connected}` : "");
-    }
-    const sync = !peer.connected
-      ? null
-      : missing.length
-        ? el("div", { class: "sync" }, `Missing ${missing.length}:`,
-          el("ul", { class: "missing" }, missing.map((m) => el("li", {}, m))))
-        : el("div", { class: "sync" }, "Everything synced");
     list.append(el("li", { class: "device", "data-peer": peer.peer_id },
       el("div", { class: "name" }, name, peer.role ? el("span", { class: "muted" }, ` · ${peer.role}`) : null),
-      el("div", {}, state), sync));
+      el("div", {}, peerState(peer)), syncLine(peer)));
   }
+  if (!list.children.length) list.append(el("li", {}, "No other device seen yet."));
 }
 
 // ---- documents -------------------------------------------------------------------
@@ -173,6 +260,7 @@ async function renderDoc() {
   if (view.open !== id) return;
   $("#doc-title").textContent = titleOf(id);
   $("#doc-facts").textContent = `${id} · ${history.length} changes`;
+  renderMeta(id);
   if (!view.editing) $("#doc-tree").replaceChildren(renderTree(doc.content, ""));
   const hist = $("#doc-history");
   hist.replaceChildren();
@@ -181,6 +269,21 @@ async function renderDoc() {
       el("strong", {}, entry.device || entry.actor.slice(0, 8)), " · ",
       new Date(entry.time_ms).toLocaleString(), entry.message ? ` · ${entry.message}` : ""));
   }
+}
+
+/** Title and priority, shared with every device (`PATCH /v1/docs/{id}/meta`). */
+function renderMeta(id) {
+  const box = $("#doc-meta");
+  if (box.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
+  const doc = view.docs.find((d) => d.id === id) || { title: "", priority: 0 };
+  const title = el("input", { type: "text", id: "meta-title", value: doc.title || "", "aria-label": "Title" });
+  const priority = el("input", { type: "number", id: "meta-priority", value: doc.priority, "aria-label": "Sync priority (higher first)" });
+  const save = action(el("button", { type: "button", class: "primary", id: "meta-save" }, "Save title and priority"),
+    () => api(`/v1/docs/${id}/meta`, { method: "PATCH", body: JSON.stringify({ title: title.value, priority: Number(priority.value) }) }));
+  box.replaceChildren(
+    el("label", { for: "meta-title" }, "Title"), title,
+    el("label", { for: "meta-priority" }, "Priority (higher syncs first; e.g. 100 for the wedding day)"), priority,
+    save);
 }
 
 function isTag(value) {

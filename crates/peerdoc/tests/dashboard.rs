@@ -155,8 +155,7 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
     eventually("B to have the seating plan", || {
         (b.client.get(&format!("/v1/docs/{id}")).status == 200).then_some(())
     });
-    let tab = browser.find("nav button[data-tab=conflicts]");
-    browser.click(&tab);
+    browser.click_on("nav button[data-tab=conflicts]");
     browser.wait_for_text("Seating: /table");
     let loser = a.client.get(&format!("/v1/docs/{id}/conflicts")).ok(200)["current"][0]["values"]
         .as_array()
@@ -167,8 +166,7 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
         .clone();
     shot(&browser, "conflicts");
     let change = loser["change"].as_str().expect("change");
-    let keep = browser.find(&format!(".value[data-change='{change}'] button.keep"));
-    browser.click(&keep);
+    browser.click_on(&format!(".value[data-change='{change}'] button.keep"));
     browser.wait_for_text("No open conflicts.");
     for daemon in [&a, &b] {
         eventually("the kept value on both devices", || {
@@ -184,23 +182,31 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
     }
 
     // A field edited from the page reaches the other device.
-    let tab = browser.find("nav button[data-tab=documents]");
-    browser.click(&tab);
-    let open = browser.find(&format!("li.doc[data-doc='{id}'] button"));
-    browser.click(&open);
+    browser.click_on("nav button[data-tab=documents]");
+    browser.click_on(&format!("li.doc[data-doc='{id}'] button"));
     browser.wait_for_text("History");
     shot(&browser, "document");
-    let edit = browser.find(".leaf[data-path='/guests'] button.edit");
-    browser.click(&edit);
+    browser.click_on(".leaf[data-path='/guests'] button.edit");
     let input = browser.find(".leaf[data-path='/guests'] input");
     browser.clear(&input);
     browser.type_text(&input, "96");
-    let save = browser.find(".leaf[data-path='/guests'] button.save");
-    browser.click(&save);
+    browser.click_on(".leaf[data-path='/guests'] button.save");
     eventually("the edit on B", || {
         (content(&b, &id)["guests"] == 96).then_some(())
     });
     browser.wait_for_text("edit /guests from the dashboard");
+    // The priority, set from the page, is shared: B has it too.
+    let priority = browser.find("#meta-priority");
+    browser.clear(&priority);
+    browser.type_text(&priority, "100");
+    browser.click_on("#meta-save");
+    eventually("the priority on B", || {
+        let docs = b.client.get("/v1/docs").ok(200);
+        docs.as_array()?
+            .iter()
+            .any(|d| d["id"] == id.as_str() && d["priority"] == 100 && d["title"] == "Seating")
+            .then_some(())
+    });
 
     // Another origin cannot write with the browser's session: the cookie is SameSite
     // (a browser does not send it from another site), and the daemon also refuses a
@@ -257,9 +263,72 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
         .assert_error(403, "cross_origin");
     assert_eq!(content(&a, &id)["guests"], 96);
     // The page's own reads carry the session.
+    let _ = &b;
     let status = browser.run_async(
         "const done = arguments[0];
          fetch('/v1/status', {credentials: 'same-origin'}).then(r => done(r.status));",
     );
     assert_eq!(status, 200);
+}
+
+#[test]
+fn an_admin_invites_renames_and_removes_a_device_from_the_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(browser) = browser() else { return };
+    let (a, b) = team(dir.path());
+    let c = Daemon::start_in_team_mode("C", &dir.path().join("c"), "/ip4/127.0.0.1/tcp/0", &[]);
+    browser.goto(&open_link(&dir.path().join("a")));
+    browser.wait_for_text("Sam's tablet");
+
+    // Invite from the page: the code (and its QR) appear; the new device joins with it.
+    let name = browser.find("#invite-name");
+    browser.type_text(&name, "Florist phone");
+    browser.click_on("#invite");
+    let code = browser.find("#invite-code");
+    let code = browser.wait("the invite code", || {
+        let text = browser.text(&code);
+        text.starts_with("PD-").then_some(text)
+    });
+    assert!(browser.find_all("img.qr").len() == 1);
+    c.client
+        .post("/v1/team/join", &json!({"code": code}))
+        .ok(200);
+    browser.wait_for_text("Florist phone");
+    let c_id = c.client.get("/v1/status?docs=false").ok(200)["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .to_owned();
+    // Both other devices are listed by name, each connected or not.
+    let text = browser.wait_for_text("connected over tcp");
+    assert!(
+        text.contains("Sam's tablet") && text.contains("Florist phone"),
+        "{text}"
+    );
+    shot(&browser, "devices-admin");
+
+    // Rename it from the page: the team (on B too) knows the new name.
+    let card = format!("li.device[data-peer='{c_id}']");
+    let input = browser.find(&format!("{card} .controls input"));
+    browser.clear(&input);
+    browser.type_text(&input, "Florist's phone");
+    browser.click_on(&format!("{card} button.rename"));
+    for daemon in [&a, &b] {
+        eventually("the new name everywhere", || {
+            let team = daemon.client.get("/v1/team").ok(200);
+            team["members"]
+                .as_array()?
+                .iter()
+                .any(|m| m["device"] == c_id.as_str() && m["name"] == "Florist's phone")
+                .then_some(())
+        });
+    }
+    // Remove it, with a second click to confirm: every member refuses it from then on.
+    browser.click_on(&format!("{card} button.remove"));
+    let confirm = browser.find(&format!("{card} button.confirm-remove"));
+    assert!(browser.text(&confirm).contains("Florist's phone"));
+    browser.click_on(&format!("{card} button.confirm-remove"));
+    browser.wait_for_text("removed from the team by Planner laptop");
+    eventually("C to learn it was removed", || {
+        (c.client.get("/v1/team").ok(200)["state"] == "removed").then_some(())
+    });
 }

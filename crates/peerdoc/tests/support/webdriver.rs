@@ -212,6 +212,24 @@ impl Browser {
         self.session_call("POST", &format!("/element/{element}/click"), None);
     }
 
+    /// Clicks the first element matching `css`. The page re-renders itself live, so an
+    /// element found a moment ago may be gone: find it again and retry until it lands.
+    pub fn click_on(&self, css: &str) {
+        self.wait(&format!("a click on {css}"), || {
+            let element = self.find_all(css).into_iter().next()?;
+            let answer = self.call(
+                "POST",
+                &format!("/session/{}/element/{element}/click", self.session),
+                None,
+            );
+            match answer["error"].as_str() {
+                None => Some(()),
+                Some("stale element reference" | "element click intercepted") => None,
+                Some(error) => panic!("WebDriver click on {css}: {error}: {}", answer["message"]),
+            }
+        });
+    }
+
     pub fn clear(&self, element: &str) {
         self.session_call("POST", &format!("/element/{element}/clear"), None);
     }
