@@ -131,6 +131,9 @@ pub struct DocumentMeta {
     /// the documents with conflicts needs no document loads.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub conflicts_logged: u64,
+    /// The actor (hex) of the newest change among the heads: who changed it last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_actor: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -175,6 +178,7 @@ impl DocumentMeta {
             stored_bytes: 0,
             receipts: BTreeMap::new(),
             conflicts_logged: 0,
+            last_actor: None,
         }
     }
 

@@ -129,6 +129,8 @@ pub struct DocumentSummary {
     pub receipt_ms: Option<u64>,
     /// Conflicts logged for it here (open or settled since); 0 means none ever.
     pub conflicts_logged: u64,
+    /// The actor (hex) of its newest change: who changed it last.
+    pub last_actor: Option<String>,
 }
 
 impl DocumentSummary {
@@ -145,6 +147,7 @@ impl DocumentSummary {
             receipt: meta.receipt_status(),
             receipt_ms: meta.current_receipt().map(|r| r.at_ms),
             conflicts_logged: meta.conflicts_logged,
+            last_actor: meta.last_actor.clone(),
         }
     }
 }

@@ -230,7 +230,9 @@ function renderDocs() {
     list.append(el("li", { class: "doc", "data-doc": doc.id },
       el("button", { type: "button", class: "link", onclick: () => openDoc(doc.id) }, doc.title || "(untitled)"),
       el("div", { class: "muted" },
-        `priority ${doc.priority} · changed ${ago(doc.last_change_ms)} · ${Math.round(doc.size / 102.4) / 10} KiB`)));
+        `priority ${doc.priority} · changed ${ago(doc.last_change_ms)}`,
+        doc.last_change_by ? ` by ${doc.last_change_by}` : "",
+        ` · ${Math.round(doc.size / 102.4) / 10} KiB`)));
   }
 }
 

@@ -195,11 +195,23 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
         (content(&b, &id)["guests"] == 96).then_some(())
     });
     browser.wait_for_text("edit /guests from the dashboard");
+    // The list says who changed it last, by name, on both devices.
+    for daemon in [&a, &b] {
+        eventually("the last change's author", || {
+            let docs = daemon.client.get("/v1/docs").ok(200);
+            docs.as_array()?
+                .iter()
+                .any(|d| d["id"] == id.as_str() && d["last_change_by"] == "Planner laptop")
+                .then_some(())
+        });
+    }
     // The priority, set from the page, is shared: B has it too.
     let priority = browser.find("#meta-priority");
     browser.clear(&priority);
     browser.type_text(&priority, "100");
     browser.click_on("#meta-save");
+    browser.click_on("#doc-close");
+    browser.wait_for_text("by Planner laptop");
     eventually("the priority on B", || {
         let docs = b.client.get("/v1/docs").ok(200);
         docs.as_array()?

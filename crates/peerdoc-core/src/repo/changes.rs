@@ -1,6 +1,8 @@
 //! What happens when a document's content changes or it is deleted: save, log
 //! conflicts, tell the application, push to peers.
 
+use automerge::ReadDoc as _;
+
 use crate::ids::DocumentId;
 use crate::model;
 use crate::persist::{self, ConflictRecord, ConflictRecordValue, DocumentMeta};
@@ -118,6 +120,12 @@ impl Repo {
         }
         doc.saved_heads = heads.clone();
         let stored = doc.chunk_bytes;
+        // Who changed it last: the newest of the heads' changes (by their stated time).
+        let last_actor = heads
+            .iter()
+            .filter_map(|h| doc.doc.get_change_by_hash(h))
+            .max_by_key(|c| c.timestamp())
+            .map(|c| c.actor_id().to_hex_string());
         let meta = self
             .catalog
             .entry(doc_id)
@@ -125,6 +133,9 @@ impl Repo {
         meta.set_heads(&heads);
         meta.updated_ms = now;
         meta.stored_bytes = stored;
+        if last_actor.is_some() {
+            meta.last_actor = last_actor;
+        }
         batch.put(persist::meta_key(&doc_id), meta.encode());
         let digest = meta.digest();
         self.items.insert(doc_id, digest);

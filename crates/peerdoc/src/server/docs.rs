@@ -63,6 +63,21 @@ pub(crate) struct DocSummaryJson {
     cloud_receipt: &'static str,
     cloud_receipt_ms: Option<u64>,
     conflicts_logged: u64,
+    /// The actor (hex) of its newest change, and that device's name where the team
+    /// knows it.
+    last_actor: Option<String>,
+    last_change_by: Option<String>,
+}
+
+impl DocSummaryJson {
+    /// Names the device that changed it last.
+    fn named(mut self, state: &AppState) -> Self {
+        self.last_change_by = self
+            .last_actor
+            .as_deref()
+            .and_then(|actor| device_name(state, actor));
+        self
+    }
 }
 
 impl From<&DocumentSummary> for DocSummaryJson {
@@ -81,6 +96,8 @@ impl From<&DocumentSummary> for DocSummaryJson {
             cloud_receipt: super::receipts::status_name(s.receipt),
             cloud_receipt_ms: s.receipt_ms,
             conflicts_logged: s.conflicts_logged,
+            last_actor: s.last_actor.clone(),
+            last_change_by: None,
         }
     }
 }
@@ -116,7 +133,7 @@ pub(super) async fn list(
         docs.iter()
             .filter(|d| deleted || !d.deleted)
             .filter(|d| system || !system_docs.contains(&d.id))
-            .map(DocSummaryJson::from)
+            .map(|d| DocSummaryJson::from(d).named(&state))
             .collect(),
     ))
 }
@@ -323,7 +340,7 @@ pub(super) async fn set_meta(
         .iter()
         .find(|d| d.id == id)
         .ok_or_else(|| ApiError::from(peerdoc_node::NodeError::DocumentNotFound(id)))?;
-    Ok(Json(DocSummaryJson::from(summary)))
+    Ok(Json(DocSummaryJson::from(summary).named(&state)))
 }
 
 /// `DELETE /v1/docs/{id}`.

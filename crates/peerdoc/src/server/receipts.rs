@@ -122,6 +122,7 @@ mod tests {
             receipt_ms: (receipt == ReceiptStatus::Confirmed || receipt == ReceiptStatus::Reported)
                 .then_some(1_000 + u64::from(n)),
             conflicts_logged: 0,
+            last_actor: None,
         }
     }
 
