@@ -47,6 +47,14 @@ function ago(ms) {
   return `${Math.round(s / 86400)} days ago`;
 }
 
+/** A change's time as its author's device stated it: automerge stores seconds, some
+ * writers ms; values below 10^11 are taken as seconds (as the CLI reads them). */
+function changeTime(time) {
+  if (!time) return "time unknown";
+  const ms = Math.abs(time) < 1e11 ? time * 1000 : time;
+  return new Date(ms).toLocaleString();
+}
+
 function short(value) {
   const text = JSON.stringify(value);
   return text.length > 80 ? text.slice(0, 79) + "…" : text;
@@ -368,7 +376,7 @@ async function renderConflicts() {
         });
         values.append(el("div", { class: "value", "data-change": value.change },
           el("div", { class: "shown" }, short(value.value)),
-          el("div", { class: "muted" }, `by ${who}, ${new Date(value.time).toLocaleString()}`),
+          el("div", { class: "muted" }, `by ${who}, ${changeTime(value.time)}`),
           keep));
       }
       list.append(el("div", { class: "conflict", "data-doc": doc.id, "data-path": conflict.path },

@@ -66,10 +66,20 @@ fn open_link(data_dir: &Path) -> String {
         .to_owned()
 }
 
+/// Fixed listen addresses, so a daemon restarted mid-test is found where it was.
+struct Addrs {
+    a: String,
+    b: String,
+}
+
 /// A and B in one team: "Planner laptop" (admin) and "Sam's tablet" (editor).
-fn team(dir: &Path) -> (Daemon, Daemon) {
-    let a = Daemon::start_in_team_mode("A", &dir.join("a"), "/ip4/127.0.0.1/tcp/0", &[]);
-    let b = Daemon::start_in_team_mode("B", &dir.join("b"), "/ip4/127.0.0.1/tcp/0", &[]);
+fn team(dir: &Path) -> (Daemon, Daemon, Addrs) {
+    let addrs = Addrs {
+        a: format!("/ip4/127.0.0.1/tcp/{}", daemon::free_port()),
+        b: format!("/ip4/127.0.0.1/tcp/{}", daemon::free_port()),
+    };
+    let a = Daemon::start_in_team_mode("A", &dir.join("a"), &addrs.a, &[]);
+    let b = Daemon::start_in_team_mode("B", &dir.join("b"), &addrs.b, &[]);
     a.client
         .post(
             "/v1/team",
@@ -86,8 +96,13 @@ fn team(dir: &Path) -> (Daemon, Daemon) {
     b.client
         .post("/v1/team/join", &json!({"code": invite["code"]}))
         .ok(200);
-    for daemon in [&a, &b] {
-        eventually("the two devices to connect", || {
+    wait_connected(&[&a, &b]);
+    (a, b, addrs)
+}
+
+fn wait_connected(daemons: &[&Daemon]) {
+    for daemon in daemons {
+        eventually("the devices to connect", || {
             let peers = daemon.client.get("/v1/peers").ok(200);
             peers
                 .as_array()?
@@ -96,22 +111,39 @@ fn team(dir: &Path) -> (Daemon, Daemon) {
                 .then_some(())
         });
     }
-    (a, b)
 }
 
-/// Automerge bytes of a seating plan whose `/table` two devices set at once.
-fn conflicted_document() -> Vec<u8> {
-    use automerge::transaction::Transactable as _;
-    use automerge::{ActorId, AutoCommit, ROOT};
-    let mut base = AutoCommit::new().with_actor(ActorId::from(vec![1u8; 16]));
-    base.put(ROOT, "table", "Ana").expect("put");
-    base.put(ROOT, "guests", 80).expect("put");
-    base.commit();
-    let mut other = base.fork().with_actor(ActorId::from(vec![2u8; 16]));
-    base.put(ROOT, "table", "Ben").expect("put");
-    other.put(ROOT, "table", "Cai").expect("put");
-    base.merge(&mut other).expect("merge");
-    base.save()
+fn set(daemon: &Daemon, id: &str, path: &str, value: Value) {
+    daemon
+        .client
+        .patch(
+            &format!("/v1/docs/{id}"),
+            &json!({"ops": [{"op": "set", "path": path, "value": value}]}),
+        )
+        .ok(200);
+}
+
+/// The two devices apart, each sets the seating plan's table: when they meet again,
+/// both hold the conflict. Returns the daemons, restarted.
+fn make_a_conflict(dir: &Path, a: Daemon, b: Daemon, addrs: &Addrs, id: &str) -> (Daemon, Daemon) {
+    let (mut a, mut b) = (a, b);
+    assert!(a.sigterm().success());
+    set(&b, id, "/table", json!("Ben"));
+    assert!(b.sigterm().success());
+    let a = Daemon::start_in_team_mode("A", &dir.join("a"), &addrs.a, &[]);
+    set(&a, id, "/table", json!("Cai"));
+    let b = Daemon::start_in_team_mode("B", &dir.join("b"), &addrs.b, &[]);
+    wait_connected(&[&a, &b]);
+    for daemon in [&a, &b] {
+        eventually("the conflict on both devices", || {
+            let c = daemon
+                .client
+                .get(&format!("/v1/docs/{id}/conflicts"))
+                .ok(200);
+            (!c["current"].as_array()?.is_empty()).then_some(())
+        });
+    }
+    (a, b)
 }
 
 fn content(daemon: &Daemon, id: &str) -> Value {
@@ -122,7 +154,20 @@ fn content(daemon: &Daemon, id: &str) -> Value {
 fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(browser) = browser() else { return };
-    let (a, b) = team(dir.path());
+    let (a, b, addrs) = team(dir.path());
+    // A seating plan on both; then a conflict made on the two of them.
+    let created = a
+        .client
+        .post(
+            "/v1/docs",
+            &json!({"content": {"table": "Ana", "guests": 80}, "title": "Seating"}),
+        )
+        .ok(201);
+    let id = created["id"].as_str().expect("id").to_owned();
+    eventually("B to have the seating plan", || {
+        (b.client.get(&format!("/v1/docs/{id}")).status == 200).then_some(())
+    });
+    let (a, b) = make_a_conflict(dir.path(), a, b, &addrs, &id);
 
     // Without a session: the sign-in page, saying what to do, and no data.
     browser.goto(&a.client.base);
@@ -143,29 +188,21 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
     let again = a.client.get(&link.replace(&a.client.base, ""));
     assert_eq!(again.status, 401);
 
-    // A conflicted seating plan reaches both; it is settled from the page on A.
-    let imported = a.client.call(
-        "POST",
-        "/v1/docs/import?title=Seating",
-        Some("application/octet-stream"),
-        Some(conflicted_document()),
-    );
-    assert_eq!(imported.status, 201, "{}", imported.text());
-    let id = imported.json()["id"].as_str().expect("id").to_owned();
-    eventually("B to have the seating plan", || {
-        (b.client.get(&format!("/v1/docs/{id}")).status == 200).then_some(())
-    });
+    // The conflict is settled from the page on A, by keeping B's value.
     browser.click_on("nav button[data-tab=conflicts]");
     browser.wait_for_text("Seating: /table");
-    let loser = a.client.get(&format!("/v1/docs/{id}/conflicts")).ok(200)["current"][0]["values"]
+    let kept = a.client.get(&format!("/v1/docs/{id}/conflicts")).ok(200)["current"][0]["values"]
         .as_array()
         .expect("values")
         .iter()
-        .find(|v| v["winner"] == false)
-        .expect("a losing value")
+        .find(|v| v["device"] == "Sam's tablet")
+        .expect("B's value, by B's name")
         .clone();
+    assert_eq!(kept["value"], "Ben");
+    let text = browser.wait_for_text("by Sam's tablet");
+    assert!(text.contains("by Planner laptop"), "{text}");
     shot(&browser, "conflicts");
-    let change = loser["change"].as_str().expect("change");
+    let change = kept["change"].as_str().expect("change");
     browser.click_on(&format!(".value[data-change='{change}'] button.keep"));
     browser.wait_for_text("No open conflicts.");
     for daemon in [&a, &b] {
@@ -174,7 +211,7 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
                 .client
                 .get(&format!("/v1/docs/{id}/conflicts"))
                 .ok(200);
-            (content(daemon, &id)["table"] == loser["value"]
+            (content(daemon, &id)["table"] == kept["value"]
                 && open["current"].as_array()?.is_empty()
                 && !open["log"].as_array()?.is_empty())
             .then_some(())
@@ -287,7 +324,7 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
 fn an_admin_invites_renames_and_removes_a_device_from_the_page() {
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(browser) = browser() else { return };
-    let (a, b) = team(dir.path());
+    let (a, b, _) = team(dir.path());
     let c = Daemon::start_in_team_mode("C", &dir.path().join("c"), "/ip4/127.0.0.1/tcp/0", &[]);
     browser.goto(&open_link(&dir.path().join("a")));
     browser.wait_for_text("Sam's tablet");
