@@ -232,7 +232,10 @@ function renderDocs() {
   const query = $("#search").value.trim().toLowerCase();
   const list = $("#doc-list");
   list.replaceChildren();
-  const shown = view.docs.filter((d) => !query || (d.title || "").toLowerCase().includes(query));
+  // Highest priority first (what matters on the day), then by title.
+  const shown = view.docs
+    .filter((d) => !query || (d.title || "").toLowerCase().includes(query))
+    .sort((x, y) => y.priority - x.priority || (x.title || "").localeCompare(y.title || ""));
   if (!shown.length) list.append(el("li", {}, query ? "No document with that title." : "No documents yet."));
   for (const doc of shown) {
     list.append(el("li", { class: "doc", "data-doc": doc.id },

@@ -183,7 +183,6 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
     assert!(text.contains("All synced with 1 device"), "{text}");
     assert!(text.contains("connected over tcp"), "{text}");
     assert_eq!(browser.url(), format!("{}/", a.client.base));
-    shot(&browser, "devices");
     // The link worked once.
     let again = a.client.get(&link.replace(&a.client.base, ""));
     assert_eq!(again.status, 401);
@@ -201,7 +200,6 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
     assert_eq!(kept["value"], "Ben");
     let text = browser.wait_for_text("by Sam's tablet");
     assert!(text.contains("by Planner laptop"), "{text}");
-    shot(&browser, "conflicts");
     let change = kept["change"].as_str().expect("change");
     browser.click_on(&format!(".value[data-change='{change}'] button.keep"));
     browser.wait_for_text("No open conflicts.");
@@ -222,7 +220,6 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
     browser.click_on("nav button[data-tab=documents]");
     browser.click_on(&format!("li.doc[data-doc='{id}'] button"));
     browser.wait_for_text("History");
-    shot(&browser, "document");
     browser.click_on(".leaf[data-path='/guests'] button.edit");
     let input = browser.find(".leaf[data-path='/guests'] input");
     browser.clear(&input);
@@ -380,4 +377,105 @@ fn an_admin_invites_renames_and_removes_a_device_from_the_page() {
     eventually("C to learn it was removed", || {
         (c.client.get("/v1/team").ok(200)["state"] == "removed").then_some(())
     });
+}
+
+/// Joins `daemon` to A's team under `name` with `role`.
+fn join(a: &Daemon, daemon: &Daemon, name: &str, role: &str) {
+    let invite = a
+        .client
+        .post("/v1/team/invites", &json!({"role": role, "name": name}))
+        .ok(201);
+    daemon
+        .client
+        .post("/v1/team/join", &json!({"code": invite["code"]}))
+        .ok(200);
+}
+
+/// The scripted scenario behind `docs/dashboard/*.png`: a barn wedding with four
+/// devices, a few documents, one conflict. It checks what each page shows; with
+/// `DASHBOARD_SCREENSHOTS=DIR` it also saves each page.
+#[test]
+fn a_barn_wedding_on_four_devices() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(browser) = browser() else { return };
+    let (a, b, addrs) = team(dir.path());
+    let docs = [
+        (
+            "Run of show",
+            100,
+            json!({"timeline": [
+            {"at": "15:00", "what": "Ceremony in the orchard"},
+            {"at": "16:30", "what": "Drinks on the lawn"},
+            {"at": "18:00", "what": "Dinner in the barn"},
+            {"at": "21:00", "what": "First dance"}]}),
+        ),
+        ("Seating", 50, json!({"table": "Ana", "guests": 96})),
+        (
+            "Vendors",
+            10,
+            json!({"florist": {"name": "Wild Stems", "phone": "555-0101"},
+            "caterer": {"name": "Hayloft Kitchen", "phone": "555-0144"}}),
+        ),
+        (
+            "Shot list",
+            0,
+            json!({"shots": ["Rings", "First look", "Family, all sides"]}),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (title, priority, content) in docs {
+        let created = a
+            .client
+            .post(
+                "/v1/docs",
+                &json!({"content": content, "title": title, "priority": priority}),
+            )
+            .ok(201);
+        ids.push(created["id"].as_str().expect("id").to_owned());
+    }
+    eventually("B to have every document", || {
+        ids.iter()
+            .all(|id| b.client.get(&format!("/v1/docs/{id}")).status == 200)
+            .then_some(())
+    });
+    let (a, b) = make_a_conflict(dir.path(), a, b, &addrs, &ids[1]);
+    let c = Daemon::start_in_team_mode("C", &dir.path().join("c"), "/ip4/127.0.0.1/tcp/0", &[]);
+    let d = Daemon::start_in_team_mode("D", &dir.path().join("d"), "/ip4/127.0.0.1/tcp/0", &[]);
+    join(&a, &c, "Florist phone", "viewer");
+    join(&a, &d, "Venue office PC", "editor");
+    eventually("A to see three devices", || {
+        let peers = a.client.get("/v1/peers").ok(200);
+        (peers
+            .as_array()?
+            .iter()
+            .filter(|p| p["connected"] == true)
+            .count()
+            == 3)
+            .then_some(())
+    });
+
+    browser.goto(&open_link(&dir.path().join("a")));
+    let text = browser.wait_for_text("All synced with 3 devices");
+    for name in ["Sam's tablet", "Florist phone", "Venue office PC"] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    shot(&browser, "devices");
+    browser.click_on("nav button[data-tab=documents]");
+    let text = browser.wait_for_text("Shot list");
+    for title in ["Run of show", "Seating", "Vendors"] {
+        assert!(text.contains(title), "{title} missing:\n{text}");
+    }
+    shot(&browser, "documents");
+    browser.click_on(&format!("li.doc[data-doc='{}'] button", ids[0]));
+    let text = browser.wait_for_text("First dance");
+    assert!(text.contains("Ceremony in the orchard"), "{text}");
+    shot(&browser, "document");
+    browser.click_on("nav button[data-tab=conflicts]");
+    let text = browser.wait_for_text("Seating: /table");
+    assert!(
+        text.contains("by Sam's tablet") && text.contains("by Planner laptop"),
+        "{text}"
+    );
+    shot(&browser, "conflicts");
+    drop((c, d));
 }
