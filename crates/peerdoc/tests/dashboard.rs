@@ -438,7 +438,7 @@ fn a_barn_wedding_on_four_devices() {
             .all(|id| b.client.get(&format!("/v1/docs/{id}")).status == 200)
             .then_some(())
     });
-    let (a, b) = make_a_conflict(dir.path(), a, b, &addrs, &ids[1]);
+    let (a, _b) = make_a_conflict(dir.path(), a, b, &addrs, &ids[1]);
     let c = Daemon::start_in_team_mode("C", &dir.path().join("c"), "/ip4/127.0.0.1/tcp/0", &[]);
     let d = Daemon::start_in_team_mode("D", &dir.path().join("d"), "/ip4/127.0.0.1/tcp/0", &[]);
     join(&a, &c, "Florist phone", "viewer");
