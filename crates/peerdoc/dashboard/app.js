@@ -85,17 +85,19 @@ function renderBanner() {
   }
   const cloud = $("#cloud");
   const receipts = s.receipts;
+  const connectedNow = s.cloud.some((c) => c.connected);
+  const lastContact = Math.max(0, ...s.cloud.map((c) => c.last_success_ms || 0));
+  const contact = connectedNow ? "connected" : `last contact ${ago(lastContact)}`;
   if (!s.cloud.length) {
     cloud.textContent = "";
   } else if (receipts && receipts.safe_to_wipe) {
-    cloud.textContent = "Cloud: safe to hand this tablet back (everything here is in the cloud).";
+    cloud.textContent = `Cloud (${contact}): safe to hand this tablet back; everything here is in the cloud.`;
   } else if (receipts) {
     // Titles where this device knows them; peerdoc's own documents are left out.
     const names = receipts.not_confirmed_docs
       .filter((id) => view.docs.some((d) => d.id === id))
       .map(titleOf)
       .join(", ");
-    const contact = s.cloud.some((c) => c.connected) ? "connected" : "not connected";
     cloud.textContent = `Cloud (${contact}): not yet in the cloud: ${names || "the team's own records"}.`;
   }
   const open = s.conflicts ? s.conflicts.documents : 0;

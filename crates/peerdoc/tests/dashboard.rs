@@ -479,3 +479,27 @@ fn a_barn_wedding_on_four_devices() {
     shot(&browser, "conflicts");
     drop((c, d));
 }
+
+#[test]
+fn the_banner_says_what_the_cloud_does_not_have_yet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(browser) = browser() else { return };
+    // A cloud endpoint nobody answers on (a port just freed on loopback).
+    let dead = format!("/ip4/127.0.0.1/tcp/{}", daemon::free_port());
+    let a = Daemon::start(
+        "A",
+        &dir.path().join("a"),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--cloud", &dead],
+    );
+    a.client
+        .post(
+            "/v1/docs",
+            &json!({"content": {"menu": "fish"}, "title": "Run of show"}),
+        )
+        .ok(201);
+    browser.goto(&open_link(&dir.path().join("a")));
+    let text = browser.wait_for_text("not yet in the cloud: Run of show");
+    assert!(text.contains("Cloud (last contact never)"), "{text}");
+    assert!(text.contains("Offline"), "{text}");
+}
