@@ -625,7 +625,13 @@ fn status_peers_metrics_and_openapi() {
 
     let metrics = c.get("/metrics");
     assert_eq!(metrics.status, 200);
-    assert!(metrics.content_type.starts_with("text/plain"));
+    assert!(
+        metrics
+            .content_type
+            .starts_with("application/openmetrics-text"),
+        "{}",
+        metrics.content_type
+    );
     let text = String::from_utf8(metrics.body).expect("utf-8");
     for name in [
         "peerdoc_documents 1",
@@ -642,6 +648,10 @@ fn status_peers_metrics_and_openapi() {
         "peerdoc_store_bytes",
         "peerdoc_http_requests_total{code=\"201\"} 1",
         "peerdoc_http_request_duration_seconds_bucket{le=\"0.1\"}",
+        "peerdoc_http_request_duration_seconds_bucket{le=\"+Inf\"}",
+        "# TYPE peerdoc_evictions counter",
+        "peerdoc_evictions_total 0",
+        "# EOF",
     ] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }

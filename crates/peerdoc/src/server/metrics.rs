@@ -1,8 +1,20 @@
-//! `GET /metrics`: Prometheus text exposition (format 0.0.4), written by hand.
+//! `GET /metrics`: OpenMetrics text, encoded by `prometheus-client`.
+//!
+//! The HTTP counters and the request-duration histogram are the crate's own metrics,
+//! updated as requests are answered. Everything else is read at scrape time (the node's
+//! counters and sync-latency histogram, the status, the cloud dialers) and handed to the
+//! crate's encoder as constant metrics by one [`Collector`], so names, types, escaping
+//! and the histogram layout all come from the crate. Counters are named without their
+//! `_total`, which the encoder adds.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use axum::extract::State;
 use axum::http::header;
@@ -16,72 +28,92 @@ const HTTP_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Requests served, by status, and how long they took.
-#[derive(Debug)]
-pub(crate) struct HttpMetrics {
-    inner: Mutex<HttpInner>,
-}
+/// A label set of one label.
+type Labels = Vec<(String, String)>;
 
-#[derive(Debug)]
-struct HttpInner {
-    by_code: BTreeMap<u16, u64>,
-    /// Per bucket, not cumulative; the last is `+Inf`.
-    buckets: Vec<u64>,
-    sum: f64,
+/// Requests served, by status, and how long they took.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpMetrics {
+    requests: Family<Labels, Counter>,
+    durations: Histogram,
 }
 
 impl HttpMetrics {
     pub(crate) fn new() -> Self {
         Self {
-            inner: Mutex::new(HttpInner {
-                by_code: BTreeMap::new(),
-                buckets: vec![0; HTTP_BUCKETS.len() + 1],
-                sum: 0.0,
-            }),
+            requests: Family::default(),
+            durations: Histogram::new(HTTP_BUCKETS.iter().copied()),
         }
     }
 
     pub(crate) fn observe(&self, code: u16, seconds: f64) {
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        *inner.by_code.entry(code).or_default() += 1;
-        let index = HTTP_BUCKETS
-            .iter()
-            .position(|b| seconds <= *b)
-            .unwrap_or(HTTP_BUCKETS.len());
-        if let Some(bucket) = inner.buckets.get_mut(index) {
-            *bucket += 1;
-        }
-        inner.sum += seconds;
+        self.requests
+            .get_or_create(&vec![("code".to_owned(), code.to_string())])
+            .inc();
+        self.durations.observe(seconds);
     }
+}
 
-    fn snapshot(&self) -> (BTreeMap<u16, u64>, HistogramSnapshot) {
-        let Ok(inner) = self.inner.lock() else {
-            return (
-                BTreeMap::new(),
-                HistogramSnapshot {
-                    buckets: Vec::new(),
-                    count: 0,
-                    sum: 0.0,
-                },
-            );
-        };
-        let mut cumulative = 0;
-        let mut buckets = Vec::new();
-        for (bound, count) in HTTP_BUCKETS.iter().zip(&inner.buckets) {
-            cumulative += count;
-            buckets.push((*bound, cumulative));
+/// One metric read at scrape time.
+#[derive(Debug)]
+enum Value {
+    Gauge(i64),
+    Counter(u64),
+    /// Per label value (the label's name is the series' `label`).
+    Gauges(&'static str, Vec<(String, f64)>),
+    Counters(&'static str, Vec<(String, u64)>),
+    Histogram(HistogramSnapshot),
+}
+
+/// Everything read at scrape time, encoded as constant metrics.
+#[derive(Debug, Default)]
+struct Scrape(Vec<(&'static str, &'static str, Value)>);
+
+impl Scrape {
+    fn add(&mut self, name: &'static str, help: &'static str, value: Value) {
+        self.0.push((name, help, value));
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, value) in &self.0 {
+            let kind = match value {
+                Value::Counter(_) | Value::Counters(..) => MetricType::Counter,
+                Value::Histogram(_) => MetricType::Histogram,
+                _ => MetricType::Gauge,
+            };
+            let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+            match value {
+                Value::Gauge(v) => ConstGauge::new(*v).encode(metric)?,
+                Value::Counter(v) => ConstCounter::new(*v).encode(metric)?,
+                Value::Gauges(label, series) => {
+                    for (labelled, v) in series {
+                        let labels: Labels = vec![((*label).to_owned(), labelled.clone())];
+                        ConstGauge::new(*v).encode(metric.encode_family(&labels)?)?;
+                    }
+                }
+                Value::Counters(label, series) => {
+                    for (labelled, v) in series {
+                        let labels: Labels = vec![((*label).to_owned(), labelled.clone())];
+                        ConstCounter::new(*v).encode(metric.encode_family(&labels)?)?;
+                    }
+                }
+                Value::Histogram(h) => {
+                    // The encoder takes per-bucket counts and sums them up itself;
+                    // the snapshot's are cumulative, and its last bucket is +Inf.
+                    let mut buckets = Vec::with_capacity(h.buckets.len() + 1);
+                    let mut below = 0;
+                    for (bound, cumulative) in &h.buckets {
+                        buckets.push((*bound, cumulative.saturating_sub(below)));
+                        below = *cumulative;
+                    }
+                    buckets.push((f64::INFINITY, h.count.saturating_sub(below)));
+                    metric.encode_histogram::<Labels>(h.sum, h.count, &buckets, None)?;
+                }
+            }
         }
-        let count = cumulative + inner.buckets.last().copied().unwrap_or(0);
-        (
-            inner.by_code.clone(),
-            HistogramSnapshot {
-                buckets,
-                count,
-                sum: inner.sum,
-            },
-        )
+        Ok(())
     }
 }
 
@@ -103,260 +135,276 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         .filter_map(|p| p.sync.as_ref())
         .map(|s| s.active_syncs)
         .sum();
-    let mut out = String::new();
     let live = status.documents.saturating_sub(status.deleted);
-    gauge(
-        &mut out,
+    let mut scrape = Scrape::default();
+    use Value::{Counter as C, Gauge as G};
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    scrape.add(
         "peerdoc_documents",
         "Live documents (tombstones excluded).",
-        live as f64,
+        G(count(live)),
     );
-    gauge(
-        &mut out,
+    scrape.add(
         "peerdoc_documents_deleted",
         "Document tombstones.",
-        status.deleted as f64,
+        G(count(status.deleted)),
     );
-    gauge(
-        &mut out,
+    scrape.add(
         "peerdoc_documents_loaded",
         "Documents held in memory.",
-        status.loaded as f64,
+        G(count(status.loaded)),
     );
-    counter(
-        &mut out,
-        "peerdoc_evictions_total",
+    scrape.add(
+        "peerdoc_evictions",
         "Documents evicted from memory.",
-        status.evictions,
+        C(status.evictions),
     );
-    gauge(
-        &mut out,
+    scrape.add(
         "peerdoc_peers_connected",
         "Peers with an open libp2p connection.",
-        connected as f64,
+        G(count(connected)),
     );
-    histogram(
-        &mut out,
+    scrape.add(
         "peerdoc_sync_latency_seconds",
         "Seconds from a local change to the first peer reporting heads that include it.",
-        &node.sync_latency,
+        Value::Histogram(node.sync_latency.clone()),
     );
-    counter(
-        &mut out,
-        "peerdoc_bytes_sent_total",
+    scrape.add(
+        "peerdoc_bytes_sent",
         "Sync frame bytes sent.",
-        node.bytes_sent,
+        C(node.bytes_sent),
     );
-    counter(
-        &mut out,
-        "peerdoc_bytes_received_total",
+    scrape.add(
+        "peerdoc_bytes_received",
         "Sync frame bytes received.",
-        node.bytes_received,
+        C(node.bytes_received),
     );
-    counter(
-        &mut out,
-        "peerdoc_messages_sent_total",
+    scrape.add(
+        "peerdoc_messages_sent",
         "Sync frames sent.",
-        node.messages_sent,
+        C(node.messages_sent),
     );
-    counter(
-        &mut out,
-        "peerdoc_messages_received_total",
+    scrape.add(
+        "peerdoc_messages_received",
         "Sync frames received.",
-        node.messages_received,
+        C(node.messages_received),
     );
-    counter(
-        &mut out,
-        "peerdoc_conflicts_total",
+    scrape.add(
+        "peerdoc_conflicts",
         "Conflicts detected (first sightings).",
-        node.conflicts,
+        C(node.conflicts),
     );
-    counter(
-        &mut out,
-        "peerdoc_local_changes_total",
+    scrape.add(
+        "peerdoc_local_changes",
         "Local changes applied.",
-        node.local_changes,
+        C(node.local_changes),
     );
-    counter(
-        &mut out,
-        "peerdoc_remote_changes_total",
+    scrape.add(
+        "peerdoc_remote_changes",
         "Changes from peers applied.",
-        node.remote_changes,
+        C(node.remote_changes),
     );
-    gauge(
-        &mut out,
+    scrape.add(
         "peerdoc_unacknowledged_documents",
         "Documents whose latest local change no peer has acknowledged.",
-        node.pending_acks as f64,
+        G(count(node.pending_acks)),
     );
-    gauge(
-        &mut out,
+    scrape.add(
         "peerdoc_sync_queue_depth",
         "Documents queued for sync, summed over peers.",
-        queued as f64,
+        G(count(queued)),
     );
-    gauge(
-        &mut out,
+    scrape.add(
         "peerdoc_active_syncs",
         "Documents being synced now, summed over peers.",
-        active as f64,
+        G(count(active)),
     );
-    gauge(
-        &mut out,
+    scrape.add(
         "peerdoc_storage_in_flight",
         "Storage operations not yet completed.",
-        status.storage_in_flight as f64,
+        G(count(status.storage_in_flight)),
     );
-    gauge(
-        &mut out,
+    scrape.add(
         "peerdoc_store_bytes",
         "Bytes the store occupies on disk.",
-        store_bytes as f64,
+        G(i64::try_from(store_bytes).unwrap_or(i64::MAX)),
     );
-    sync_socket_metrics(&mut out, &state);
-    cloud_metrics(&mut out, &state);
+    sync_socket_metrics(&mut scrape, &state);
+    cloud_metrics(&mut scrape, &state);
     let receipts = super::receipts::ReceiptsJson::new(&state.node.list().await?);
-    let _ = writeln!(
-        out,
-        "# HELP peerdoc_cloud_receipts Live documents by cloud receipt: confirmed (stored by the cloud at the heads held here), reported (only a stock sync server's word), unconfirmed.\n# TYPE peerdoc_cloud_receipts gauge"
+    scrape.add(
+        "peerdoc_cloud_receipts",
+        "Live documents by cloud receipt: confirmed (stored by the cloud at the heads held here), reported (only a stock sync server's word), unconfirmed.",
+        Value::Gauges(
+            "status",
+            vec![
+                ("confirmed".into(), receipts.confirmed as f64),
+                ("reported".into(), receipts.reported as f64),
+                ("unconfirmed".into(), receipts.unconfirmed as f64),
+            ],
+        ),
     );
-    for (status, count) in [
-        ("confirmed", receipts.confirmed),
-        ("reported", receipts.reported),
-        ("unconfirmed", receipts.unconfirmed),
-    ] {
-        let _ = writeln!(out, "peerdoc_cloud_receipts{{status=\"{status}\"}} {count}");
-    }
-    gauge(
-        &mut out,
+    scrape.add(
         "peerdoc_safe_to_wipe",
         "1 when every live document is confirmed stored by the cloud as it is here.",
-        f64::from(u8::from(receipts.safe_to_wipe)),
+        G(i64::from(receipts.safe_to_wipe)),
     );
-    let (by_code, durations) = state.http.snapshot();
-    let _ = writeln!(
-        out,
-        "# HELP peerdoc_http_requests_total HTTP requests answered, by status code."
+    let mut registry = Registry::default();
+    registry.register(
+        "peerdoc_http_requests",
+        // The registry adds the final period.
+        "HTTP requests answered, by status code",
+        state.http.requests.clone(),
     );
-    let _ = writeln!(out, "# TYPE peerdoc_http_requests_total counter");
-    for (code, count) in by_code {
-        let _ = writeln!(
-            out,
-            "peerdoc_http_requests_total{{code=\"{code}\"}} {count}"
-        );
-    }
-    histogram(
-        &mut out,
+    registry.register(
         "peerdoc_http_request_duration_seconds",
-        "Seconds to answer an HTTP request (event streams: until the stream began).",
-        &durations,
+        "Seconds to answer an HTTP request (event streams: until the stream began)",
+        state.http.durations.clone(),
     );
+    registry.register_collector(Box::new(scrape));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry).map_err(|_| {
+        ApiError::from_status(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding the metrics failed",
+        )
+    })?;
     Ok((
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         out,
     )
         .into_response())
 }
 
-fn sync_socket_metrics(out: &mut String, state: &AppState) {
+fn sync_socket_metrics(scrape: &mut Scrape, state: &AppState) {
     use std::sync::atomic::Ordering::Relaxed;
     let sockets = &state.sync_sockets;
-    gauge(
-        out,
+    scrape.add(
         "peerdoc_sync_sockets_open",
         "automerge-repo WebSocket sessions on /v1/sync now.",
-        sockets.open.load(Relaxed) as f64,
+        Value::Gauge(i64::try_from(sockets.open.load(Relaxed)).unwrap_or(i64::MAX)),
     );
-    counter(
-        out,
-        "peerdoc_sync_sockets_opened_total",
+    scrape.add(
+        "peerdoc_sync_sockets_opened",
         "automerge-repo WebSocket sessions accepted on /v1/sync.",
-        sockets.opened.load(Relaxed),
+        Value::Counter(sockets.opened.load(Relaxed)),
     );
-    counter(
-        out,
-        "peerdoc_sync_sockets_protocol_errors_total",
+    scrape.add(
+        "peerdoc_sync_sockets_protocol_errors",
         "/v1/sync sessions closed for text, oversized or undecodable frames.",
-        sockets.closed_for_protocol_errors.load(Relaxed),
+        Value::Counter(sockets.closed_for_protocol_errors.load(Relaxed)),
     );
 }
 
 /// One series per cloud endpoint, labelled with it.
-fn cloud_metrics(out: &mut String, state: &AppState) {
+fn cloud_metrics(scrape: &mut Scrape, state: &AppState) {
     let Some(cloud) = &state.config.cloud else {
         return;
     };
     let reports = cloud.snapshot();
-    type Column = fn(&crate::cloud::EndpointReport) -> f64;
-    let series: [(&str, &str, &str, Column); 5] = [
-        (
-            "peerdoc_cloud_connected",
-            "gauge",
-            "1 while the cloud endpoint is connected.",
-            |r| f64::from(u8::from(r.connected)),
-        ),
-        (
-            "peerdoc_cloud_breaker_open",
-            "gauge",
-            "1 while the endpoint's circuit breaker is open (half-open counts as open).",
-            |r| {
-                f64::from(u8::from(!matches!(
-                    r.breaker,
-                    peerdoc_core::endpoint::Breaker::Closed { .. }
-                )))
-            },
-        ),
-        (
-            "peerdoc_cloud_next_attempt_seconds",
-            "gauge",
-            "Seconds until the next attempt (0 while connected).",
-            |r| r.next_attempt_in_ms.unwrap_or(0) as f64 / 1000.0,
-        ),
-        (
-            "peerdoc_cloud_attempts_total",
-            "counter",
-            "Connection attempts to the cloud endpoint.",
-            |r| r.attempts as f64,
-        ),
-        (
-            "peerdoc_cloud_failures_total",
-            "counter",
-            "Failed connection attempts to the cloud endpoint.",
-            |r| r.failures_total as f64,
-        ),
-    ];
-    for (name, kind, help, column) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for report in &reports {
-            let endpoint = report.endpoint.replace('\\', "\\\\").replace('"', "\\\"");
-            let _ = writeln!(out, "{name}{{endpoint=\"{endpoint}\"}} {}", column(report));
+    let gauges = |column: fn(&crate::cloud::EndpointReport) -> f64| {
+        Value::Gauges(
+            "endpoint",
+            reports
+                .iter()
+                .map(|r| (r.endpoint.clone(), column(r)))
+                .collect(),
+        )
+    };
+    let counters = |column: fn(&crate::cloud::EndpointReport) -> u64| {
+        Value::Counters(
+            "endpoint",
+            reports
+                .iter()
+                .map(|r| (r.endpoint.clone(), column(r)))
+                .collect(),
+        )
+    };
+    scrape.add(
+        "peerdoc_cloud_connected",
+        "1 while the cloud endpoint is connected.",
+        gauges(|r| f64::from(u8::from(r.connected))),
+    );
+    scrape.add(
+        "peerdoc_cloud_breaker_open",
+        "1 while the endpoint's circuit breaker is open (half-open counts as open).",
+        gauges(|r| {
+            f64::from(u8::from(!matches!(
+                r.breaker,
+                peerdoc_core::endpoint::Breaker::Closed { .. }
+            )))
+        }),
+    );
+    scrape.add(
+        "peerdoc_cloud_next_attempt_seconds",
+        "Seconds until the next attempt (0 while connected).",
+        gauges(|r| r.next_attempt_in_ms.unwrap_or(0) as f64 / 1000.0),
+    );
+    scrape.add(
+        "peerdoc_cloud_attempts",
+        "Connection attempts to the cloud endpoint.",
+        counters(|r| r.attempts),
+    );
+    scrape.add(
+        "peerdoc_cloud_failures",
+        "Failed connection attempts to the cloud endpoint.",
+        counters(|r| r.failures_total),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(scrape: Scrape) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(scrape));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encodes");
+        out
+    }
+
+    #[test]
+    fn a_histogram_snapshot_keeps_its_cumulative_buckets_and_ends_in_inf() {
+        let mut scrape = Scrape::default();
+        scrape.add(
+            "t_seconds",
+            "help",
+            Value::Histogram(HistogramSnapshot {
+                buckets: vec![(0.1, 2), (1.0, 5)],
+                count: 6,
+                sum: 3.0,
+            }),
+        );
+        let text = encoded(scrape);
+        for line in [
+            "# TYPE t_seconds histogram",
+            "t_seconds_bucket{le=\"0.1\"} 2\n",
+            "t_seconds_bucket{le=\"1.0\"} 5\n",
+            "t_seconds_bucket{le=\"+Inf\"} 6\n",
+            "t_seconds_count 6\n",
+            "t_seconds_sum 3.0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from\n{text}");
         }
     }
-}
 
-fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
-}
-
-fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for (bound, count) in &h.buckets {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    #[test]
+    fn labelled_series_are_escaped_and_counters_end_in_total() {
+        let mut scrape = Scrape::default();
+        scrape.add(
+            "t_attempts",
+            "help",
+            Value::Counters("endpoint", vec![("ws://x/\"q\"".into(), 3)]),
+        );
+        let text = encoded(scrape);
+        assert!(
+            text.contains("t_attempts_total{endpoint=\"ws://x/\\\"q\\\"\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-    let _ = writeln!(out, "{name}_sum {}", h.sum);
-    let _ = writeln!(out, "{name}_count {}", h.count);
 }
