@@ -9,7 +9,7 @@
 //! This file is longer than the ~800-line rule: about 70 of its lines are the runnable
 //! example below, and the rest (the engine's state, the input dispatch, startup, loading
 //! and eviction) all work on the same fields. Each other job has its own file in
-//! `repo/`: peers, commands, changes, access, receipts, find, wanted (late delivery),
+//! `repo/`: peers, tombstones, commands, changes, access, receipts, find, wanted (late delivery),
 //! ephemeral (relay), remote heads (subscriptions).
 //!
 //! ```
@@ -88,6 +88,7 @@ mod io;
 mod peers;
 mod receipts;
 mod remote_heads;
+mod tombstones;
 mod wanted;
 
 pub use config::RepoConfig;

@@ -29,7 +29,7 @@ impl Repo {
         }
     }
 
-    fn me(&self) -> PeerId {
+    pub(super) fn me(&self) -> PeerId {
         self.config.peer_id.clone()
     }
 
@@ -492,48 +492,8 @@ impl Repo {
                 .is_some_and(|c| c.active.remove(&doc))
     }
 
-    fn send_tombstone(&mut self, conn: ConnectionId, doc: DocumentId) {
-        let Some(target) = self.peer_of(conn) else {
-            return;
-        };
-        let message = Message::Deleted {
-            sender_id: self.me(),
-            target_id: target,
-            document_id: doc,
-        };
-        self.send(conn, message);
-    }
-
-    /// Tells every peerdoc peer (but `except`) that `doc` is deleted.
-    pub(super) fn broadcast_tombstone(&mut self, doc: DocumentId, except: Option<ConnectionId>) {
-        let targets: Vec<ConnectionId> = self
-            .conns
-            .iter()
-            .filter(|(id, c)| c.is_peerdoc() && Some(**id) != except)
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in targets {
-            self.send_tombstone(conn, doc);
-        }
-    }
-
-    fn peer_deleted(&mut self, conn: ConnectionId, doc: DocumentId) {
-        match self.catalog.get(&doc) {
-            Some(meta) if meta.deleted => {}
-            None => self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None),
-            Some(_) if self.docs.contains_key(&doc) => {
-                self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None)
-            }
-            Some(_) => {
-                if self.admit_inbound(conn) {
-                    self.start_load(doc, Waiter::PeerDeleted(conn));
-                }
-            }
-        }
-    }
-
     /// Counts a message that must wait for a load; disconnects a peer over its bound.
-    fn admit_inbound(&mut self, conn: ConnectionId) -> bool {
+    pub(super) fn admit_inbound(&mut self, conn: ConnectionId) -> bool {
         let limit = self.config.max_pending_per_peer;
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
