@@ -12,6 +12,9 @@
 mod daemon;
 #[path = "support/http.rs"]
 mod http;
+// For `skip_or_fail`, the one rule every prerequisite follows (fails with CI=true).
+#[path = "support/interop.rs"]
+mod interop;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
@@ -22,20 +25,11 @@ use daemon::{Daemon, eventually};
 use serde_json::{Value, json};
 use webdriver::Browser;
 
-fn skip_or_fail(reason: &str) {
-    if std::env::var("CI")
-        .is_ok_and(|ci| ci.trim().eq_ignore_ascii_case("true") || ci.trim() == "1")
-    {
-        panic!("{reason}; with CI=true a missing prerequisite is a failure (run .ci/setup)");
-    }
-    eprintln!("skipping: {reason}");
-}
-
 fn browser() -> Option<Browser> {
     match webdriver::available() {
         Ok(()) => Some(Browser::start()),
         Err(why) => {
-            skip_or_fail(&why);
+            interop::skip_or_fail(&why);
             None
         }
     }

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{Daemon, HANG_GUARD, POLL};
+use daemon::{Daemon, eventually};
 use serde_json::{Value, json};
 
 /// `peerdoc --data-dir DIR ARGS…` as a user runs it: clean environment, no user config.
@@ -52,20 +52,6 @@ fn ok(data_dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("utf-8")
-}
-
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < HANG_GUARD,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(POLL);
-    }
 }
 
 #[test]

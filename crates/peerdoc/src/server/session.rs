@@ -56,18 +56,13 @@ impl Sessions {
     fn new_code(&self, now: Instant) -> Option<String> {
         let code = random_hex()?;
         let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        codes.retain(|_, issued| now.duration_since(*issued) < LOGIN_CODE_TTL);
-        while codes.len() >= MAX_LOGIN_CODES {
-            let Some(oldest) = codes
-                .iter()
-                .min_by_key(|(_, t)| **t)
-                .map(|(c, _)| c.clone())
-            else {
-                break;
-            };
-            codes.remove(&oldest);
-        }
-        codes.insert(code.clone(), now);
+        insert_bounded(
+            &mut codes,
+            code.clone(),
+            now,
+            LOGIN_CODE_TTL,
+            MAX_LOGIN_CODES,
+        );
         Some(code)
     }
 
@@ -83,18 +78,13 @@ impl Sessions {
         }
         let session = random_hex()?;
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.retain(|_, used| now.duration_since(*used) < SESSION_IDLE);
-        while sessions.len() >= MAX_SESSIONS {
-            let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, t)| **t)
-                .map(|(s, _)| s.clone())
-            else {
-                break;
-            };
-            sessions.remove(&oldest);
-        }
-        sessions.insert(session.clone(), now);
+        insert_bounded(
+            &mut sessions,
+            session.clone(),
+            now,
+            SESSION_IDLE,
+            MAX_SESSIONS,
+        );
         Some(session)
     }
 
@@ -120,6 +110,25 @@ impl Sessions {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
     }
+}
+
+/// Inserts `key` (at `now`) after dropping the entries older than `ttl` and, while the
+/// map is full (`max`), the oldest.
+fn insert_bounded(
+    map: &mut HashMap<String, Instant>,
+    key: String,
+    now: Instant,
+    ttl: Duration,
+    max: usize,
+) {
+    map.retain(|_, at| now.duration_since(*at) < ttl);
+    while map.len() >= max {
+        let Some(oldest) = map.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) else {
+            break;
+        };
+        map.remove(&oldest);
+    }
+    map.insert(key, now);
 }
 
 /// The session id in a request's `Cookie` header, if any.
