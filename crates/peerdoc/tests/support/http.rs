@@ -10,6 +10,8 @@ use serde_json::Value;
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
+    /// The `Access-Control-Allow-Origin` header, if the server sent one.
+    pub allow_origin: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -165,6 +167,11 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let allow_origin = response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .body_mut()
             .with_config()
@@ -174,6 +181,7 @@ impl Client {
         Ok(Answer {
             status,
             content_type,
+            allow_origin,
             body,
         })
     }
