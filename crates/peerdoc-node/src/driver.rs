@@ -25,14 +25,15 @@ use peerdoc_core::repo::{
     ChangeOrigin, Command, CommandId, ConnectionInfo, Event, Input, Output, PeerAccess, Reply, Repo,
 };
 use peerdoc_core::{ConnectionId, DocumentId, StorageError, StorageId};
-use peerdoc_net::{NetError, NetEvent, NetHandle, PeerId, SessionId};
+use peerdoc_net::{Multiaddr, NetError, NetEvent, NetHandle, PeerId, SessionId};
 use rand::rngs::StdRng;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::NodeError;
 use crate::announce::Announcement;
 use crate::attach::{self, AttachRole, AttachedConnection, AttachedSlot};
+use crate::departed::{DepartedPeer, Departures};
 use crate::metrics::Metrics;
 use crate::patches::{MAX_EVENT_PATCHES, patches_to_json};
 use crate::storage_worker::{Completion, StorageJob, StorageWorker};
@@ -149,6 +150,7 @@ pub(crate) struct Snapshot {
     pub(crate) storage_in_flight: usize,
     pub(crate) connections: Vec<(PeerId, ConnectionInfo)>,
     pub(crate) failures: Vec<(PeerId, String, SystemTime)>,
+    pub(crate) departed: Vec<(PeerId, crate::Departure)>,
 }
 
 /// The engine connection that currently carries a libp2p peer's sync stream.
@@ -165,6 +167,8 @@ struct PeerSlot {
     attached: bool,
     /// Frames waiting for room in the transport's queue to this peer.
     backlog: VecDeque<Bytes>,
+    /// The address of the connection the stream opened on.
+    addr: Multiaddr,
 }
 
 /// Everything the driver needs besides the engine itself.
@@ -181,6 +185,8 @@ pub(crate) struct DriverParts {
     pub(crate) max_pending_commands: usize,
     pub(crate) announce_changes: bool,
     pub(crate) metrics: Arc<Metrics>,
+    /// Peers that left, as saved in the data directory (`departed.rs`).
+    pub(crate) departed: Departures,
 }
 
 /// The task state. See the [module docs](self).
@@ -229,6 +235,10 @@ pub(crate) struct Driver {
     failures: HashMap<PeerId, (String, SystemTime)>,
     /// Attached connections whose role is `Responder` (local apps).
     local_apps: HashSet<ConnectionId>,
+    /// Peers that left, with what they were known to have (`departed.rs`).
+    departed: Departures,
+    /// The latest encoding of `departed` for the writer task (`None` before any change).
+    departed_saves: watch::Sender<Option<(std::path::PathBuf, Vec<u8>)>>,
 }
 
 /// Wall-clock time in ms, the engine's notion of `now`.
@@ -252,7 +262,11 @@ impl Driver {
         } else {
             (None, None)
         };
+        let (departed_saves, saves) = watch::channel(None);
+        tokio::spawn(crate::departed::writer(saves));
         Self {
+            departed: parts.departed,
+            departed_saves,
             announcements,
             announcements_rx,
             gossip_strikes: HashMap::new(),
@@ -383,6 +397,25 @@ impl Driver {
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(NodeError::ShuttingDown));
         }
+        // The peers still connected are about to be left: after a restart they are
+        // listed with what they had now, until they connect again.
+        let connected: Vec<(PeerId, ConnectionId, Multiaddr)> = self
+            .peers
+            .iter()
+            .filter(|(_, slot)| slot.attached)
+            .map(|(peer, slot)| (*peer, slot.conn, slot.addr.clone()))
+            .collect();
+        for (peer, conn, addr) in connected {
+            self.record_departure(peer, conn, addr);
+        }
+        if let Some((path, bytes)) = self.departed.encoded() {
+            let written =
+                tokio::task::spawn_blocking(move || crate::departed::write_file(&path, &bytes))
+                    .await;
+            if let Ok(Err(error)) = written {
+                tracing::warn!(%error, "departed peers not saved");
+            }
+        }
         if let Err(error) = self.net.shutdown().await {
             tracing::debug!(%error, "network already stopped");
         }
@@ -456,6 +489,17 @@ impl Driver {
                         .failures
                         .iter()
                         .map(|(peer, (why, at))| (*peer, why.clone(), *at))
+                        .collect(),
+                    departed: self
+                        .departed
+                        .iter()
+                        .map(|d| {
+                            let departure = crate::Departure {
+                                last_seen: d.last_seen,
+                                addr: d.addr.clone(),
+                            };
+                            (d.peer, departure)
+                        })
                         .collect(),
                 });
             }
@@ -649,6 +693,12 @@ impl Driver {
                         let peer = self.conns.get(&sync.conn)?;
                         Some(PeerDocStatus::judge(*peer, &meta.heads, sync))
                     })
+                    .chain(
+                        self.departed
+                            .iter()
+                            .filter(|d| !self.peers.contains_key(&d.peer))
+                            .map(|d| d.judge(id, &meta.heads)),
+                    )
                     .collect(),
             })
             .collect()
@@ -666,6 +716,9 @@ impl Driver {
                 // The transport orders a peer's events, so an old slot means its
                 // disconnect was lost; close it before opening the new one.
                 self.forget_peer(peer);
+                if self.departed.forget(&peer) {
+                    self.save_departed();
+                }
                 let conn = ConnectionId(self.next_conn);
                 self.next_conn += 1;
                 self.peers.insert(
@@ -675,6 +728,7 @@ impl Driver {
                         session,
                         attached: true,
                         backlog: VecDeque::new(),
+                        addr: addr.clone(),
                     },
                 );
                 self.conns.insert(conn, peer);
@@ -715,6 +769,9 @@ impl Driver {
             NetEvent::Gossip { from, bytes } => self.on_gossip(from, &bytes),
             NetEvent::PeerMisbehaved { peer, reason } => {
                 tracing::warn!(%peer, %reason, "transport banned a misbehaving peer");
+                if self.departed.forget(&peer) {
+                    self.save_departed();
+                }
             }
             NetEvent::Listening { addr } => tracing::info!(%addr, "listening"),
             NetEvent::DialFailed { peer, error } => {
@@ -786,13 +843,50 @@ impl Driver {
         }
     }
 
-    /// Closes the engine connection of `peer`, if any, and forgets the peer.
+    /// Closes the engine connection of `peer`, if any, and forgets the peer, keeping
+    /// what it was known to have (`departed.rs`).
     fn forget_peer(&mut self, peer: PeerId) {
         if let Some(slot) = self.peers.remove(&peer) {
             if slot.attached {
+                self.record_departure(peer, slot.conn, slot.addr);
                 self.feed(Input::ConnectionClosed { conn: slot.conn });
             }
             self.conns.remove(&slot.conn);
+        }
+    }
+
+    /// Remembers what `peer`, whose engine connection `conn` is about to close, was
+    /// known to have, and saves it.
+    fn record_departure(&mut self, peer: PeerId, conn: ConnectionId, addr: Multiaddr) {
+        // Only a peerdoc device that finished the handshake: a bare libp2p peer (or a
+        // misbehaving one, banned before it said who it is) leaves nothing to list.
+        let peerdoc = self
+            .repo
+            .connections()
+            .iter()
+            .any(|c| c.conn == conn && c.peerdoc);
+        if !self.repo.is_ready() || !peerdoc {
+            return;
+        }
+        let repo = &self.repo;
+        let departed = DepartedPeer::record(
+            peer,
+            Some(addr),
+            SystemTime::now(),
+            repo.catalog().iter().map(|(id, meta)| {
+                let sync = repo.peer_doc_sync(id).into_iter().find(|s| s.conn == conn);
+                (id, meta, sync)
+            }),
+        );
+        tracing::debug!(%peer, known = departed.known_len(), "peer departed");
+        self.departed.insert(departed);
+        self.save_departed();
+    }
+
+    /// Hands the current departed records to the writer task.
+    fn save_departed(&self) {
+        if let Some(encoded) = self.departed.encoded() {
+            self.departed_saves.send_replace(Some(encoded));
         }
     }
 

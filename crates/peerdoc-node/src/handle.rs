@@ -278,7 +278,7 @@ impl NodeHandle {
     /// Every peer with a libp2p connection or a sync connection, with both views.
     pub async fn peers(&self) -> Result<Vec<PeerStatus>, NodeError> {
         let snapshot = self.snapshot().await?;
-        self.merge_peers(snapshot.connections, snapshot.failures)
+        self.merge_peers(snapshot.connections, snapshot.failures, snapshot.departed)
             .await
     }
 
@@ -295,6 +295,7 @@ impl NodeHandle {
             storage_in_flight,
             connections,
             failures,
+            departed,
         } = snapshot;
         Ok(NodeStatus {
             peer_id: self.peer_id(),
@@ -305,7 +306,7 @@ impl NodeHandle {
             loaded,
             evictions,
             storage_in_flight,
-            peers: self.merge_peers(connections, failures).await?,
+            peers: self.merge_peers(connections, failures, departed).await?,
         })
     }
 
@@ -423,6 +424,7 @@ impl NodeHandle {
         &self,
         connections: Vec<(PeerId, peerdoc_core::repo::ConnectionInfo)>,
         failures: Vec<(PeerId, String, std::time::SystemTime)>,
+        departed: Vec<(PeerId, crate::Departure)>,
     ) -> Result<Vec<PeerStatus>, NodeError> {
         let mut peers: BTreeMap<PeerId, PeerStatus> = BTreeMap::new();
         for info in self.net.peers().await? {
@@ -433,6 +435,7 @@ impl NodeHandle {
                     net: Some(info),
                     sync: None,
                     last_failure: None,
+                    departed: None,
                 },
             );
         }
@@ -444,6 +447,7 @@ impl NodeHandle {
                     net: None,
                     sync: None,
                     last_failure: None,
+                    departed: None,
                 })
                 .sync = Some(info);
         }
@@ -453,7 +457,22 @@ impl NodeHandle {
                 net: None,
                 sync: None,
                 last_failure: Some((why, at)),
+                departed: None,
             });
+        }
+        // A departed peer's libp2p connection may linger (or be back) before its sync
+        // stream: the transport's view comes first, the departure is added to it.
+        for (peer, departure) in departed {
+            peers
+                .entry(peer)
+                .or_insert(PeerStatus {
+                    peer,
+                    net: None,
+                    sync: None,
+                    last_failure: None,
+                    departed: None,
+                })
+                .departed = Some(departure);
         }
         Ok(peers.into_values().collect())
     }

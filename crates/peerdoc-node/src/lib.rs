@@ -47,6 +47,7 @@
 mod announce;
 mod attach;
 mod config;
+mod departed;
 mod driver;
 mod error;
 mod handle;
@@ -58,6 +59,7 @@ mod types;
 
 pub use attach::{AttachRole, AttachedConnection};
 pub use config::NodeConfig;
+pub use departed::{DepartedPeer, MAX_DEPARTED};
 pub use driver::AccessPolicy;
 pub use error::NodeError;
 pub use handle::NodeHandle;
@@ -65,8 +67,8 @@ pub use metrics::{HistogramSnapshot, NodeMetrics, SYNC_LATENCY_BUCKETS};
 pub use node::Node;
 pub use patches::MAX_EVENT_PATCHES;
 pub use types::{
-    Conflicts, DocumentSummary, DocumentSync, MAX_CHANGED_PATHS, NodeEvent, NodeStatus, Origin,
-    PeerDocStatus, PeerStatus,
+    Conflicts, Departure, DocumentSummary, DocumentSync, MAX_CHANGED_PATHS, NodeEvent, NodeStatus,
+    Origin, PeerDocStatus, PeerStatus,
 };
 
 pub use peerdoc_core::model::EditOp;

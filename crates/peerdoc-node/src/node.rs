@@ -126,6 +126,7 @@ impl Node {
                 max_pending_commands: config.max_pending_commands,
                 announce_changes: config.announce_changes,
                 metrics,
+                departed: crate::departed::Departures::load(Some(&data_dir)),
             },
         );
         let driver = tokio::spawn(driver.run(early));

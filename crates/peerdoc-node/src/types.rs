@@ -173,6 +173,17 @@ pub struct PeerStatus {
     /// Why the last attempt to connect failed, in words, and when (cleared once it
     /// connects): a peer seen but not connected says why.
     pub last_failure: Option<(String, std::time::SystemTime)>,
+    /// For a peer that was connected and left: when, and over which address.
+    pub departed: Option<Departure>,
+}
+
+/// When a departed peer was last connected, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    /// When its sync connection closed.
+    pub last_seen: std::time::SystemTime,
+    /// The address that connection used, if known.
+    pub addr: Option<crate::Multiaddr>,
 }
 
 /// A failed connection attempt in words a coordinator can act on (`error` is the
@@ -227,6 +238,9 @@ pub struct PeerDocStatus {
     pub their_heads: Option<Vec<String>>,
     /// The document is queued or being synced with this peer now.
     pub pending: bool,
+    /// The peer is connected now; `false` for a departed peer, judged from what it
+    /// was known to have when it left (see [`DepartedPeer`](crate::DepartedPeer)).
+    pub connected: bool,
 }
 
 impl PeerDocStatus {
@@ -254,6 +268,7 @@ impl PeerDocStatus {
             missing,
             their_heads,
             pending: sync.pending,
+            connected: true,
         }
     }
 }

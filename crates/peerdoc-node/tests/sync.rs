@@ -69,6 +69,24 @@ where
     .await
 }
 
+/// Polls `check` every 20 ms until it returns `Some`: for state that changes without
+/// an event (what the engine knows a peer has).
+async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    guard(what, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// Dials `to` from `from` and waits until both finished the sync handshake.
 async fn connect(from: &NodeHandle, to: &NodeHandle) {
     let mut from_events = from.subscribe();
@@ -348,7 +366,36 @@ async fn restart_and_catch_up(dir_a: TempDir, dir_b: TempDir) {
     let a_id = a.peer_id();
     let storage_id = a.status().await.unwrap().storage_id;
 
+    // B knows A has everything before A leaves.
+    poll("A in sync on B", || async {
+        let sync = b.sync_status().await.unwrap();
+        sync.iter()
+            .all(|d| d.peers.iter().any(|p| p.peer == a_id && p.in_sync))
+            .then_some(())
+    })
+    .await;
+
     a.shutdown().await;
+    poll("A departed on B", || async {
+        let peers = b.peers().await.unwrap();
+        peers
+            .iter()
+            .any(|p| p.peer == a_id && p.departed.is_some() && p.net.is_none())
+            .then_some(())
+    })
+    .await;
+    // Gone, but nothing changed since: A is not missing anything yet.
+    let missing_on_a = |sync: Vec<peerdoc_node::DocumentSync>| -> Vec<DocumentId> {
+        sync.iter()
+            .filter(|d| {
+                d.peers
+                    .iter()
+                    .any(|p| p.peer == a_id && !p.connected && !p.in_sync)
+            })
+            .map(|d| d.id)
+            .collect()
+    };
+    assert_eq!(missing_on_a(b.sync_status().await.unwrap()), vec![]);
     // While A is down, B keeps working.
     b.edit(doc, set("/band", json!("The Hay Bales")), None)
         .await
@@ -357,6 +404,12 @@ async fn restart_and_catch_up(dir_a: TempDir, dir_b: TempDir) {
         .create(json!({"checklist": []}), 0, Some("Setup".into()))
         .await
         .unwrap();
+    // B lists both as missing on the departed A.
+    let mut missing = missing_on_a(b.sync_status().await.unwrap());
+    missing.sort();
+    let mut expected = vec![doc, doc2];
+    expected.sort();
+    assert_eq!(missing, expected);
 
     // Same directory: same identity, same storage id, every acknowledged write.
     let a = start(dir_a.path()).await;
@@ -377,6 +430,21 @@ async fn restart_and_catch_up(dir_a: TempDir, dir_b: TempDir) {
     })
     .await;
     until_doc("B's new doc on A", &a, &mut a_events, doc2, |_| true).await;
+    // Back: B forgets the departure and judges A from the live connection.
+    poll("A back and in sync on B", || async {
+        let peers = b.peers().await.unwrap();
+        let back = peers
+            .iter()
+            .any(|p| p.peer == a_id && p.departed.is_none() && p.sync.is_some());
+        let sync = b.sync_status().await.unwrap();
+        let in_sync = sync.iter().all(|d| {
+            d.peers
+                .iter()
+                .any(|p| p.peer == a_id && p.connected && p.in_sync)
+        });
+        (back && in_sync).then_some(())
+    })
+    .await;
 
     b.shutdown().await;
     a.shutdown().await;

@@ -112,23 +112,31 @@ function peerState(peer) {
     return el("span", { class: "state-connected" }, `connected over ${peer.transport || "?"}`,
       peer.addrs && peer.addrs[0] ? ` (${peer.addrs[0]})` : "");
   }
+  if (peer.departed) {
+    return el("span", { class: "state-away" }, `left ${ago(peer.last_seen_ms)}`,
+      peer.addrs && peer.addrs[0] ? ` (was at ${peer.addrs[0]})` : "",
+      peer.not_connected ? `; not back yet: ${peer.not_connected}` : "");
+  }
   return el("span", { class: "state-away" }, `not connected, last seen ${ago(peer.last_seen_ms)}`,
     peer.not_connected ? `: ${peer.not_connected}` : "");
 }
 
-function missingOf(peerId) {
-  return (view.status.docs || [])
-    .filter((d) => d.peers.some((p) => p.peer_id === peerId && !p.in_sync))
-    .map((d) => d.title || d.id);
+/** The titles of the documents `peer` is known to miss (peerdoc's own left out). */
+function missingOf(peer) {
+  const docs = new Map((view.status.docs || []).map((d) => [d.id, d]));
+  return (peer.missing_docs || []).map((id) => (docs.get(id) || {}).title || id);
 }
 
 function syncLine(peer) {
-  if (!peer || !peer.connected) return null;
-  const missing = missingOf(peer.peer_id);
-  return missing.length
-    ? el("div", { class: "sync" }, `Missing ${missing.length}:`,
-      el("ul", { class: "missing" }, missing.map((m) => el("li", {}, m))))
-    : el("div", { class: "sync" }, "Everything synced");
+  if (!peer || !(peer.connected || peer.departed)) return null;
+  const missing = missingOf(peer);
+  if (!missing.length) {
+    return el("div", { class: "sync" }, peer.connected ? "Everything synced" : "Had everything when it left; nothing changed since");
+  }
+  // A device that left misses what changed here since (as far as this device knows).
+  const label = peer.connected ? `Missing ${missing.length}:` : `Missing ${missing.length} since it left:`;
+  return el("div", { class: "sync" }, label,
+    el("ul", { class: "missing" }, missing.map((m) => el("li", {}, m))));
 }
 
 /** An action that reports its error next to the button that started it. */

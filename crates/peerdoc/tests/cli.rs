@@ -262,7 +262,7 @@ fn peers_and_status_show_a_connected_peer_and_what_it_is_missing() {
     let id = a.new_doc(&json!({"florist": "Petal & Stem"}));
     let synced = eventually("the new document reaches b", || {
         let text = a.ok(&["status"]);
-        text.contains("sync: every document is in sync with every connected peer")
+        text.contains("sync: every peer has every document, as far as this device knows")
             .then_some(text)
     });
     assert!(

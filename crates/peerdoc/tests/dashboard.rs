@@ -302,12 +302,43 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
         .assert_error(403, "cross_origin");
     assert_eq!(content(&a, &id)["guests"], 96);
     // The page's own reads carry the session.
-    let _ = &b;
     let status = browser.run_async(
         "const done = arguments[0];
          fetch('/v1/status', {credentials: 'same-origin'}).then(r => done(r.status));",
     );
     assert_eq!(status, 200);
+
+    // Sam's tablet leaves; the seating plan changes on A: the page lists it as what
+    // the tablet misses, and the list is gone once the tablet is back and synced.
+    browser.click_on("nav button[data-tab=devices]");
+    browser.wait_for_text("Everything synced");
+    let mut b = b;
+    assert!(b.sigterm().success());
+    set(&a, &id, "/guests", json!(120));
+    let text = browser.wait_for_text("Missing 1 since it left:");
+    let tablet = browser.text(&browser.find("li.device"));
+    assert!(tablet.contains("Sam's tablet"), "{tablet}");
+    assert!(tablet.contains("left "), "{tablet}");
+    assert!(tablet.contains("Seating"), "{tablet}");
+    assert!(!text.contains("Everything synced"), "{text}");
+    let peers = a.client.get("/v1/peers").ok(200);
+    let away = peers
+        .as_array()
+        .expect("peers")
+        .iter()
+        .find(|p| p["name"] == "Sam's tablet")
+        .expect("the departed tablet is listed");
+    assert_eq!(away["departed"], true);
+    assert_eq!(away["missing_docs"], json!([id]));
+    let b = Daemon::start_in_team_mode("B", &dir.path().join("b"), &addrs.b, &[]);
+    browser.wait_for_text("Everything synced");
+    eventually("the change on the returned tablet", || {
+        (content(&b, &id)["guests"] == 120).then_some(())
+    });
+    let peers = a.client.get("/v1/peers").ok(200);
+    let back = &peers.as_array().expect("peers")[0];
+    assert_eq!(back["departed"], false);
+    assert_eq!(back["missing_docs"], json!([]));
 }
 
 #[test]

@@ -306,6 +306,10 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
             pairs += 1;
             if !peer.in_sync {
                 let mut missing = match (&peer.their_heads, peer.missing) {
+                    _ if !peer.connected && peer.their_heads.is_none() => {
+                        "all of it (it left without it)".to_owned()
+                    }
+                    _ if !peer.connected => "changes made since it left".to_owned(),
                     (None, 0) => "not compared yet".to_owned(),
                     (_, 1) => "1 head".to_owned(),
                     (_, n) => format!("{n} heads"),
@@ -313,10 +317,17 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
                 if peer.pending {
                     missing.push_str(", syncing");
                 }
+                // The device's team name where it has one.
+                let who = status
+                    .peers
+                    .iter()
+                    .find(|p| p.peer_id == peer.peer_id)
+                    .and_then(|p| p.name.as_deref())
+                    .map_or_else(|| peer.peer_id.clone(), printable);
                 behind.row(vec![
                     doc.id.clone(),
                     doc.title.clone().unwrap_or_else(|| "-".to_owned()),
-                    peer.peer_id.clone(),
+                    who,
                     missing,
                 ]);
             }
@@ -329,7 +340,7 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
         } else {
             writeln!(
                 out,
-                "sync: every document is in sync with every connected peer"
+                "sync: every peer has every document, as far as this device knows"
             )?;
         }
     } else {
@@ -392,7 +403,13 @@ fn peer_table(peers: &[Peer], now_ms: u64) -> Table {
         "ADDRESS",
     ]);
     for peer in peers {
-        let connection = if !peer.connected {
+        let connection = if peer.departed && !peer.connected {
+            match peer.missing_docs.len() {
+                0 => "left, had everything".to_owned(),
+                1 => "left, misses 1 document".to_owned(),
+                n => format!("left, misses {n} documents"),
+            }
+        } else if !peer.connected {
             match &peer.not_connected {
                 Some(why) => format!("none: {}", why.split(": ").next().unwrap_or(why)),
                 None => "none".to_owned(),
@@ -451,16 +468,28 @@ mod tests {
             version: "0.1.0".into(),
             health: "healthy".into(),
             documents: 2,
-            peers: vec![Peer {
-                peer_id: "12D3KooWB".into(),
-                connected: true,
-                sync_stream: true,
-                peerdoc: true,
-                transport: Some("tcp".into()),
-                health: "healthy".into(),
-                last_seen_ms: Some(99_000),
-                ..Peer::default()
-            }],
+            peers: vec![
+                Peer {
+                    peer_id: "12D3KooWB".into(),
+                    connected: true,
+                    sync_stream: true,
+                    peerdoc: true,
+                    transport: Some("tcp".into()),
+                    health: "healthy".into(),
+                    last_seen_ms: Some(99_000),
+                    ..Peer::default()
+                },
+                Peer {
+                    peer_id: "12D3KooWC".into(),
+                    name: Some("Photographer".into()),
+                    role: Some("editor".into()),
+                    departed: true,
+                    health: "offline".into(),
+                    last_seen_ms: Some(40_000),
+                    missing_docs: vec!["doc2".into()],
+                    ..Peer::default()
+                },
+            ],
             docs: Some(vec![
                 DocStatus {
                     id: "doc1".into(),
@@ -471,16 +500,26 @@ mod tests {
                         missing: 2,
                         their_heads: Some(vec![]),
                         pending: true,
+                        connected: true,
                     }],
                     ..DocStatus::default()
                 },
                 DocStatus {
                     id: "doc2".into(),
-                    peers: vec![DocPeer {
-                        peer_id: "12D3KooWB".into(),
-                        in_sync: true,
-                        ..DocPeer::default()
-                    }],
+                    peers: vec![
+                        DocPeer {
+                            peer_id: "12D3KooWB".into(),
+                            in_sync: true,
+                            connected: true,
+                            ..DocPeer::default()
+                        },
+                        DocPeer {
+                            peer_id: "12D3KooWC".into(),
+                            missing: 1,
+                            their_heads: Some(vec!["aa".into()]),
+                            ..DocPeer::default()
+                        },
+                    ],
                     ..DocStatus::default()
                 },
             ]),
@@ -489,12 +528,21 @@ mod tests {
         let text = text(&status);
         assert!(text.starts_with("peer id    12D3KooWA\n"), "{text}");
         assert!(
-            text.contains("12D3KooWB  -     healthy  tcp, syncing"),
+            text.contains("12D3KooWB  -                      healthy  tcp, syncing"),
             "{text}"
         );
         assert!(text.contains("1s ago"), "{text}");
-        assert!(text.contains("not yet on every peer:\nDOCUMENT  TITLE        PEER       MISSING\ndoc1      Run of show  12D3KooWB  2 heads, syncing\n"), "{text}");
-        assert!(!text.contains("doc2"), "{text}");
+        assert!(text.contains("not yet on every peer:\nDOCUMENT  TITLE        PEER          MISSING\ndoc1      Run of show  12D3KooWB     2 heads, syncing\n"), "{text}");
+        // A device that left is listed with what changed since.
+        assert!(
+            text.contains("Photographer (editor)  offline  left, misses 1 document"),
+            "{text}"
+        );
+        assert!(text.contains("1m ago"), "{text}");
+        assert!(
+            text.contains("doc2      -            Photographer  changes made since it left\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub struct DocPeer {
     pub their_heads: Option<Vec<String>>,
     /// Whether the document is queued or being synced with this peer.
     pub pending: bool,
+    /// Whether the peer is connected; a departed peer is judged from what it had when
+    /// it left.
+    pub connected: bool,
 }
 
 /// `GET /v1/peers` (and [`Status::peers`]).
@@ -199,6 +202,11 @@ pub struct Peer {
     pub last_seen_ms: Option<u64>,
     /// Since when it is connected (ms since the epoch).
     pub connected_since_ms: Option<u64>,
+    /// It was connected and left: `last_seen_ms` is when, `addrs` the address it used.
+    pub departed: bool,
+    /// The documents (ids) it is known to miss: for a connected peer as its sync says,
+    /// for a departed one what changed here since it left (or it never had).
+    pub missing_docs: Vec<String>,
     /// `healthy`, `degraded` or `offline`.
     pub health: String,
     /// Fields this client does not know (a newer daemon's), kept so `--json` prints

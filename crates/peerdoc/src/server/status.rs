@@ -54,6 +54,10 @@ pub(crate) struct PeerJson {
     active_syncs: usize,
     last_seen_ms: Option<u64>,
     connected_since_ms: Option<u64>,
+    /// It was connected and left (`last_seen_ms` is when).
+    departed: bool,
+    /// Documents (ids) it is known to miss; filled by [`PeerJson::with_missing`].
+    missing_docs: Vec<String>,
     health: &'static str,
     /// For a peer seen but not connected: why, in words, and when it last failed.
     not_connected: Option<String>,
@@ -78,12 +82,14 @@ impl PeerJson {
             Some(ago) if sync_stream && ago < HEALTHY_SEEN && !slow => "healthy",
             Some(_) => "degraded",
         };
+        let departed = status.departed.as_ref().filter(|_| net.is_none());
         Self {
             peer_id: status.peer.to_string(),
             name: None,
             role: None,
             addrs: net
                 .map(|n| n.addrs.iter().map(ToString::to_string).collect())
+                .or_else(|| departed.map(|d| d.addr.iter().map(ToString::to_string).collect()))
                 .unwrap_or_default(),
             transport: net.map(|n| match n.transport {
                 TransportKind::Tcp => "tcp",
@@ -101,8 +107,12 @@ impl PeerJson {
             messages_out: sync.map_or(0, |s| s.messages_out),
             queued_syncs: sync.map_or(0, |s| s.queued_syncs),
             active_syncs: sync.map_or(0, |s| s.active_syncs),
-            last_seen_ms: net.map(|n| epoch_ms(n.last_seen)),
+            last_seen_ms: net
+                .map(|n| epoch_ms(n.last_seen))
+                .or_else(|| departed.map(|d| epoch_ms(d.last_seen))),
             connected_since_ms: net.map(|n| epoch_ms(n.connected_since)),
+            departed: departed.is_some(),
+            missing_docs: Vec::new(),
             health,
             not_connected: status.last_failure.as_ref().map(|(why, _)| why.clone()),
             not_connected_since_ms: status.last_failure.as_ref().map(|(_, at)| epoch_ms(*at)),
@@ -124,16 +134,53 @@ impl PeerJson {
     }
 }
 
+impl PeerJson {
+    /// Fills `missing_docs` from the documents' sync state (the daemon's own documents
+    /// left out: nobody acts on them).
+    fn with_missing(mut self, docs: &[DocumentSync], system: &[peerdoc_node::DocumentId]) -> Self {
+        self.missing_docs = docs
+            .iter()
+            .filter(|d| !system.contains(&d.id))
+            .filter(|d| {
+                d.peers
+                    .iter()
+                    .any(|p| p.peer.to_string() == self.peer_id && !p.in_sync)
+            })
+            .map(|d| d.id.to_string())
+            .collect();
+        self
+    }
+
+    /// A departed device that is no longer in the team is not listed: it was removed.
+    fn still_listed(&self, state: &AppState) -> bool {
+        !self.departed || state.team.is_none() || self.role.is_some()
+    }
+}
+
+/// Every peer, labelled with its team name and what it misses.
+async fn peer_list(
+    state: &AppState,
+    statuses: &[PeerStatus],
+    docs: &[DocumentSync],
+) -> Vec<PeerJson> {
+    let now = SystemTime::now();
+    let system = state.system_docs();
+    statuses
+        .iter()
+        .map(|p| {
+            PeerJson::new(p, now)
+                .labelled(state, &p.peer)
+                .with_missing(docs, &system)
+        })
+        .filter(|p| p.still_listed(state))
+        .collect()
+}
+
 /// `GET /v1/peers`.
 pub(super) async fn peers(State(state): State<AppState>) -> Result<Json<Vec<PeerJson>>, ApiError> {
-    let now = SystemTime::now();
     let peers = state.node.peers().await?;
-    Ok(Json(
-        peers
-            .iter()
-            .map(|p| PeerJson::new(p, now).labelled(&state, &p.peer))
-            .collect(),
-    ))
+    let docs = state.node.sync_status().await?;
+    Ok(Json(peer_list(&state, &peers, &docs).await))
 }
 
 /// `POST /v1/peers` and `DELETE /v1/peers`: `{"addr"}`.
@@ -191,19 +238,22 @@ pub(super) async fn remove_peer(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn doc_sync_json(doc: &DocumentSync) -> Value {
+/// One document's sync state with the listed peers (`shown`: a departed device removed
+/// from the team is not).
+fn doc_sync_json(doc: &DocumentSync, shown: &[PeerJson]) -> Value {
     json!({
         "id": doc.id.to_string(),
         "title": doc.title.clone().filter(|t| !t.is_empty()),
         "priority": doc.priority,
         "heads": doc.heads,
         "cloud_receipt": super::receipts::status_name(doc.receipt),
-        "peers": doc.peers.iter().map(|p| json!({
+        "peers": doc.peers.iter().filter(|p| p.connected || shown.iter().any(|s| s.peer_id == p.peer.to_string())).map(|p| json!({
             "peer_id": p.peer.to_string(),
             "in_sync": p.in_sync,
             "missing": p.missing,
             "their_heads": p.their_heads,
             "pending": p.pending,
+            "connected": p.connected,
         })).collect::<Vec<_>>(),
     })
 }
@@ -216,12 +266,8 @@ pub(super) async fn status(
     query.only(&["docs"])?;
     let with_docs = query.flag("docs", true)?;
     let status = state.node.status().await?;
-    let now = SystemTime::now();
-    let peers: Vec<PeerJson> = status
-        .peers
-        .iter()
-        .map(|p| PeerJson::new(p, now).labelled(&state, &p.peer))
-        .collect();
+    let docs = state.node.sync_status().await?;
+    let peers = peer_list(&state, &status.peers, &docs).await;
     let queued: usize = peers.iter().map(|p| p.queued_syncs).sum();
     let connected: Vec<&PeerJson> = peers.iter().filter(|p| p.connected).collect();
     let cloud = state
@@ -268,8 +314,7 @@ pub(super) async fn status(
         body["team"] = json!(team.status().await);
     }
     if with_docs {
-        let docs = state.node.sync_status().await?;
-        body["docs"] = Value::Array(docs.iter().map(doc_sync_json).collect());
+        body["docs"] = Value::Array(docs.iter().map(|d| doc_sync_json(d, &peers)).collect());
     }
     Ok(Json(body))
 }
