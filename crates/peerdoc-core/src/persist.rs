@@ -134,7 +134,26 @@ pub struct DocumentMeta {
     /// The actor (hex) of the newest change among the heads: who changed it last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_actor: Option<String>,
+    /// Where the document holds concurrent values now (JSON pointers, at most
+    /// [`MAX_OPEN_CONFLICT_PATHS`]), kept up to date on every change of a document that
+    /// has or gets conflicts, so a summary of open conflicts needs no loads. `None`:
+    /// none open if `conflicts_logged` is 0, else not known (metadata written before
+    /// this was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_conflicts: Option<OpenConflicts>,
 }
+
+/// Open conflicts kept in a document's metadata (see [`DocumentMeta::open_conflicts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenConflicts {
+    /// How many places hold concurrent values.
+    pub count: u64,
+    /// The first [`MAX_OPEN_CONFLICT_PATHS`] of them, as JSON pointers.
+    pub paths: Vec<String>,
+}
+
+/// Open conflict paths kept in a document's metadata at most.
+pub const MAX_OPEN_CONFLICT_PATHS: usize = 16;
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -179,6 +198,7 @@ impl DocumentMeta {
             receipts: BTreeMap::new(),
             conflicts_logged: 0,
             last_actor: None,
+            open_conflicts: None,
         }
     }
 

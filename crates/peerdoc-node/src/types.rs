@@ -131,6 +131,10 @@ pub struct DocumentSummary {
     pub conflicts_logged: u64,
     /// The actor (hex) of its newest change: who changed it last.
     pub last_actor: Option<String>,
+    /// Its open conflicts, as the engine keeps them on every change; `None` when not
+    /// known without a load (a document with logged conflicts not changed since
+    /// peerdoc started keeping them).
+    pub open_conflicts: Option<peerdoc_core::persist::OpenConflicts>,
 }
 
 impl DocumentSummary {
@@ -148,6 +152,10 @@ impl DocumentSummary {
             receipt_ms: meta.current_receipt().map(|r| r.at_ms),
             conflicts_logged: meta.conflicts_logged,
             last_actor: meta.last_actor.clone(),
+            open_conflicts: match &meta.open_conflicts {
+                None if meta.conflicts_logged == 0 => Some(Default::default()),
+                open => open.clone(),
+            },
         }
     }
 }

@@ -5,7 +5,9 @@ use automerge::ReadDoc as _;
 
 use crate::ids::DocumentId;
 use crate::model;
-use crate::persist::{self, ConflictRecord, ConflictRecordValue, DocumentMeta};
+use crate::persist::{
+    self, ConflictRecord, ConflictRecordValue, DocumentMeta, MAX_OPEN_CONFLICT_PATHS, OpenConflicts,
+};
 use crate::{HeadsDigest, WriteBatch};
 
 use super::{ChangeOrigin, CommandId, Event, Reply, Repo, RepoError};
@@ -28,7 +30,26 @@ impl Repo {
         }
         let mut batch = WriteBatch::new();
         let mut new_conflicts = Vec::new();
-        for conflict in model::conflicts_from_patches(&doc.doc, &patches) {
+        let flagged = model::conflicts_from_patches(&doc.doc, &patches);
+        // The open conflicts are re-counted (a scan of the document) only where there
+        // are or may be some: a change that flags one, or a document that had some.
+        let had_open = self.catalog.get(&doc_id).is_none_or(|m| {
+            m.open_conflicts
+                .as_ref()
+                .map_or(m.conflicts_logged > 0, |open| open.count > 0)
+        });
+        let open = (!flagged.is_empty() || had_open).then(|| {
+            let all = model::conflicts(&doc.doc);
+            OpenConflicts {
+                count: all.len() as u64,
+                paths: all
+                    .into_iter()
+                    .take(MAX_OPEN_CONFLICT_PATHS)
+                    .map(|c| c.path)
+                    .collect(),
+            }
+        });
+        for conflict in flagged {
             let record = ConflictRecord {
                 seq: doc.next_conflict_seq(),
                 path: conflict.path,
@@ -57,11 +78,15 @@ impl Repo {
         if adopted {
             replies.extend(self.found(doc_id));
         }
-        if !new_conflicts.is_empty() {
-            self.catalog
+        if !new_conflicts.is_empty() || open.is_some() {
+            let meta = self
+                .catalog
                 .entry(doc_id)
-                .or_insert_with(|| DocumentMeta::new(now, 0))
-                .conflicts_logged += new_conflicts.len() as u64;
+                .or_insert_with(|| DocumentMeta::new(now, 0));
+            meta.conflicts_logged += new_conflicts.len() as u64;
+            if let Some(open) = open {
+                meta.open_conflicts = Some(open);
+            }
         }
         self.persist_sessions(&doc_id, &mut batch);
         self.save_document(doc_id, batch, replies);

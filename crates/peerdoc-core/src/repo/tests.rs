@@ -258,3 +258,37 @@ fn announcements_of_known_heads_or_unknown_documents_send_nothing() {
     assert_eq!(pair.sent[1], before, "nothing to ask for");
     assert!(pair.wire.is_empty());
 }
+
+fn open_conflicts(pair: &Pair, i: usize, doc: DocumentId) -> Option<(u64, Vec<String>)> {
+    let meta = pair.repos[i].catalog().get(&doc).expect("catalogued");
+    meta.open_conflicts
+        .as_ref()
+        .map(|open| (open.count, open.paths.clone()))
+}
+
+#[test]
+fn the_catalog_keeps_each_document_s_open_conflicts_up_to_date() {
+    let mut pair = Pair::new();
+    let doc = shared_doc(&mut pair);
+    // Never conflicted: nothing kept, and nothing logged (which means none open).
+    assert_eq!(open_conflicts(&pair, 0, doc), None);
+    assert_eq!(pair.repos[0].catalog()[&doc].conflicts_logged, 0);
+    // Both set the song while apart: both hold the conflict once they meet.
+    pair.hold = [true, true];
+    pair.set(0, doc, "Alice's pick");
+    pair.set(1, doc, "Bob's pick");
+    pair.release();
+    for i in 0..2 {
+        assert_eq!(
+            open_conflicts(&pair, i, doc),
+            Some((1, vec!["/song".to_owned()])),
+            "repo {i}"
+        );
+    }
+    // Writing one value settles it, here and, once synced, there.
+    pair.set(0, doc, "Bob's pick");
+    pair.run();
+    for i in 0..2 {
+        assert_eq!(open_conflicts(&pair, i, doc), Some((0, vec![])), "repo {i}");
+    }
+}

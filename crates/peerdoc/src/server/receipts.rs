@@ -123,6 +123,7 @@ mod tests {
                 .then_some(1_000 + u64::from(n)),
             conflicts_logged: 0,
             last_actor: None,
+            open_conflicts: None,
         }
     }
 

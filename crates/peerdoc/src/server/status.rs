@@ -319,8 +319,9 @@ pub(super) async fn status(
     Ok(Json(body))
 }
 
-/// The most documents with logged conflicts whose open conflicts `/v1/status` counts
-/// (each may need a load); beyond it they are listed as `unchecked`.
+/// The most documents whose open conflicts the engine does not keep yet (logged before
+/// it kept them, not changed since) that one `/v1/status` loads to count them; beyond
+/// it they are listed as `unchecked`.
 const MAX_CONFLICT_CHECKS: usize = 50;
 
 /// The `conflicts` object of `/v1/status`: documents with fields holding concurrent
@@ -335,27 +336,43 @@ async fn conflicts_summary(state: &AppState, listed: &[peerdoc_node::DocumentSum
         .collect();
     logged.sort_by_key(|d| std::cmp::Reverse(d.last_change_ms));
     let mut docs = Vec::new();
-    let mut fields = 0usize;
-    for doc in logged.iter().take(MAX_CONFLICT_CHECKS) {
-        let Ok(conflicts) = state.node.conflicts(doc.id).await else {
-            continue;
+    let mut fields = 0u64;
+    let mut checks = 0usize;
+    let mut unchecked = 0usize;
+    for doc in logged {
+        // The engine keeps the open conflicts of every document changed since it
+        // started to; only older ones need a load, and those are bounded.
+        let (open, paths) = match &doc.open_conflicts {
+            Some(open) => (open.count, open.paths.clone()),
+            None if checks < MAX_CONFLICT_CHECKS => {
+                checks += 1;
+                let Ok(conflicts) = state.node.conflicts(doc.id).await else {
+                    continue;
+                };
+                let paths: Vec<String> = conflicts.current.iter().map(|c| c.path.clone()).collect();
+                (paths.len() as u64, paths)
+            }
+            None => {
+                unchecked += 1;
+                continue;
+            }
         };
-        if conflicts.current.is_empty() {
+        if open == 0 {
             continue;
         }
-        fields += conflicts.current.len();
+        fields += open;
         docs.push(json!({
             "id": doc.id.to_string(),
             "title": doc.title.clone().filter(|t| !t.is_empty()),
-            "open": conflicts.current.len(),
-            "paths": conflicts.current.iter().map(|c| c.path.clone()).collect::<Vec<_>>(),
+            "open": open,
+            "paths": paths,
         }));
     }
     json!({
         "documents": docs.len(),
         "fields": fields,
         "docs": docs,
-        "unchecked": logged.len().saturating_sub(MAX_CONFLICT_CHECKS),
+        "unchecked": unchecked,
     })
 }
 
