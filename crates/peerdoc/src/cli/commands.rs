@@ -317,11 +317,14 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
                 if peer.pending {
                     missing.push_str(", syncing");
                 }
+                let listed = status.peers.iter().find(|p| p.peer_id == peer.peer_id);
+                // A departed device is listed with the documents a person acts on
+                // (its `missing_docs`), not peerdoc's own.
+                if !peer.connected && listed.is_some_and(|p| !p.missing_docs.contains(&doc.id)) {
+                    continue;
+                }
                 // The device's team name where it has one.
-                let who = status
-                    .peers
-                    .iter()
-                    .find(|p| p.peer_id == peer.peer_id)
+                let who = listed
                     .and_then(|p| p.name.as_deref())
                     .map_or_else(|| peer.peer_id.clone(), printable);
                 behind.row(vec![
