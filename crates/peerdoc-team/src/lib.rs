@@ -135,6 +135,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod addresses;
 mod encoding;
 mod enrol;
 mod error;
@@ -147,6 +148,9 @@ mod role;
 mod sealed_key;
 mod state;
 
+pub use addresses::{
+    AddressBody, MAX_ADDR_CHARS, MAX_ADDRESS_RECORD, MAX_DEVICE_ADDRS, SignedAddresses,
+};
 pub use enrol::{
     JoinRequest, MAX_FRAME, Refusal, Reply, Welcome, open_reply, open_request, plain_refusal,
     request_tag, seal_reply, seal_request,

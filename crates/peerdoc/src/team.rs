@@ -19,6 +19,7 @@
 //! verification drops. Invites are accepted on the enrolment listener (`team/enrol.rs`).
 //! The modes that predate teams, `--open` and `--team-key-file`, bypass all of this.
 
+mod addrs;
 pub mod api;
 mod doc;
 mod enrol;
@@ -161,6 +162,9 @@ pub struct TeamService {
     key_grace_ms: u64,
     /// This service, for the tasks it spawns.
     this: std::sync::Weak<TeamService>,
+    /// The member addresses (published in the membership document) given to the
+    /// transport to dial (`team/addrs.rs`).
+    member_dials: tokio::sync::Mutex<BTreeSet<peerdoc_node::Multiaddr>>,
 }
 
 /// Milliseconds since the epoch.
@@ -238,6 +242,7 @@ impl TeamService {
             keys: tokio::sync::Mutex::new(None),
             key_grace_ms: key_grace_secs.saturating_mul(1000),
             this: this.clone(),
+            member_dials: tokio::sync::Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -252,11 +257,15 @@ impl TeamService {
         if self.mode != TeamMode::Managed {
             return;
         }
+        // First: peers may connect (and sync the membership document) at once.
+        doc::follow(self.clone());
         let file = self.file.lock().await.clone();
         match &file {
             Some(file) => {
                 self.apply(file).await;
                 doc::publish(&self.node, &file.team).await;
+                self.publish_addrs(file).await;
+                self.dial_members(file).await;
                 tracing::info!(
                     team = %file.team.name(),
                     device = %file.team.device_name(),
@@ -268,7 +277,6 @@ impl TeamService {
                  or `peerdoc team join CODE`"
             ),
         }
-        doc::follow(self.clone());
     }
 
     /// Why writes must be refused on this device, if they must: it is a viewer, or it
@@ -448,6 +456,7 @@ impl TeamService {
         drop(guard);
         self.apply(&file).await;
         doc::publish(&self.node, &file.team).await;
+        self.publish_addrs(&file).await;
         Ok(())
     }
 
@@ -488,6 +497,7 @@ impl TeamService {
         tracing::info!(team = %file.team.name(), device = %file.team.device_name(), "joined the team");
         self.apply(&file).await;
         doc::publish(&self.node, &file.team).await;
+        self.publish_addrs(&file).await;
         // Keep dialing the inviting device (with backoff), as after a restart: a
         // key rotation or a dead link must not leave this device alone.
         for addr in TeamService::known_peers(&file) {

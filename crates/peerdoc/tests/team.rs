@@ -504,3 +504,56 @@ fn revoking_rotates_the_team_key_and_an_absent_member_catches_up() {
         "the removed device received a change"
     );
 }
+
+fn connected_to(daemon: &Daemon, name: &str) -> bool {
+    connected_peers(daemon)
+        .iter()
+        .any(|p| p["name"] == name && p["sync_stream"] == true)
+}
+
+/// mDNS is off and each device was only given the inviter's address: the others are
+/// found at the addresses every member publishes in the membership document, also once
+/// the inviter is gone, and after a restart on a new port.
+#[test]
+fn members_find_each_other_at_the_addresses_they_publish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = start("A", dir.path(), &[]);
+    let b = start("B", dir.path(), &[]);
+    let mut c = start("C", dir.path(), &[]);
+    a.client
+        .post(
+            "/v1/team",
+            &json!({"name": "Crew", "device_name": "Planner"}),
+        )
+        .ok(201);
+    join(&b, &invite(&a, "editor", "Tablet"));
+    join(&c, &invite(&a, "editor", "Phone"));
+    // Only A's address came with the invites; B and C meet through what they published.
+    eventually("B and C connected to each other", || {
+        (connected_to(&b, "Phone") && connected_to(&c, "Tablet")).then_some(())
+    });
+    let c_id = c.client.get("/v1/status").ok(200)["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .to_owned();
+    let known = team_file(dir.path(), "B")["known_peers"].clone();
+    assert!(
+        !known.to_string().contains(&c_id),
+        "C's address must come from the membership document, not B's own list: {known}"
+    );
+
+    // The inviter leaves; the two still sync with each other.
+    assert!(a.sigterm().success());
+    let id = b.client.create(json!({"cake": "lemon"}));
+    everyone_reads(&[&c], &id, "/cake", &json!("lemon"));
+
+    // C restarts on another port: it finds B at the address B published (the stored
+    // document; A, the only address it was given, is down), and publishes its new one.
+    assert!(c.sigterm().success());
+    let c = start("C", dir.path(), &[]);
+    eventually("C back with B", || {
+        (connected_to(&b, "Phone") && connected_to(&c, "Tablet")).then_some(())
+    });
+    assert_eq!(edit(&c, &id, "/cake", json!("carrot")).status, 200);
+    everyone_reads(&[&b], &id, "/cake", &json!("carrot"));
+}

@@ -86,7 +86,10 @@ pub(crate) async fn publish(node: &NodeHandle, team: &TeamState) {
 pub(crate) async fn read_ops(node: &NodeHandle, id: DocumentId) -> Vec<SignedOp> {
     match node.read(id).await {
         Ok(Value::Object(map)) => map
-            .values()
+            .iter()
+            // Address records (`team/addrs.rs`) share the document; they are no ops.
+            .filter(|(key, _)| !key.starts_with(super::addrs::KEY_PREFIX))
+            .map(|(_, value)| value)
             .take(MAX_ENTRIES)
             .filter_map(|v| serde_json::from_str(v.as_str()?).ok())
             .collect(),
@@ -96,11 +99,20 @@ pub(crate) async fn read_ops(node: &NodeHandle, id: DocumentId) -> Vec<SignedOp>
 
 /// Follows the membership document: whenever it changes (an admin's change synced in,
 /// or a newcomer's copy merged), merges what it holds and publishes what it lacks.
+///
+/// Subscribes before it returns, and reads the document once first: a change that
+/// arrives while the daemon starts (a peer connects at once) is never missed.
 pub(crate) fn follow(service: Arc<TeamService>) {
     let mut events = service.node.subscribe();
     tokio::spawn(async move {
+        let mut first = true;
         loop {
-            let doc = match events.recv().await {
+            let event = if std::mem::take(&mut first) {
+                Err(RecvError::Lagged(0))
+            } else {
+                events.recv().await
+            };
+            let doc = match event {
                 Ok(
                     NodeEvent::DocumentChanged { doc, .. } | NodeEvent::DocumentCreated { doc, .. },
                 ) => Some(doc),
@@ -125,6 +137,9 @@ pub(crate) fn follow(service: Arc<TeamService>) {
             if file.team.ops().iter().any(|op| !present.contains(&op.id())) {
                 publish(&service.node, &file.team).await;
             }
+            // Members' addresses may have come with it (or members were removed).
+            service.publish_addrs(&file).await;
+            service.dial_members(&file).await;
         }
     });
 }

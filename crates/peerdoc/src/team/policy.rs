@@ -87,7 +87,9 @@ impl TeamService {
         let allowlist = file.allowlist(&self.me);
         let mut allowed = self.allowed.lock().await;
         let removed = allowed.difference(&allowlist).count();
-        if removed == 0 {
+        // The notice lets removed devices hear of their removal; a device that knows it
+        // was removed has nothing to wait for, and must not take new changes meanwhile.
+        if removed == 0 || membership.is_revoked(&self.me) {
             if let Err(error) = self.node.set_allowlist(allowlist.clone()).await {
                 tracing::warn!(%error, "could not update the allowlist");
             }
