@@ -244,6 +244,11 @@ impl DialPolicy {
             .is_some()
     }
 
+    /// How many peers mDNS lists now.
+    pub(crate) fn discovered_count(&self) -> usize {
+        self.peers.values().filter(|r| r.discovered).count()
+    }
+
     /// The addresses dialed as explicit peers now.
     pub(crate) fn explicit_addrs(&self) -> Vec<Multiaddr> {
         self.explicit

@@ -210,6 +210,21 @@ pub struct PeerInfo {
     pub connected_since: SystemTime,
 }
 
+/// What discovery found, from [`crate::NetHandle::discovery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// mDNS is on.
+    pub mdns: bool,
+    /// Peers mDNS lists now (connected or not).
+    pub discovered: usize,
+    /// Addresses dialed as explicit peers (configured, added, the team's members').
+    pub explicit: usize,
+    /// Why the last dial of an explicit address failed, until a connection succeeds.
+    pub explicit_failure: Option<String>,
+    /// How long the network has been running.
+    pub running_for: Duration,
+}
+
 /// What became of a gossip publish. Gossip is best-effort (the sync stream repairs
 /// anything it misses), so "nobody to send to" is an outcome, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -151,6 +151,9 @@ pub struct NetEventLoop {
     policy: DialPolicy,
     /// The origin of `now_ms`.
     started: Instant,
+    /// Why the last dial of an explicit address failed, until a connection succeeds
+    /// (for telling a person, [`crate::Discovery::explicit_failure`]).
+    explicit_failure: Option<String>,
     /// Dials the policy started, by connection, to report their outcome.
     dialing: HashMap<ConnectionId, DialOrigin>,
     /// Closes a dead peer's connections without waiting for a flush.
@@ -281,6 +284,7 @@ impl Network {
             peers: HashMap::new(),
             policy,
             started: Instant::now(),
+            explicit_failure: None,
             dialing: HashMap::new(),
             sever,
             severed: HashSet::new(),
@@ -610,6 +614,7 @@ impl NetEventLoop {
         remote_addr: Multiaddr,
     ) {
         tracing::debug!(peer = %peer, addr = %remote_addr, dialed_by_us, "connection established");
+        self.explicit_failure = None;
         if let Some((_, reply)) = self.pending_dials.remove(&id) {
             let _ = reply.send(Ok(peer));
         }
@@ -905,6 +910,7 @@ impl NetEventLoop {
             Some(DialOrigin::Peer(peer)) => self.policy.dial_failed(&peer, now, &mut self.rng),
             Some(DialOrigin::Explicit(index)) => {
                 self.policy.explicit_dial_failed(index, now, &mut self.rng);
+                self.explicit_failure = Some(error_chain(error));
             }
             None => {}
         }
@@ -1058,6 +1064,15 @@ impl NetEventLoop {
             }
             Command::ExplicitPeers { reply } => {
                 let _ = reply.send(self.policy.explicit_addrs());
+            }
+            Command::Discovery { reply } => {
+                let _ = reply.send(crate::Discovery {
+                    mdns: self.config.enable_mdns,
+                    discovered: self.policy.discovered_count(),
+                    explicit: self.policy.explicit_addrs().len(),
+                    explicit_failure: self.explicit_failure.clone(),
+                    running_for: self.started.elapsed(),
+                });
             }
             Command::SetAllowlist { peers, reply } => {
                 let _ = reply.send(self.set_allowlist(peers));

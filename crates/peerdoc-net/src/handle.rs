@@ -46,6 +46,9 @@ pub(crate) enum Command {
     ExplicitPeers {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    Discovery {
+        reply: oneshot::Sender<crate::Discovery>,
+    },
     SetAllowlist {
         peers: BTreeSet<PeerId>,
         reply: oneshot::Sender<Result<(), NetError>>,
@@ -188,6 +191,11 @@ impl NetHandle {
     /// The addresses dialed as explicit peers (configured and added).
     pub async fn explicit_peers(&self) -> Result<Vec<Multiaddr>, NetError> {
         self.request(|reply| Command::ExplicitPeers { reply }).await
+    }
+
+    /// What discovery found so far (for telling a person why nobody is connected).
+    pub async fn discovery(&self) -> Result<crate::Discovery, NetError> {
+        self.request(|reply| Command::Discovery { reply }).await
     }
 
     /// Replaces the allowlist: connections of peers no longer on it are closed at once

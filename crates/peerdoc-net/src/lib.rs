@@ -57,7 +57,9 @@ mod swarm;
 
 pub use config::NetConfig;
 pub use error::NetError;
-pub use event::{Misbehaviour, NetEvent, PeerInfo, PublishOutcome, SessionId, TransportKind};
+pub use event::{
+    Discovery, Misbehaviour, NetEvent, PeerInfo, PublishOutcome, SessionId, TransportKind,
+};
 pub use event_loop::{NetEventLoop, Network};
 pub use handle::NetHandle;
 pub use identity::load_or_create_identity;

@@ -368,6 +368,11 @@ impl NodeHandle {
         Ok(self.net.remove_peer(addr).await?)
     }
 
+    /// What discovery found so far (mDNS on, peers it lists, explicit addresses).
+    pub async fn discovery(&self) -> Result<peerdoc_net::Discovery, NodeError> {
+        Ok(self.net.discovery().await?)
+    }
+
     /// The addresses dialed as explicit peers (configured and added).
     pub async fn explicit_peers(&self) -> Result<Vec<Multiaddr>, NodeError> {
         Ok(self.net.explicit_peers().await?)

@@ -68,7 +68,7 @@ pub use node::Node;
 pub use patches::MAX_EVENT_PATCHES;
 pub use types::{
     Conflicts, Departure, DocumentSummary, DocumentSync, MAX_CHANGED_PATHS, NodeEvent, NodeStatus,
-    Origin, PeerDocStatus, PeerStatus,
+    Origin, PeerDocStatus, PeerStatus, failure_in_words,
 };
 
 pub use peerdoc_core::model::EditOp;

@@ -196,14 +196,18 @@ pub struct Departure {
 
 /// A failed connection attempt in words a coordinator can act on (`error` is the
 /// transport's own text).
-pub(crate) fn failure_in_words(error: &str) -> String {
+pub fn failure_in_words(error: &str) -> String {
     let lower = error.to_lowercase();
-    let why = if lower.contains("none of our team keys") || lower.contains("negotiate transport") {
+    // libp2p wraps every transport failure in "Failed to negotiate transport
+    // protocol(s)": the cause inside it decides, so the plain network errors go first.
+    let why = if lower.contains("none of our team keys") {
         "the device answered, but not with this team's key (another team, an old key, or not peerdoc)"
     } else if lower.contains("connection refused") {
         "nothing answers at its address (the device is off, or peerdoc restarted on another port)"
     } else if lower.contains("timed out") || lower.contains("timeout") {
         "no answer (the device is out of range, or this network keeps devices apart)"
+    } else if lower.contains("negotiate transport") {
+        "the device answered, but not with this team's key (another team, an old key, or not peerdoc)"
     } else if lower.contains("denied") || lower.contains("allow list") {
         "it is not a member of this device's team (or this device is in no team yet)"
     } else if lower.contains("unreachable") || lower.contains("no route") {
@@ -344,6 +348,24 @@ mod tests {
     use automerge::{AutoCommit, ROOT};
 
     use super::*;
+
+    #[test]
+    fn a_refused_dial_wrapped_by_libp2p_is_not_taken_for_a_wrong_key() {
+        let refused = failure_in_words(
+            "Failed to negotiate transport protocol(s): [(/ip4/127.0.0.1/tcp/1: : Connection refused (os error 111))]",
+        );
+        assert!(
+            refused.starts_with("nothing answers at its address"),
+            "{refused}"
+        );
+        let key = failure_in_words(
+            "Failed to negotiate transport protocol(s): [(/ip4/…: : unexpected end of file)]",
+        );
+        assert!(
+            key.starts_with("the device answered, but not with this team's key"),
+            "{key}"
+        );
+    }
 
     #[test]
     fn patches_become_escaped_json_pointers() {

@@ -71,7 +71,8 @@ function renderBanner() {
   const s = view.status;
   const banner = $("#banner");
   const connected = s.peers.filter((p) => p.connected);
-  const syncing = (s.docs || []).filter((d) => d.peers.some((p) => !p.in_sync)).length;
+  // Syncing: with a connected device (a device that left is listed on the Devices page).
+  const syncing = (s.docs || []).filter((d) => d.peers.some((p) => p.connected && !p.in_sync)).length;
   if (s.health === "offline") {
     banner.className = "offline";
     banner.textContent = "Offline: no other device or cloud connected";
@@ -83,6 +84,8 @@ function renderBanner() {
     const k = connected.length;
     banner.textContent = `All synced with ${k} device${k === 1 ? "" : "s"}`;
   }
+  // What is wrong with the connections, in words, with what to do.
+  $("#network").replaceChildren(...(s.network || []).map((p) => el("li", { "data-code": p.code }, p.message)));
   const cloud = $("#cloud");
   const receipts = s.receipts;
   const connectedNow = s.cloud.some((c) => c.connected);

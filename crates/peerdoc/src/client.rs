@@ -38,7 +38,7 @@ pub use self::events::{Event, EventStream, ServerEvent};
 pub use self::types::{
     CloudEndpoint, ConflictDoc, ConflictRecord, ConflictSummary, ConflictValue, Conflicts, Created,
     CurrentConflict, DocContent, DocPeer, DocStatus, DocSummary, Heads, HistoryEntry, MetaUpdate,
-    NewDocument, Peer, Receipts, Status,
+    NetworkProblem, NewDocument, Peer, Receipts, Status,
 };
 
 /// The file, inside the data directory, holding the URL the daemon's API serves on.

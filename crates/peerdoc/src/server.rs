@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 mod auth;
 mod dashboard;
+mod diagnose;
 mod docs;
 mod error;
 mod events;

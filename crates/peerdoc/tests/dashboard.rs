@@ -526,4 +526,7 @@ fn the_banner_says_what_the_cloud_does_not_have_yet() {
     let text = browser.wait_for_text("not yet in the cloud: Run of show");
     assert!(text.contains("Cloud (last contact never)"), "{text}");
     assert!(text.contains("Offline"), "{text}");
+    // And why, in words, with what to do (mDNS is off here and no device is known).
+    let why = browser.text(&browser.find("#network li[data-code=no_discovery]"));
+    assert!(why.starts_with("mDNS is off and no device address is known"), "{why}");
 }

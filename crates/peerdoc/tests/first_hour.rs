@@ -516,3 +516,77 @@ fn a_client_keeps_waiting_while_the_daemon_says_it_is_starting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("waiting for the daemon"), "{stderr}");
 }
+
+/// The codes of `daemon`'s `network` problems in `/v1/status`.
+fn network_codes(daemon: &Daemon) -> Vec<String> {
+    daemon.status()["network"]
+        .as_array()
+        .expect("network")
+        .iter()
+        .filter_map(|p| p["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A device alone says why, in words, in `/v1/status` and `peerdoc status`: no way to
+/// find anyone, an address nobody answers at, a device with another team key.
+#[test]
+fn status_says_in_words_why_nobody_is_connected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lonely = Daemon::start(
+        "lonely",
+        &dir.path().join("lonely"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[],
+    );
+    eventually("mDNS off and no address", || {
+        network_codes(&lonely)
+            .contains(&"no_discovery".to_owned())
+            .then_some(())
+    });
+
+    let nobody = format!("/ip4/127.0.0.1/tcp/{}", daemon::free_port());
+    let dead = Daemon::start(
+        "dead",
+        &dir.path().join("dead"),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &nobody],
+    );
+    eventually("nothing answers there", || {
+        network_codes(&dead)
+            .contains(&"addresses_dead".to_owned())
+            .then_some(())
+    });
+
+    let (ours, theirs) = (dir.path().join("ours.key"), dir.path().join("theirs.key"));
+    std::fs::write(&ours, "1a".repeat(32)).expect("key");
+    std::fs::write(&theirs, "2b".repeat(32)).expect("key");
+    let other_team = Daemon::start(
+        "other-team",
+        &dir.path().join("other-team"),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--team-key-file", theirs.to_str().expect("utf-8")],
+    );
+    let addr = other_team.dial_addr();
+    let ours_data = dir.path().join("ours");
+    let keyed = Daemon::start(
+        "ours",
+        &ours_data,
+        "/ip4/127.0.0.1/tcp/0",
+        &[
+            "--team-key-file",
+            ours.to_str().expect("utf-8"),
+            "--peer",
+            &addr,
+        ],
+    );
+    eventually("another team's key", || {
+        network_codes(&keyed)
+            .contains(&"another_team_key".to_owned())
+            .then_some(())
+    });
+    let text = ok(&ours_data, &["status"]);
+    assert!(
+        text.contains("network    a device answered with another team key"),
+        "{text}"
+    );
+}

@@ -215,6 +215,9 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
     }
     fact("listening", status.listen_addrs.join(", "));
     fact("health", printable(health));
+    for problem in &status.network {
+        fact("network", printable(&problem.message));
+    }
     fact(
         "documents",
         match status.system_documents {
@@ -553,12 +556,16 @@ mod tests {
         let status = Status {
             health: "offline".into(),
             docs: Some(vec![]),
+            network: vec![crate::client::NetworkProblem {
+                code: "nothing_found".into(),
+                message: "no device found: this Wi-Fi may block multicast (mDNS)".into(),
+            }],
             ..Status::default()
         };
         let text = text(&status);
         assert!(!text.contains("wipe?"), "{text}");
         assert!(
-            text.contains("health     offline (no peer or cloud connected)"),
+            text.contains("health     offline (no peer or cloud connected)\nnetwork    no device found: this Wi-Fi may block multicast (mDNS)\n"),
             "{text}"
         );
         assert!(

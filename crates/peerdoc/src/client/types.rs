@@ -43,6 +43,8 @@ pub struct Status {
     pub conflicts: Option<ConflictSummary>,
     /// The configured cloud endpoints.
     pub cloud: Vec<CloudEndpoint>,
+    /// What is wrong with this device's connections, in words (empty when nothing is).
+    pub network: Vec<NetworkProblem>,
     /// The team this device is in, or what to do without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<crate::team::api::TeamStatus>,
@@ -53,6 +55,17 @@ pub struct Status {
     /// everything the daemon said.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, Value>,
+}
+
+/// One entry of [`Status::network`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkProblem {
+    /// Stable: `nothing_found`, `unreachable`, `addresses_dead`, `another_team_key`,
+    /// `no_discovery`.
+    pub code: String,
+    /// What is wrong and what to do.
+    pub message: String,
 }
 
 /// The `receipts` object of [`Status`] (`docs/cloud.md`).

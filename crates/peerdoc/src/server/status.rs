@@ -286,6 +286,7 @@ pub(super) async fn status(
     } else {
         "healthy"
     };
+    let network = network_problems(&state, &peers, &cloud).await;
     let store_bytes = store_bytes(&state).await;
     let listed = state.node.list().await?;
     let system = state.system_docs();
@@ -309,6 +310,7 @@ pub(super) async fn status(
         "receipts": receipts,
         "conflicts": conflicts,
         "cloud": cloud,
+        "network": network,
     });
     if let Some(team) = &state.team {
         body["team"] = json!(team.status().await);
@@ -317,6 +319,46 @@ pub(super) async fn status(
         body["docs"] = Value::Array(docs.iter().map(|d| doc_sync_json(d, &peers)).collect());
     }
     Ok(Json(body))
+}
+
+/// What is wrong with this device's connections, in words (`diagnose.rs`).
+async fn network_problems(
+    state: &AppState,
+    peers: &[PeerJson],
+    cloud: &[crate::cloud::EndpointReport],
+) -> Vec<super::diagnose::Problem> {
+    let discovery = state.node.discovery().await.ok();
+    let no_team = match &state.team {
+        Some(team) => {
+            team.mode() == crate::team::TeamMode::Managed && team.snapshot().await.is_none()
+        }
+        None => false,
+    };
+    let inputs = super::diagnose::Inputs {
+        connected: peers
+            .iter()
+            .filter(|p| p.connected && p.sync_stream)
+            .count()
+            + cloud.iter().filter(|c| c.connected).count(),
+        mdns: discovery.as_ref().is_some_and(|d| d.mdns),
+        discovered: discovery.as_ref().map_or(0, |d| d.discovered),
+        explicit: discovery.as_ref().map_or(0, |d| d.explicit),
+        running_for: discovery.as_ref().map_or(Duration::ZERO, |d| d.running_for),
+        // Devices seen and not connected, and an address dialed with no device named.
+        failures: peers
+            .iter()
+            .filter(|p| !p.connected)
+            .filter_map(|p| p.not_connected.clone())
+            .chain(
+                discovery
+                    .as_ref()
+                    .and_then(|d| d.explicit_failure.as_deref())
+                    .map(peerdoc_node::failure_in_words),
+            )
+            .collect(),
+        no_team,
+    };
+    super::diagnose::diagnose(&inputs)
 }
 
 /// The most documents whose open conflicts the engine does not keep yet (logged before
