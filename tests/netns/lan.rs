@@ -195,6 +195,26 @@ impl Lan {
         ip(&["-n", &self.hub, "link", "set", &self.host(i).port, "up"]).map(drop)
     }
 
+    /// Isolates host `i`'s bridge port, like `venue-lan isolate I on` and Wi-Fi client
+    /// isolation: isolated hosts cannot reach each other (unicast or multicast), only
+    /// hosts whose ports are not isolated.
+    pub(crate) fn isolate(&self, i: usize) -> Result<(), String> {
+        let port = &self.host(i).port;
+        ip(&[
+            "-n",
+            &self.hub,
+            "link",
+            "set",
+            "dev",
+            port,
+            "type",
+            "bridge_slave",
+            "isolated",
+            "on",
+        ])
+        .map(drop)
+    }
+
     /// Limits host `i`'s link both ways to `rate` (tc syntax, e.g. `"2mbit"`, venue
     /// Wi-Fi), like `venue-lan rate`.
     pub(crate) fn rate(&self, i: usize, rate: &str) -> Result<(), String> {

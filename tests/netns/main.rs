@@ -16,6 +16,7 @@
 //! ```
 
 mod daemon;
+mod hostile;
 mod lan;
 mod teams;
 

@@ -28,6 +28,22 @@ fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
     })
 }
 
+/// Copies a (stopped) daemon's data directory.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from)
+        .expect("read the directory")
+        .flatten()
+    {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
 fn code(admin: &Daemon, role: &str, name: &str) -> String {
     let invite = admin
         .cli(&["team", "invite", "--role", role, "--name", name])
@@ -111,8 +127,14 @@ fn a_device_joins_by_code_without_multicast_a_stranger_learns_nothing_a_removed_
         "the stranger's data directory holds the team's document id"
     );
 
-    // The phone is removed. Keep its team file as it was: a device that kept the old key.
-    let kept = std::fs::read(phone.data_dir.join("team.json")).expect("team.json");
+    // The phone is removed. Keep its whole data directory as it was (stopped, so the
+    // copy is consistent): a device restored from before its removal, with the old key
+    // and no record of the removal.
+    drop(phone);
+    let backup = tmp.path().join("host4-backup");
+    copy_dir(&tmp.path().join("host4"), &backup);
+    let _ = std::fs::remove_file(tmp.path().join("host4/api.addr"));
+    phone = start(4, &options);
     planner
         .cli(&["team", "revoke", "Phone"])
         .unwrap_or_else(|e| panic!("{e}"));
@@ -132,7 +154,10 @@ fn a_device_joins_by_code_without_multicast_a_stranger_learns_nothing_a_removed_
     // members have switched keys (2 s after they learned of the removal).
     std::thread::sleep(Duration::from_secs(3));
     drop(phone);
-    std::fs::write(tmp.path().join("host4/team.json"), &kept).expect("restore team.json");
+    std::fs::remove_dir_all(tmp.path().join("host4")).expect("remove host4");
+    copy_dir(&backup, &tmp.path().join("host4"));
+    // The killed daemon's address file would be taken for the new one's.
+    let _ = std::fs::remove_file(tmp.path().join("host4/api.addr"));
     phone = start(4, &options);
     let later = planner
         .create(&json!({"cake": "lemon"}))

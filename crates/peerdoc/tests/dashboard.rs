@@ -528,5 +528,8 @@ fn the_banner_says_what_the_cloud_does_not_have_yet() {
     assert!(text.contains("Offline"), "{text}");
     // And why, in words, with what to do (mDNS is off here and no device is known).
     let why = browser.text(&browser.find("#network li[data-code=no_discovery]"));
-    assert!(why.starts_with("mDNS is off and no device address is known"), "{why}");
+    assert!(
+        why.starts_with("mDNS is off and no device address is known"),
+        "{why}"
+    );
 }
