@@ -115,13 +115,15 @@ function peerState(peer) {
     return el("span", { class: "state-connected" }, `connected over ${peer.transport || "?"}`,
       peer.addrs && peer.addrs[0] ? ` (${peer.addrs[0]})` : "");
   }
+  // The reason in words; the transport's own error after it is for the logs.
+  const why = peer.not_connected ? peer.not_connected.split(": ")[0] : "";
   if (peer.departed) {
     return el("span", { class: "state-away" }, `left ${ago(peer.last_seen_ms)}`,
       peer.addrs && peer.addrs[0] ? ` (was at ${peer.addrs[0]})` : "",
-      peer.not_connected ? `; not back yet: ${peer.not_connected}` : "");
+      why ? `; not back yet: ${why}` : "");
   }
   return el("span", { class: "state-away" }, `not connected, last seen ${ago(peer.last_seen_ms)}`,
-    peer.not_connected ? `: ${peer.not_connected}` : "");
+    why ? `: ${why}` : "");
 }
 
 /** The titles of the documents `peer` is known to miss (peerdoc's own left out). */

@@ -416,7 +416,7 @@ fn join(a: &Daemon, daemon: &Daemon, name: &str, role: &str) {
 }
 
 /// The scripted scenario behind `docs/dashboard/*.png`: a barn wedding with four
-/// devices, a few documents, one conflict. It checks what each page shows; with
+/// devices (and a fifth that left), a few documents, one conflict. It checks what each page shows; with
 /// `DASHBOARD_SCREENSHOTS=DIR` it also saves each page.
 #[test]
 fn a_barn_wedding_on_four_devices() {
@@ -467,6 +467,14 @@ fn a_barn_wedding_on_four_devices() {
     let d = Daemon::start_in_team_mode("D", &dir.path().join("d"), "/ip4/127.0.0.1/tcp/0", &[]);
     join(&a, &c, "Florist phone", "viewer");
     join(&a, &d, "Venue office PC", "editor");
+    // The photographer's phone syncs, leaves, and misses the new shot list.
+    let mut e = Daemon::start_in_team_mode("E", &dir.path().join("e"), "/ip4/127.0.0.1/tcp/0", &[]);
+    join(&a, &e, "Photographer phone", "editor");
+    eventually("the photographer to have the shot list", || {
+        (e.client.get(&format!("/v1/docs/{}", ids[3])).status == 200).then_some(())
+    });
+    assert!(e.sigterm().success());
+    set(&a, &ids[3], "/shots/-", json!("Cake cutting"));
     eventually("A to see three devices", || {
         let peers = a.client.get("/v1/peers").ok(200);
         (peers
@@ -483,7 +491,18 @@ fn a_barn_wedding_on_four_devices() {
     for name in ["Sam's tablet", "Florist phone", "Venue office PC"] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+    let text = browser.wait_for_text("Missing 1 since it left:");
+    assert!(text.contains("Photographer phone"), "{text}");
     shot(&browser, "devices");
+    // The device that left, with what it misses.
+    browser.run_async(
+        "const done = arguments[0];
+         [...document.querySelectorAll('li.device')]
+           .find((li) => li.textContent.includes('Photographer phone'))
+           .scrollIntoView({block: 'center'});
+         done(true);",
+    );
+    shot(&browser, "devices-departed");
     browser.click_on("nav button[data-tab=documents]");
     let text = browser.wait_for_text("Shot list");
     for title in ["Run of show", "Seating", "Vendors"] {
