@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiJson;
 use super::{ApiError, AppState};
+use crate::api::{CreateInvite, CreateTeam, InviteInfo, JoinTeam, TeamStatus, UpdateMember};
 use crate::team::TeamService;
-use crate::team::api::{CreateInvite, CreateTeam, InviteInfo, JoinTeam, TeamStatus, UpdateMember};
 
 fn service(state: &AppState) -> Result<&Arc<TeamService>, ApiError> {
     state.team.as_ref().ok_or_else(|| {
@@ -24,12 +24,12 @@ fn service(state: &AppState) -> Result<&Arc<TeamService>, ApiError> {
     })
 }
 
-/// `GET /v1/team`.
+/// This device's team and its members, or what to do without one
 pub(super) async fn status(State(state): State<AppState>) -> Result<Json<TeamStatus>, ApiError> {
     Ok(Json(service(&state)?.status().await))
 }
 
-/// `POST /v1/team`.
+/// Create a team; this device becomes its first admin
 pub(super) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateTeam>,
@@ -39,7 +39,11 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(team.status().await)))
 }
 
-/// `POST /v1/team/join`.
+/// Join a team with an invite code (the daemon dials the inviting device)
+///
+/// Answers once joined. `400 bad_invite_code` for a typo; `403 invite_refused` for a
+/// code used, expired or withdrawn, or a device removed (the message says which);
+/// `409 inviter_unreachable` lists every address in the code with what each said.
 pub(super) async fn join(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<JoinTeam>,
@@ -49,14 +53,14 @@ pub(super) async fn join(
     Ok(Json(team.status().await))
 }
 
-/// `GET /v1/team/invites`.
+/// The invites this device made (without their codes)
 pub(super) async fn invites(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<InviteInfo>>, ApiError> {
     Ok(Json(service(&state)?.invites().await?))
 }
 
-/// `POST /v1/team/invites`.
+/// Invite a device (admins): the code, shown only here
 pub(super) async fn create_invite(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateInvite>,
@@ -65,7 +69,7 @@ pub(super) async fn create_invite(
     Ok((StatusCode::CREATED, Json(invite)))
 }
 
-/// `DELETE /v1/team/invites/{id}`.
+/// Withdraw an invite
 pub(super) async fn revoke_invite(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -74,7 +78,7 @@ pub(super) async fn revoke_invite(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/team/invites/{id}/qr.svg`.
+/// An invite's code as a QR code
 pub(super) async fn invite_qr(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -90,7 +94,10 @@ pub(super) async fn invite_qr(
         .into_response())
 }
 
-/// `PATCH /v1/team/members/{device}`.
+/// Rename a device or change its role
+///
+/// A device may rename only itself unless it is an admin (`403 not_admin`);
+/// `409 last_admin` keeps a team from losing its last admin.
 pub(super) async fn update_member(
     State(state): State<AppState>,
     Path(device): Path<String>,
@@ -101,7 +108,7 @@ pub(super) async fn update_member(
     Ok(Json(team.status().await))
 }
 
-/// `DELETE /v1/team/members/{device}`.
+/// Remove a device from the team: every member refuses it from then on
 pub(super) async fn revoke_member(
     State(state): State<AppState>,
     Path(device): Path<String>,
