@@ -13,7 +13,7 @@ use super::error::{ApiJson, OctetStream, QueryPairs, parse_doc_id};
 use super::{ApiError, AppState};
 use crate::api::{
     ConflictRecord, ConflictValue, Conflicts, Created, CurrentConflict, DocContent, DocSummary,
-    EditOp, EditRequest, Heads, HistoryEntry, MetaUpdate, NewDocument,
+    EditOp, EditRequest, ErrorBody, Heads, HistoryEntry, MetaUpdate, NewDocument,
 };
 
 /// A document as listed, its last change attributed to a device where the team knows
@@ -67,6 +67,22 @@ async fn heads_of(state: &AppState, id: DocumentId) -> Result<Vec<String>, ApiEr
 ///
 /// Tombstones are left out unless `?deleted=true`; peerdoc's own documents (the team's
 /// membership, the shared titles and priorities) unless `?system=true`.
+#[utoipa::path(
+    get,
+    path = "/v1/docs",
+    operation_id = "listDocs",
+    tag = "documents",
+    params(
+        ("deleted" = Option<bool>, Query, description = "`true` lists deleted documents too"),
+        ("system" = Option<bool>, Query, description = "`true` includes peerdoc's own documents (the team's membership, the shared titles and priorities)"),
+    ),
+    responses(
+        (status = 200, description = "Documents", body = Vec<DocSummary>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     query: QueryPairs,
@@ -89,6 +105,24 @@ pub(super) async fn list(
 ///
 /// Answers with `Location: /v1/docs/{id}`. `title` and `priority` are shared with every
 /// device (see `PATCH /v1/docs/{id}/meta`).
+#[utoipa::path(
+    post,
+    path = "/v1/docs",
+    operation_id = "createDoc",
+    tag = "documents",
+    request_body = NewDocument,
+    responses(
+        (status = 201, description = "Created", body = Created,
+            headers(("Location" = String, description = "`/v1/docs/{id}`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewDocument>,
@@ -115,6 +149,29 @@ pub(super) async fn create(
 ///
 /// An empty body, or bytes that are not an automerge document, is
 /// `422 invalid_document`. Conflicts the imported document already holds are logged.
+#[utoipa::path(
+    post,
+    path = "/v1/docs/import",
+    operation_id = "importDoc",
+    tag = "documents",
+    params(
+        ("title" = Option<String>, Query, description = "Its title, shared with every device"),
+        ("priority" = Option<i32>, Query, description = "Its sync priority, shared with every device"),
+    ),
+    request_body(content = inline(super::openapi::AutomergeBytes), content_type = "application/octet-stream",
+        description = "An automerge document's `save()` bytes"),
+    responses(
+        (status = 201, description = "Created", body = Created,
+            headers(("Location" = String, description = "`/v1/docs/{id}`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn import(
     State(state): State<AppState>,
     query: QueryPairs,
@@ -150,6 +207,24 @@ pub(super) async fn import(
 /// Read a document (optionally as it was at some heads)
 ///
 /// An empty `?heads=` is `400`; leave it out for the current version.
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{id}",
+    operation_id = "readDoc",
+    tag = "documents",
+    params(
+        ("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL"),
+        ("heads" = Option<String>, Query, description = "Comma-separated hex change hashes: read the document as it was at those heads"),
+    ),
+    responses(
+        (status = 200, description = "The document", body = DocContent),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -205,6 +280,21 @@ fn parse_heads(list: &str) -> Result<Vec<automerge::ChangeHash>, ApiError> {
 /// is here and durable; a document already here answers at once. For documents on a
 /// stock sync server (which never lists what it holds); peerdoc peers reconcile
 /// everything.
+#[utoipa::path(
+    post,
+    path = "/v1/docs/{id}/fetch",
+    operation_id = "fetchDoc",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 200, description = "The document is here", body = Created),
+        (status = 404, description = "No connected peer has it (`not_found`): each said `doc-unavailable` or closed, none answered within `node.find_timeout_ms` (10 s), or no peer is connected", body = ErrorBody),
+        (status = 410, description = "A peer says it was deleted (`gone`)", body = ErrorBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn fetch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -227,6 +317,21 @@ pub(super) async fn fetch(
 }
 
 /// A document's automerge `save()` bytes
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{id}/export",
+    operation_id = "exportDoc",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 200, description = "The bytes", body = inline(super::openapi::AutomergeBytes), content_type = "application/octet-stream"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn export(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -240,6 +345,26 @@ pub(super) async fn export(
 ///
 /// `422 invalid_change` when an op does not fit the document (wrong type at the path,
 /// index out of range, missing key); nothing was changed then.
+#[utoipa::path(
+    patch,
+    path = "/v1/docs/{id}",
+    operation_id = "editDoc",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    request_body = EditRequest,
+    responses(
+        (status = 200, description = "The new heads", body = Heads),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn edit(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -284,6 +409,25 @@ fn check_pointer(path: &str) -> Result<(), ApiError> {
 /// mirrors the values into a document of its own (`2ZpaJgFemZpjw2yHtATyNm3wN4jx`, the
 /// same on every device) that syncs like any other; two devices that set one field at
 /// once: one value wins everywhere. A viewer's changes to it are applied by nobody.
+#[utoipa::path(
+    patch,
+    path = "/v1/docs/{id}/meta",
+    operation_id = "setMeta",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    request_body = MetaUpdate,
+    responses(
+        (status = 200, description = "The document's summary", body = DocSummary),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn set_meta(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -314,6 +458,21 @@ pub(super) async fn set_meta(
 ///
 /// Deleting a deleted document again is idempotent (`204`); every other endpoint
 /// answers `410 deleted` for it.
+#[utoipa::path(
+    delete,
+    path = "/v1/docs/{id}",
+    operation_id = "deleteDoc",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -328,6 +487,21 @@ pub(super) async fn delete(
 /// `current`: fields holding several concurrent values now; `log`: every conflict this
 /// device ever saw. Each value's `device` is the team name of the device that wrote it,
 /// when known.
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{id}/conflicts",
+    operation_id = "conflicts",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 200, description = "Conflicts", body = Conflicts),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn conflicts(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -390,6 +564,21 @@ fn device_name(state: &AppState, actor: &str) -> Option<String> {
 /// A document's change history
 ///
 /// Every change, each after its dependencies.
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{id}/history",
+    operation_id = "history",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 200, description = "History", body = Vec<HistoryEntry>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,

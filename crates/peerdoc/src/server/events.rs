@@ -26,6 +26,19 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// extension `x-events` names per event (`ChangeEvent`, `DocumentEvent`,
 /// `ConflictEvent`, `PeerEvent`, `LaggedEvent`); a `: keepalive` comment comes every
 /// 15 s. After `lagged` the client missed events and should re-read state.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "events",
+    tag = "events",
+    params(("doc" = Option<Vec<String>>, Query, style = Form, explode,
+        description = "Only events of these documents (repeatable)")),
+    responses(
+        (status = 200, description = "An event stream", body = String, content_type = "text/event-stream"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+    )
+)]
 pub(super) async fn events(
     State(state): State<AppState>,
     query: QueryPairs,

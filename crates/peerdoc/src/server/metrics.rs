@@ -121,6 +121,18 @@ impl Collector for Scrape {
 ///
 /// Encoded by the `prometheus-client` crate; the body ends with `# EOF`. The metrics are
 /// listed in `docs/api.md`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Metrics", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let status = state.node.status().await?;
     let node = state.node.metrics();

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::error::{ApiJson, parse_doc_id};
 use super::{ApiError, AppState};
-use crate::api::{ResolveRequest, Resolved};
+use crate::api::{ErrorBody, ResolveRequest, Resolved};
 
 /// Shortest change-hash prefix accepted for `keep`.
 const MIN_HASH_PREFIX: usize = 6;
@@ -31,6 +31,27 @@ const MESSAGE_VALUE_CHARS: usize = 60;
 /// "555-0101" (Sam's tablet)`), so the history is the audit trail; the conflict log
 /// keeps the conflict's record. `400` when both or neither of `keep` and `value` are
 /// given.
+#[utoipa::path(
+    post,
+    path = "/v1/docs/{id}/conflicts/resolve",
+    operation_id = "resolveConflict",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "Resolved", body = Resolved),
+        (status = 409, description = "Nothing is in conflict at `path` (`no_conflict`): settled already", body = ErrorBody),
+        (status = 422, description = "`keep` names none of the values (`unknown_choice`: the message lists them) or more than one (`ambiguous_choice`)", body = ErrorBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn resolve(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -156,6 +156,18 @@ pub(crate) fn same_origin(headers: &HeaderMap, api_url: &str) -> bool {
 /// (`peerdoc_session`, `HttpOnly`, `SameSite=Strict`) and redirects to the dashboard at
 /// `/`. Bearer token only: a session cannot mint links (`403 cross_origin` for a
 /// cookie-authenticated write from another origin).
+#[utoipa::path(
+    post,
+    path = "/v1/session/link",
+    operation_id = "dashboardLink",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The link", body = SessionLink),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn link(State(state): State<AppState>) -> Result<Json<SessionLink>, ApiError> {
     let code = state.sessions.new_code(Instant::now()).ok_or_else(|| {
         ApiError::new(

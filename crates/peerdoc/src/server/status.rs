@@ -11,7 +11,8 @@ use peerdoc_node::{DocumentSync, PeerStatus};
 use super::error::{ApiJson, QueryPairs};
 use super::{ApiError, AppState};
 use crate::api::{
-    ConflictDoc, ConflictSummary, DocPeer, DocStatus, Health, Peer, PeerAdded, PeerAddr, Status,
+    ConflictDoc, ConflictSummary, DocPeer, DocStatus, ErrorBody, Health, Peer, PeerAdded, PeerAddr,
+    Status,
 };
 
 /// A peer is healthy when heard from within this long (with a sync stream open).
@@ -25,6 +26,18 @@ const SLOW_RTT: Duration = Duration::from_secs(1);
 ///
 /// `200 {"status": "ok"}` while serving; `503 {"status": "shutting_down"}` while
 /// stopping.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "node",
+    security(()),
+    responses(
+        (status = 200, description = "Serving", body = Health),
+        (status = 503, description = "Stopping", body = Health,
+            example = json!({"status": "shutting_down"})),
+    )
+)]
 pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let (status, word) = if state.is_stopping() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
@@ -113,6 +126,17 @@ pub(crate) fn labelled_peer(state: &AppState, status: &PeerStatus, now: SystemTi
 ///
 /// Every peer known: connected ones, and those seen but not connected (a dial failed,
 /// or it was refused here) with why.
+#[utoipa::path(
+    get,
+    path = "/v1/peers",
+    operation_id = "peers",
+    tag = "node",
+    responses(
+        (status = 200, description = "Peers", body = Vec<Peer>),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn peers(State(state): State<AppState>) -> Result<Json<Vec<Peer>>, ApiError> {
     let now = SystemTime::now();
     let peers = state.node.peers().await?;
@@ -133,6 +157,23 @@ fn parse_peer_addr(text: &str) -> Result<peerdoc_node::Multiaddr, ApiError> {
 /// The daemon dials the address from now on, with backoff; in a team it is remembered
 /// in `team.json` and dialed at every start (`remembered: true`). A bad address is
 /// `400 bad_request` with the value in the message.
+#[utoipa::path(
+    post,
+    path = "/v1/peers",
+    operation_id = "addPeer",
+    tag = "node",
+    request_body = PeerAddr,
+    responses(
+        (status = 201, description = "Added", body = PeerAdded,
+            example = json!({"addr": "/ip4/192.168.1.20/tcp/4001", "added": true, "remembered": true})),
+        (status = 200, description = "Dialed already (`added: false`)", body = PeerAdded),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn add_peer(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PeerAddr>,
@@ -161,6 +202,22 @@ pub(super) async fn add_peer(
 /// Stop dialing an address and forget it
 ///
 /// `404 not_found` when the address was not dialed.
+#[utoipa::path(
+    delete,
+    path = "/v1/peers",
+    operation_id = "removePeer",
+    tag = "node",
+    request_body = PeerAddr,
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "Not a peer this device dials (`not_found`)", body = ErrorBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn remove_peer(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PeerAddr>,
@@ -209,6 +266,19 @@ fn doc_sync_json(doc: &DocumentSync) -> DocStatus {
 /// endpoints and the team. `health` is `offline` when neither a peer nor a cloud endpoint is connected,
 /// `degraded` when some connected peer is not healthy or documents are queued for sync,
 /// else `healthy`. `docs` lists live documents and connected peers only.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    operation_id = "status",
+    tag = "node",
+    params(("docs" = Option<bool>, Query, description = "`false` leaves out `docs` (a cheap status)")),
+    responses(
+        (status = 200, description = "Status", body = Status),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn status(
     State(state): State<AppState>,
     query: QueryPairs,
