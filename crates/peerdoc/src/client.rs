@@ -19,7 +19,6 @@
 mod error;
 mod events;
 mod team;
-mod types;
 
 use std::fs;
 use std::io::{self, Read};
@@ -35,10 +34,11 @@ use ureq::{Body, SendBody};
 
 pub use self::error::{ClientError, TokenSource};
 pub use self::events::{Event, EventStream, ServerEvent};
-pub use self::types::{
+// The bodies are the server's own types (`crate::api`), read leniently.
+pub use crate::api::{
     CloudEndpoint, ConflictDoc, ConflictRecord, ConflictSummary, ConflictValue, Conflicts, Created,
     CurrentConflict, DocContent, DocPeer, DocStatus, DocSummary, Heads, HistoryEntry, MetaUpdate,
-    NetworkProblem, NewDocument, Peer, Receipts, Status,
+    NetworkProblem, NewDocument, Peer, PeerAdded, Receipts, Resolved, SessionLink, Status,
 };
 
 /// The file, inside the data directory, holding the URL the daemon's API serves on.
@@ -345,14 +345,11 @@ impl Client {
         ops: &[EditOp],
         message: Option<&str>,
     ) -> Result<Heads, ClientError> {
-        #[derive(Serialize)]
-        struct Edit<'a> {
-            ops: &'a [EditOp],
-            #[serde(skip_serializing_if = "Option::is_none")]
-            message: Option<&'a str>,
-        }
         let path = format!("/v1/docs/{id}");
-        let body = to_json_body(&Edit { ops, message })?;
+        let body = to_json_body(&crate::api::EditRequest {
+            ops: ops.iter().cloned().map(Into::into).collect(),
+            message: message.map(str::to_owned),
+        })?;
         let request = self.patch(&path).content_type("application/json");
         self.json(&path, request.send(&body[..]))
     }
@@ -396,16 +393,13 @@ impl Client {
         path: &str,
         keep: Option<&str>,
         value: Option<&serde_json::Value>,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<Resolved, ClientError> {
         let url_path = format!("/v1/docs/{id}/conflicts/resolve");
-        let mut body = serde_json::json!({ "path": path });
-        if let Some(keep) = keep {
-            body["keep"] = serde_json::json!(keep);
-        }
-        if let Some(value) = value {
-            body["value"] = value.clone();
-        }
-        let body = to_json_body(&body)?;
+        let body = to_json_body(&crate::api::ResolveRequest {
+            path: path.to_owned(),
+            keep: keep.map(str::to_owned),
+            value: value.cloned(),
+        })?;
         let request = self.post(&url_path).content_type("application/json");
         self.json(&url_path, request.send(&body[..]))
     }
@@ -413,14 +407,14 @@ impl Client {
     /// `POST /v1/session/link`: a one-time link that signs a browser in to the dashboard.
     pub fn dashboard_link(&self) -> Result<String, ClientError> {
         let path = "/v1/session/link";
-        let answer: serde_json::Value = self.json(path, self.post(path).send_empty())?;
-        answer["url"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| ClientError::BadResponse {
+        let answer: SessionLink = self.json(path, self.post(path).send_empty())?;
+        if answer.url.is_empty() {
+            return Err(ClientError::BadResponse {
                 endpoint: path.to_owned(),
                 detail: "no url in the answer".to_owned(),
-            })
+            });
+        }
+        Ok(answer.url)
     }
 
     /// `GET /v1/docs/{id}/history`.

@@ -23,7 +23,6 @@ use futures::{SinkExt as _, StreamExt as _};
 use peerdoc_core::endpoint::{Breaker, EndpointPolicy, EndpointState};
 use peerdoc_node::{AttachRole, Multiaddr, NodeEvent, NodeHandle};
 use rand::RngCore;
-use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
@@ -110,8 +109,8 @@ fn redact(url: &str) -> String {
     out
 }
 
-/// One endpoint's state as `/v1/status` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// One endpoint's state, shown by `/v1/status` as a [`crate::api::CloudEndpoint`].
+#[derive(Debug, Clone)]
 pub struct EndpointReport {
     /// The endpoint as configured.
     pub endpoint: String,
@@ -134,6 +133,23 @@ pub struct EndpointReport {
     pub last_failure_ms: Option<u64>,
     /// What the last failure was.
     pub last_error: Option<String>,
+}
+
+impl From<&EndpointReport> for crate::api::CloudEndpoint {
+    fn from(report: &EndpointReport) -> Self {
+        Self {
+            endpoint: report.endpoint.clone(),
+            kind: report.kind.to_owned(),
+            connected: report.connected,
+            breaker: report.breaker.into(),
+            attempts: report.attempts,
+            failures_total: report.failures_total,
+            next_attempt_in_ms: report.next_attempt_in_ms,
+            last_success_ms: report.last_success_ms,
+            last_failure_ms: report.last_failure_ms,
+            last_error: report.last_error.clone(),
+        }
+    }
 }
 
 /// Every endpoint's state, shared between the dialers and the API. Cheap to clone.

@@ -1,5 +1,7 @@
 //! The peerdoc daemon and CLI.
 //!
+//! - [`api`]: the JSON bodies of the HTTP API, shared by server and client; the
+//!   OpenAPI document is generated from them.
 //! - [`daemon`]: `peerdoc run` — configuration, the node, the HTTP API, signals.
 //! - [`server`]: the local HTTP API (see `docs/api.md`).
 //! - [`client`]: a blocking client of that API, used by the CLI.
@@ -7,6 +9,7 @@
 //! - [`team`]: teams: enrolment by invite code, membership, roles, revocation.
 //! - [`shared_meta`]: titles and priorities every device sees.
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod cloud;

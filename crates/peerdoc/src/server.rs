@@ -46,7 +46,7 @@ mod sync_ws;
 mod team;
 
 pub use error::ApiError;
-pub use openapi::OPENAPI_JSON;
+pub use openapi::openapi_json;
 pub(crate) use status::epoch_ms;
 
 use metrics::HttpMetrics;

@@ -20,7 +20,6 @@
 //! The modes that predate teams, `--open` and `--team-key-file`, bypass all of this.
 
 mod addrs;
-pub mod api;
 mod doc;
 mod enrol;
 mod invites;
@@ -39,8 +38,8 @@ use peerdoc_node::{NodeHandle, PeerId};
 use peerdoc_team::{InviteCode, OpKind, Role, TeamError, TeamState};
 use serde::{Deserialize, Serialize};
 
+use crate::api::{Member, Revoked, TeamStatus};
 use crate::server::ApiError;
-use api::{Member, Revoked, TeamStatus};
 
 pub use enrol::bind as bind_enrolment;
 pub use policy::{TransportKeys, transport_keys};
@@ -544,7 +543,7 @@ impl TeamService {
     pub async fn update_member(
         &self,
         device: &str,
-        request: api::UpdateMember,
+        request: crate::api::UpdateMember,
     ) -> Result<(), ApiError> {
         if request.name.is_none() && request.role.is_none() {
             return Err(ApiError::bad_request(

@@ -47,16 +47,17 @@ fn run(global: &GlobalArgs, command: &Command, out: &mut impl Write) -> Result<E
             if global.json {
                 write_json(out, &answer)?;
             } else {
-                let kept = if answer["remembered"] == true {
+                let kept = if answer.remembered {
                     " (remembered across restarts)"
                 } else {
                     " (until this daemon stops: no team to remember it in)"
                 };
-                writeln!(
-                    out,
-                    "dialing {}{kept}",
-                    answer["addr"].as_str().unwrap_or(addr)
-                )?;
+                let shown = if answer.addr.is_empty() {
+                    addr
+                } else {
+                    &answer.addr
+                };
+                writeln!(out, "dialing {shown}{kept}")?;
             }
         }
         Command::Peers {

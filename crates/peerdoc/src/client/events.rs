@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ClientError;
-use super::types::ConflictRecord;
+use crate::api::{
+    ChangeEvent, ConflictEvent, ConflictRecord, DocumentEvent, LaggedEvent, PeerEvent,
+};
 
 /// The longest line accepted from the stream. A `change` event carries at most 256
 /// patches, but a patch can hold a whole object value, so this is roomy; a longer line
@@ -95,50 +97,15 @@ impl ServerEvent {
     }
 
     fn try_typed(&self) -> Option<Event> {
-        #[derive(Deserialize)]
-        struct Change {
-            doc: String,
-            #[serde(default)]
-            heads: Vec<String>,
-            #[serde(default)]
-            origin: String,
-            #[serde(default)]
-            peer: Option<String>,
-            #[serde(default)]
-            paths: Vec<String>,
-            #[serde(default)]
-            patches: Vec<Value>,
-            #[serde(default)]
-            truncated: bool,
-        }
-        #[derive(Deserialize)]
-        struct Lifecycle {
-            doc: String,
-            #[serde(default)]
-            origin: String,
-            #[serde(default)]
-            peer: Option<String>,
-        }
-        #[derive(Deserialize)]
-        struct Conflict {
-            doc: String,
-            record: ConflictRecord,
-        }
-        #[derive(Deserialize)]
-        struct PeerEvent {
-            peer_id: String,
-        }
-        #[derive(Deserialize)]
-        struct Lagged {
-            missed: u64,
-        }
+        // The server's own types, read leniently; a document event without its document
+        // is not what its name promises.
         fn parse<T: serde::de::DeserializeOwned>(data: &Value) -> Option<T> {
             T::deserialize(data).ok()
         }
         let data = &self.data;
         Some(match self.event.as_str() {
             "change" => {
-                let c: Change = parse(data)?;
+                let c: ChangeEvent = parse(data).filter(|c: &ChangeEvent| !c.doc.is_empty())?;
                 Event::Change {
                     doc: c.doc,
                     heads: c.heads,
@@ -149,24 +116,24 @@ impl ServerEvent {
                     truncated: c.truncated,
                 }
             }
-            "created" => {
-                let l: Lifecycle = parse(data)?;
-                Event::Created {
-                    doc: l.doc,
-                    origin: l.origin,
-                    peer: l.peer,
-                }
-            }
-            "deleted" => {
-                let l: Lifecycle = parse(data)?;
-                Event::Deleted {
-                    doc: l.doc,
-                    origin: l.origin,
-                    peer: l.peer,
+            "created" | "deleted" => {
+                let l: DocumentEvent = parse(data).filter(|l: &DocumentEvent| !l.doc.is_empty())?;
+                if self.event == "created" {
+                    Event::Created {
+                        doc: l.doc,
+                        origin: l.origin,
+                        peer: l.peer,
+                    }
+                } else {
+                    Event::Deleted {
+                        doc: l.doc,
+                        origin: l.origin,
+                        peer: l.peer,
+                    }
                 }
             }
             "conflict" => {
-                let c: Conflict = parse(data)?;
+                let c: ConflictEvent = parse(data).filter(|c: &ConflictEvent| !c.doc.is_empty())?;
                 Event::Conflict {
                     doc: c.doc,
                     record: c.record,
@@ -179,7 +146,7 @@ impl ServerEvent {
                 peer_id: parse::<PeerEvent>(data)?.peer_id,
             },
             "lagged" => Event::Lagged {
-                missed: parse::<Lagged>(data)?.missed,
+                missed: parse::<LaggedEvent>(data)?.missed,
             },
             _ => return None,
         })

@@ -1,13 +1,17 @@
 //! The team routes of the client: `/v1/team…` (`docs/api.md#teams`).
 
 use super::{Client, ClientError, to_json_body};
-use crate::team::api::{CreateInvite, CreateTeam, InviteInfo, JoinTeam, TeamStatus, UpdateMember};
+use crate::api::{
+    CreateInvite, CreateTeam, InviteInfo, JoinTeam, PeerAdded, PeerAddr, TeamStatus, UpdateMember,
+};
 
 impl Client {
     /// `POST /v1/peers`: keep dialing `addr`.
-    pub fn add_peer(&self, addr: &str) -> Result<serde_json::Value, ClientError> {
+    pub fn add_peer(&self, addr: &str) -> Result<PeerAdded, ClientError> {
         let path = "/v1/peers";
-        let body = to_json_body(&serde_json::json!({ "addr": addr }))?;
+        let body = to_json_body(&PeerAddr {
+            addr: addr.to_owned(),
+        })?;
         let request = self.post(path).content_type("application/json");
         self.json(path, request.send(&body[..]))
     }
@@ -15,7 +19,9 @@ impl Client {
     /// `DELETE /v1/peers`: stop dialing `addr`.
     pub fn remove_peer(&self, addr: &str) -> Result<(), ClientError> {
         let path = "/v1/peers";
-        let body = to_json_body(&serde_json::json!({ "addr": addr }))?;
+        let body = to_json_body(&PeerAddr {
+            addr: addr.to_owned(),
+        })?;
         let request = self
             .agent
             .delete(self.url(path))

@@ -5,100 +5,40 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use peerdoc_node::{DocumentId, DocumentSummary, EditOp};
-use serde::{Deserialize, Deserializer, Serialize};
+use peerdoc_core::persist::ConflictRecordValue;
+use peerdoc_node::{DocumentId, DocumentSummary};
 use serde_json::{Value, json};
 
 use super::error::{ApiJson, OctetStream, QueryPairs, parse_doc_id};
 use super::{ApiError, AppState};
+use crate::api::{
+    ConflictRecord, ConflictValue, Conflicts, Created, CurrentConflict, DocContent, DocSummary,
+    EditOp, EditRequest, ErrorBody, Heads, HistoryEntry, MetaUpdate, NewDocument,
+};
 
-/// `POST /v1/docs` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CreateBody {
-    #[serde(default)]
-    content: Option<Value>,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    priority: Option<i32>,
-}
-
-/// `PATCH /v1/docs/{id}` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EditBody {
-    ops: Vec<EditOp>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-/// `PATCH /v1/docs/{id}/meta` body. `title: null` clears the title.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MetaBody {
-    #[serde(default, deserialize_with = "present")]
-    title: Option<Option<String>>,
-    #[serde(default)]
-    priority: Option<i32>,
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-/// A document as listed.
-#[derive(Debug, Serialize)]
-pub(crate) struct DocSummaryJson {
-    id: String,
-    url: String,
-    title: Option<String>,
-    priority: i32,
-    size: u64,
-    created_ms: u64,
-    last_change_ms: u64,
-    deleted: bool,
-    heads: Vec<String>,
-    cloud_receipt: &'static str,
-    cloud_receipt_ms: Option<u64>,
-    conflicts_logged: u64,
-    /// The actor (hex) of its newest change, and that device's name where the team
-    /// knows it.
-    last_actor: Option<String>,
-    last_change_by: Option<String>,
-}
-
-impl DocSummaryJson {
-    /// Names the device that changed it last.
-    fn named(mut self, state: &AppState) -> Self {
-        self.last_change_by = self
+/// A document as listed, its last change attributed to a device where the team knows
+/// the actor.
+fn summary_json(s: &DocumentSummary, state: &AppState) -> DocSummary {
+    DocSummary {
+        id: s.id.to_string(),
+        url: s.id.to_url(),
+        // An empty title is how a cleared one is stored.
+        title: s.title.clone().filter(|t| !t.is_empty()),
+        priority: i64::from(s.priority),
+        size: s.size,
+        created_ms: s.created_ms,
+        last_change_ms: s.last_change_ms,
+        deleted: s.deleted,
+        heads: s.heads.clone(),
+        cloud_receipt: Some(super::receipts::status_name(s.receipt).to_owned()),
+        cloud_receipt_ms: s.receipt_ms,
+        conflicts_logged: s.conflicts_logged,
+        last_actor: s.last_actor.clone(),
+        last_change_by: s
             .last_actor
             .as_deref()
-            .and_then(|actor| device_name(state, actor));
-        self
-    }
-}
-
-impl From<&DocumentSummary> for DocSummaryJson {
-    fn from(s: &DocumentSummary) -> Self {
-        Self {
-            id: s.id.to_string(),
-            url: s.id.to_url(),
-            // An empty title is how a cleared one is stored.
-            title: s.title.clone().filter(|t| !t.is_empty()),
-            priority: s.priority,
-            size: s.size,
-            created_ms: s.created_ms,
-            last_change_ms: s.last_change_ms,
-            deleted: s.deleted,
-            heads: s.heads.clone(),
-            cloud_receipt: super::receipts::status_name(s.receipt),
-            cloud_receipt_ms: s.receipt_ms,
-            conflicts_logged: s.conflicts_logged,
-            last_actor: s.last_actor.clone(),
-            last_change_by: None,
-        }
+            .and_then(|actor| device_name(state, actor)),
+        extra: serde_json::Map::new(),
     }
 }
 
@@ -109,7 +49,11 @@ fn created(id: DocumentId, heads: Vec<String>) -> Response {
             header::LOCATION,
             super::header_value(&format!("/v1/docs/{id}")),
         )],
-        Json(json!({"id": id.to_string(), "url": id.to_url(), "heads": heads})),
+        Json(Created {
+            id: id.to_string(),
+            url: id.to_url(),
+            heads,
+        }),
     )
         .into_response()
 }
@@ -119,11 +63,30 @@ async fn heads_of(state: &AppState, id: DocumentId) -> Result<Vec<String>, ApiEr
     Ok(heads.iter().map(ToString::to_string).collect())
 }
 
-/// `GET /v1/docs`.
+/// List documents
+///
+/// Tombstones are left out unless `?deleted=true`; peerdoc's own documents (the team's
+/// membership, the shared titles and priorities) unless `?system=true`.
+#[utoipa::path(
+    get,
+    path = "/v1/docs",
+    operation_id = "listDocs",
+    tag = "documents",
+    params(
+        ("deleted" = Option<bool>, Query, description = "`true` lists deleted documents too"),
+        ("system" = Option<bool>, Query, description = "`true` includes peerdoc's own documents (the team's membership, the shared titles and priorities)"),
+    ),
+    responses(
+        (status = 200, description = "Documents", body = Vec<DocSummary>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     query: QueryPairs,
-) -> Result<Json<Vec<DocSummaryJson>>, ApiError> {
+) -> Result<Json<Vec<DocSummary>>, ApiError> {
     query.only(&["deleted", "system"])?;
     let deleted = query.flag("deleted", false)?;
     let system = query.flag("system", false)?;
@@ -133,17 +96,41 @@ pub(super) async fn list(
         docs.iter()
             .filter(|d| deleted || !d.deleted)
             .filter(|d| system || !system_docs.contains(&d.id))
-            .map(|d| DocSummaryJson::from(d).named(&state))
+            .map(|d| summary_json(d, &state))
             .collect(),
     ))
 }
 
-/// `POST /v1/docs`.
+/// Create a document
+///
+/// Answers with `Location: /v1/docs/{id}`. `title` and `priority` are shared with every
+/// device (see `PATCH /v1/docs/{id}/meta`).
+#[utoipa::path(
+    post,
+    path = "/v1/docs",
+    operation_id = "createDoc",
+    tag = "documents",
+    request_body = NewDocument,
+    responses(
+        (status = 201, description = "Created", body = Created,
+            headers(("Location" = String, description = "`/v1/docs/{id}`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateBody>,
+    ApiJson(body): ApiJson<NewDocument>,
 ) -> Result<Response, ApiError> {
-    let content = body.content.unwrap_or_else(|| json!({}));
+    let content = match body.content {
+        Value::Null => json!({}),
+        content => content,
+    };
     if !content.is_object() {
         return Err(ApiError::bad_json("content must be a JSON object"));
     }
@@ -158,7 +145,33 @@ pub(super) async fn create(
     Ok(created(id, heads))
 }
 
-/// `POST /v1/docs/import`.
+/// Import automerge `save()` bytes as a new document
+///
+/// An empty body, or bytes that are not an automerge document, is
+/// `422 invalid_document`. Conflicts the imported document already holds are logged.
+#[utoipa::path(
+    post,
+    path = "/v1/docs/import",
+    operation_id = "importDoc",
+    tag = "documents",
+    params(
+        ("title" = Option<String>, Query, description = "Its title, shared with every device"),
+        ("priority" = Option<i32>, Query, description = "Its sync priority, shared with every device"),
+    ),
+    request_body(content = inline(super::openapi::AutomergeBytes), content_type = "application/octet-stream",
+        description = "An automerge document's `save()` bytes"),
+    responses(
+        (status = 201, description = "Created", body = Created,
+            headers(("Location" = String, description = "`/v1/docs/{id}`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn import(
     State(state): State<AppState>,
     query: QueryPairs,
@@ -191,12 +204,32 @@ pub(super) async fn import(
     Ok(created(id, heads))
 }
 
-/// `GET /v1/docs/{id}`.
+/// Read a document (optionally as it was at some heads)
+///
+/// An empty `?heads=` is `400`; leave it out for the current version.
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{id}",
+    operation_id = "readDoc",
+    tag = "documents",
+    params(
+        ("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL"),
+        ("heads" = Option<String>, Query, description = "Comma-separated hex change hashes: read the document as it was at those heads"),
+    ),
+    responses(
+        (status = 200, description = "The document", body = DocContent),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: QueryPairs,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DocContent>, ApiError> {
     let id = parse_doc_id(&id)?;
     query.only(&["heads"])?;
     let (content, heads) = match query.get("heads") {
@@ -208,9 +241,12 @@ pub(super) async fn read(
         None => state.node.read_with_heads(id).await?,
     };
     let heads: Vec<String> = heads.iter().map(ToString::to_string).collect();
-    Ok(Json(json!({
-        "id": id.to_string(), "url": id.to_url(), "heads": heads, "content": content,
-    })))
+    Ok(Json(DocContent {
+        id: id.to_string(),
+        url: id.to_url(),
+        heads,
+        content,
+    }))
 }
 
 fn parse_heads(list: &str) -> Result<Vec<automerge::ChangeHash>, ApiError> {
@@ -238,11 +274,31 @@ fn parse_heads(list: &str) -> Result<Vec<automerge::ChangeHash>, ApiError> {
         .collect()
 }
 
-/// `POST /v1/docs/{id}/fetch`: ask connected peers for a document not held here.
+/// Ask connected peers for a document not held here (automerge-repo's `find`)
+///
+/// Sends automerge-repo `request` to every connected peer and answers once the document
+/// is here and durable; a document already here answers at once. For documents on a
+/// stock sync server (which never lists what it holds); peerdoc peers reconcile
+/// everything.
+#[utoipa::path(
+    post,
+    path = "/v1/docs/{id}/fetch",
+    operation_id = "fetchDoc",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 200, description = "The document is here", body = Created),
+        (status = 404, description = "No connected peer has it (`not_found`): each said `doc-unavailable` or closed, none answered within `node.find_timeout_ms` (10 s), or no peer is connected", body = ErrorBody),
+        (status = 410, description = "A peer says it was deleted (`gone`)", body = ErrorBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn fetch(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Created>, ApiError> {
     let id = parse_doc_id(&id)?;
     let heads = state.node.find(id).await.map_err(|error| match error {
         peerdoc_node::NodeError::DocumentNotFound(_) => ApiError::new(
@@ -253,12 +309,29 @@ pub(super) async fn fetch(
         other => other.into(),
     })?;
     let heads: Vec<String> = heads.iter().map(ToString::to_string).collect();
-    Ok(Json(
-        json!({"id": id.to_string(), "url": id.to_url(), "heads": heads}),
-    ))
+    Ok(Json(Created {
+        id: id.to_string(),
+        url: id.to_url(),
+        heads,
+    }))
 }
 
-/// `GET /v1/docs/{id}/export`.
+/// A document's automerge `save()` bytes
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{id}/export",
+    operation_id = "exportDoc",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 200, description = "The bytes", body = inline(super::openapi::AutomergeBytes), content_type = "application/octet-stream"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn export(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -268,30 +341,44 @@ pub(super) async fn export(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
-/// `PATCH /v1/docs/{id}`.
+/// Apply edit ops as one atomic change (all or nothing)
+///
+/// `422 invalid_change` when an op does not fit the document (wrong type at the path,
+/// index out of range, missing key); nothing was changed then.
+#[utoipa::path(
+    patch,
+    path = "/v1/docs/{id}",
+    operation_id = "editDoc",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    request_body = EditRequest,
+    responses(
+        (status = 200, description = "The new heads", body = Heads),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn edit(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<EditBody>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(body): ApiJson<EditRequest>,
+) -> Result<Json<Heads>, ApiError> {
     let id = parse_doc_id(&id)?;
     for op in &body.ops {
-        check_pointer(op_path(op))?;
+        check_pointer(op.path())?;
     }
-    let heads = state.node.edit(id, body.ops, body.message).await?;
-    let heads: Vec<String> = heads.iter().map(ToString::to_string).collect();
-    Ok(Json(json!({ "heads": heads })))
-}
-
-fn op_path(op: &EditOp) -> &str {
-    match op {
-        EditOp::Set { path, .. }
-        | EditOp::Delete { path }
-        | EditOp::Insert { path, .. }
-        | EditOp::Remove { path, .. }
-        | EditOp::Splice { path, .. }
-        | EditOp::Increment { path, .. } => path,
-    }
+    let ops = body.ops.into_iter().map(EditOp::into).collect();
+    let heads = state.node.edit(id, ops, body.message).await?;
+    Ok(Json(Heads {
+        heads: heads.iter().map(ToString::to_string).collect(),
+    }))
 }
 
 /// RFC 6901 syntax: empty, or `/`-separated tokens where `~` is followed by `0` or `1`.
@@ -316,12 +403,36 @@ fn check_pointer(path: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `PATCH /v1/docs/{id}/meta`.
+/// Set a document's title and/or priority, for every device
+///
+/// An absent field is left as it is; `"title": null` clears the title. The daemon
+/// mirrors the values into a document of its own (`2ZpaJgFemZpjw2yHtATyNm3wN4jx`, the
+/// same on every device) that syncs like any other; two devices that set one field at
+/// once: one value wins everywhere. A viewer's changes to it are applied by nobody.
+#[utoipa::path(
+    patch,
+    path = "/v1/docs/{id}/meta",
+    operation_id = "setMeta",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    request_body = MetaUpdate,
+    responses(
+        (status = 200, description = "The document's summary", body = DocSummary),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn set_meta(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<MetaBody>,
-) -> Result<Json<DocSummaryJson>, ApiError> {
+    ApiJson(body): ApiJson<MetaUpdate>,
+) -> Result<Json<DocSummary>, ApiError> {
     let id = parse_doc_id(&id)?;
     let title = body.title.map(Option::unwrap_or_default);
     state
@@ -340,10 +451,28 @@ pub(super) async fn set_meta(
         .iter()
         .find(|d| d.id == id)
         .ok_or_else(|| ApiError::from(peerdoc_node::NodeError::DocumentNotFound(id)))?;
-    Ok(Json(DocSummaryJson::from(summary).named(&state)))
+    Ok(Json(summary_json(summary, &state)))
 }
 
-/// `DELETE /v1/docs/{id}`.
+/// Delete a document (a tombstone that syncs to every peer and wins)
+///
+/// Deleting a deleted document again is idempotent (`204`); every other endpoint
+/// answers `410 deleted` for it.
+#[utoipa::path(
+    delete,
+    path = "/v1/docs/{id}",
+    operation_id = "deleteDoc",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -353,33 +482,78 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/docs/{id}/conflicts`.
+/// A document's open conflicts and its conflict log
+///
+/// `current`: fields holding several concurrent values now; `log`: every conflict this
+/// device ever saw. Each value's `device` is the team name of the device that wrote it,
+/// when known.
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{id}/conflicts",
+    operation_id = "conflicts",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 200, description = "Conflicts", body = Conflicts),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn conflicts(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Conflicts>, ApiError> {
     let id = parse_doc_id(&id)?;
     let conflicts = state.node.conflicts(id).await?;
-    let mut body = json!({ "current": conflicts.current, "log": conflicts.log });
-    // Every value's author, by device name where the team knows it.
-    for list in ["current", "log"] {
-        if let Some(Value::Array(items)) = body.get_mut(list) {
-            for item in items {
-                if let Some(Value::Array(values)) = item.get_mut("values") {
-                    for value in values {
-                        let device = value
-                            .get("actor")
-                            .and_then(Value::as_str)
-                            .and_then(|actor| device_name(&state, actor));
-                        if let Some(object) = value.as_object_mut() {
-                            object.insert("device".into(), json!(device));
-                        }
-                    }
-                }
-            }
-        }
+    let current = conflicts
+        .current
+        .iter()
+        .map(|c| CurrentConflict {
+            path: c.path.clone(),
+            values: c
+                .values
+                .iter()
+                .map(|v| ConflictValue {
+                    value: v.value.clone(),
+                    actor: v.actor.clone(),
+                    device: device_name(&state, &v.actor),
+                    change: v.change.map(|c| c.to_string()),
+                    time: v.time,
+                    winner: v.winner,
+                })
+                .collect(),
+        })
+        .collect();
+    let log = conflicts
+        .log
+        .iter()
+        .map(|record| conflict_record(record, |actor| device_name(&state, actor)))
+        .collect();
+    Ok(Json(Conflicts { current, log }))
+}
+
+/// A logged conflict, each value's author named by `device`.
+pub(super) fn conflict_record(
+    record: &peerdoc_core::persist::ConflictRecord,
+    device: impl Fn(&str) -> Option<String>,
+) -> ConflictRecord {
+    let value = |v: &ConflictRecordValue| ConflictValue {
+        value: v.value.clone(),
+        actor: v.actor.clone(),
+        device: device(&v.actor),
+        change: v.change.clone(),
+        time: v.time,
+        winner: v.winner,
+    };
+    ConflictRecord {
+        seq: record.seq,
+        path: record.path.clone(),
+        detected_ms: record.detected_ms,
+        values: record.values.iter().map(value).collect(),
     }
-    Ok(Json(body))
 }
 
 /// The team name of the device that writes with this actor (hex), if known.
@@ -387,27 +561,42 @@ fn device_name(state: &AppState, actor: &str) -> Option<String> {
     state.team.as_ref()?.actor_name(actor)
 }
 
-/// `GET /v1/docs/{id}/history`.
+/// A document's change history
+///
+/// Every change, each after its dependencies.
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{id}/history",
+    operation_id = "history",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    responses(
+        (status = 200, description = "History", body = Vec<HistoryEntry>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     let id = parse_doc_id(&id)?;
     let entries = state.node.history(id).await?;
     Ok(Json(
         entries
             .iter()
-            .map(|e| {
-                json!({
-                    "hash": e.hash.to_string(),
-                    "actor": e.actor,
-                    "device": device_name(&state, &e.actor),
-                    "seq": e.seq,
-                    // automerge change times are seconds since the epoch.
-                    "time_ms": e.time.saturating_mul(1000),
-                    "message": e.message,
-                    "deps": e.deps.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                })
+            .map(|e| HistoryEntry {
+                hash: e.hash.to_string(),
+                actor: e.actor.clone(),
+                device: device_name(&state, &e.actor),
+                seq: e.seq,
+                // automerge change times are seconds since the epoch.
+                time_ms: e.time.saturating_mul(1000),
+                message: e.message.clone(),
+                deps: e.deps.iter().map(ToString::to_string).collect(),
             })
             .collect(),
     ))

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use peerdoc_node::{DocumentId, NodeError};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// An error answer: `{"code": "...", "message": "..."}` with an HTTP status.
@@ -19,12 +18,6 @@ pub struct ApiError {
     pub code: &'static str,
     /// What happened, for a human.
     pub message: String,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: &'a str,
-    message: &'a str,
 }
 
 impl ApiError {
@@ -86,9 +79,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code,
-            message: &self.message,
+        let body = crate::api::ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
         };
         (self.status, Json(body)).into_response()
     }

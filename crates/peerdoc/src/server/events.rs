@@ -8,17 +8,37 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use peerdoc_node::{DocumentId, NodeEvent, Origin};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{QueryPairs, parse_doc_id};
 use super::{ApiError, AppState};
+use crate::api::{ChangeEvent, ConflictEvent, DocumentEvent, LaggedEvent, PeerEvent};
 use crate::team::TeamService;
 
 /// How often an idle stream carries a `: keepalive` comment.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// `GET /v1/events[?doc=<id>…]`.
+/// Server-Sent Events: changes, documents, conflicts, peers
+///
+/// The events are `change`, `created`, `deleted`, `conflict`, `peer_connected`,
+/// `peer_disconnected` and `lagged`. Each event has an `event:` name and one JSON `data:` line, whose schema the
+/// extension `x-events` names per event (`ChangeEvent`, `DocumentEvent`,
+/// `ConflictEvent`, `PeerEvent`, `LaggedEvent`); a `: keepalive` comment comes every
+/// 15 s. After `lagged` the client missed events and should re-read state.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "events",
+    tag = "events",
+    params(("doc" = Option<Vec<String>>, Query, style = Form, explode,
+        description = "Only events of these documents (repeatable)")),
+    responses(
+        (status = 200, description = "An event stream", body = String, content_type = "text/event-stream"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+    )
+)]
 pub(super) async fn events(
     State(state): State<AppState>,
     query: QueryPairs,
@@ -47,7 +67,7 @@ pub(super) async fn events(
                         Some(event) => event,
                         None => continue,
                     },
-                    Err(RecvError::Lagged(missed)) => sse("lagged", &json!({ "missed": missed })),
+                    Err(RecvError::Lagged(missed)) => sse("lagged", &LaggedEvent { missed }),
                     Err(RecvError::Closed) => return None,
                 };
                 return Some((Ok(event), (receiver, stopping, filter, team)));
@@ -57,19 +77,35 @@ pub(super) async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keepalive")))
 }
 
-fn sse(name: &str, data: &Value) -> Event {
-    Event::default().event(name).data(data.to_string())
+fn sse(name: &str, data: &impl Serialize) -> Event {
+    // The API's types always serialise; an empty object would still be valid SSE.
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned());
+    Event::default().event(name).data(json)
 }
 
 /// `origin`, `peer` and `device` (the peer's team name) of a change.
-fn origin_json(origin: &Origin, team: Option<&TeamService>) -> (&'static str, Value, Value) {
+fn origin_json(
+    origin: &Origin,
+    team: Option<&TeamService>,
+) -> (String, Option<String>, Option<String>) {
     match origin {
-        Origin::Local => ("local", Value::Null, Value::Null),
+        Origin::Local => ("local".to_owned(), None, None),
         Origin::Remote(peer) => (
-            "remote",
-            peer.map_or(Value::Null, |p| Value::String(p.to_string())),
-            json!(peer.and_then(|p| name_of(team, &p))),
+            "remote".to_owned(),
+            peer.map(|p| p.to_string()),
+            peer.and_then(|p| name_of(team, &p)),
         ),
+    }
+}
+
+/// A `created` or `deleted` event.
+fn document_event(doc: &DocumentId, origin: &Origin, team: Option<&TeamService>) -> DocumentEvent {
+    let (origin, peer, device) = origin_json(origin, team);
+    DocumentEvent {
+        doc: doc.to_string(),
+        origin,
+        peer,
+        device,
     }
 }
 
@@ -95,45 +131,49 @@ fn to_sse(
             ..
         } if wanted(doc) => {
             let (origin, peer, device) = origin_json(origin, team);
-            let mut data = json!({
-                "doc": doc.to_string(),
-                "heads": heads.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "origin": origin,
-                "peer": peer,
-                "device": device,
-                "paths": paths,
-                "patches": patch_json,
-            });
-            if *patches > patch_json.len() {
-                data["truncated"] = Value::Bool(true);
-            }
+            let data = ChangeEvent {
+                doc: doc.to_string(),
+                heads: heads.iter().map(ToString::to_string).collect(),
+                origin,
+                peer,
+                device,
+                paths: paths.clone(),
+                patches: patch_json.clone(),
+                truncated: *patches > patch_json.len(),
+            };
             Some(sse("change", &data))
         }
         NodeEvent::DocumentCreated { doc, origin } if wanted(doc) => {
-            let (origin, peer, device) = origin_json(origin, team);
-            Some(sse(
-                "created",
-                &json!({"doc": doc.to_string(), "origin": origin, "peer": peer, "device": device}),
-            ))
+            Some(sse("created", &document_event(doc, origin, team)))
         }
         NodeEvent::DocumentDeleted { doc, origin } if wanted(doc) => {
-            let (origin, peer, device) = origin_json(origin, team);
+            Some(sse("deleted", &document_event(doc, origin, team)))
+        }
+        NodeEvent::ConflictDetected { doc, record } if wanted(doc) => {
+            let record = super::docs::conflict_record(record, |actor| {
+                team.and_then(|t| t.actor_name(actor))
+            });
             Some(sse(
-                "deleted",
-                &json!({"doc": doc.to_string(), "origin": origin, "peer": peer, "device": device}),
+                "conflict",
+                &ConflictEvent {
+                    doc: doc.to_string(),
+                    record,
+                },
             ))
         }
-        NodeEvent::ConflictDetected { doc, record } if wanted(doc) => Some(sse(
-            "conflict",
-            &json!({"doc": doc.to_string(), "record": record}),
-        )),
         NodeEvent::PeerConnected { peer, .. } => Some(sse(
             "peer_connected",
-            &json!({"peer_id": peer.to_string(), "name": name_of(team, peer)}),
+            &PeerEvent {
+                peer_id: peer.to_string(),
+                name: name_of(team, peer),
+            },
         )),
         NodeEvent::PeerDisconnected { peer } => Some(sse(
             "peer_disconnected",
-            &json!({"peer_id": peer.to_string(), "name": name_of(team, peer)}),
+            &PeerEvent {
+                peer_id: peer.to_string(),
+                name: name_of(team, peer),
+            },
         )),
         _ => None,
     }

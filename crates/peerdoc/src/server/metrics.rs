@@ -117,7 +117,22 @@ impl Collector for Scrape {
     }
 }
 
-/// `GET /metrics`.
+/// Prometheus metrics (OpenMetrics text)
+///
+/// Encoded by the `prometheus-client` crate; the body ends with `# EOF`. The metrics are
+/// listed in `docs/api.md`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Metrics", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let status = state.node.status().await?;
     let node = state.node.metrics();
@@ -231,7 +246,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     );
     sync_socket_metrics(&mut scrape, &state);
     cloud_metrics(&mut scrape, &state);
-    let receipts = super::receipts::ReceiptsJson::new(&state.node.list().await?);
+    let receipts = super::receipts::summarise(&state.node.list().await?);
     scrape.add(
         "peerdoc_cloud_receipts",
         "Live documents by cloud receipt: confirmed (stored by the cloud at the heads held here), reported (only a stock sync server's word), unconfirmed.",

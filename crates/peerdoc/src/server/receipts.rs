@@ -4,7 +4,8 @@
 //! the answer needs no network and no document loads.
 
 use peerdoc_node::{DocumentSummary, ReceiptStatus};
-use serde::Serialize;
+
+use crate::api::Receipts;
 
 /// Unconfirmed documents listed by id (highest priority first); the count is exact.
 const LISTED: usize = 20;
@@ -19,79 +20,62 @@ pub(crate) fn status_name(status: ReceiptStatus) -> &'static str {
     }
 }
 
-/// The `receipts` object of `/v1/status`.
-#[derive(Debug, Serialize)]
-pub(crate) struct ReceiptsJson {
-    /// Every live document is confirmed by a cloud that stores before it confirms.
-    pub(crate) safe_to_wipe: bool,
-    /// One sentence for people.
-    pub(crate) verdict: String,
-    /// Live documents.
-    pub(crate) documents: usize,
-    pub(crate) confirmed: usize,
-    pub(crate) reported: usize,
-    pub(crate) unconfirmed: usize,
-    /// Up to 20 unconfirmed (then reported-only) documents, highest priority first.
-    pub(crate) not_confirmed_docs: Vec<String>,
-    /// The oldest of the current receipts: everything here reached the cloud by then.
-    pub(crate) oldest_receipt_ms: Option<u64>,
-}
-
-impl ReceiptsJson {
-    pub(crate) fn new(docs: &[DocumentSummary]) -> Self {
-        let live: Vec<&DocumentSummary> = docs.iter().filter(|d| !d.deleted).collect();
-        let count = |status| live.iter().filter(|d| d.receipt == status).count();
-        let confirmed = count(ReceiptStatus::Confirmed);
-        let reported = count(ReceiptStatus::Reported);
-        let unconfirmed = count(ReceiptStatus::Unconfirmed);
-        let mut open: Vec<&&DocumentSummary> = live
-            .iter()
-            .filter(|d| d.receipt != ReceiptStatus::Confirmed)
-            .collect();
-        open.sort_by_key(|d| {
-            (
-                d.receipt == ReceiptStatus::Reported,
-                -i64::from(d.priority),
-                d.id,
-            )
-        });
-        let not_confirmed_docs = open.iter().take(LISTED).map(|d| d.id.to_string()).collect();
-        let oldest_receipt_ms = if unconfirmed == 0 {
-            live.iter().filter_map(|d| d.receipt_ms).min()
-        } else {
-            None
-        };
-        let documents = live.len();
-        let safe_to_wipe = confirmed == documents;
-        let verdict = if documents == 0 {
-            "safe to wipe: this device holds no documents".to_owned()
-        } else if safe_to_wipe {
-            format!(
-                "safe to wipe: the cloud confirmed storing {}, exactly as held here",
-                n_documents(documents)
-            )
-        } else if unconfirmed == 0 {
-            format!(
-                "probably safe to wipe: {} confirmed only by an automerge-repo sync server, \
+/// The `receipts` object of `/v1/status` (and the `/metrics` gauges) for these
+/// documents.
+pub(crate) fn summarise(docs: &[DocumentSummary]) -> Receipts {
+    let live: Vec<&DocumentSummary> = docs.iter().filter(|d| !d.deleted).collect();
+    let count = |status| live.iter().filter(|d| d.receipt == status).count();
+    let confirmed = count(ReceiptStatus::Confirmed);
+    let reported = count(ReceiptStatus::Reported);
+    let unconfirmed = count(ReceiptStatus::Unconfirmed);
+    let mut open: Vec<&&DocumentSummary> = live
+        .iter()
+        .filter(|d| d.receipt != ReceiptStatus::Confirmed)
+        .collect();
+    open.sort_by_key(|d| {
+        (
+            d.receipt == ReceiptStatus::Reported,
+            -i64::from(d.priority),
+            d.id,
+        )
+    });
+    let not_confirmed_docs = open.iter().take(LISTED).map(|d| d.id.to_string()).collect();
+    let oldest_receipt_ms = if unconfirmed == 0 {
+        live.iter().filter_map(|d| d.receipt_ms).min()
+    } else {
+        None
+    };
+    let documents = live.len();
+    let safe_to_wipe = confirmed == documents;
+    let verdict = if documents == 0 {
+        "safe to wipe: this device holds no documents".to_owned()
+    } else if safe_to_wipe {
+        format!(
+            "safe to wipe: the cloud confirmed storing {}, exactly as held here",
+            n_documents(documents)
+        )
+    } else if unconfirmed == 0 {
+        format!(
+            "probably safe to wipe: {} confirmed only by an automerge-repo sync server, \
                  which reports what it holds before writing it",
-                n_documents(reported)
-            )
-        } else {
-            format!(
-                "NOT safe to wipe: {} of {documents} not confirmed by any cloud as held here",
-                n_documents(unconfirmed)
-            )
-        };
-        Self {
-            safe_to_wipe,
-            verdict,
-            documents,
-            confirmed,
-            reported,
-            unconfirmed,
-            not_confirmed_docs,
-            oldest_receipt_ms,
-        }
+            n_documents(reported)
+        )
+    } else {
+        format!(
+            "NOT safe to wipe: {} of {documents} not confirmed by any cloud as held here",
+            n_documents(unconfirmed)
+        )
+    };
+    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    Receipts {
+        safe_to_wipe,
+        verdict,
+        documents: wide(documents),
+        confirmed: wide(confirmed),
+        reported: wide(reported),
+        unconfirmed: wide(unconfirmed),
+        not_confirmed_docs,
+        oldest_receipt_ms,
     }
 }
 
@@ -130,10 +114,10 @@ mod tests {
     #[test]
     fn the_verdict_is_safe_only_when_every_live_document_is_confirmed() {
         use ReceiptStatus::*;
-        let empty = ReceiptsJson::new(&[]);
+        let empty = summarise(&[]);
         assert!(empty.safe_to_wipe);
 
-        let all = ReceiptsJson::new(&[
+        let all = summarise(&[
             doc(1, 0, Confirmed),
             doc(2, 0, Confirmed),
             doc(3, 0, Deleted),
@@ -142,7 +126,7 @@ mod tests {
         assert_eq!((all.documents, all.confirmed), (2, 2));
         assert_eq!(all.oldest_receipt_ms, Some(1_001));
 
-        let reported = ReceiptsJson::new(&[doc(1, 0, Confirmed), doc(2, 0, Reported)]);
+        let reported = summarise(&[doc(1, 0, Confirmed), doc(2, 0, Reported)]);
         assert!(!reported.safe_to_wipe);
         assert!(
             reported.verdict.starts_with("probably safe"),
@@ -150,7 +134,7 @@ mod tests {
             reported.verdict
         );
 
-        let open = ReceiptsJson::new(&[
+        let open = summarise(&[
             doc(1, 0, Confirmed),
             doc(2, 0, Reported),
             doc(3, 1, Unconfirmed),

@@ -11,35 +11,52 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use peerdoc_core::model::ConflictValue;
 use peerdoc_core::repo::ChangeRequest;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::{ApiJson, parse_doc_id};
 use super::{ApiError, AppState};
+use crate::api::{ErrorBody, ResolveRequest, Resolved};
 
 /// Shortest change-hash prefix accepted for `keep`.
 const MIN_HASH_PREFIX: usize = 6;
 /// Longest value shown in the change message.
 const MESSAGE_VALUE_CHARS: usize = 60;
 
-/// The request body: `path`, and either `keep` (a value's change hash, or a unique
-/// prefix of it, or its device's name) or `value` (anything else to write instead).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ResolveBody {
-    path: String,
-    #[serde(default)]
-    keep: Option<String>,
-    #[serde(default)]
-    value: Option<Value>,
-}
-
-/// `POST /v1/docs/{id}/conflicts/resolve`.
+/// Settle an open conflict: keep one value, or write a new one
+///
+/// `keep` names the value by its change hash (or a prefix of at least 6 hex
+/// characters) or by its device's name; `value` writes another value instead. The value is written as one new change that supersedes every concurrent value there,
+/// so every device ends up with it once the change syncs. The change's message says
+/// what was kept and whose it was (`resolve the conflict at /florist/phone: keep
+/// "555-0101" (Sam's tablet)`), so the history is the audit trail; the conflict log
+/// keeps the conflict's record. `400` when both or neither of `keep` and `value` are
+/// given.
+#[utoipa::path(
+    post,
+    path = "/v1/docs/{id}/conflicts/resolve",
+    operation_id = "resolveConflict",
+    tag = "documents",
+    params(("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL")),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "Resolved", body = Resolved),
+        (status = 409, description = "Nothing is in conflict at `path` (`no_conflict`): settled already", body = ErrorBody),
+        (status = 422, description = "`keep` names none of the values (`unknown_choice`: the message lists them) or more than one (`ambiguous_choice`)", body = ErrorBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn resolve(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<ResolveBody>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(body): ApiJson<ResolveRequest>,
+) -> Result<Json<Resolved>, ApiError> {
     let id = parse_doc_id(&id)?;
     if body.keep.is_some() == body.value.is_some() {
         return Err(ApiError::bad_request(
@@ -96,13 +113,12 @@ pub(super) async fn resolve(
             Some(message),
         )
         .await?;
-    let heads: Vec<String> = heads.iter().map(ToString::to_string).collect();
-    Ok(Json(json!({
-        "heads": heads,
-        "path": body.path,
-        "kept": value,
-        "device": whose,
-    })))
+    Ok(Json(Resolved {
+        heads: heads.iter().map(ToString::to_string).collect(),
+        path: body.path,
+        kept: value,
+        device: whose,
+    }))
 }
 
 /// The value `keep` names: a change hash (or a prefix of at least 6 characters) or the

@@ -16,15 +16,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::error::QueryPairs;
+use super::{ApiError, AppState};
+use crate::api::SessionLink;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use rand::TryRngCore as _;
-use serde_json::json;
-
-use super::error::QueryPairs;
-use super::{ApiError, AppState};
 
 /// The session cookie's name.
 pub(crate) const COOKIE: &str = "peerdoc_session";
@@ -151,10 +150,25 @@ pub(crate) fn same_origin(headers: &HeaderMap, api_url: &str) -> bool {
         .is_some_and(|origin| origin.trim_end_matches('/') == api_url.trim_end_matches('/'))
 }
 
-/// `POST /v1/session/link` (bearer token only): a one-time sign-in link.
-pub(super) async fn link(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// A one-time link that signs a browser in to the dashboard
+///
+/// The link (2 minutes, single use) opens `/login?code=…`, which sets the session cookie
+/// (`peerdoc_session`, `HttpOnly`, `SameSite=Strict`) and redirects to the dashboard at
+/// `/`. Bearer token only: a session cannot mint links (`403 cross_origin` for a
+/// cookie-authenticated write from another origin).
+#[utoipa::path(
+    post,
+    path = "/v1/session/link",
+    operation_id = "dashboardLink",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The link", body = SessionLink),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
+pub(super) async fn link(State(state): State<AppState>) -> Result<Json<SessionLink>, ApiError> {
     let code = state.sessions.new_code(Instant::now()).ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -163,9 +177,10 @@ pub(super) async fn link(
         )
     })?;
     let url = format!("{}/login?code={code}", state.config.api_url);
-    Ok(Json(
-        json!({ "url": url, "expires_in_secs": LOGIN_CODE_TTL.as_secs() }),
-    ))
+    Ok(Json(SessionLink {
+        url,
+        expires_in_secs: LOGIN_CODE_TTL.as_secs(),
+    }))
 }
 
 /// `GET /login?code=…`: spends the code, sets the session cookie, redirects to `/`.

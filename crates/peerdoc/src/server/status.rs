@@ -7,11 +7,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use peerdoc_net::TransportKind;
 use peerdoc_node::{DocumentSync, PeerStatus};
-use serde::Serialize;
-use serde_json::{Value, json};
 
-use super::error::QueryPairs;
+use super::error::{ApiJson, QueryPairs};
 use super::{ApiError, AppState};
+use crate::api::{
+    ConflictDoc, ConflictSummary, DocPeer, DocStatus, ErrorBody, Health, NetworkProblem, Peer,
+    PeerAdded, PeerAddr, Status,
+};
 
 /// A peer is healthy when heard from within this long (with a sync stream open).
 const HEALTHY_SEEN: Duration = Duration::from_secs(15);
@@ -20,48 +22,34 @@ const OFFLINE_SEEN: Duration = Duration::from_secs(60);
 /// A round trip slower than this makes a peer degraded.
 const SLOW_RTT: Duration = Duration::from_secs(1);
 
-/// `GET /health`.
-pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    if state.is_stopping() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "shutting_down"})),
-        )
+/// Liveness (no token)
+///
+/// `200 {"status": "ok"}` while serving; `503 {"status": "shutting_down"}` while
+/// stopping.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "node",
+    security(()),
+    responses(
+        (status = 200, description = "Serving", body = Health),
+        (status = 503, description = "Stopping", body = Health,
+            example = json!({"status": "shutting_down"})),
+    )
+)]
+pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let (status, word) = if state.is_stopping() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
     } else {
-        (StatusCode::OK, Json(json!({"status": "ok"})))
-    }
-}
-
-/// One peer, as `/v1/peers` and `/v1/status` show it.
-#[derive(Debug, Serialize)]
-pub(crate) struct PeerJson {
-    peer_id: String,
-    /// The device's name in the team, when it is a member.
-    name: Option<String>,
-    /// Its role in the team (none once removed).
-    role: Option<String>,
-    addrs: Vec<String>,
-    transport: Option<&'static str>,
-    connected: bool,
-    sync_stream: bool,
-    peerdoc: bool,
-    rtt_ms: Option<f64>,
-    bytes_in: u64,
-    bytes_out: u64,
-    messages_in: u64,
-    messages_out: u64,
-    queued_syncs: usize,
-    active_syncs: usize,
-    last_seen_ms: Option<u64>,
-    connected_since_ms: Option<u64>,
-    /// It was connected and left (`last_seen_ms` is when).
-    departed: bool,
-    /// Documents (ids) it is known to miss; filled by [`PeerJson::with_missing`].
-    missing_docs: Vec<String>,
-    health: &'static str,
-    /// For a peer seen but not connected: why, in words, and when it last failed.
-    not_connected: Option<String>,
-    not_connected_since_ms: Option<u64>,
+        (StatusCode::OK, "ok")
+    };
+    (
+        status,
+        Json(Health {
+            status: word.to_owned(),
+        }),
+    )
 }
 
 pub(crate) fn epoch_ms(time: SystemTime) -> u64 {
@@ -69,137 +57,152 @@ pub(crate) fn epoch_ms(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-impl PeerJson {
-    pub(crate) fn new(status: &PeerStatus, now: SystemTime) -> Self {
-        let net = status.net.as_ref();
-        let sync = status.sync.as_ref();
-        let seen_ago = net.map(|n| now.duration_since(n.last_seen).unwrap_or_default());
-        let sync_stream = net.is_some_and(|n| n.sync_stream);
-        let slow = net.and_then(|n| n.rtt).is_some_and(|rtt| rtt > SLOW_RTT);
-        let health = match seen_ago {
-            None => "offline",
-            Some(ago) if ago >= OFFLINE_SEEN => "offline",
-            Some(ago) if sync_stream && ago < HEALTHY_SEEN && !slow => "healthy",
-            Some(_) => "degraded",
-        };
-        let departed = status.departed.as_ref().filter(|_| net.is_none());
-        Self {
-            peer_id: status.peer.to_string(),
-            name: None,
-            role: None,
-            addrs: net
-                .map(|n| n.addrs.iter().map(ToString::to_string).collect())
-                .or_else(|| departed.map(|d| d.addr.iter().map(ToString::to_string).collect()))
-                .unwrap_or_default(),
-            transport: net.map(|n| match n.transport {
+/// One peer, as `/v1/peers` and `/v1/status` show it.
+fn peer_json(status: &PeerStatus, now: SystemTime) -> Peer {
+    let net = status.net.as_ref();
+    let sync = status.sync.as_ref();
+    let seen_ago = net.map(|n| now.duration_since(n.last_seen).unwrap_or_default());
+    let sync_stream = net.is_some_and(|n| n.sync_stream);
+    let slow = net.and_then(|n| n.rtt).is_some_and(|rtt| rtt > SLOW_RTT);
+    let health = match seen_ago {
+        None => "offline",
+        Some(ago) if ago >= OFFLINE_SEEN => "offline",
+        Some(ago) if sync_stream && ago < HEALTHY_SEEN && !slow => "healthy",
+        Some(_) => "degraded",
+    };
+    // A peer that was connected and left (`peerdoc_node::DepartedPeer`).
+    let departed = status.departed.as_ref().filter(|_| net.is_none());
+    Peer {
+        peer_id: status.peer.to_string(),
+        name: None,
+        role: None,
+        addrs: net
+            .map(|n| n.addrs.iter().map(ToString::to_string).collect())
+            .or_else(|| departed.map(|d| d.addr.iter().map(ToString::to_string).collect()))
+            .unwrap_or_default(),
+        transport: net.map(|n| {
+            match n.transport {
                 TransportKind::Tcp => "tcp",
                 TransportKind::Quic => "quic",
                 TransportKind::Memory => "memory",
                 _ => "other",
-            }),
-            connected: net.is_some(),
-            sync_stream,
-            peerdoc: sync.is_some_and(|s| s.peerdoc),
-            rtt_ms: net.and_then(|n| n.rtt).map(|d| d.as_secs_f64() * 1000.0),
-            bytes_in: sync.map_or(0, |s| s.bytes_in),
-            bytes_out: sync.map_or(0, |s| s.bytes_out),
-            messages_in: sync.map_or(0, |s| s.messages_in),
-            messages_out: sync.map_or(0, |s| s.messages_out),
-            queued_syncs: sync.map_or(0, |s| s.queued_syncs),
-            active_syncs: sync.map_or(0, |s| s.active_syncs),
-            last_seen_ms: net
-                .map(|n| epoch_ms(n.last_seen))
-                .or_else(|| departed.map(|d| epoch_ms(d.last_seen))),
-            connected_since_ms: net.map(|n| epoch_ms(n.connected_since)),
-            departed: departed.is_some(),
-            missing_docs: Vec::new(),
-            health,
-            not_connected: status.last_failure.as_ref().map(|(why, _)| why.clone()),
-            not_connected_since_ms: status.last_failure.as_ref().map(|(_, at)| epoch_ms(*at)),
-        }
-    }
-}
-
-impl PeerJson {
-    /// Adds the device's team name and role, when the team knows it.
-    pub(crate) fn labelled(mut self, state: &AppState, peer: &peerdoc_node::PeerId) -> Self {
-        if let Some(label) = state.team.as_ref().and_then(|t| t.label(peer)) {
-            self.name = Some(label.name);
-            self.role = label.role.map(|r| r.to_string());
-            if self.not_connected.is_some() && self.role.is_none() {
-                self.not_connected = Some("it was removed from the team".to_owned());
             }
+            .to_owned()
+        }),
+        connected: net.is_some(),
+        sync_stream,
+        peerdoc: sync.is_some_and(|s| s.peerdoc),
+        rtt_ms: net.and_then(|n| n.rtt).map(|d| d.as_secs_f64() * 1000.0),
+        bytes_in: sync.map_or(0, |s| s.bytes_in),
+        bytes_out: sync.map_or(0, |s| s.bytes_out),
+        messages_in: sync.map_or(0, |s| s.messages_in),
+        messages_out: sync.map_or(0, |s| s.messages_out),
+        queued_syncs: sync.map_or(0, |s| wide(s.queued_syncs)),
+        active_syncs: sync.map_or(0, |s| wide(s.active_syncs)),
+        last_seen_ms: net
+            .map(|n| epoch_ms(n.last_seen))
+            .or_else(|| departed.map(|d| epoch_ms(d.last_seen))),
+        connected_since_ms: net.map(|n| epoch_ms(n.connected_since)),
+        departed: departed.is_some(),
+        missing_docs: Vec::new(),
+        health: health.to_owned(),
+        not_connected: status.last_failure.as_ref().map(|(why, _)| why.clone()),
+        not_connected_since_ms: status.last_failure.as_ref().map(|(_, at)| epoch_ms(*at)),
+        extra: serde_json::Map::new(),
+    }
+}
+
+fn wide(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// A peer with the device's team name and role, when the team knows it.
+pub(crate) fn labelled_peer(state: &AppState, status: &PeerStatus, now: SystemTime) -> Peer {
+    let mut peer = peer_json(status, now);
+    if let Some(label) = state.team.as_ref().and_then(|t| t.label(&status.peer)) {
+        peer.name = Some(label.name);
+        peer.role = label.role.map(|r| r.to_string());
+        if peer.not_connected.is_some() && peer.role.is_none() {
+            peer.not_connected = Some("it was removed from the team".to_owned());
         }
-        self
     }
+    peer
 }
 
-impl PeerJson {
-    /// Fills `missing_docs` from the documents' sync state (the daemon's own documents
-    /// left out: nobody acts on them).
-    fn with_missing(mut self, docs: &[DocumentSync], system: &[peerdoc_node::DocumentId]) -> Self {
-        self.missing_docs = docs
-            .iter()
-            .filter(|d| !system.contains(&d.id))
-            .filter(|d| {
-                d.peers
-                    .iter()
-                    .any(|p| p.peer.to_string() == self.peer_id && !p.in_sync)
-            })
-            .map(|d| d.id.to_string())
-            .collect();
-        self
-    }
-
-    /// A departed device that is no longer in the team is not listed: it was removed.
-    fn still_listed(&self, state: &AppState) -> bool {
-        !self.departed || state.team.is_none() || self.role.is_some()
-    }
-}
-
-/// Every peer, labelled with its team name and what it misses.
-async fn peer_list(
-    state: &AppState,
-    statuses: &[PeerStatus],
-    docs: &[DocumentSync],
-) -> Vec<PeerJson> {
+/// Every peer, labelled with its team name and the documents it misses (peerdoc's own
+/// left out: nobody acts on them). A departed device that is no longer in the team is
+/// not listed: it was removed.
+fn peer_list(state: &AppState, statuses: &[PeerStatus], docs: &[DocumentSync]) -> Vec<Peer> {
     let now = SystemTime::now();
     let system = state.system_docs();
     statuses
         .iter()
-        .map(|p| {
-            PeerJson::new(p, now)
-                .labelled(state, &p.peer)
-                .with_missing(docs, &system)
+        .map(|status| {
+            let mut peer = labelled_peer(state, status, now);
+            peer.missing_docs = docs
+                .iter()
+                .filter(|d| !system.contains(&d.id))
+                .filter(|d| d.peers.iter().any(|p| p.peer == status.peer && !p.in_sync))
+                .map(|d| d.id.to_string())
+                .collect();
+            peer
         })
-        .filter(|p| p.still_listed(state))
+        .filter(|p| !p.departed || state.team.is_none() || p.role.is_some())
         .collect()
 }
 
-/// `GET /v1/peers`.
-pub(super) async fn peers(State(state): State<AppState>) -> Result<Json<Vec<PeerJson>>, ApiError> {
+/// Peers and their health
+///
+/// Every peer known: connected ones, those seen but not connected (a dial failed, or
+/// it was refused here) with why, and those that left (`departed`, with `last_seen_ms`
+/// and the documents they miss, `missing_docs`).
+#[utoipa::path(
+    get,
+    path = "/v1/peers",
+    operation_id = "peers",
+    tag = "node",
+    responses(
+        (status = 200, description = "Peers", body = Vec<Peer>),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
+pub(super) async fn peers(State(state): State<AppState>) -> Result<Json<Vec<Peer>>, ApiError> {
     let peers = state.node.peers().await?;
     let docs = state.node.sync_status().await?;
-    Ok(Json(peer_list(&state, &peers, &docs).await))
-}
-
-/// `POST /v1/peers` and `DELETE /v1/peers`: `{"addr"}`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PeerAddr {
-    addr: String,
+    Ok(Json(peer_list(&state, &peers, &docs)))
 }
 
 fn parse_peer_addr(text: &str) -> Result<peerdoc_node::Multiaddr, ApiError> {
     crate::config::peer_addr(text).map_err(ApiError::bad_request)
 }
 
-/// `POST /v1/peers`: keep dialing an address from now on (and at every start, when
-/// this device is in a team).
+/// Keep dialing an address (remembered across restarts when in a team)
+///
+/// The daemon dials the address from now on, with backoff; in a team it is remembered
+/// in `team.json` and dialed at every start (`remembered: true`). A bad address is
+/// `400 bad_request` with the value in the message.
+#[utoipa::path(
+    post,
+    path = "/v1/peers",
+    operation_id = "addPeer",
+    tag = "node",
+    request_body = PeerAddr,
+    responses(
+        (status = 201, description = "Added", body = PeerAdded,
+            example = json!({"addr": "/ip4/192.168.1.20/tcp/4001", "added": true, "remembered": true})),
+        (status = 200, description = "Dialed already (`added: false`)", body = PeerAdded),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn add_peer(
     State(state): State<AppState>,
-    super::error::ApiJson(body): super::error::ApiJson<PeerAddr>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    ApiJson(body): ApiJson<PeerAddr>,
+) -> Result<(StatusCode, Json<PeerAdded>), ApiError> {
     let addr = parse_peer_addr(&body.addr)?;
     let added = state.node.add_peer(addr.clone()).await?;
     let remembered = match &state.team {
@@ -213,14 +216,36 @@ pub(super) async fn add_peer(
     };
     Ok((
         status,
-        Json(json!({"addr": addr.to_string(), "added": added, "remembered": remembered})),
+        Json(PeerAdded {
+            addr: addr.to_string(),
+            added,
+            remembered,
+        }),
     ))
 }
 
-/// `DELETE /v1/peers`: stop dialing an address (and forget it).
+/// Stop dialing an address and forget it
+///
+/// `404 not_found` when the address was not dialed.
+#[utoipa::path(
+    delete,
+    path = "/v1/peers",
+    operation_id = "removePeer",
+    tag = "node",
+    request_body = PeerAddr,
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "Not a peer this device dials (`not_found`)", body = ErrorBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn remove_peer(
     State(state): State<AppState>,
-    super::error::ApiJson(body): super::error::ApiJson<PeerAddr>,
+    ApiJson(body): ApiJson<PeerAddr>,
 ) -> Result<StatusCode, ApiError> {
     let addr = parse_peer_addr(&body.addr)?;
     let removed = state.node.remove_peer(addr.clone()).await?;
@@ -240,42 +265,70 @@ pub(super) async fn remove_peer(
 
 /// One document's sync state with the listed peers (`shown`: a departed device removed
 /// from the team is not).
-fn doc_sync_json(doc: &DocumentSync, shown: &[PeerJson]) -> Value {
-    json!({
-        "id": doc.id.to_string(),
-        "title": doc.title.clone().filter(|t| !t.is_empty()),
-        "priority": doc.priority,
-        "heads": doc.heads,
-        "cloud_receipt": super::receipts::status_name(doc.receipt),
-        "peers": doc.peers.iter().filter(|p| p.connected || shown.iter().any(|s| s.peer_id == p.peer.to_string())).map(|p| json!({
-            "peer_id": p.peer.to_string(),
-            "in_sync": p.in_sync,
-            "missing": p.missing,
-            "their_heads": p.their_heads,
-            "pending": p.pending,
-            "connected": p.connected,
-        })).collect::<Vec<_>>(),
-    })
+fn doc_sync_json(doc: &DocumentSync, shown: &[Peer]) -> DocStatus {
+    DocStatus {
+        id: doc.id.to_string(),
+        title: doc.title.clone().filter(|t| !t.is_empty()),
+        priority: i64::from(doc.priority),
+        heads: doc.heads.clone(),
+        cloud_receipt: Some(super::receipts::status_name(doc.receipt).to_owned()),
+        peers: doc
+            .peers
+            .iter()
+            .filter(|p| p.connected || shown.iter().any(|s| s.peer_id == p.peer.to_string()))
+            .map(|p| DocPeer {
+                peer_id: p.peer.to_string(),
+                in_sync: p.in_sync,
+                missing: wide(p.missing),
+                their_heads: p.their_heads.clone(),
+                pending: p.pending,
+                connected: p.connected,
+            })
+            .collect(),
+        extra: serde_json::Map::new(),
+    }
 }
 
-/// `GET /v1/status`.
+/// This device's status, peers and per-document sync state
+///
+/// Also: cloud receipts (is it safe to wipe this device?), open conflicts, cloud
+/// endpoints and the team. `health` is `offline` when neither a peer nor a cloud endpoint is connected,
+/// `degraded` when some connected peer is not healthy or documents are queued for sync,
+/// else `healthy`. `docs` lists live documents with connected and departed peers.
+/// `network` says what is wrong with the connections, in words.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    operation_id = "status",
+    tag = "node",
+    params(("docs" = Option<bool>, Query, description = "`false` leaves out `docs` (a cheap status)")),
+    responses(
+        (status = 200, description = "Status", body = Status),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub(super) async fn status(
     State(state): State<AppState>,
     query: QueryPairs,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Status>, ApiError> {
     query.only(&["docs"])?;
     let with_docs = query.flag("docs", true)?;
     let status = state.node.status().await?;
-    let docs = state.node.sync_status().await?;
-    let peers = peer_list(&state, &status.peers, &docs).await;
-    let queued: usize = peers.iter().map(|p| p.queued_syncs).sum();
-    let connected: Vec<&PeerJson> = peers.iter().filter(|p| p.connected).collect();
+    let sync = state.node.sync_status().await?;
+    let peers = peer_list(&state, &status.peers, &sync);
+    let queued: u64 = peers.iter().map(|p| p.queued_syncs).sum();
+    let connected: Vec<&Peer> = peers.iter().filter(|p| p.connected).collect();
     let cloud = state
         .config
         .cloud
         .as_ref()
         .map(crate::cloud::CloudStatus::snapshot)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .iter()
+        .map(crate::api::CloudEndpoint::from)
+        .collect::<Vec<_>>();
     // A cloud endpoint (a sync server over WebSocket) is no libp2p peer, but a device
     // connected to it is not offline.
     let cloud_connected = cloud.iter().any(|c| c.connected);
@@ -291,42 +344,47 @@ pub(super) async fn status(
     let listed = state.node.list().await?;
     let system = state.system_docs();
     let system_documents = listed.iter().filter(|d| system.contains(&d.id)).count();
-    let receipts = super::receipts::ReceiptsJson::new(&listed);
+    let receipts = super::receipts::summarise(&listed);
     let conflicts = conflicts_summary(&state, &listed).await;
-    let mut body = json!({
-        "peer_id": status.peer_id.to_string(),
-        "storage_id": status.storage_id.as_ref().map(ToString::to_string),
-        "version": env!("CARGO_PKG_VERSION"),
-        "listen_addrs": status.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "api_url": state.config.api_url,
-        "documents": status.documents,
-        "system_documents": system_documents,
-        "deleted": status.deleted,
-        "loaded": status.loaded,
-        "storage_in_flight": status.storage_in_flight,
-        "store_bytes": store_bytes,
-        "health": health,
-        "peers": peers,
-        "receipts": receipts,
-        "conflicts": conflicts,
-        "cloud": cloud,
-        "network": network,
-    });
-    if let Some(team) = &state.team {
-        body["team"] = json!(team.status().await);
-    }
-    if with_docs {
-        body["docs"] = Value::Array(docs.iter().map(|d| doc_sync_json(d, &peers)).collect());
-    }
-    Ok(Json(body))
+    let team = match &state.team {
+        Some(team) => Some(team.status().await),
+        None => None,
+    };
+    let docs = with_docs.then(|| sync.iter().map(|d| doc_sync_json(d, &peers)).collect());
+    Ok(Json(Status {
+        peer_id: status.peer_id.to_string(),
+        storage_id: status.storage_id.as_ref().map(ToString::to_string),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        listen_addrs: status
+            .listen_addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        api_url: Some(state.config.api_url.clone()),
+        documents: wide(status.documents),
+        system_documents: wide(system_documents),
+        deleted: wide(status.deleted),
+        loaded: wide(status.loaded),
+        storage_in_flight: wide(status.storage_in_flight),
+        store_bytes,
+        health: health.to_owned(),
+        peers,
+        receipts: Some(receipts),
+        conflicts: Some(conflicts),
+        cloud,
+        network,
+        team,
+        docs,
+        extra: serde_json::Map::new(),
+    }))
 }
 
 /// What is wrong with this device's connections, in words (`diagnose.rs`).
 async fn network_problems(
     state: &AppState,
-    peers: &[PeerJson],
-    cloud: &[crate::cloud::EndpointReport],
-) -> Vec<super::diagnose::Problem> {
+    peers: &[Peer],
+    cloud: &[crate::api::CloudEndpoint],
+) -> Vec<NetworkProblem> {
     let discovery = state.node.discovery().await.ok();
     let no_team = match &state.team {
         Some(team) => {
@@ -359,6 +417,12 @@ async fn network_problems(
         no_team,
     };
     super::diagnose::diagnose(&inputs)
+        .into_iter()
+        .map(|p| NetworkProblem {
+            code: p.code.to_owned(),
+            message: p.message,
+        })
+        .collect()
 }
 
 /// The most documents whose open conflicts the engine does not keep yet (logged before
@@ -368,7 +432,10 @@ const MAX_CONFLICT_CHECKS: usize = 50;
 
 /// The `conflicts` object of `/v1/status`: documents with fields holding concurrent
 /// values now (open conflicts), most recently changed first.
-async fn conflicts_summary(state: &AppState, listed: &[peerdoc_node::DocumentSummary]) -> Value {
+async fn conflicts_summary(
+    state: &AppState,
+    listed: &[peerdoc_node::DocumentSummary],
+) -> ConflictSummary {
     // The daemon's own documents merge concurrent copies of equal entries, which
     // automerge counts as conflicts; there is nothing for a person to settle there.
     let system = state.system_docs();
@@ -392,7 +459,7 @@ async fn conflicts_summary(state: &AppState, listed: &[peerdoc_node::DocumentSum
                     continue;
                 };
                 let paths: Vec<String> = conflicts.current.iter().map(|c| c.path.clone()).collect();
-                (paths.len() as u64, paths)
+                (wide(paths.len()), paths)
             }
             None => {
                 unchecked += 1;
@@ -403,19 +470,19 @@ async fn conflicts_summary(state: &AppState, listed: &[peerdoc_node::DocumentSum
             continue;
         }
         fields += open;
-        docs.push(json!({
-            "id": doc.id.to_string(),
-            "title": doc.title.clone().filter(|t| !t.is_empty()),
-            "open": open,
-            "paths": paths,
-        }));
+        docs.push(ConflictDoc {
+            id: doc.id.to_string(),
+            title: doc.title.clone().filter(|t| !t.is_empty()),
+            open,
+            paths,
+        });
     }
-    json!({
-        "documents": docs.len(),
-        "fields": fields,
-        "docs": docs,
-        "unchecked": unchecked,
-    })
+    ConflictSummary {
+        documents: wide(docs.len()),
+        fields,
+        docs,
+        unchecked: wide(unchecked),
+    }
 }
 
 /// Bytes the store occupies on disk (0 when unknown).

@@ -32,6 +32,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use super::auth::{constant_time_eq, unauthorized};
 use super::error::QueryPairs;
 use super::{ApiError, AppState};
+use crate::api::ErrorBody;
 
 /// Longest close reason a WebSocket close frame may carry, in bytes.
 const MAX_CLOSE_REASON: usize = 123;
@@ -64,6 +65,32 @@ pub(crate) struct SyncSocketMetrics {
 /// cannot be read any more once it reported an error: after an oversized frame the
 /// daemon must keep reading (and discarding) what the client still sends, or the
 /// client never sees the 1009 close frame.
+#[utoipa::path(
+    get,
+    path = "/v1/sync",
+    operation_id = "sync",
+    tag = "sync",
+    summary = "automerge-repo sync over WebSocket (an upgrade)",
+    description = "A WebSocket upgrade that speaks the automerge-repo sync protocol. The \
+        daemon is the server: the client sends `join`, the daemon answers `peer`; each \
+        binary WebSocket message is one automerge-repo CBOR message (no length prefix). \
+        Browsers cannot set headers on a WebSocket, so the token is passed as `?token=` \
+        (compared in constant time; `Authorization: Bearer` also works). Any request with \
+        an `Origin` header not listed in `[api] allowed_origins` is refused with \
+        `403 forbidden_origin`, because any web page may open `ws://127.0.0.1`. Bad frames \
+        close the socket with a reason: a text frame 1003, a message over 32 MiB 1009, \
+        broken framing 1002, an undecodable message or a protocol violation 1008, a client \
+        that does not read what it is sent 1013; daemon shutdown 1001.",
+    security(()),
+    params(("token" = String, Query,
+        description = "The token in `<data_dir>/api.token` (or send `Authorization: Bearer`)")),
+    responses(
+        (status = 101, description = "Switching protocols: the automerge-repo session begins"),
+        (status = 400, description = "Not a WebSocket upgrade (`not_websocket`)", body = ErrorBody),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, description = "The request's `Origin` is not in `[api] allowed_origins` (`forbidden_origin`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn sync(
     State(state): State<AppState>,
     query: QueryPairs,

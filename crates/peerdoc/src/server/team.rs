@@ -11,8 +11,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiJson;
 use super::{ApiError, AppState};
+use crate::api::{
+    CreateInvite, CreateTeam, ErrorBody, InviteInfo, JoinTeam, TeamStatus, UpdateMember,
+};
 use crate::team::TeamService;
-use crate::team::api::{CreateInvite, CreateTeam, InviteInfo, JoinTeam, TeamStatus, UpdateMember};
 
 fn service(state: &AppState) -> Result<&Arc<TeamService>, ApiError> {
     state.team.as_ref().ok_or_else(|| {
@@ -24,12 +26,37 @@ fn service(state: &AppState) -> Result<&Arc<TeamService>, ApiError> {
     })
 }
 
-/// `GET /v1/team`.
+/// This device's team and its members, or what to do without one
+#[utoipa::path(
+    get,
+    path = "/v1/team",
+    operation_id = "team",
+    tag = "team",
+    responses(
+        (status = 200, description = "The team", body = TeamStatus),
+        (status = 401, response = super::openapi::Unauthorized),
+    )
+)]
 pub(super) async fn status(State(state): State<AppState>) -> Result<Json<TeamStatus>, ApiError> {
     Ok(Json(service(&state)?.status().await))
 }
 
-/// `POST /v1/team`.
+/// Create a team; this device becomes its first admin
+#[utoipa::path(
+    post,
+    path = "/v1/team",
+    operation_id = "createTeam",
+    tag = "team",
+    request_body = CreateTeam,
+    responses(
+        (status = 201, description = "The team", body = TeamStatus),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+    )
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateTeam>,
@@ -39,7 +66,27 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(team.status().await)))
 }
 
-/// `POST /v1/team/join`.
+/// Join a team with an invite code (the daemon dials the inviting device)
+///
+/// Answers once joined. `400 bad_invite_code` for a typo; `403 invite_refused` for a
+/// code used, expired or withdrawn, or a device removed (the message says which);
+/// `409 inviter_unreachable` lists every address in the code with what each said.
+#[utoipa::path(
+    post,
+    path = "/v1/team/join",
+    operation_id = "joinTeam",
+    tag = "team",
+    request_body = JoinTeam,
+    responses(
+        (status = 200, description = "The team", body = TeamStatus),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+    )
+)]
 pub(super) async fn join(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<JoinTeam>,
@@ -49,14 +96,41 @@ pub(super) async fn join(
     Ok(Json(team.status().await))
 }
 
-/// `GET /v1/team/invites`.
+/// The invites this device made (without their codes)
+#[utoipa::path(
+    get,
+    path = "/v1/team/invites",
+    operation_id = "invites",
+    tag = "team",
+    responses(
+        (status = 200, description = "Invites", body = Vec<InviteInfo>),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 409, response = super::openapi::Conflict),
+    )
+)]
 pub(super) async fn invites(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<InviteInfo>>, ApiError> {
     Ok(Json(service(&state)?.invites().await?))
 }
 
-/// `POST /v1/team/invites`.
+/// Invite a device (admins): the code, shown only here
+#[utoipa::path(
+    post,
+    path = "/v1/team/invites",
+    operation_id = "createInvite",
+    tag = "team",
+    request_body = CreateInvite,
+    responses(
+        (status = 201, description = "The invite, with its code", body = InviteInfo),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+    )
+)]
 pub(super) async fn create_invite(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateInvite>,
@@ -65,7 +139,21 @@ pub(super) async fn create_invite(
     Ok((StatusCode::CREATED, Json(invite)))
 }
 
-/// `DELETE /v1/team/invites/{id}`.
+/// Withdraw an invite
+#[utoipa::path(
+    delete,
+    path = "/v1/team/invites/{id}",
+    operation_id = "revokeInvite",
+    tag = "team",
+    params(("id" = String, Path, description = "The invite's id (hex)")),
+    responses(
+        (status = 204, description = "Withdrawn"),
+        (status = 404, description = "No such invite (`not_found`)", body = ErrorBody),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 409, response = super::openapi::Conflict),
+    )
+)]
 pub(super) async fn revoke_invite(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -74,7 +162,20 @@ pub(super) async fn revoke_invite(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/team/invites/{id}/qr.svg`.
+/// An invite's code as a QR code
+#[utoipa::path(
+    get,
+    path = "/v1/team/invites/{id}/qr.svg",
+    operation_id = "inviteQr",
+    tag = "team",
+    params(("id" = String, Path, description = "The invite's id (hex)")),
+    responses(
+        (status = 200, description = "SVG", body = String, content_type = "image/svg+xml"),
+        (status = 404, description = "No such invite (`not_found`)", body = ErrorBody),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 409, response = super::openapi::Conflict),
+    )
+)]
 pub(super) async fn invite_qr(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -90,7 +191,28 @@ pub(super) async fn invite_qr(
         .into_response())
 }
 
-/// `PATCH /v1/team/members/{device}`.
+/// Rename a device or change its role
+///
+/// A device may rename only itself unless it is an admin (`403 not_admin`);
+/// `409 last_admin` keeps a team from losing its last admin.
+#[utoipa::path(
+    patch,
+    path = "/v1/team/members/{device}",
+    operation_id = "updateMember",
+    tag = "team",
+    params(("device" = String, Path, description = "A member's name (any case) or peer id")),
+    request_body = UpdateMember,
+    responses(
+        (status = 200, description = "The team", body = TeamStatus),
+        (status = 404, description = "No such member (`unknown_device`)", body = ErrorBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+    )
+)]
 pub(super) async fn update_member(
     State(state): State<AppState>,
     Path(device): Path<String>,
@@ -101,7 +223,21 @@ pub(super) async fn update_member(
     Ok(Json(team.status().await))
 }
 
-/// `DELETE /v1/team/members/{device}`.
+/// Remove a device from the team: every member refuses it from then on
+#[utoipa::path(
+    delete,
+    path = "/v1/team/members/{device}",
+    operation_id = "revokeMember",
+    tag = "team",
+    params(("device" = String, Path, description = "A member's name (any case) or peer id")),
+    responses(
+        (status = 200, description = "The team", body = TeamStatus),
+        (status = 404, description = "No such member (`unknown_device`)", body = ErrorBody),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 409, response = super::openapi::Conflict),
+    )
+)]
 pub(super) async fn revoke_member(
     State(state): State<AppState>,
     Path(device): Path<String>,

@@ -4,13 +4,13 @@
 use axum::http::StatusCode;
 use peerdoc_team::{InviteCode, InviteTag, Role, TeamError};
 
-use super::api::{self, InviteInfo};
 use super::{DEFAULT_INVITE_SECS, TeamService, conflict, internal, now_ms, os_rng, team_error};
+use crate::api::{CreateInvite, InviteInfo};
 use crate::server::ApiError;
 
 impl TeamService {
     /// `POST /v1/team/invites`.
-    pub async fn invite(&self, request: api::CreateInvite) -> Result<InviteInfo, ApiError> {
+    pub async fn invite(&self, request: CreateInvite) -> Result<InviteInfo, ApiError> {
         let role: Role = match request.role.as_deref() {
             None => Role::Editor,
             Some(text) => text

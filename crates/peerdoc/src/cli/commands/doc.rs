@@ -348,8 +348,8 @@ fn resolve(
     if global.json {
         write_json(out, &answer)?;
     } else {
-        let kept = short_json(&answer["kept"], VALUE_WIDTH);
-        match answer["device"].as_str() {
+        let kept = short_json(&answer.kept, VALUE_WIDTH);
+        match answer.device.as_deref() {
             Some(device) => writeln!(out, "kept {kept} ({device}) at {path} in {id}")?,
             None => writeln!(out, "wrote {kept} at {path} in {id}")?,
         }

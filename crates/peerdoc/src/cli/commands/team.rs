@@ -6,7 +6,7 @@ use super::super::args::{GlobalArgs, TeamCommand};
 use super::super::error::CliError;
 use super::super::output::{Table, age, now_ms, printable, utc, write_json};
 use super::connect;
-use crate::team::api::{CreateInvite, CreateTeam, InviteInfo, JoinTeam, TeamStatus, UpdateMember};
+use crate::api::{CreateInvite, CreateTeam, InviteInfo, JoinTeam, TeamStatus, UpdateMember};
 
 pub(super) fn run(
     global: &GlobalArgs,

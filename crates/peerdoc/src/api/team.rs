@@ -1,15 +1,62 @@
-//! The team routes' request and response bodies (`docs/api.md#team`), shared by the
-//! server and the CLI client so the two cannot disagree.
+//! `/v1/team…`: the team this device is in, its members and invites (`docs/teams.md`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-/// `GET /v1/team`: this device's team, or what to do when it has none.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+use super::status::Role;
+
+/// What [`TeamStatus::state`] says about this device.
+#[derive(Debug, Clone, Copy, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamState {
+    /// No team yet: syncs with nobody.
+    None,
+    /// A member.
+    Member,
+    /// Removed from its team: keeps its copy of the documents, syncs with nobody.
+    Removed,
+    /// `--open`: syncs with any peerdoc, no team.
+    Open,
+    /// A team key file from before teams: every holder of the key is a full member.
+    SharedKey,
+}
+
+/// The values of [`InviteInfo::status`].
+#[derive(Debug, Clone, Copy, ToSchema)]
+pub enum InviteState {
+    /// Can be used.
+    #[serde(rename = "active")]
+    Active,
+    /// Past its expiry.
+    #[serde(rename = "expired")]
+    Expired,
+    /// Every use spent.
+    #[serde(rename = "used up")]
+    UsedUp,
+    /// Withdrawn by an admin.
+    #[serde(rename = "revoked")]
+    Revoked,
+}
+
+/// `GET /v1/team`: this device's team, or what to do when it has none. `/v1/status`
+/// carries the same object as `team`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({
+    "state": "member",
+    "summary": "\"Sam's tablet\" is an editor of team \"Hill Barn crew\"",
+    "team_id": "5f0c9a1e2b3d4c5e", "name": "Hill Barn crew",
+    "me": {"device": "12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK",
+           "name": "Sam's tablet", "role": "editor", "added_by": "Planner laptop",
+           "added_at_ms": 1765058591000_u64, "this_device": true, "connected": false,
+           "last_seen_ms": null, "revoked": null},
+    "members": []
+}))]
 pub struct TeamStatus {
     /// `none` (no team yet: syncs with nobody), `member`, `removed` (this device was
     /// revoked), `open` (`--open`: syncs with any peerdoc, no team) or `shared_key`
     /// (a team key file from before teams: every holder of the key is a full member).
+    #[schema(value_type = TeamState)]
     pub state: String,
     /// What it means for a person, in one sentence (what to do next when not a member).
     pub summary: String,
@@ -24,7 +71,7 @@ pub struct TeamStatus {
 }
 
 /// One member device.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct Member {
     /// Its libp2p peer id.
@@ -32,6 +79,7 @@ pub struct Member {
     /// Its name, e.g. "Sam's tablet".
     pub name: String,
     /// `admin`, `editor` or `viewer`.
+    #[schema(value_type = Role)]
     pub role: String,
     /// Name of the admin who added it (none for the team's founder).
     pub added_by: Option<String>,
@@ -48,7 +96,7 @@ pub struct Member {
 }
 
 /// A revocation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct Revoked {
     /// Name of the admin who removed the device.
@@ -58,7 +106,7 @@ pub struct Revoked {
 }
 
 /// `POST /v1/team`: create a team on this device.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
     /// The team's name, e.g. "Hill Barn crew".
@@ -69,7 +117,7 @@ pub struct CreateTeam {
 }
 
 /// `POST /v1/team/join`: join a team with an invite code.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinTeam {
     /// The code an admin's `peerdoc team invite` printed.
@@ -80,11 +128,12 @@ pub struct JoinTeam {
 }
 
 /// `POST /v1/team/invites`: invite a device.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvite {
     /// `admin`, `editor` (the default) or `viewer`.
     #[serde(default)]
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
     /// The name the new device gets.
     #[serde(default)]
@@ -99,7 +148,7 @@ pub struct CreateInvite {
 
 /// An invite, as `POST`/`GET /v1/team/invites` show it. The code is shown only to
 /// the admin who made it (`POST`); listings leave it out.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct InviteInfo {
     /// Identifies the invite without revealing it (hex).
@@ -107,6 +156,7 @@ pub struct InviteInfo {
     /// The code to read aloud or type, only in the answer to its creation.
     pub code: Option<String>,
     /// The role it grants.
+    #[schema(value_type = Role)]
     pub role: String,
     /// The name it gives the device, if any.
     pub name: Option<String>,
@@ -116,7 +166,8 @@ pub struct InviteInfo {
     pub expires_ms: Option<u64>,
     /// Devices that may still join with it.
     pub uses_left: u32,
-    /// `active`, `expired`, `used` or `revoked`.
+    /// `active`, `expired`, `used up` or `revoked`.
+    #[schema(value_type = InviteState)]
     pub status: String,
     /// The addresses a joining device dials (this device's enrolment listener).
     pub addrs: Vec<String>,
@@ -125,13 +176,14 @@ pub struct InviteInfo {
 }
 
 /// `PATCH /v1/team/members/{device}`: rename a device or change its role.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMember {
     /// Its new name.
     #[serde(default)]
     pub name: Option<String>,
-    /// Its new role.
+    /// Its new role (admins only).
     #[serde(default)]
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
 }
