@@ -215,9 +215,7 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
     browser.click_on(&format!("li.doc[data-doc='{id}'] button"));
     browser.wait_for_text("History");
     browser.click_on(".leaf[data-path='/guests'] button.edit");
-    let input = browser.find(".leaf[data-path='/guests'] input");
-    browser.clear(&input);
-    browser.type_text(&input, "96");
+    browser.fill(".leaf[data-path='/guests'] input", "96");
     browser.click_on(".leaf[data-path='/guests'] button.save");
     eventually("the edit on B", || {
         (content(&b, &id)["guests"] == 96).then_some(())
@@ -234,9 +232,7 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
         });
     }
     // The priority, set from the page, is shared: B has it too.
-    let priority = browser.find("#meta-priority");
-    browser.clear(&priority);
-    browser.type_text(&priority, "100");
+    browser.fill("#meta-priority", "100");
     browser.click_on("#meta-save");
     browser.click_on("#doc-close");
     browser.wait_for_text("by Planner laptop");
@@ -315,11 +311,11 @@ fn a_coordinator_signs_in_sees_the_team_settles_a_conflict_and_edits() {
     let mut b = b;
     assert!(b.sigterm().success());
     set(&a, &id, "/guests", json!(120));
+    // Page text, not elements: the live refresh replaces them at any moment.
     let text = browser.wait_for_text("Missing 1 since it left:");
-    let tablet = browser.text(&browser.find("li.device"));
-    assert!(tablet.contains("Sam's tablet"), "{tablet}");
-    assert!(tablet.contains("left "), "{tablet}");
-    assert!(tablet.contains("Seating"), "{tablet}");
+    assert!(text.contains("Sam's tablet"), "{text}");
+    assert!(text.contains("left "), "{text}");
+    assert!(text.contains("Seating"), "{text}");
     assert!(!text.contains("Everything synced"), "{text}");
     let peers = a.client.get("/v1/peers").ok(200);
     let away = peers
@@ -351,12 +347,10 @@ fn an_admin_invites_renames_and_removes_a_device_from_the_page() {
     browser.wait_for_text("Sam's tablet");
 
     // Invite from the page: the code (and its QR) appear; the new device joins with it.
-    let name = browser.find("#invite-name");
-    browser.type_text(&name, "Florist phone");
+    browser.fill("#invite-name", "Florist phone");
     browser.click_on("#invite");
-    let code = browser.find("#invite-code");
     let code = browser.wait("the invite code", || {
-        let text = browser.text(&code);
+        let text = browser.text_of("#invite-code");
         text.starts_with("PD-").then_some(text)
     });
     assert!(browser.find_all("img.qr").len() == 1);
@@ -378,9 +372,7 @@ fn an_admin_invites_renames_and_removes_a_device_from_the_page() {
 
     // Rename it from the page: the team (on B too) knows the new name.
     let card = format!("li.device[data-peer='{c_id}']");
-    let input = browser.find(&format!("{card} .controls input"));
-    browser.clear(&input);
-    browser.type_text(&input, "Florist's phone");
+    browser.fill(&format!("{card} .controls input"), "Florist's phone");
     browser.click_on(&format!("{card} button.rename"));
     for daemon in [&a, &b] {
         eventually("the new name everywhere", || {
@@ -394,8 +386,8 @@ fn an_admin_invites_renames_and_removes_a_device_from_the_page() {
     }
     // Remove it, with a second click to confirm: every member refuses it from then on.
     browser.click_on(&format!("{card} button.remove"));
-    let confirm = browser.find(&format!("{card} button.confirm-remove"));
-    assert!(browser.text(&confirm).contains("Florist's phone"));
+    let confirm = browser.text_of(&format!("{card} button.confirm-remove"));
+    assert!(confirm.contains("Florist's phone"), "{confirm}");
     browser.click_on(&format!("{card} button.confirm-remove"));
     browser.wait_for_text("removed from the team by Planner laptop");
     eventually("C to learn it was removed", || {
@@ -470,8 +462,19 @@ fn a_barn_wedding_on_four_devices() {
     // The photographer's phone syncs, leaves, and misses the new shot list.
     let mut e = Daemon::start_in_team_mode("E", &dir.path().join("e"), "/ip4/127.0.0.1/tcp/0", &[]);
     join(&a, &e, "Photographer phone", "editor");
-    eventually("the photographer to have the shot list", || {
-        (e.client.get(&format!("/v1/docs/{}", ids[3])).status == 200).then_some(())
+    // Stopped only once A knows it has everything, so that it misses exactly the
+    // change made after.
+    eventually("A to know the photographer has everything", || {
+        let peers = a.client.get("/v1/peers").ok(200);
+        peers
+            .as_array()?
+            .iter()
+            .any(|p| {
+                p["name"] == "Photographer phone"
+                    && p["connected"] == true
+                    && p["missing_docs"] == json!([])
+            })
+            .then_some(())
     });
     assert!(e.sigterm().success());
     set(&a, &ids[3], "/shots/-", json!("Cake cutting"));
@@ -546,9 +549,5 @@ fn the_banner_says_what_the_cloud_does_not_have_yet() {
     assert!(text.contains("Cloud (last contact never)"), "{text}");
     assert!(text.contains("Offline"), "{text}");
     // And why, in words, with what to do (mDNS is off here and no device is known).
-    let why = browser.text(&browser.find("#network li[data-code=no_discovery]"));
-    assert!(
-        why.starts_with("mDNS is off and no device address is known"),
-        "{why}"
-    );
+    browser.wait_for_text("mDNS is off and no device address is known");
 }

@@ -195,11 +195,22 @@ impl Browser {
         })
     }
 
-    pub fn text(&self, element: &str) -> String {
-        self.session_call("GET", &format!("/element/{element}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+    /// The text of the first element matching `css`, found again while the live
+    /// refresh replaces it (a stale element is retried, not an error).
+    pub fn text_of(&self, css: &str) -> String {
+        self.wait(&format!("the text of {css}"), || {
+            let element = self.find_all(css).into_iter().next()?;
+            let answer = self.call(
+                "GET",
+                &format!("/session/{}/element/{element}/text", self.session),
+                None,
+            );
+            match answer["error"].as_str() {
+                None => answer.as_str().map(str::to_owned),
+                Some("stale element reference") => None,
+                Some(error) => panic!("WebDriver text of {css}: {error}: {}", answer["message"]),
+            }
+        })
     }
 
     pub fn attribute(&self, element: &str, name: &str) -> Option<String> {
@@ -230,16 +241,33 @@ impl Browser {
         });
     }
 
-    pub fn clear(&self, element: &str) {
-        self.session_call("POST", &format!("/element/{element}/clear"), None);
+    pub fn text(&self, element: &str) -> String {
+        self.session_call("GET", &format!("/element/{element}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
-    pub fn type_text(&self, element: &str, text: &str) {
-        self.session_call(
-            "POST",
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        );
+    /// Replaces the value of the first input matching `css` with `text`. The live
+    /// refresh may replace the input between finding and typing: find it again and
+    /// retry until the value sticks.
+    pub fn fill(&self, css: &str, text: &str) {
+        self.wait(&format!("{css} to hold {text:?}"), || {
+            let element = self.find_all(css).into_iter().next()?;
+            let at = |what: &str| format!("/session/{}/element/{element}/{what}", self.session);
+            for (what, body) in [("clear", None), ("value", Some(json!({ "text": text })))] {
+                let answer = self.call("POST", &at(what), body);
+                match answer["error"].as_str() {
+                    None => {}
+                    Some("stale element reference" | "element not interactable") => return None,
+                    Some(error) => {
+                        panic!("WebDriver {what} on {css}: {error}: {}", answer["message"])
+                    }
+                }
+            }
+            let value = self.call("GET", &at("property/value"), None);
+            (value.as_str() == Some(text)).then_some(())
+        });
     }
 
     /// The visible text of the whole page.
