@@ -18,15 +18,20 @@ fn code(admin: &Daemon, name: &str) -> String {
 
 /// Starts a daemon on each of hosts `1..=n`, creates the team on host 1 and brings every
 /// other host in with its own invite code.
-fn team(lan: &Lan, dir: &std::path::Path, n: usize) -> Vec<Daemon> {
+fn team(lan: &Lan, dir: &std::path::Path, n: usize, hub: bool) -> Vec<Daemon> {
     let daemons: Vec<Daemon> = (1..=n)
         .map(|i| {
-            Daemon::start(
-                lan.host(i),
-                &dir.join(format!("host{i}")),
-                &DaemonOptions::default(),
-            )
-            .unwrap_or_else(|e| panic!("{e}"))
+            // Host 1, the inviter, runs with `--hub` when asked.
+            let options = DaemonOptions {
+                settings: if hub && i == 1 {
+                    vec!["team.hub=true".into()]
+                } else {
+                    Vec::new()
+                },
+                ..DaemonOptions::default()
+            };
+            Daemon::start(lan.host(i), &dir.join(format!("host{i}")), &options)
+                .unwrap_or_else(|e| panic!("{e}"))
         })
         .collect();
     daemons[0]
@@ -62,7 +67,7 @@ fn five_hosts_without_multicast_each_given_one_code_converge_across_a_cut() {
     for i in 1..=5 {
         lan.nomcast(i).expect("block multicast");
     }
-    let hosts = team(&lan, tmp.path(), 5);
+    let hosts = team(&lan, tmp.path(), 5, false);
     // Each knows only host 1's address from its code; every pair meets anyway.
     for d in &hosts {
         eventually(
@@ -106,7 +111,7 @@ fn four_isolated_hosts_sync_through_the_one_that_is_not() {
     for i in 2..=5 {
         lan.isolate(i).expect("isolate");
     }
-    let hosts = team(&lan, tmp.path(), 5);
+    let hosts = team(&lan, tmp.path(), 5, true);
     let id = hosts[1]
         .create(&json!({"firstDance": "21:00"}))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -122,7 +127,7 @@ fn four_isolated_hosts_sync_through_the_one_that_is_not() {
             reads(d, &id, &format!("/host{i}"), &json!(true));
         }
     }
-    // The isolated hosts reach only the laptop.
+    // The isolated hosts reach only the laptop, and say the others sync through it.
     for d in &hosts[1..] {
         assert_eq!(
             d.connected_peers(),
@@ -131,4 +136,18 @@ fn four_isolated_hosts_sync_through_the_one_that_is_not() {
             d.host.ns
         );
     }
+    eventually("host 3 to name the members behind the hub", GUARD, || {
+        let status = hosts[2].cli(&["status"]).ok()?;
+        let behind: Vec<&str> = status["peers"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["via_hub"] == "host1")
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        let said = status["network"]
+            .as_array()?
+            .iter()
+            .any(|p| p["code"] == "through_hub");
+        (behind.len() == 3 && said).then_some(())
+    });
 }

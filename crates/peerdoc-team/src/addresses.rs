@@ -41,6 +41,9 @@ pub struct AddressBody {
     pub at_ms: u64,
     /// Its libp2p addresses, each ending in `/p2p/<device>`.
     pub addrs: Vec<String>,
+    /// It is a hub: the team's meeting point on Wi-Fi that keeps devices apart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hub: bool,
 }
 
 /// An [`AddressBody`] as signed, with the device's signature over it. Serialised as
@@ -153,6 +156,7 @@ mod tests {
             device: id,
             at_ms: 1,
             addrs: vec![format!("/ip4/198.18.0.7/tcp/7410/p2p/{id}")],
+            hub: false,
         }
     }
 

@@ -117,6 +117,9 @@ function peerState(peer) {
   }
   // The reason in words; the transport's own error after it is for the logs.
   const why = peer.not_connected ? peer.not_connected.split(": ")[0] : "";
+  if (peer.via_hub) {
+    return el("span", { class: "state-away" }, `not reachable from here; syncs through the hub ${peer.via_hub}`);
+  }
   if (peer.departed) {
     return el("span", { class: "state-away" }, `left ${ago(peer.last_seen_ms)}`,
       peer.addrs && peer.addrs[0] ? ` (was at ${peer.addrs[0]})` : "",

@@ -140,6 +140,10 @@ pub struct TeamConfig {
     /// keys are still accepted for inbound connections, in seconds, so that members
     /// that were away can still reach the team and learn the new key. 0: never.
     pub previous_key_grace_secs: u64,
+    /// This device is the team's meeting point on a network that keeps devices apart
+    /// (a laptop on a cable, or serving its own hotspot): its address record says so,
+    /// and members that reach only it are shown as syncing through it.
+    pub hub: bool,
 }
 
 /// The default enrolment port: stable, so that an invite code stays valid when the
@@ -153,6 +157,7 @@ impl Default for TeamConfig {
             enrol_listen: format!("0.0.0.0:{DEFAULT_ENROL_PORT}"),
             device_name: None,
             previous_key_grace_secs: 7 * 24 * 3600,
+            hub: false,
         }
     }
 }
@@ -532,6 +537,9 @@ impl DaemonConfig {
         }
         if run.open {
             flags.push(("team.open", "--open", toml::Value::Boolean(true)));
+        }
+        if run.hub {
+            flags.push(("team.hub", "--hub", toml::Value::Boolean(true)));
         }
         if let Some(log) = &run.log {
             flags.push(("log", "--log", toml::Value::String(log.clone())));

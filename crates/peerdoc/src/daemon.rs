@@ -223,6 +223,7 @@ async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
         resolved.config.team.device_name.clone(),
         resolved.config.team.previous_key_grace_secs,
     );
+    team.set_hub(resolved.config.team.hub);
     team.start().await;
     if mode == TeamMode::Managed {
         let enrol: SocketAddr = resolved

@@ -164,6 +164,10 @@ pub struct TeamService {
     /// The member addresses (published in the membership document) given to the
     /// transport to dial (`team/addrs.rs`).
     member_dials: tokio::sync::Mutex<BTreeSet<peerdoc_node::Multiaddr>>,
+    /// This device is a hub (`--hub`): its address record says so.
+    hub: AtomicBool,
+    /// The members whose address records say they are hubs.
+    hubs: RwLock<BTreeSet<PeerId>>,
 }
 
 /// Milliseconds since the epoch.
@@ -242,12 +246,24 @@ impl TeamService {
             key_grace_ms: key_grace_secs.saturating_mul(1000),
             this: this.clone(),
             member_dials: tokio::sync::Mutex::new(BTreeSet::new()),
+            hub: AtomicBool::new(false),
+            hubs: RwLock::default(),
         })
     }
 
     /// The mode it runs in.
     pub fn mode(&self) -> TeamMode {
         self.mode
+    }
+
+    /// Makes this device a hub (`--hub`): call before [`TeamService::start`].
+    pub fn set_hub(&self, hub: bool) {
+        self.hub.store(hub, Ordering::Relaxed);
+    }
+
+    /// The members whose address records say they are hubs.
+    pub fn hubs(&self) -> BTreeSet<PeerId> {
+        self.hubs.read().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Applies the stored team (if any) to the node, publishes its membership, and

@@ -314,8 +314,8 @@ impl From<peerdoc_core::endpoint::Breaker> for Breaker {
     "message": "no device found: this Wi-Fi may block multicast (mDNS); join with an invite code, or add a device's address with `peerdoc peers add ADDRESS`"
 }))]
 pub struct NetworkProblem {
-    /// Stable: `nothing_found`, `unreachable`, `addresses_dead`, `another_team_key` or
-    /// `no_discovery`.
+    /// Stable: `nothing_found`, `unreachable`, `addresses_dead`, `another_team_key`,
+    /// `no_discovery` or `through_hub`.
     pub code: String,
     /// What is wrong and what to do, in words.
     pub message: String,
@@ -425,6 +425,9 @@ pub struct Peer {
     /// It was connected and left: `last_seen_ms` is when, `addrs` the address its last
     /// connection used. Listed until it returns (or, in a team, is removed).
     pub departed: bool,
+    /// Not connected to this device while a hub (`peerdoc run --hub`) is: the hub's name
+    /// (or id). Its changes and ours travel through the hub.
+    pub via_hub: Option<String>,
     /// The documents (ids) it is known to miss, peerdoc's own left out: for a connected
     /// peer as its sync sessions say; for a departed one, what changed here since it
     /// left, was created since, or it did not have when it left.

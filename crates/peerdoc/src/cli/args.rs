@@ -225,6 +225,10 @@ pub struct RunArgs {
     /// anyone on the Wi-Fi gets every document). Without it, only team members connect.
     #[arg(long, env = "PEERDOC_OPEN")]
     pub open: bool,
+    /// Be the team's meeting point on Wi-Fi that keeps devices apart: run it on a laptop
+    /// every device can reach (on a cable, or serving its own hotspot).
+    #[arg(long, env = "PEERDOC_HUB")]
+    pub hub: bool,
     /// Log filter, e.g. 'info' or 'peerdoc=debug'. [default: info]
     #[arg(long, env = "PEERDOC_LOG", value_name = "FILTER")]
     pub log: Option<String>,

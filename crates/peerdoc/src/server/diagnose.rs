@@ -28,6 +28,8 @@ pub(crate) struct Inputs {
     pub(crate) failures: Vec<String>,
     /// This device is in no team yet (team mode): the team status says what to do.
     pub(crate) no_team: bool,
+    /// Members not reachable from here that sync through a hub: (member, hub) names.
+    pub(crate) through_hub: Vec<(String, String)>,
 }
 
 /// One thing a person can act on.
@@ -59,6 +61,17 @@ pub(crate) fn diagnose(inputs: &Inputs) -> Vec<Problem> {
             "a device answered with another team key: it is in another team, or missed a key \
              change while away for long; if it belongs to this team, invite it again",
         ));
+    }
+    if let Some((_, hub)) = inputs.through_hub.first() {
+        let names: Vec<&str> = inputs.through_hub.iter().map(|(m, _)| m.as_str()).collect();
+        problems.push(Problem {
+            code: "through_hub",
+            message: format!(
+                "not reachable from here, syncing through the hub {hub}: {} (this Wi-Fi keeps \
+                 devices apart)",
+                names.join(", ")
+            ),
+        });
     }
     if inputs.connected > 0 {
         return problems;
@@ -157,6 +170,28 @@ mod tests {
             ..alone()
         };
         assert!(codes(&connected).is_empty());
+    }
+
+    #[test]
+    fn members_behind_a_hub_are_named() {
+        let inputs = Inputs {
+            connected: 1,
+            through_hub: vec![
+                ("Sam's tablet".into(), "Office laptop".into()),
+                ("Florist phone".into(), "Office laptop".into()),
+            ],
+            ..alone()
+        };
+        let problems = diagnose(&inputs);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].code, "through_hub");
+        assert!(
+            problems[0]
+                .message
+                .starts_with("not reachable from here, syncing through the hub Office laptop: Sam's tablet, Florist phone"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

@@ -104,6 +104,7 @@ fn peer_json(status: &PeerStatus, now: SystemTime) -> Peer {
             .or_else(|| departed.map(|d| epoch_ms(d.last_seen))),
         connected_since_ms: net.map(|n| epoch_ms(n.connected_since)),
         departed: departed.is_some(),
+        via_hub: None,
         missing_docs: Vec::new(),
         health: health.to_owned(),
         not_connected: status.last_failure.as_ref().map(|(why, _)| why.clone()),
@@ -135,7 +136,8 @@ pub(crate) fn labelled_peer(state: &AppState, status: &PeerStatus, now: SystemTi
 fn peer_list(state: &AppState, statuses: &[PeerStatus], docs: &[DocumentSync]) -> Vec<Peer> {
     let now = SystemTime::now();
     let system = state.system_docs();
-    statuses
+    let hubs = state.team.as_ref().map(|t| t.hubs()).unwrap_or_default();
+    let mut peers: Vec<Peer> = statuses
         .iter()
         .map(|status| {
             let mut peer = labelled_peer(state, status, now);
@@ -148,7 +150,21 @@ fn peer_list(state: &AppState, statuses: &[PeerStatus], docs: &[DocumentSync]) -
             peer
         })
         .filter(|p| !p.departed || state.team.is_none() || p.role.is_some())
-        .collect()
+        .collect();
+    // A member this device cannot reach syncs through a hub that it does reach.
+    let hub = peers
+        .iter()
+        .find(|p| p.connected && p.sync_stream && hubs.iter().any(|h| h.to_string() == p.peer_id))
+        .map(|p| p.name.clone().unwrap_or_else(|| p.peer_id.clone()));
+    if let Some(hub) = hub {
+        for peer in peers
+            .iter_mut()
+            .filter(|p| !p.connected && p.role.is_some())
+        {
+            peer.via_hub = Some(hub.clone());
+        }
+    }
+    peers
 }
 
 /// Peers and their health
@@ -415,6 +431,10 @@ async fn network_problems(
             )
             .collect(),
         no_team,
+        through_hub: peers
+            .iter()
+            .filter_map(|p| Some((p.name.clone()?, p.via_hub.clone()?)))
+            .collect(),
     };
     super::diagnose::diagnose(&inputs)
         .into_iter()

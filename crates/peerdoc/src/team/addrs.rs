@@ -56,12 +56,12 @@ pub(crate) fn publishable(listen: &[Multiaddr], me: PeerId) -> Vec<String> {
     addrs
 }
 
-/// The verified addresses of every other current member in the document `map`.
+/// The verified address records of every other current member in the document `map`.
 pub(crate) fn member_addrs(
     file: &TeamFile,
     me: &PeerId,
     map: &Map<String, Value>,
-) -> BTreeMap<PeerId, Vec<Multiaddr>> {
+) -> BTreeMap<PeerId, AddressBody> {
     let team = file.team.team_id();
     let membership = file.team.membership();
     let mut found = BTreeMap::new();
@@ -88,8 +88,7 @@ pub(crate) fn member_addrs(
         if body.device.to_string() != device || body.device == *me || !current {
             continue;
         }
-        let addrs = body.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-        found.insert(body.device, addrs);
+        found.insert(body.device, body);
     }
     found
 }
@@ -103,6 +102,7 @@ impl TeamService {
             Err(_) => return,
         };
         let addrs = publishable(&listen, self.me);
+        let hub = self.hub.load(std::sync::atomic::Ordering::Relaxed);
         let id = doc::doc_id(&file.team);
         let key = format!("{KEY_PREFIX}{}", self.me);
         let present = match self.node.read(id).await {
@@ -119,7 +119,7 @@ impl TeamService {
             .and_then(Value::as_str)
             .and_then(|text| serde_json::from_str::<SignedAddresses>(text).ok())
             .and_then(|record| record.verify(&file.team.team_id()).ok())
-            .is_some_and(|body| body.addrs == addrs);
+            .is_some_and(|body| body.addrs == addrs && body.hub == hub);
         if same {
             return;
         }
@@ -128,6 +128,7 @@ impl TeamService {
             device: self.me,
             at_ms: now_ms(),
             addrs,
+            hub,
         };
         let record = match SignedAddresses::sign(&self.keypair, &body) {
             Ok(record) => record,
@@ -167,14 +168,22 @@ impl TeamService {
             _ => return,
         };
         // A device removed from the team dials nobody.
-        let wanted: BTreeSet<Multiaddr> = if file.team.membership().role_of(&self.me).is_none() {
-            BTreeSet::new()
+        let records = if file.team.membership().role_of(&self.me).is_none() {
+            BTreeMap::new()
         } else {
             member_addrs(file, &self.me, &map)
-                .into_values()
-                .flatten()
-                .collect()
         };
+        if let Ok(mut hubs) = self.hubs.write() {
+            *hubs = records
+                .values()
+                .filter(|r| r.hub)
+                .map(|r| r.device)
+                .collect();
+        }
+        let wanted: BTreeSet<Multiaddr> = records
+            .values()
+            .flat_map(|r| r.addrs.iter().filter_map(|a| a.parse().ok()))
+            .collect();
         let mut dialed = self.member_dials.lock().await;
         for addr in dialed.difference(&wanted) {
             // An address also remembered by hand stays dialed.
