@@ -13,6 +13,10 @@
 //! (a ~4 KB change a second); from the heal until the returning host has every edit.
 //! The returning host is alternately the one with the highest and the lowest peer id.
 //!
+//! "through the hub": a LAN of its own where hosts 2–5 are isolated from each other
+//! (Wi-Fi client isolation) and host 1 runs `--hub`; edits from the isolated hosts in
+//! turn, until visible on the 4 others (the hub and the 3 it forwards to).
+//!
 //! "team join CODE → first synced document": on a 2-host LAN of its own, a newcomer with
 //! multicast blocked joins by invite code; from `peerdoc team join` until it reads the
 //! team's document.
@@ -38,6 +42,7 @@ fn main() {
         return;
     }
     let mut by_code_ms = join_by_code();
+    let mut hub_ms = through_hub();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let key = tmp.path().join("team.key");
     std::fs::write(&key, "42".repeat(32)).expect("write the team key");
@@ -211,6 +216,10 @@ fn main() {
         &mut by_code_ms,
     );
     row("edit → visible on one other host", &mut per_host_ms);
+    row(
+        "edit → visible on all 4 others, 4 isolated hosts + a --hub laptop",
+        &mut hub_ms,
+    );
     row("edit → visible on all 4 other hosts", &mut all_ms);
     row("one read poll (included above)", &mut poll_ms);
     row(
@@ -271,4 +280,75 @@ fn row(name: &str, samples: &mut [f64]) {
         pick(0.99),
         pick(1.0)
     );
+}
+
+/// Four isolated hosts and a `--hub` laptop: from an edit on an isolated host until
+/// all 4 others (the hub, and the 3 it forwards to) show it.
+fn through_hub() -> Vec<f64> {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let lan = Lan::new(5).expect("build the LAN");
+    for i in 2..=5 {
+        lan.isolate(i).expect("isolate");
+    }
+    let hosts: Vec<Daemon> = (1..=5)
+        .map(|i| {
+            let options = DaemonOptions {
+                settings: if i == 1 {
+                    vec!["team.hub=true".into()]
+                } else {
+                    Vec::new()
+                },
+                ..DaemonOptions::default()
+            };
+            Daemon::start(lan.host(i), &tmp.path().join(format!("host{i}")), &options)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    hosts[0]
+        .cli(&["team", "create", "--name", "Bench crew"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (i, d) in hosts.iter().enumerate().skip(1) {
+        let invite = hosts[0]
+            .cli(&["team", "invite", "--name", &format!("host{}", i + 1)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let code = invite["code"].as_str().expect("code").to_owned();
+        d.cli(&["team", "join", &code])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let id = hosts[0]
+        .create(&json!({"counter": -1}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for d in &hosts {
+        eventually("the document on every host", GUARD, || d.doc(&id));
+    }
+    let mut samples = Vec::new();
+    for k in 0..EDITS {
+        let writer = 1 + k % 4;
+        let t0 = Instant::now();
+        hosts[writer]
+            .set(&id, "/counter", &json!(k))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let seen: Vec<f64> = std::thread::scope(|s| {
+            let watchers: Vec<_> = hosts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != writer)
+                .map(|(_, d)| {
+                    let id = &id;
+                    s.spawn(move || {
+                        eventually("an edit through the hub", GUARD, || {
+                            let doc = d.doc(id)?;
+                            (doc["counter"] == k).then(|| t0.elapsed().as_secs_f64() * 1e3)
+                        })
+                    })
+                })
+                .collect();
+            watchers
+                .into_iter()
+                .map(|w| w.join().expect("watcher"))
+                .collect()
+        });
+        samples.push(seen.iter().copied().fold(0.0, f64::max));
+    }
+    samples
 }
