@@ -644,8 +644,9 @@ impl TeamService {
 
     /// Accepts a join request on the enrolment listener (see `team/enrol.rs`).
     pub(crate) async fn accept_join(&self, request: &[u8]) -> Vec<u8> {
-        // Where the new device finds us on libp2p once it holds the team key.
-        let addrs: Vec<String> = match self.node.status().await {
+        // Where the new device finds us on libp2p once it holds the team key, and the
+        // team's hubs (`--hub`), its meeting points where devices are kept apart.
+        let mut addrs: Vec<String> = match self.node.status().await {
             Ok(status) => status
                 .listen_addrs
                 .iter()
@@ -653,6 +654,7 @@ impl TeamService {
                 .collect(),
             Err(_) => Vec::new(),
         };
+        addrs.extend(self.hub_addrs().await);
         let mut guard = self.file.lock().await;
         let outcome = match guard.as_mut() {
             None => Err(peerdoc_team::Refusal::UnknownInvite),

@@ -557,3 +557,56 @@ fn members_find_each_other_at_the_addresses_they_publish() {
     assert_eq!(edit(&c, &id, "/cake", json!("carrot")).status, 200);
     everyone_reads(&[&b], &id, "/cake", &json!("carrot"));
 }
+
+/// An invite made on any admin carries the hub's addresses: the newcomer remembers them
+/// and reaches the hub once the inviting device is gone.
+#[test]
+fn an_invite_names_the_team_s_hub() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = start("A", dir.path(), &[]);
+    let hub = start("H", dir.path(), &["--hub"]);
+    a.client
+        .post(
+            "/v1/team",
+            &json!({"name": "Crew", "device_name": "Planner"}),
+        )
+        .ok(201);
+    join(&hub, &invite(&a, "editor", "Office laptop"));
+    let hub_id = hub.client.get("/v1/status").ok(200)["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .to_owned();
+    // A holds the hub's address record once the membership document synced.
+    let team_doc = a
+        .client
+        .get("/v1/docs?system=true")
+        .ok(200)
+        .as_array()
+        .expect("docs")
+        .iter()
+        .find(|d| {
+            d["title"]
+                .as_str()
+                .is_some_and(|t| t.contains("membership"))
+        })
+        .and_then(|d| d["id"].as_str().map(str::to_owned))
+        .expect("the membership document");
+    eventually("A to hold the hub's address record", || {
+        content(&a, &team_doc)?
+            .get(format!("addrs:{hub_id}"))
+            .map(drop)
+    });
+    let id = a.client.create(json!({"menu": "fish"}));
+    everyone_reads(&[&hub], &id, "/menu", &json!("fish"));
+    let n = start("N", dir.path(), &[]);
+    join(&n, &invite(&a, "editor", "Newcomer"));
+    let known = team_file(dir.path(), "N")["known_peers"].to_string();
+    assert!(
+        known.contains(&hub_id),
+        "the invite did not carry the hub: {known}"
+    );
+    assert!(a.sigterm().success());
+    everyone_reads(&[&n], &id, "/menu", &json!("fish"));
+    assert_eq!(edit(&n, &id, "/menu", json!("lamb")).status, 200);
+    everyone_reads(&[&hub], &id, "/menu", &json!("lamb"));
+}

@@ -22,6 +22,9 @@ use serde_json::{Map, Value};
 
 use super::{TeamFile, TeamService, doc, now_ms};
 
+/// Hub addresses an invite carries at most.
+const MAX_HUB_ADDRS: usize = 16;
+
 /// The membership document's keys of address records start with this.
 pub(crate) const KEY_PREFIX: &str = "addrs:";
 
@@ -158,6 +161,24 @@ impl TeamService {
             }
             Err(error) => tracing::warn!(%error, "this device's addresses not published"),
         }
+    }
+
+    /// The addresses the team's hubs published (other than this device), at most
+    /// [`MAX_HUB_ADDRS`]: an invite carries them, so a newcomer finds a hub even where
+    /// devices are kept apart and the inviter is not always there.
+    pub(crate) async fn hub_addrs(&self) -> Vec<String> {
+        let Some(file) = self.snapshot().await else {
+            return Vec::new();
+        };
+        let Ok(Value::Object(map)) = self.node.read(doc::doc_id(&file.team)).await else {
+            return Vec::new();
+        };
+        member_addrs(&file, &self.me, &map)
+            .into_values()
+            .filter(|record| record.hub)
+            .flat_map(|record| record.addrs)
+            .take(MAX_HUB_ADDRS)
+            .collect()
     }
 
     /// Dials every other member at the addresses it published, and stops dialing the
