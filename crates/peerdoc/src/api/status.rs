@@ -220,7 +220,7 @@ pub struct ConflictDoc {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 #[schema(example = json!({
-    "endpoint": "ws://10.0.0.5:3030", "kind": "sync_server", "connected": false,
+    "endpoint": "ws://198.18.0.5:3030", "kind": "sync_server", "connected": false,
     "breaker": {"state": "closed", "failures": 2},
     "attempts": 7, "failures_total": 6, "next_attempt_in_ms": 3712,
     "last_success_ms": 1763780000000_u64, "last_failure_ms": 1763780003000_u64,
@@ -377,7 +377,7 @@ pub struct DocPeer {
 #[serde(default)]
 #[schema(example = json!({
     "peer_id": "12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK",
-    "name": "Sam's tablet", "role": "editor", "addrs": ["/ip4/192.168.1.20/tcp/4001"],
+    "name": "Sam's tablet", "role": "editor", "addrs": ["/ip4/198.18.0.20/tcp/4001"],
     "transport": "tcp", "connected": true, "sync_stream": true, "peerdoc": true,
     "rtt_ms": 0.4, "bytes_in": 1, "bytes_out": 2, "messages_in": 3, "messages_out": 4,
     "queued_syncs": 0, "active_syncs": 0, "last_seen_ms": 1763700000000_u64,
@@ -451,7 +451,7 @@ pub struct Peer {
 /// `POST /v1/peers` and `DELETE /v1/peers`: an address to dial, or to stop dialing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"addr": "/ip4/192.168.1.20/tcp/4001"}))]
+#[schema(example = json!({"addr": "/ip4/198.18.0.20/tcp/4001"}))]
 pub struct PeerAddr {
     /// A multiaddr (`/ip4/…/tcp/…[/p2p/<id>]`) or `IP:PORT`.
     pub addr: String,

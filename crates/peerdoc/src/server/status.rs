@@ -206,7 +206,7 @@ fn parse_peer_addr(text: &str) -> Result<peerdoc_node::Multiaddr, ApiError> {
     request_body = PeerAddr,
     responses(
         (status = 201, description = "Added", body = PeerAdded,
-            example = json!({"addr": "/ip4/192.168.1.20/tcp/4001", "added": true, "remembered": true})),
+            example = json!({"addr": "/ip4/198.18.0.20/tcp/4001", "added": true, "remembered": true})),
         (status = 200, description = "Dialed already (`added: false`)", body = PeerAdded),
         (status = 400, response = super::openapi::BadRequest),
         (status = 401, response = super::openapi::Unauthorized),
