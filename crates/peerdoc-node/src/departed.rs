@@ -22,9 +22,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use automerge::ChangeHash;
+use peerdoc_core::ConnectionId;
 use peerdoc_core::DocumentId;
 use peerdoc_core::persist::DocumentMeta;
-use peerdoc_core::repo::PeerDocSync;
+use peerdoc_core::repo::{PeerDocSync, Repo};
 use peerdoc_net::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
@@ -80,11 +81,6 @@ impl DepartedPeer {
             addr,
             known,
         }
-    }
-
-    /// How many documents it was known to have.
-    pub(crate) fn known_len(&self) -> usize {
-        self.known.len()
     }
 
     /// What the peer misses of a document whose heads here are `ours` (hex).
@@ -146,6 +142,53 @@ impl Departures {
             .map(|d| (d.peer, d))
             .collect();
         Self { peers, file }
+    }
+
+    /// Remembers what `peer`, whose engine connection `conn` is about to close, was
+    /// known to have. Only a peerdoc device that finished the handshake is recorded: a
+    /// bare libp2p peer (or a misbehaving one, banned before it said who it is) leaves
+    /// nothing to list. Returns whether it was recorded.
+    pub(crate) fn record(
+        &mut self,
+        repo: &Repo,
+        peer: PeerId,
+        conn: ConnectionId,
+        addr: Multiaddr,
+        now: SystemTime,
+    ) -> bool {
+        let peerdoc = repo
+            .connections()
+            .iter()
+            .any(|c| c.conn == conn && c.peerdoc);
+        if !repo.is_ready() || !peerdoc {
+            return false;
+        }
+        let departed = DepartedPeer::record(
+            peer,
+            Some(addr),
+            now,
+            repo.catalog().iter().map(|(id, meta)| {
+                let sync = repo.peer_doc_sync(id).into_iter().find(|s| s.conn == conn);
+                (id, meta, sync)
+            }),
+        );
+        tracing::debug!(%peer, known = departed.known.len(), "peer departed");
+        self.insert(departed);
+        true
+    }
+
+    /// When and how each departed peer was last connected, for status.
+    pub(crate) fn summaries(&self) -> Vec<(PeerId, crate::Departure)> {
+        self.peers
+            .values()
+            .map(|d| {
+                let departure = crate::Departure {
+                    last_seen: d.last_seen,
+                    addr: d.addr.clone(),
+                };
+                (d.peer, departure)
+            })
+            .collect()
     }
 
     /// Remembers `departed`, forgetting the peer gone longest when full.

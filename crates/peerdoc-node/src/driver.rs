@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use crate::NodeError;
 use crate::announce::Announcement;
 use crate::attach::{self, AttachRole, AttachedConnection, AttachedSlot};
-use crate::departed::{DepartedPeer, Departures};
+use crate::departed::Departures;
 use crate::metrics::Metrics;
 use crate::patches::{MAX_EVENT_PATCHES, patches_to_json};
 use crate::storage_worker::{Completion, StorageJob, StorageWorker};
@@ -490,17 +490,7 @@ impl Driver {
                         .iter()
                         .map(|(peer, (why, at))| (*peer, why.clone(), *at))
                         .collect(),
-                    departed: self
-                        .departed
-                        .iter()
-                        .map(|d| {
-                            let departure = crate::Departure {
-                                last_seen: d.last_seen,
-                                addr: d.addr.clone(),
-                            };
-                            (d.peer, departure)
-                        })
-                        .collect(),
+                    departed: self.departed.summaries(),
                 });
             }
             Request::DocSync { reply } => {
@@ -858,29 +848,10 @@ impl Driver {
     /// Remembers what `peer`, whose engine connection `conn` is about to close, was
     /// known to have, and saves it.
     fn record_departure(&mut self, peer: PeerId, conn: ConnectionId, addr: Multiaddr) {
-        // Only a peerdoc device that finished the handshake: a bare libp2p peer (or a
-        // misbehaving one, banned before it said who it is) leaves nothing to list.
-        let peerdoc = self
-            .repo
-            .connections()
-            .iter()
-            .any(|c| c.conn == conn && c.peerdoc);
-        if !self.repo.is_ready() || !peerdoc {
-            return;
+        let now = SystemTime::now();
+        if self.departed.record(&self.repo, peer, conn, addr, now) {
+            self.save_departed();
         }
-        let repo = &self.repo;
-        let departed = DepartedPeer::record(
-            peer,
-            Some(addr),
-            SystemTime::now(),
-            repo.catalog().iter().map(|(id, meta)| {
-                let sync = repo.peer_doc_sync(id).into_iter().find(|s| s.conn == conn);
-                (id, meta, sync)
-            }),
-        );
-        tracing::debug!(%peer, known = departed.known_len(), "peer departed");
-        self.departed.insert(departed);
-        self.save_departed();
     }
 
     /// Hands the current departed records to the writer task.

@@ -433,36 +433,25 @@ impl NodeHandle {
     ) -> Result<Vec<PeerStatus>, NodeError> {
         let mut peers: BTreeMap<PeerId, PeerStatus> = BTreeMap::new();
         for info in self.net.peers().await? {
+            let peer = info.peer;
             peers.insert(
-                info.peer,
+                peer,
                 PeerStatus {
-                    peer: info.peer,
                     net: Some(info),
-                    sync: None,
-                    last_failure: None,
-                    departed: None,
+                    ..PeerStatus::bare(peer)
                 },
             );
         }
         for (peer, info) in connections {
             peers
                 .entry(peer)
-                .or_insert(PeerStatus {
-                    peer,
-                    net: None,
-                    sync: None,
-                    last_failure: None,
-                    departed: None,
-                })
+                .or_insert_with(|| PeerStatus::bare(peer))
                 .sync = Some(info);
         }
         for (peer, why, at) in failures {
             peers.entry(peer).or_insert(PeerStatus {
-                peer,
-                net: None,
-                sync: None,
                 last_failure: Some((why, at)),
-                departed: None,
+                ..PeerStatus::bare(peer)
             });
         }
         // A departed peer's libp2p connection may linger (or be back) before its sync
@@ -470,13 +459,7 @@ impl NodeHandle {
         for (peer, departure) in departed {
             peers
                 .entry(peer)
-                .or_insert(PeerStatus {
-                    peer,
-                    net: None,
-                    sync: None,
-                    last_failure: None,
-                    departed: None,
-                })
+                .or_insert_with(|| PeerStatus::bare(peer))
                 .departed = Some(departure);
         }
         Ok(peers.into_values().collect())

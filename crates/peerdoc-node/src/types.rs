@@ -185,6 +185,19 @@ pub struct PeerStatus {
     pub departed: Option<Departure>,
 }
 
+impl PeerStatus {
+    /// A peer with nothing known about it yet.
+    pub(crate) fn bare(peer: PeerId) -> Self {
+        Self {
+            peer,
+            net: None,
+            sync: None,
+            last_failure: None,
+            departed: None,
+        }
+    }
+}
+
 /// When a departed peer was last connected, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Departure {
