@@ -279,8 +279,7 @@ impl TeamService {
             Some(file) => {
                 self.apply(file).await;
                 doc::publish(&self.node, &file.team).await;
-                self.publish_addrs(file).await;
-                self.dial_members(file).await;
+                self.refresh_addrs(file, None).await;
                 tracing::info!(
                     team = %file.team.name(),
                     device = %file.team.device_name(),
@@ -337,6 +336,11 @@ impl TeamService {
     /// The membership document's id, once this device is in a team.
     pub(crate) fn team_doc(&self) -> Option<peerdoc_node::DocumentId> {
         self.team_doc.read().ok().and_then(|slot| *slot)
+    }
+
+    /// Whether this device is in a team (without copying the team file).
+    pub(crate) async fn in_team(&self) -> bool {
+        self.file.lock().await.is_some()
     }
 
     /// The team file, if any (for the membership document).
@@ -471,7 +475,7 @@ impl TeamService {
         drop(guard);
         self.apply(&file).await;
         doc::publish(&self.node, &file.team).await;
-        self.publish_addrs(&file).await;
+        self.refresh_addrs(&file, None).await;
         Ok(())
     }
 
@@ -512,7 +516,7 @@ impl TeamService {
         tracing::info!(team = %file.team.name(), device = %file.team.device_name(), "joined the team");
         self.apply(&file).await;
         doc::publish(&self.node, &file.team).await;
-        self.publish_addrs(&file).await;
+        self.refresh_addrs(&file, None).await;
         // Keep dialing the inviting device (with backoff), as after a restart: a
         // key rotation or a dead link must not leave this device alone.
         for addr in TeamService::known_peers(&file) {

@@ -403,9 +403,7 @@ async fn network_problems(
 ) -> Vec<NetworkProblem> {
     let discovery = state.node.discovery().await.ok();
     let no_team = match &state.team {
-        Some(team) => {
-            team.mode() == crate::team::TeamMode::Managed && team.snapshot().await.is_none()
-        }
+        Some(team) => team.mode() == crate::team::TeamMode::Managed && !team.in_team().await,
         None => false,
     };
     let inputs = super::diagnose::Inputs {

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use peerdoc_node::{Multiaddr, NodeError, PeerId};
+use peerdoc_node::{Multiaddr, PeerId};
 use peerdoc_team::{AddressBody, MAX_DEVICE_ADDRS, SignedAddresses};
 use serde_json::{Map, Value};
 
@@ -97,9 +97,28 @@ pub(crate) fn member_addrs(
 }
 
 impl TeamService {
-    /// Writes this device's record into the membership document when the document
-    /// says otherwise (or nothing).
-    pub(crate) async fn publish_addrs(&self, file: &TeamFile) {
+    /// Publishes this device's addresses and dials the other members at theirs, from
+    /// the membership document's entries `map` (read here when `None`).
+    pub(crate) async fn refresh_addrs(&self, file: &TeamFile, map: Option<&Map<String, Value>>) {
+        let read;
+        let map = match map {
+            Some(map) => map,
+            None => match doc::read_map(&self.node, doc::doc_id(&file.team)).await {
+                Some(found) => {
+                    read = found;
+                    &read
+                }
+                // No document yet: `doc::publish` creates it; its change brings us back.
+                None => return,
+            },
+        };
+        self.publish_addrs(file, map).await;
+        self.dial_members(file, map).await;
+    }
+
+    /// Writes this device's record into the membership document when `map` (its
+    /// entries) says otherwise (or nothing).
+    async fn publish_addrs(&self, file: &TeamFile, map: &Map<String, Value>) {
         let listen = match self.node.status().await {
             Ok(status) => status.listen_addrs,
             Err(_) => return,
@@ -108,17 +127,8 @@ impl TeamService {
         let hub = self.hub.load(std::sync::atomic::Ordering::Relaxed);
         let id = doc::doc_id(&file.team);
         let key = format!("{KEY_PREFIX}{}", self.me);
-        let present = match self.node.read(id).await {
-            Ok(Value::Object(map)) => map.get(&key).cloned(),
-            // No document yet: `doc::publish` creates it; the next change brings us here.
-            Ok(_) | Err(NodeError::DocumentNotFound(_)) => return,
-            Err(error) => {
-                tracing::debug!(%error, "membership document not read");
-                return;
-            }
-        };
-        let same = present
-            .as_ref()
+        let same = map
+            .get(&key)
             .and_then(Value::as_str)
             .and_then(|text| serde_json::from_str::<SignedAddresses>(text).ok())
             .and_then(|record| record.verify(&file.team.team_id()).ok())
@@ -170,7 +180,7 @@ impl TeamService {
         let Some(file) = self.snapshot().await else {
             return Vec::new();
         };
-        let Ok(Value::Object(map)) = self.node.read(doc::doc_id(&file.team)).await else {
+        let Some(map) = doc::read_map(&self.node, doc::doc_id(&file.team)).await else {
             return Vec::new();
         };
         member_addrs(&file, &self.me, &map)
@@ -183,16 +193,12 @@ impl TeamService {
 
     /// Dials every other member at the addresses it published, and stops dialing the
     /// addresses no member lists any more.
-    pub(crate) async fn dial_members(&self, file: &TeamFile) {
-        let map = match self.node.read(doc::doc_id(&file.team)).await {
-            Ok(Value::Object(map)) => map,
-            _ => return,
-        };
+    async fn dial_members(&self, file: &TeamFile, map: &Map<String, Value>) {
         // A device removed from the team dials nobody.
         let records = if file.team.membership().role_of(&self.me).is_none() {
             BTreeMap::new()
         } else {
-            member_addrs(file, &self.me, &map)
+            member_addrs(file, &self.me, map)
         };
         if let Ok(mut hubs) = self.hubs.write() {
             *hubs = records

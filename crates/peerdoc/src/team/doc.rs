@@ -81,20 +81,30 @@ pub(crate) async fn publish(node: &NodeHandle, team: &TeamState) {
     }
 }
 
-/// The signed operations in the document (entries that do not parse are skipped;
-/// verification happens in the fold).
-pub(crate) async fn read_ops(node: &NodeHandle, id: DocumentId) -> Vec<SignedOp> {
+/// The membership document's entries; `None` when there is no such document (yet) or
+/// it is not a map.
+pub(crate) async fn read_map(node: &NodeHandle, id: DocumentId) -> Option<Map<String, Value>> {
     match node.read(id).await {
-        Ok(Value::Object(map)) => map
-            .iter()
-            // Address records (`team/addrs.rs`) share the document; they are no ops.
-            .filter(|(key, _)| !key.starts_with(super::addrs::KEY_PREFIX))
-            .map(|(_, value)| value)
-            .take(MAX_ENTRIES)
-            .filter_map(|v| serde_json::from_str(v.as_str()?).ok())
-            .collect(),
-        _ => Vec::new(),
+        Ok(Value::Object(map)) => Some(map),
+        Ok(_) => None,
+        Err(NodeError::DocumentNotFound(_)) => None,
+        Err(error) => {
+            tracing::debug!(%error, "membership document not read");
+            None
+        }
     }
+}
+
+/// The signed operations among the document's entries (entries that do not parse are
+/// skipped; verification happens in the fold).
+fn ops_in(map: &Map<String, Value>) -> Vec<SignedOp> {
+    map.iter()
+        // Address records (`team/addrs.rs`) share the document; they are no ops.
+        .filter(|(key, _)| !key.starts_with(super::addrs::KEY_PREFIX))
+        .map(|(_, value)| value)
+        .take(MAX_ENTRIES)
+        .filter_map(|v| serde_json::from_str(v.as_str()?).ok())
+        .collect()
 }
 
 /// Follows the membership document: whenever it changes (an admin's change synced in,
@@ -128,7 +138,9 @@ pub(crate) fn follow(service: Arc<TeamService>) {
             if doc.is_some_and(|d| d != id) {
                 continue;
             }
-            let ops = read_ops(&service.node, id).await;
+            // Read once: the ops and the members' addresses come from the same copy.
+            let map = read_map(&service.node, id).await.unwrap_or_default();
+            let ops = ops_in(&map);
             let present: std::collections::HashSet<_> = ops.iter().map(SignedOp::id).collect();
             service.merge_ops(ops).await;
             let Some(file) = service.snapshot().await else {
@@ -138,8 +150,7 @@ pub(crate) fn follow(service: Arc<TeamService>) {
                 publish(&service.node, &file.team).await;
             }
             // Members' addresses may have come with it (or members were removed).
-            service.publish_addrs(&file).await;
-            service.dial_members(&file).await;
+            service.refresh_addrs(&file, Some(&map)).await;
         }
     });
 }
