@@ -105,26 +105,7 @@ fn main() {
         daemons[writer]
             .set(&id, "/counter", &json!(k))
             .unwrap_or_else(|e| panic!("{e}"));
-        let seen: Vec<f64> = std::thread::scope(|s| {
-            let watchers: Vec<_> = daemons
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != writer)
-                .map(|(_, d)| {
-                    let id = &id;
-                    s.spawn(move || {
-                        eventually("an edit to become visible", GUARD, || {
-                            let doc = d.doc(id)?;
-                            (doc["counter"] == k).then(|| t0.elapsed().as_secs_f64() * 1e3)
-                        })
-                    })
-                })
-                .collect();
-            watchers
-                .into_iter()
-                .map(|w| w.join().expect("watcher"))
-                .collect()
-        });
+        let seen = visible_after(&daemons, writer, &id, k, t0);
         all_ms.push(seen.iter().copied().fold(0.0, f64::max));
         per_host_ms.extend(seen);
     }
@@ -328,27 +309,32 @@ fn through_hub() -> Vec<f64> {
         hosts[writer]
             .set(&id, "/counter", &json!(k))
             .unwrap_or_else(|e| panic!("{e}"));
-        let seen: Vec<f64> = std::thread::scope(|s| {
-            let watchers: Vec<_> = hosts
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != writer)
-                .map(|(_, d)| {
-                    let id = &id;
-                    s.spawn(move || {
-                        eventually("an edit through the hub", GUARD, || {
-                            let doc = d.doc(id)?;
-                            (doc["counter"] == k).then(|| t0.elapsed().as_secs_f64() * 1e3)
-                        })
-                    })
-                })
-                .collect();
-            watchers
-                .into_iter()
-                .map(|w| w.join().expect("watcher"))
-                .collect()
-        });
+        let seen = visible_after(&hosts, writer, &id, k, t0);
         samples.push(seen.iter().copied().fold(0.0, f64::max));
     }
     samples
+}
+
+/// Milliseconds from `t0` until each daemon but `writer` reads `/counter == k` in `id`
+/// (each polled from a thread of its own).
+fn visible_after(daemons: &[Daemon], writer: usize, id: &str, k: usize, t0: Instant) -> Vec<f64> {
+    std::thread::scope(|s| {
+        let watchers: Vec<_> = daemons
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != writer)
+            .map(|(_, d)| {
+                s.spawn(move || {
+                    eventually("an edit to become visible", GUARD, || {
+                        let doc = d.doc(id)?;
+                        (doc["counter"] == k).then(|| t0.elapsed().as_secs_f64() * 1e3)
+                    })
+                })
+            })
+            .collect();
+        watchers
+            .into_iter()
+            .map(|w| w.join().expect("watcher"))
+            .collect()
+    })
 }
