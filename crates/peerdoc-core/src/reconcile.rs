@@ -290,6 +290,22 @@ impl Reconciliation {
                 let ours = set.range_fingerprint(lower, upper);
                 if ours.sum == fp && ours.count == count {
                     planned.push(upper, RangeBody::Skip);
+                } else if count == 0 {
+                    // The peer holds nothing here: it lacks every one of ours, which we
+                    // know now (and report first) rather than after more rounds. Our
+                    // items go in one range; it answers with whatever it gained since.
+                    let items: Vec<(DocumentId, HeadsDigest)> = set
+                        .range(lower, upper)
+                        .map(|(id, e)| (*id, e.digest))
+                        .collect();
+                    self.record_differences(&items, &[]);
+                    planned.push(
+                        upper,
+                        RangeBody::Items {
+                            items,
+                            reply_wanted: true,
+                        },
+                    );
                 } else if ours.count <= self.config.items_threshold as u64 {
                     let items = set.range(lower, upper).map(|(id, e)| (*id, e.digest));
                     planned.push(

@@ -9,7 +9,7 @@
 //! This file is longer than the ~800-line rule: about 70 of its lines are the runnable
 //! example below, and the rest (the engine's state, the input dispatch, startup, loading
 //! and eviction) all work on the same fields. Each other job has its own file in
-//! `repo/`: peers, tombstones, commands, changes, access, receipts, find, wanted (late delivery),
+//! `repo/`: peers, tombstones, commands, changes, access, receipts, find, fetch and pull (each document from one peer), wanted (late delivery),
 //! ephemeral (relay), remote heads (subscriptions).
 //!
 //! ```
@@ -83,9 +83,11 @@ mod config;
 mod connection;
 mod document;
 mod ephemeral;
+mod fetch;
 mod find;
 mod io;
 mod peers;
+mod pull;
 mod receipts;
 mod remote_heads;
 mod tombstones;
@@ -96,10 +98,12 @@ pub use ephemeral::{
     EPHEMERAL_BURST, EPHEMERAL_RATE_PER_SECOND, MAX_DAEMON_HOPS, MAX_EPHEMERAL_DATA_BYTES,
     MAX_EPHEMERAL_SESSION_ID_BYTES, MAX_EPHEMERAL_SOURCES,
 };
+pub use fetch::FETCH_PATIENCE_MS;
 pub use io::{
     ChangeFn, ChangeOrigin, ChangeRequest, Command, CommandId, Event, Input, Output, PeerAccess,
     Reply, RepoError, StorageOp, StorageOpId, StorageResult,
 };
+pub use pull::{MAX_OFFER_DOCUMENTS, MAX_PULLS};
 pub use remote_heads::MAX_REMOTE_SUBSCRIPTIONS;
 pub use wanted::{MAX_KEPT_REQUEST_BYTES, MAX_WANTED_PER_CONNECTION};
 
@@ -226,6 +230,12 @@ pub struct Repo {
     protected: BTreeSet<DocumentId>,
     /// Documents asked for from peers (`Command::Find`).
     finding: BTreeMap<DocumentId, find::Finding>,
+    /// Documents we lack, each being sent by one peer (`repo/fetch.rs`; at most one
+    /// per loaded document).
+    fetching: BTreeMap<DocumentId, fetch::Fetch>,
+    /// Documents we lack that peers offered, each queued at or asked from one of them
+    /// (`repo/pull.rs`; bounded by `MAX_PULLS`).
+    pulls: BTreeMap<DocumentId, pull::Pull>,
     /// Plain peers told a document is unavailable, to be offered it when it arrives
     /// (`repo/wanted.rs`; each connection's share is bounded there).
     wanted: BTreeMap<DocumentId, BTreeSet<ConnectionId>>,
@@ -264,6 +274,8 @@ impl Repo {
             parked: BTreeMap::new(),
             protected: BTreeSet::new(),
             finding: BTreeMap::new(),
+            fetching: BTreeMap::new(),
+            pulls: BTreeMap::new(),
             wanted: BTreeMap::new(),
             wanted_seq: 0,
             ephemeral_seen: ephemeral::EphemeralSeen::default(),
@@ -327,7 +339,7 @@ impl Repo {
                     .or_else(|| self.parked.get(&(*doc, *conn)));
                 // The queue is keyed by the priority at enqueue time, which may have
                 // changed since: scan it (it is bounded by the catalog).
-                let queued = c.queue.iter().any(|(_, d)| d == doc);
+                let queued = c.queue.contains(doc);
                 PeerDocSync {
                     conn: *conn,
                     their_heads: session.and_then(|s| s.state.their_heads.clone()),
@@ -804,6 +816,8 @@ impl Repo {
             .filter(|(id, d)| {
                 d.evictable()
                     && !self.finding.contains_key(*id)
+                    // Its waiting peers are answered from memory (`repo/fetch.rs`).
+                    && !self.fetching.contains_key(*id)
                     && !self.conns.values().any(|c| c.active.contains(*id))
                     && !self.loading.contains_key(*id)
             })
@@ -861,6 +875,8 @@ impl Repo {
 
     fn tick(&mut self) {
         self.expire_requests();
+        self.expire_fetches();
+        self.expire_pulls();
         let ids: Vec<DocumentId> = self.docs.keys().copied().collect();
         for id in ids {
             let mut batch = WriteBatch::new();

@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ids::{DocumentId, PeerId, StorageId};
+use crate::ids::{DocumentId, HeadsDigest, PeerId, StorageId};
 
 mod decode;
 mod encode;
@@ -48,7 +48,29 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
 pub const PROTOCOL_VERSION: &str = "1";
 
 /// The version of peerdoc's extensions this build offers in [`PeerdocCapabilities`].
-pub const PEERDOC_EXTENSION_VERSION: u64 = 1;
+/// The version in force on a connection is the smaller of the two offers.
+pub const PEERDOC_EXTENSION_VERSION: u64 = 2;
+
+/// From this extension version on, a peer that holds documents the other lacks does
+/// not send them: the other side asks for each from one of the peers that hold it, and
+/// [`Message::Offer`] tells it their priorities (`repo/pull.rs`).
+pub const PEERDOC_OFFERS_VERSION: u64 = 2;
+
+/// The bytes of one entry in a [`Message::Offer`]'s `data`: a document id (16 bytes),
+/// its priority (big-endian `i32`) and the digest of the sender's heads (16 bytes).
+pub const OFFER_ENTRY_BYTES: usize = 36;
+
+/// One document in a [`Message::Offer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offered {
+    /// The document.
+    pub document_id: DocumentId,
+    /// Its sync priority at the sender: higher is asked for first.
+    pub priority: i32,
+    /// The digest of the sender's heads: a peer that ends up with the same heads
+    /// need not tell the sender about them.
+    pub digest: HeadsDigest,
+}
 
 /// The deepest nesting of arrays, maps and tags the decoder walks through before it
 /// gives up with [`WireError::TooDeep`]. No real message nests deeper than 4.
@@ -238,6 +260,19 @@ pub enum Message {
         /// Opaque bytes owned by the reconciliation module.
         data: Vec<u8>,
     },
+    /// `peerdoc/offer` (extension, version 2): documents the sender holds and the
+    /// receiver lacks, with their priorities (sent for those whose priority is not the
+    /// default; the receiver asks for each document it lacks from one of the peers that
+    /// hold it, highest priority first).
+    Offer {
+        /// The sending peer.
+        sender_id: PeerId,
+        /// The receiving peer.
+        target_id: PeerId,
+        /// The documents (on the wire: `data`, concatenated [`OFFER_ENTRY_BYTES`]-byte
+        /// entries).
+        documents: Vec<Offered>,
+    },
     /// `peerdoc/deleted` (extension): a tombstone; the document was deleted.
     Deleted {
         /// The sending peer.
@@ -263,6 +298,7 @@ pub(crate) mod type_names {
     pub(crate) const ERROR: &str = "error";
     pub(crate) const RECONCILE: &str = "peerdoc/reconcile";
     pub(crate) const DELETED: &str = "peerdoc/deleted";
+    pub(crate) const OFFER: &str = "peerdoc/offer";
 }
 
 impl Message {
@@ -293,6 +329,7 @@ impl Message {
             Message::Error { .. } => ERROR,
             Message::Reconcile { .. } => RECONCILE,
             Message::Deleted { .. } => DELETED,
+            Message::Offer { .. } => OFFER,
         }
     }
 
@@ -309,6 +346,7 @@ impl Message {
             | Message::RemoteSubscriptionChange { sender_id, .. }
             | Message::RemoteHeadsChanged { sender_id, .. }
             | Message::Reconcile { sender_id, .. }
+            | Message::Offer { sender_id, .. }
             | Message::Deleted { sender_id, .. } => Some(sender_id),
             Message::Error { sender_id, .. } => sender_id.as_ref(),
         }
@@ -326,6 +364,7 @@ impl Message {
             | Message::RemoteSubscriptionChange { target_id, .. }
             | Message::RemoteHeadsChanged { target_id, .. }
             | Message::Reconcile { target_id, .. }
+            | Message::Offer { target_id, .. }
             | Message::Deleted { target_id, .. } => Some(target_id),
             Message::Error { target_id, .. } => target_id.as_ref(),
         }
@@ -345,6 +384,7 @@ impl Message {
             | Message::Leave { .. }
             | Message::RemoteSubscriptionChange { .. }
             | Message::Error { .. }
+            | Message::Offer { .. }
             | Message::Reconcile { .. } => None,
         }
     }

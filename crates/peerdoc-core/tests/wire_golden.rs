@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use peerdoc_core::wire::{
-    DEFAULT_MAX_MESSAGE_SIZE, Message, PeerMetadata, PeerdocCapabilities, RemoteHeads,
+    DEFAULT_MAX_MESSAGE_SIZE, Message, Offered, PeerMetadata, PeerdocCapabilities, RemoteHeads,
 };
-use peerdoc_core::{DocumentId, PeerId, StorageId};
+use peerdoc_core::{DocumentId, HeadsDigest, PeerId, StorageId};
 
 const STORAGE_A: &str = "0b3a7f52-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
 const STORAGE_B: &str = "7d6e5f4a-3b2c-4d1e-9f8a-7b6c5d4e3f2a";
@@ -197,6 +197,18 @@ fn encode_vectors() -> Vec<(&'static str, Message)> {
                 sender_id: alice(),
                 target_id: bob(),
                 document_id: document_id(),
+            },
+        ),
+        (
+            "peerdoc_offer",
+            Message::Offer {
+                sender_id: alice(),
+                target_id: bob(),
+                documents: vec![Offered {
+                    document_id: document_id(),
+                    priority: 5,
+                    digest: HeadsDigest(filled(0xa0)),
+                }],
             },
         ),
     ]

@@ -72,6 +72,8 @@ pub struct Cluster {
     /// While set, storage operations wait in order until [`Cluster::release_storage`].
     pub hold_storage: bool,
     held: VecDeque<(usize, peerdoc_core::repo::StorageOpId, StorageOp)>,
+    /// Connections whose incoming frames are lost (`Cluster::silence`).
+    silenced: std::collections::BTreeSet<ConnectionId>,
 }
 
 impl Cluster {
@@ -129,6 +131,7 @@ impl Cluster {
             raw_out: VecDeque::new(),
             hold_storage: false,
             held: VecDeque::new(),
+            silenced: Default::default(),
         };
         for i in 0..cluster.nodes.len() {
             cluster.feed(i, Input::Start);
@@ -168,7 +171,9 @@ impl Cluster {
                             doc,
                             size: bytes.len(),
                         });
-                        if let Some(&(_, peer, peer_conn)) = self.links.get(&conn) {
+                        if let Some(&(_, peer, peer_conn)) = self.links.get(&conn)
+                            && !self.silenced.contains(&peer_conn)
+                        {
                             self.in_flight.push_back((peer, peer_conn, bytes));
                         } else {
                             self.raw_out.push_back((conn, bytes));
@@ -313,6 +318,13 @@ impl Cluster {
         let (node, conn, bytes) = self.in_flight.pop_front()?;
         self.feed(node, Input::MessageReceived { conn, bytes });
         Some(node)
+    }
+
+    /// From now on, frames to the owner of `conn` on it are lost, those in flight too:
+    /// the peer went silent mid-transfer, its connection still open.
+    pub fn silence(&mut self, conn: ConnectionId) {
+        self.silenced.insert(conn);
+        self.in_flight.retain(|(_, c, _)| *c != conn);
     }
 
     /// Frames sent and not yet delivered.

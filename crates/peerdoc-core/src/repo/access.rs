@@ -35,7 +35,9 @@ impl Repo {
                 session.state.set_read_only(read_only);
             }
         }
-        if !read_only {
+        if read_only {
+            self.source_read_only(conn);
+        } else {
             // What the peer offered while read-only was ignored: sync again.
             let docs: Vec<DocumentId> = self
                 .docs

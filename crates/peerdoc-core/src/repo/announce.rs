@@ -4,8 +4,6 @@
 //! on the ordered per-peer stream, so a forged or stale announcement costs one sync
 //! round and nothing else.
 
-use std::cmp::Reverse;
-
 use automerge::{ChangeHash, ReadDoc as _};
 
 use crate::ids::{ConnectionId, DocumentId};
@@ -84,7 +82,7 @@ impl Repo {
         } else {
             let priority = self.catalog.get(&doc).map_or(0, |m| m.priority);
             if let Some(c) = self.conns.get_mut(&conn) {
-                c.queue.insert((Reverse(priority), doc));
+                c.queue.push(priority, doc);
             }
             self.pump_queue(conn);
         }

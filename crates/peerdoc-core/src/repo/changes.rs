@@ -77,6 +77,12 @@ impl Repo {
         let mut replies = replies;
         if adopted {
             replies.extend(self.found(doc_id));
+            // A pulled document keeps the priority its holders gave it.
+            if let Some(priority) = self.pulled_priority(&doc_id).filter(|p| *p != 0) {
+                self.catalog
+                    .entry(doc_id)
+                    .or_insert_with(|| DocumentMeta::new(now, priority));
+            }
         }
         if !new_conflicts.is_empty() || open.is_some() {
             let meta = self
@@ -231,7 +237,7 @@ impl Repo {
         let conns: Vec<_> = self.conns.keys().copied().collect();
         for conn in conns {
             if let Some(c) = self.conns.get_mut(&conn) {
-                c.queue.retain(|(_, d)| *d != doc_id);
+                c.queue.remove(&doc_id);
                 if c.active.remove(&doc_id) {
                     self.pump_queue(conn);
                 }

@@ -41,6 +41,10 @@ pub struct RepoConfig {
     /// never sent (messages wait for durability), but a new actor per load keeps
     /// `(actor, seq)` unique even if that ever changed. `None`: all 16 are random.
     pub actor_prefix: Option<[u8; 8]>,
+    /// The peerdoc extension version offered in the handshake
+    /// (`wire::PEERDOC_EXTENSION_VERSION`, the newest this build speaks, unless a test
+    /// plays an older peer).
+    pub extension_version: u64,
 }
 
 impl RepoConfig {
@@ -61,6 +65,7 @@ impl RepoConfig {
             cloud: false,
             reconcile: ReconcileConfig::default(),
             actor_prefix: None,
+            extension_version: crate::wire::PEERDOC_EXTENSION_VERSION,
         }
     }
 }

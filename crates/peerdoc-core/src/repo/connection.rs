@@ -16,6 +16,9 @@ pub(crate) struct PeerInfo {
     pub(crate) storage_id: Option<StorageId>,
     pub(crate) ephemeral: bool,
     pub(crate) peerdoc: bool,
+    /// The extension version in force: the smaller of the two offers (0 for a plain
+    /// automerge-repo peer).
+    pub(crate) version: u64,
     /// It said it is its team's cloud.
     pub(crate) cloud: bool,
 }
@@ -34,7 +37,7 @@ pub(crate) struct Connection {
     pub(crate) reconcile_reported: bool,
     pub(crate) reconcile_differences: usize,
     /// Documents to sync with this peer, highest priority first.
-    pub(crate) queue: BTreeSet<(Reverse<i32>, DocumentId)>,
+    pub(crate) queue: SyncQueue,
     /// Documents from the queue being synced now (bounded).
     pub(crate) active: BTreeSet<DocumentId>,
     /// Messages from this peer waiting for a document to load (bounded).
@@ -56,10 +59,14 @@ pub(crate) struct Connection {
     pub(crate) messages_out: u64,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
+    /// When the peer last sent us anything (engine time): a fetch from a peer that has
+    /// gone quiet is handed to another (`repo/fetch.rs`).
+    pub(crate) last_in_ms: u64,
 }
 
 impl Connection {
-    pub(crate) fn new(initiator: bool) -> Self {
+    /// `queue_seed` orders equal-priority documents in the sync queue (see [`SyncQueue`]).
+    pub(crate) fn new(initiator: bool, queue_seed: u64) -> Self {
         Self {
             initiator,
             cloud_endpoint: false,
@@ -69,7 +76,7 @@ impl Connection {
             reconcile: None,
             reconcile_reported: false,
             reconcile_differences: 0,
-            queue: BTreeSet::new(),
+            queue: SyncQueue::new(queue_seed),
             active: BTreeSet::new(),
             pending_inbound: 0,
             wanted: BTreeMap::new(),
@@ -81,6 +88,7 @@ impl Connection {
             messages_out: 0,
             bytes_in: 0,
             bytes_out: 0,
+            last_in_ms: 0,
         }
     }
 
@@ -90,6 +98,19 @@ impl Connection {
 
     pub(crate) fn is_peerdoc(&self) -> bool {
         self.peer.as_ref().is_some_and(|p| p.peerdoc)
+    }
+
+    /// The peer offers the documents we lack instead of sending them, and takes offers
+    /// (`repo/pull.rs`).
+    pub(crate) fn pulls(&self) -> bool {
+        self.peer
+            .as_ref()
+            .is_some_and(|p| p.peerdoc && p.version >= crate::wire::PEERDOC_OFFERS_VERSION)
+    }
+
+    /// How many documents are queued or being synced with this peer.
+    pub(crate) fn load(&self) -> usize {
+        self.queue.len() + self.active.len()
     }
 
     /// The storage id under which what this peer confirms counts as a cloud receipt:
@@ -124,4 +145,65 @@ impl Connection {
             active_syncs: self.active.len(),
         }
     }
+}
+
+/// The documents waiting to be synced with one peer: highest priority first, and among
+/// equal priorities in an order of this device's own (a hash of its peer id and the
+/// document id). Peers that all hold what a newcomer lacks then start on different
+/// documents instead of all sending the same ones first, and the newcomer, which takes
+/// each document from one peer (`repo/fetch.rs`), gets them from all peers at once.
+#[derive(Debug)]
+pub(crate) struct SyncQueue {
+    seed: u64,
+    set: BTreeSet<(Reverse<i32>, u64, DocumentId)>,
+    /// Each queued document's key in `set`.
+    keys: BTreeMap<DocumentId, (Reverse<i32>, u64)>,
+}
+
+impl SyncQueue {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            set: BTreeSet::new(),
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// Queues `doc` (again, at `priority`, if it was queued already).
+    pub(crate) fn push(&mut self, priority: i32, doc: DocumentId) {
+        self.remove(&doc);
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&doc.as_bytes()[..8]);
+        let key = (Reverse(priority), mix(self.seed ^ u64::from_le_bytes(head)));
+        self.set.insert((key.0, key.1, doc));
+        self.keys.insert(doc, key);
+    }
+
+    pub(crate) fn pop_first(&mut self) -> Option<DocumentId> {
+        let (_, _, doc) = self.set.pop_first()?;
+        self.keys.remove(&doc);
+        Some(doc)
+    }
+
+    pub(crate) fn contains(&self, doc: &DocumentId) -> bool {
+        self.keys.contains_key(doc)
+    }
+
+    pub(crate) fn remove(&mut self, doc: &DocumentId) -> bool {
+        match self.keys.remove(doc) {
+            Some((priority, spread)) => self.set.remove(&(priority, spread, *doc)),
+            None => false,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
+/// SplitMix64's finaliser: spreads nearby inputs over the whole range.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }

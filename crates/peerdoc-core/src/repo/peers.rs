@@ -1,7 +1,5 @@
 //! The peer side of the engine: handshake, per-document sync, reconciliation, tombstones.
 
-use std::cmp::Reverse;
-
 use automerge::{Automerge, PatchLog, sync, sync::SyncDoc};
 use rand::RngCore;
 
@@ -9,8 +7,7 @@ use crate::ids::{ConnectionId, DocumentId, PeerId};
 use crate::persist;
 use crate::reconcile::{Difference, Reconciliation};
 use crate::wire::{
-    Message, PEERDOC_EXTENSION_VERSION, PROTOCOL_VERSION, PeerMetadata, PeerdocCapabilities,
-    WireError,
+    Message, Offered, PROTOCOL_VERSION, PeerMetadata, PeerdocCapabilities, WireError,
 };
 
 use super::connection::{Connection, PeerInfo};
@@ -23,7 +20,7 @@ impl Repo {
             storage_id: self.storage_id.clone(),
             is_ephemeral: false,
             peerdoc: Some(PeerdocCapabilities {
-                version: PEERDOC_EXTENSION_VERSION,
+                version: self.config.extension_version,
                 cloud: self.config.cloud,
             }),
         }
@@ -46,7 +43,8 @@ impl Repo {
             tracing::warn!(%conn, "connection id reused; ignored");
             return;
         }
-        self.conns.insert(conn, Connection::new(initiator));
+        let seed = u64::from_le_bytes(self.config.peer_id.actor_prefix());
+        self.conns.insert(conn, Connection::new(initiator, seed));
         if initiator {
             let join = Message::Join {
                 sender_id: self.me(),
@@ -98,6 +96,8 @@ impl Repo {
             self.write(None, None, Vec::new(), batch);
         }
         self.requests_closed(conn);
+        self.fetches_closed(conn);
+        self.pulls_closed(conn);
         self.forget_wanted_of(conn, c.wanted.into_keys());
         self.event(Event::PeerDisconnected {
             conn,
@@ -152,6 +152,7 @@ impl Repo {
         };
         c.messages_in += 1;
         c.bytes_in += bytes.len() as u64;
+        c.last_in_ms = self.now_ms;
         let message = match Message::decode(&bytes, self.config.max_message_size) {
             Ok(message) => message,
             Err(WireError::UnknownType(kind)) => {
@@ -267,6 +268,7 @@ impl Repo {
             Message::DocUnavailable { document_id, .. } => {
                 tracing::debug!(%conn, doc = %document_id, "peer does not have document");
                 self.not_found_at(document_id, conn);
+                self.pull_refused(document_id, conn);
                 if let Some(c) = self.conns.get_mut(&conn)
                     && c.active.remove(&document_id)
                 {
@@ -307,6 +309,12 @@ impl Repo {
                 }
                 self.reconcile_received(conn, &data);
             }
+            Message::Offer { documents, .. } => {
+                if !self.conns.get(&conn).is_some_and(Connection::pulls) {
+                    return self.misbehaved(conn, "offer without negotiating it".into());
+                }
+                self.offer_received(conn, documents);
+            }
             Message::Deleted { document_id, .. } => {
                 if !peer.peerdoc {
                     return self.misbehaved(conn, "tombstone without negotiating it".into());
@@ -334,9 +342,10 @@ impl Repo {
             peer_id: peer_id.clone(),
             storage_id: metadata.storage_id.clone(),
             ephemeral: metadata.is_ephemeral,
-            peerdoc: metadata
+            peerdoc: metadata.peerdoc.is_some_and(|p| p.version >= 1),
+            version: metadata
                 .peerdoc
-                .is_some_and(|p| p.version >= PEERDOC_EXTENSION_VERSION),
+                .map_or(0, |p| p.version.min(self.config.extension_version)),
             cloud: metadata.peerdoc.is_some_and(|p| p.cloud),
         };
         let peerdoc = info.peerdoc;
@@ -377,7 +386,7 @@ impl Repo {
                 .collect();
             if let Some(c) = self.conns.get_mut(&conn) {
                 for (priority, id) in live {
-                    c.queue.insert((Reverse(priority), id));
+                    c.queue.push(priority, id);
                 }
             }
             self.pump_queue(conn);
@@ -410,6 +419,9 @@ impl Repo {
         if report {
             c.reconcile_reported = true;
         }
+        // Differences first: a peer that pulls hears the priorities we offer before our
+        // reply tells it which documents it lacks, and asks for those first.
+        self.handle_differences(conn, differences);
         if let Some(payload) = reply {
             let message = Message::Reconcile {
                 sender_id: self.config.peer_id.clone(),
@@ -418,7 +430,6 @@ impl Repo {
             };
             self.send(conn, message);
         }
-        self.handle_differences(conn, differences);
         if report {
             self.event(Event::ReconcileFinished {
                 conn,
@@ -429,6 +440,8 @@ impl Repo {
     }
 
     fn handle_differences(&mut self, conn: ConnectionId, differences: Vec<Difference>) {
+        let pulls = self.conns.get(&conn).is_some_and(Connection::pulls);
+        let (mut offers, mut lacked) = (Vec::new(), Vec::new());
         for difference in differences {
             let doc = difference.document_id;
             let theirs_tombstone = difference.theirs.is_some_and(|d| d.is_tombstone());
@@ -436,16 +449,43 @@ impl Repo {
                 Some((true, _)) if !theirs_tombstone => self.send_tombstone(conn, doc),
                 Some((true, _)) => {}
                 Some((false, _)) if theirs_tombstone => self.peer_deleted(conn, doc),
+                // The peer lacks it: it asks for it, from us or another peer. It learns
+                // the document from reconciliation; an offer tells it the priority.
+                Some((false, priority)) if pulls && difference.theirs.is_none() => {
+                    if let Some(digest) = difference.ours
+                        && priority != 0
+                    {
+                        offers.push(Offered {
+                            document_id: doc,
+                            priority,
+                            digest,
+                        });
+                    }
+                }
                 Some((false, priority)) => {
                     if let Some(c) = self.conns.get_mut(&conn) {
-                        c.queue.insert((Reverse(priority), doc));
+                        c.queue.push(priority, doc);
                     }
                 }
                 None if theirs_tombstone => {
                     self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None)
                 }
-                None => {}
+                // We lack it: a peer that pulls waits to be asked (`repo/pull.rs`); an
+                // older one sends it.
+                None => {
+                    if let Some(digest) = difference.theirs.filter(|_| pulls) {
+                        lacked.push(Offered {
+                            document_id: doc,
+                            priority: 0,
+                            digest,
+                        });
+                    }
+                }
             }
+        }
+        self.send_offers(conn, offers);
+        if !lacked.is_empty() {
+            self.offer_received(conn, lacked);
         }
         self.pump_queue(conn);
     }
@@ -460,14 +500,25 @@ impl Repo {
             if c.active.len() >= limit {
                 return;
             }
-            let Some((_, doc)) = c.queue.pop_first() else {
+            let Some(doc) = c.queue.pop_first() else {
                 return;
             };
-            if self.catalog.get(&doc).is_none_or(|m| m.deleted) {
-                continue;
+            let pull = match self.catalog.get(&doc) {
+                Some(meta) if meta.deleted => continue,
+                Some(_) => false,
+                None if self.pulling(&doc) => true,
+                None => continue,
+            };
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.active.insert(doc);
             }
-            c.active.insert(doc);
-            if self.docs.contains_key(&doc) {
+            let session = self
+                .docs
+                .get(&doc)
+                .is_some_and(|d| d.sessions.contains_key(&conn));
+            if pull && !session {
+                self.ask_for(doc, conn);
+            } else if self.docs.contains_key(&doc) {
                 self.send_sync(doc, conn);
                 // The loop goes on to fill the slot if it was released.
                 self.settle_if_in_sync(doc, conn);
@@ -678,6 +729,9 @@ impl Repo {
             doc.held.insert(conn);
             return;
         }
+        if self.wait_for_fetch(doc_id, conn) {
+            return;
+        }
         let Some((automerge, session)) = self.doc_and_session(doc_id, conn) else {
             return;
         };
@@ -726,6 +780,7 @@ impl Repo {
             .filter(|(id, c)| {
                 c.is_ready() && (c.is_peerdoc() || announce || doc.sessions.contains_key(*id))
             })
+            .filter(|(id, _)| !self.pulled_and_known(&doc_id, **id))
             .map(|(id, _)| *id)
             .collect();
         for conn in targets {
@@ -750,6 +805,8 @@ impl Repo {
             return;
         }
         session.in_sync = true;
+        self.fetch_settled(doc_id, conn);
+        self.pull_settled(doc_id, conn);
         self.record_receipt(doc_id, conn, &ours);
         self.share_receipts(doc_id, conn);
         self.event(Event::DocumentSynced {

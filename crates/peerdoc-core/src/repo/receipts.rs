@@ -13,7 +13,6 @@
 //! its work. Each is relayed once, when it is new to the relaying device, and a peer
 //! also hears the receipts of a document when their sync of it settles.
 
-use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use automerge::ChangeHash;
@@ -68,7 +67,7 @@ impl Repo {
         tracing::debug!(%conn, documents = wanted.len(), "syncing documents the cloud has not confirmed");
         if let Some(c) = self.conns.get_mut(&conn) {
             for (priority, doc) in wanted {
-                c.queue.insert((Reverse(priority), doc));
+                c.queue.push(priority, doc);
             }
         }
         self.pump_queue(conn);

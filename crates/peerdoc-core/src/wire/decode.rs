@@ -254,6 +254,31 @@ impl<'b> Fields<'b> {
         Ok(DocumentId::parse(self.text("documentId")?)?)
     }
 
+    /// A `peerdoc/offer`'s `data`: whole entries of a document id, a priority and a
+    /// heads digest.
+    fn offers(&self) -> Result<Vec<super::Offered>, WireError> {
+        let data = self.bytes("data")?;
+        if data.len() % super::OFFER_ENTRY_BYTES != 0 {
+            return Err(self.wrong_type("data", "whole offer entries of 36 bytes"));
+        }
+        Ok(data
+            .chunks_exact(super::OFFER_ENTRY_BYTES)
+            .map(|entry| {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&entry[..16]);
+                let mut priority = [0u8; 4];
+                priority.copy_from_slice(&entry[16..20]);
+                let mut digest = [0u8; 16];
+                digest.copy_from_slice(&entry[20..]);
+                super::Offered {
+                    document_id: DocumentId::from_bytes(id),
+                    priority: i32::from_be_bytes(priority),
+                    digest: crate::ids::HeadsDigest(digest),
+                }
+            })
+            .collect())
+    }
+
     fn bytes(&self, key: &'static str) -> Result<Vec<u8>, WireError> {
         let mut decoder = Decoder::new(self.require(key)?);
         if matches!(decoder.datatype(), Ok(Type::Tag)) {
@@ -468,6 +493,11 @@ impl<'b> Fields<'b> {
                 sender_id: self.peer_id("senderId")?,
                 target_id: self.peer_id("targetId")?,
                 data: self.bytes("data")?,
+            },
+            OFFER => Message::Offer {
+                sender_id: self.peer_id("senderId")?,
+                target_id: self.peer_id("targetId")?,
+                documents: self.offers()?,
             },
             DELETED => Message::Deleted {
                 sender_id: self.peer_id("senderId")?,

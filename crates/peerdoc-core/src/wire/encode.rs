@@ -178,6 +178,23 @@ pub(super) fn encode_message(message: &Message) -> Vec<u8> {
             w.entry_bytes("data", data);
             w.entry_text("senderId", sender_id.as_str());
         }
+        Message::Offer {
+            sender_id,
+            target_id,
+            documents,
+        } => {
+            let mut data = Vec::with_capacity(documents.len() * super::OFFER_ENTRY_BYTES);
+            for offered in documents {
+                data.extend_from_slice(offered.document_id.as_bytes());
+                data.extend_from_slice(&offered.priority.to_be_bytes());
+                data.extend_from_slice(&offered.digest.0);
+            }
+            w.map_header(4);
+            w.entry_text("type", ty);
+            w.entry_text("targetId", target_id.as_str());
+            w.entry_bytes("data", &data);
+            w.entry_text("senderId", sender_id.as_str());
+        }
         Message::Deleted {
             sender_id,
             target_id,

@@ -473,6 +473,23 @@ fn message() -> impl Strategy<Value = Message> {
                 data,
             }
         }),
+        (
+            peer_id(),
+            peer_id(),
+            prop::collection::vec((document_id(), any::<i32>(), any::<[u8; 16]>()), 0..8)
+        )
+            .prop_map(|(sender_id, target_id, documents)| Message::Offer {
+                sender_id,
+                target_id,
+                documents: documents
+                    .into_iter()
+                    .map(|(document_id, priority, digest)| crate::wire::Offered {
+                        document_id,
+                        priority,
+                        digest: crate::ids::HeadsDigest(digest),
+                    })
+                    .collect(),
+            }),
         (peer_id(), peer_id(), document_id()).prop_map(|(sender_id, target_id, document_id)| {
             Message::Deleted {
                 sender_id,

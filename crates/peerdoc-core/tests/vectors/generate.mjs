@@ -171,6 +171,13 @@ const vectors = {
     senderId: alice,
   },
   peerdoc_deleted: { type: "peerdoc/deleted", targetId: bob, documentId, senderId: alice },
+  // One offered document: its 16 id bytes, priority 5 (big-endian i32), a 16-byte digest.
+  peerdoc_offer: {
+    type: "peerdoc/offer",
+    targetId: bob,
+    data: new Uint8Array([...filled(16, 0x10), 0, 0, 0, 5, ...filled(16, 0xa0)]),
+    senderId: alice,
+  },
 }
 
 // Decode-only inputs: peerdoc must accept them, but does not produce these bytes.
