@@ -69,6 +69,14 @@ pub struct NetConfig {
     pub ping_interval: Duration,
     /// Seed for reconnect jitter. `None` derives one from the clock.
     pub jitter_seed: Option<u64>,
+    /// The most bytes per second the sync streams send, and the most they receive,
+    /// over all peers together (`rate.rs`); `None` is unlimited.
+    ///
+    /// In a config file: bytes per second as a number, or text with a unit:
+    /// `"2mbit"`, `"500kbit"`, `"250kB"`, `"1MB"`, `"256KiB"` (per second; `/s` may
+    /// follow).
+    #[serde(default, with = "rate_text")]
+    pub max_rate: Option<u64>,
 }
 
 impl Default for NetConfig {
@@ -92,6 +100,7 @@ impl Default for NetConfig {
             ban_duration: Duration::from_secs(10 * 60),
             ping_interval: Duration::from_secs(5),
             jitter_seed: None,
+            max_rate: None,
         }
     }
 }
@@ -145,6 +154,11 @@ impl NetConfig {
         if self.max_frame_size > u32::MAX as usize {
             return Err(NetError::InvalidConfig(
                 "max_frame_size must fit in 32 bits".to_owned(),
+            ));
+        }
+        if self.max_rate.is_some_and(|rate| rate < 1024) {
+            return Err(NetError::InvalidConfig(
+                "max_rate must be at least 1 KiB per second".to_owned(),
             ));
         }
         if self.max_gossip_size < 1024 {
@@ -211,9 +225,93 @@ mod millis {
     }
 }
 
+/// Reads a rate in bytes per second from text with a unit (see [`parse_rate`]).
+mod rate_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(super) fn serialize<S: Serializer>(rate: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match rate {
+            Some(rate) => s.serialize_u64(*rate),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rate {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Rate>::deserialize(d)? {
+            None => Ok(None),
+            Some(Rate::Bytes(rate)) => Ok(Some(rate)),
+            Some(Rate::Text(text)) => super::parse_rate(&text).map(Some).map_err(D::Error::custom),
+        }
+    }
+}
+
+/// Parses a rate: a number of bytes per second, or a number with a unit of bits
+/// (`kbit`, `mbit`, `gbit`) or bytes (`B`, `kB`, `MB`, `GB`; `KiB`, `MiB` for powers of
+/// 1024), optionally followed by `/s`. Decimal prefixes are powers of 1000.
+pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let body = lower.strip_suffix("/s").unwrap_or(&lower).trim();
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, unit) = body.split_at(split);
+    let bytes_per_unit: f64 = match unit.trim() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "bit" => 1.0 / 8.0,
+        "kbit" => 1e3 / 8.0,
+        "mbit" => 1e6 / 8.0,
+        "gbit" => 1e9 / 8.0,
+        other => {
+            return Err(format!(
+                "{text:?} is not a rate: unknown unit {other:?} (use e.g. \"2mbit\", \"500kbit\", \"250kB\" or a number of bytes per second)"
+            ));
+        }
+    };
+    let value: f64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a rate: it should start with a number (e.g. \"2mbit\")")
+    })?;
+    let rate = (value * bytes_per_unit).round();
+    if !rate.is_finite() || rate < 1.0 || rate > u64::MAX as f64 {
+        return Err(format!("{text:?} is not a usable rate"));
+    }
+    Ok(rate as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_read_with_their_units() {
+        assert_eq!(parse_rate("2mbit"), Ok(250_000));
+        assert_eq!(parse_rate("500 kbit/s"), Ok(62_500));
+        assert_eq!(parse_rate("250kB"), Ok(250_000));
+        assert_eq!(parse_rate("1MB/s"), Ok(1_000_000));
+        assert_eq!(parse_rate("256KiB"), Ok(262_144));
+        assert_eq!(parse_rate("1.5mbit"), Ok(187_500));
+        assert_eq!(parse_rate("4096"), Ok(4096));
+        for bad in ["fast", "2 parsecs", "", "0", "mbit"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?} was taken");
+        }
+        let from_text: NetConfig = serde_json::from_str(r#"{"max_rate": "2mbit"}"#).unwrap();
+        assert_eq!(from_text.max_rate, Some(250_000));
+        let from_number: NetConfig = serde_json::from_str(r#"{"max_rate": 4096}"#).unwrap();
+        assert_eq!(from_number.max_rate, Some(4096));
+        let error = serde_json::from_str::<NetConfig>(r#"{"max_rate": "2 parsecs"}"#).unwrap_err();
+        assert!(error.to_string().contains("unknown unit"), "{error}");
+    }
 
     #[test]
     fn defaults_are_valid_and_loopback_keeps_mdns_off() {

@@ -168,6 +168,8 @@ pub struct NetEventLoop {
     team_key_slot: Option<crate::swarm::TeamKeySlot>,
     /// Remote addresses whose failed incoming connections were logged at INFO.
     refused_addrs: std::collections::HashSet<std::net::IpAddr>,
+    /// The sync budget (`net.max_rate`), shared by every session.
+    budget: Option<Arc<crate::rate::Budget>>,
 }
 
 impl fmt::Debug for NetEventLoop {
@@ -293,6 +295,9 @@ impl Network {
             next_generation: 0,
             team_key_slot,
             refused_addrs: std::collections::HashSet::new(),
+            budget: config
+                .max_rate
+                .map(|rate| Arc::new(crate::rate::Budget::new(rate))),
             config,
         };
         Ok((handle, events_rx, event_loop))
@@ -804,6 +809,7 @@ impl NetEventLoop {
             stop: stop_rx,
             previous,
             max_frame_size: self.config.max_frame_size,
+            budget: self.budget.clone(),
         };
         self.sessions.insert(peer, generation, queue_tx);
         let handle = tokio::spawn(session.run());

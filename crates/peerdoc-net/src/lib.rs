@@ -51,6 +51,7 @@ mod frame;
 mod handle;
 mod identity;
 mod pnet;
+mod rate;
 mod session;
 mod sever;
 mod swarm;
@@ -65,4 +66,5 @@ pub use handle::NetHandle;
 pub use identity::load_or_create_identity;
 /// Re-exported so that callers name the same libp2p types this crate uses.
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr};
+pub use rate::TokenBucket;
 pub use swarm::SYNC_PROTOCOL;

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     Misbehaviour, NetError, NetEvent, SessionId, TransportKind,
     frame::{self, FrameError},
+    rate::Budget,
 };
 
 /// Read buffer per stream; frames larger than this are read straight into their buffer.
@@ -161,6 +162,8 @@ pub(crate) struct Session {
     /// one emits `PeerConnected`.
     pub(crate) previous: Option<tokio::task::JoinHandle<()>>,
     pub(crate) max_frame_size: usize,
+    /// The device's sync budget, if it has one (`rate.rs`).
+    pub(crate) budget: Option<Arc<Budget>>,
 }
 
 impl Session {
@@ -179,6 +182,7 @@ impl Session {
             stop,
             previous,
             max_frame_size,
+            budget,
         } = self;
         if let Some(previous) = previous {
             // A panic or cancellation of the old task still means it is gone.
@@ -199,8 +203,17 @@ impl Session {
         } else {
             tracing::debug!(peer = %peer, generation, "sync stream open");
             let (read_half, write_half) = stream.split();
-            let reading = read_frames(peer, session, read_half, &events, &stats, max_frame_size);
-            let writing = write_frames(write_half, outbound, &stats);
+            let budget = budget.as_deref();
+            let reading = read_frames(
+                peer,
+                session,
+                read_half,
+                &events,
+                &stats,
+                max_frame_size,
+                budget,
+            );
+            let writing = write_frames(write_half, outbound, &stats, budget);
             let end = tokio::select! {
                 end = reading => end,
                 end = writing => end,
@@ -230,12 +243,18 @@ async fn read_frames(
     events: &mpsc::Sender<NetEvent>,
     stats: &PeerStats,
     max_frame_size: usize,
+    budget: Option<&Budget>,
 ) -> SessionEnd {
     let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
     loop {
         match frame::read_frame(&mut reader, max_frame_size).await {
             Ok(Some(payload)) => {
                 stats.record_in(payload.len());
+                // Not reading on until the budget allows holds the peer's next frames
+                // back on its side.
+                if let Some(budget) = budget {
+                    budget.down.pass(payload.len()).await;
+                }
                 let event = NetEvent::Frame {
                     peer,
                     session,
@@ -261,6 +280,7 @@ async fn write_frames(
     mut write_half: futures::io::WriteHalf<Stream>,
     mut outbound: mpsc::Receiver<Bytes>,
     stats: &PeerStats,
+    budget: Option<&Budget>,
 ) -> SessionEnd {
     loop {
         let Some(first) = outbound.recv().await else {
@@ -271,6 +291,9 @@ async fn write_frames(
         // Write whatever else is already queued before flushing once; the queue is
         // bounded, so this loop is too.
         while let Some(frame) = next {
+            if let Some(budget) = budget {
+                budget.up.pass(frame.len()).await;
+            }
             if let Err(e) = frame::write_frame(&mut write_half, &frame).await {
                 return SessionEnd::Closed(e.to_string());
             }

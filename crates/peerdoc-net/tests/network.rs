@@ -876,3 +876,48 @@ async fn a_frame_for_a_replaced_session_is_dropped_not_sent_on_its_replacement()
     )));
     assert_eq!(guest.session_for(host.id).await, new);
 }
+
+/// Sends `frames` frames of `size` bytes from `from` to `to` and checks, as each one
+/// arrives, that the bytes so far did not come faster than `rate` allows after the
+/// budget's first burst. A lower bound on the time taken, so a slow machine cannot fail
+/// it; only a budget that lets too much through can.
+async fn within_budget(from: &mut Node, to: &mut Node, rate: u64, frames: usize, size: usize) {
+    let burst = (rate / 4).max(16 * 1024) as f64;
+    let session = from.session_for(to.id).await;
+    let start = tokio::time::Instant::now();
+    for i in 0..frames {
+        send(&from.net, to.id, session, Bytes::from(vec![i as u8; size])).await;
+    }
+    let mut so_far = 0usize;
+    for i in 0..frames {
+        let frame = to.frame_from(from.id).await;
+        assert_eq!(frame[0], i as u8, "frames arrive in order");
+        so_far += frame.len();
+        let least = ((so_far as f64 - burst) / rate as f64).max(0.0);
+        let took = start.elapsed().as_secs_f64();
+        assert!(
+            took + 0.01 >= least,
+            "{so_far} bytes arrived after {took:.3} s: faster than {rate} B/s allows ({least:.3} s)"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_budget_holds_what_a_device_sends_and_what_it_receives() {
+    const RATE: u64 = 64 * 1024;
+    let limited = || NetConfig {
+        max_rate: Some(RATE),
+        ..NetConfig::loopback()
+    };
+    // Sending: the limited node uploads 160 KiB.
+    let mut slow = start(limited()).await;
+    let mut fast = start(NetConfig::loopback()).await;
+    connect(&mut slow, &mut fast).await;
+    within_budget(&mut slow, &mut fast, RATE, 10, 16 * 1024).await;
+    // Receiving: an unlimited peer sends the limited one 160 KiB; the limited one's
+    // reading holds the sender back.
+    let mut receiver = start(limited()).await;
+    let mut sender = start(NetConfig::loopback()).await;
+    connect(&mut sender, &mut receiver).await;
+    within_budget(&mut sender, &mut receiver, RATE, 10, 16 * 1024).await;
+}
