@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::GUARD;
-use crate::daemon::{Daemon, DaemonOptions, eventually};
+use crate::daemon::{Daemon, DaemonOptions, eventually, payload};
 use crate::lan::Lan;
 
 fn code(admin: &Daemon, name: &str) -> String {
@@ -150,4 +150,119 @@ fn four_isolated_hosts_sync_through_the_one_that_is_not() {
             .any(|p| p["code"] == "through_hub");
         (behind.len() == 3 && said).then_some(())
     });
+}
+
+/// Bytes received on host `i`'s LAN link so far (every frame: sync, gossip, mDNS,
+/// TCP and IP headers).
+fn rx_bytes(lan: &Lan, i: usize) -> u64 {
+    let out = lan
+        .host(i)
+        .command("cat")
+        .arg("/sys/class/net/eth0/statistics/rx_bytes")
+        .output()
+        .expect("read rx_bytes");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("rx_bytes is a number")
+}
+
+#[test]
+fn a_newcomer_on_a_2_mbit_link_takes_each_document_once_the_priority_ones_first() {
+    if crate::skip() {
+        return;
+    }
+    const DOCS: usize = 1_000;
+    const TODAY: usize = 20;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lan = Lan::new(5).expect("build the LAN");
+    let hosts = team(&lan, tmp.path(), 4, false);
+    // Last season's documents, and today's event (priority 10), about 1.7 KB each.
+    let mut today = Vec::new();
+    for i in 0..DOCS {
+        let priority = if i % (DOCS / TODAY) == 7 { 10 } else { 0 };
+        let body = json!({"content": {"notes": payload(i as u64, 3_000)}, "priority": priority});
+        let created = hosts[0]
+            .http("POST", "/v1/docs", Some(&body))
+            .unwrap_or_else(|e| panic!("{e}"));
+        if priority == 10 {
+            today.push(created["id"].as_str().expect("id").to_owned());
+        }
+    }
+    assert_eq!(today.len(), TODAY);
+    for d in &hosts[1..] {
+        eventually(
+            &format!("{} to hold every document", d.host.ns),
+            GUARD,
+            || (d.documents().ok()? == DOCS).then_some(()),
+        );
+    }
+    let listed = hosts[0].http("GET", "/v1/docs", None).expect("list");
+    let stored: u64 = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|d| d["size"].as_u64().expect("size"))
+        .sum();
+
+    // The newcomer's link is a 2 mbit hotspot; it joins with a code and meets all four.
+    lan.rate(5, "2mbit").expect("rate");
+    let newcomer = Daemon::start(lan.host(5), &tmp.path().join("host5"), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = rx_bytes(&lan, 5);
+    newcomer
+        .cli(&["team", "join", &code(&hosts[0], "host5")])
+        .unwrap_or_else(|e| panic!("{e}\n{}", newcomer.log()));
+    // Which documents it holds, each time it is asked, until it holds them all.
+    let mut seen: Vec<(usize, usize)> = Vec::new();
+    eventually("the newcomer to hold every document", GUARD * 2, || {
+        let list = newcomer.http("GET", "/v1/docs", None).ok()?;
+        let ids: Vec<&str> = list
+            .as_array()?
+            .iter()
+            .filter_map(|d| d["id"].as_str())
+            .collect();
+        let of_today = today.iter().filter(|t| ids.contains(&t.as_str())).count();
+        seen.push((of_today, ids.len() - of_today));
+        (ids.len() >= DOCS).then_some(())
+    });
+    let on_link = rx_bytes(&lan, 5) - before;
+    // What its sync streams received from its peers: the documents, the sync protocol
+    // around them (automerge-repo's framing names both peers in every message) and
+    // reconciliation with each peer.
+    let peers = newcomer.http("GET", "/v1/peers", None).expect("peers");
+    let from_peers: Vec<u64> = peers
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| p["bytes_in"].as_u64().unwrap_or(0))
+        .collect();
+    let synced: u64 = from_peers.iter().sum();
+    let ratio = synced as f64 / stored as f64;
+    println!(
+        "stored {stored} B; the newcomer's sync streams received {synced} B ({ratio:.2}x; \
+         per peer {from_peers:?}); its link {on_link} B ({:.2}x, with TCP/IP, noise, \
+         yamux, gossip and mDNS); (today's, others) it held, polled: {seen:?}",
+        on_link as f64 / stored as f64
+    );
+    assert!(
+        ratio <= 1.3,
+        "the newcomer received {synced} B for {stored} B stored ({ratio:.2}x)"
+    );
+    // Every peer sent a share: the work was spread.
+    assert!(
+        from_peers.len() == 4 && from_peers.iter().all(|b| *b * 10 > stored),
+        "per peer: {from_peers:?}"
+    );
+    // Today's documents came first: when the last of them arrived, most of the others
+    // had not.
+    let (_, others_then) = seen
+        .iter()
+        .find(|(of_today, _)| *of_today == TODAY)
+        .copied()
+        .expect("today's documents arrived");
+    assert!(
+        others_then * 4 <= DOCS - TODAY,
+        "{others_then} other documents arrived before the last of today's: {seen:?}"
+    );
 }

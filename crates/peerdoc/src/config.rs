@@ -419,10 +419,10 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value
     }
 }
 
-/// Keys without a default that the environment may still set: paths, taken verbatim.
-/// (The other keys without a default have a flag with its own variable, or are not
-/// meant for the environment.)
-const ENV_PATH_KEYS: &[&str] = &["cloud.ca_file", "log_file"];
+/// Keys without a default that the environment may still set, taken verbatim as text:
+/// paths, and the sync budget (read with its unit, `"2mbit"`). (The other keys without
+/// a default have a flag with its own variable, or are not meant for the environment.)
+const ENV_TEXT_KEYS: &[&str] = &["cloud.ca_file", "log_file", "net.max_rate"];
 
 /// The environment variable for a key: `node.max_docs_in_memory` →
 /// `PEERDOC_NODE_MAX_DOCS_IN_MEMORY`.
@@ -475,7 +475,7 @@ impl DaemonConfig {
         let env_keys = default_keys()
             .into_iter()
             .map(|(key, default)| (key, Some(default)))
-            .chain(ENV_PATH_KEYS.iter().map(|key| ((*key).to_owned(), None)));
+            .chain(ENV_TEXT_KEYS.iter().map(|key| ((*key).to_owned(), None)));
         for (key, default) in env_keys {
             let var = env_var_for(&key);
             if let Some(text) = env(&var) {

@@ -325,3 +325,28 @@ fn the_contrib_service_files_use_real_flags() {
     let cli = crate::cli::args::Cli::try_parse_from(&args);
     assert!(cli.is_ok(), "{args:?}: {}", cli.unwrap_err());
 }
+
+#[test]
+fn the_sync_budget_reads_with_its_unit_from_flags_and_environment() {
+    let (global, run) = args(&["net.max_rate=\"2mbit\""]);
+    let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+    assert_eq!(resolved.config.net.max_rate, Some(250_000));
+    let (global, run) = args(&[]);
+    let unlimited = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+    assert_eq!(unlimited.config.net.max_rate, None);
+    for (text, rate) in [("500kbit", 62_500), ("4096", 4096)] {
+        let env: HashMap<&str, &str> = [("PEERDOC_NET_MAX_RATE", text)].into();
+        let resolved =
+            DaemonConfig::load_with(&global, &run, |v| env.get(v).map(|s| (*s).to_owned()))
+                .unwrap();
+        assert_eq!(resolved.config.net.max_rate, Some(rate), "{text}");
+    }
+    let env: HashMap<&str, &str> = [("PEERDOC_NET_MAX_RATE", "fast")].into();
+    let error = DaemonConfig::load_with(&global, &run, |v| env.get(v).map(|s| (*s).to_owned()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("PEERDOC_NET_MAX_RATE") && error.contains("not a rate"),
+        "{error}"
+    );
+}
