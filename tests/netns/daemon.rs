@@ -32,6 +32,8 @@ pub(crate) struct DaemonOptions {
     pub(crate) team_key_file: Option<PathBuf>,
     /// Extra `--set key=value` settings.
     pub(crate) settings: Vec<String>,
+    /// The TCP port to listen on (default: one the OS picks).
+    pub(crate) port: Option<u16>,
 }
 
 impl Daemon {
@@ -52,7 +54,11 @@ impl Daemon {
             .arg(data_dir)
             .args(["run", "--api-listen", "127.0.0.1:0"])
             .arg("--listen")
-            .arg(format!("/ip4/{}/tcp/0", host.addr))
+            .arg(format!(
+                "/ip4/{}/tcp/{}",
+                host.addr,
+                options.port.unwrap_or(0)
+            ))
             .args(["--log", "info,peerdoc_net=debug"]);
         if let Some(key) = &options.team_key_file {
             command.arg("--team-key-file").arg(key);

@@ -266,3 +266,64 @@ fn a_newcomer_on_a_2_mbit_link_takes_each_document_once_the_priority_ones_first(
         "{others_then} other documents arrived before the last of today's: {seen:?}"
     );
 }
+
+#[test]
+fn a_member_alone_with_dead_addresses_finds_the_team_by_probing_its_subnet() {
+    if crate::skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lan = Lan::new(3).expect("build the LAN");
+    for i in 1..=3 {
+        lan.nomcast(i).expect("block multicast");
+    }
+    let hosts = team(&lan, tmp.path(), 3, false);
+    for d in &hosts {
+        eventually(&format!("{} meets both others", d.host.ns), GUARD, || {
+            (d.connected_peers() == 2).then_some(())
+        });
+    }
+    // Every device restarts on the team port: the addresses they published (ports the
+    // OS picked) are all dead, and multicast stays blocked. Only host 1 may probe.
+    drop(hosts);
+    let hosts: Vec<Daemon> = (1..=3)
+        .map(|i| {
+            let options = DaemonOptions {
+                port: Some(7410),
+                settings: if i == 1 {
+                    vec!["team.probe_subnet=true".into()]
+                } else {
+                    Vec::new()
+                },
+                ..DaemonOptions::default()
+            };
+            Daemon::start(lan.host(i), &tmp.path().join(format!("host{i}")), &options)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + GUARD;
+    while !hosts.iter().all(|d| d.connected_peers() == 2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the devices never met again; host 1's log:\n{}",
+            hosts[0]
+                .log()
+                .lines()
+                .filter(|l| !l.contains("DEBUG") || l.contains("probe"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        hosts[0].log().contains("the subnet probe found a device"),
+        "host 1 did not find the others by probing:\n{}",
+        hosts[0].log()
+    );
+    let id = hosts[1]
+        .create(&json!({"venue": "the barn"}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for d in &hosts {
+        reads(d, &id, "/venue", &json!("the barn"));
+    }
+}

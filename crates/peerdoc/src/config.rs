@@ -144,6 +144,11 @@ pub struct TeamConfig {
     /// (a laptop on a cable, or serving its own hotspot): its address record says so,
     /// and members that reach only it are shown as syncing through it.
     pub hub: bool,
+    /// When no member is reachable for 30 s (multicast blocked, every remembered
+    /// address dead), try the team port on each address of this device's own subnet
+    /// (at most its /24), one every 200 ms, at most every 5 minutes. Off by default:
+    /// it knocks on every device of the network (`docs/networking.md`).
+    pub probe_subnet: bool,
 }
 
 /// The default enrolment port: stable, so that an invite code stays valid when the
@@ -158,6 +163,7 @@ impl Default for TeamConfig {
             device_name: None,
             previous_key_grace_secs: 7 * 24 * 3600,
             hub: false,
+            probe_subnet: false,
         }
     }
 }

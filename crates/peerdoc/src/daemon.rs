@@ -224,6 +224,7 @@ async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
         resolved.config.team.previous_key_grace_secs,
     );
     team.set_hub(resolved.config.team.hub);
+    team.set_probe(resolved.config.team.probe_subnet);
     team.start().await;
     if mode == TeamMode::Managed {
         let enrol: SocketAddr = resolved

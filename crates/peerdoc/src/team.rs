@@ -24,6 +24,7 @@ mod doc;
 mod enrol;
 mod invites;
 mod policy;
+mod probe;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -168,6 +169,8 @@ pub struct TeamService {
     hub: AtomicBool,
     /// The members whose address records say they are hubs.
     hubs: RwLock<BTreeSet<PeerId>>,
+    /// Probe the subnet when alone (`team.probe_subnet`, `team/probe.rs`).
+    probe: AtomicBool,
 }
 
 /// Milliseconds since the epoch.
@@ -248,6 +251,7 @@ impl TeamService {
             member_dials: tokio::sync::Mutex::new(BTreeSet::new()),
             hub: AtomicBool::new(false),
             hubs: RwLock::default(),
+            probe: AtomicBool::new(false),
         })
     }
 
@@ -259,6 +263,28 @@ impl TeamService {
     /// Makes this device a hub (`--hub`): call before [`TeamService::start`].
     pub fn set_hub(&self, hub: bool) {
         self.hub.store(hub, Ordering::Relaxed);
+    }
+
+    /// Lets this device probe its subnet when no member is reachable
+    /// (`team.probe_subnet`): call before [`TeamService::start`].
+    pub fn set_probe(&self, probe: bool) {
+        self.probe.store(probe, Ordering::Relaxed);
+    }
+
+    /// Whether this device is a member of a team and connected to nobody.
+    pub(crate) async fn alone(&self) -> bool {
+        let member = self
+            .file
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|f| f.team.membership().role_of(&self.me).is_some());
+        member
+            && self
+                .node
+                .peers()
+                .await
+                .is_ok_and(|peers| peers.iter().all(|p| p.net.is_none()))
     }
 
     /// The members whose address records say they are hubs.
@@ -274,6 +300,9 @@ impl TeamService {
         }
         // First: peers may connect (and sync the membership document) at once.
         doc::follow(self.clone());
+        if self.probe.load(Ordering::Relaxed) {
+            probe::spawn(self.clone(), crate::config::DEFAULT_LISTEN_PORT);
+        }
         let file = self.file.lock().await.clone();
         match &file {
             Some(file) => {
