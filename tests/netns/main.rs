@@ -294,6 +294,25 @@ fn a_returning_device_catches_up_after_a_minute_away_in_both_peer_id_orders() {
             "round {round}: the staying host still counts the departed host as connected"
         );
         assert_eq!(daemons[returning].connected_peers(), 0, "round {round}");
+        // The staying host lists the departed one, with when it left and the document
+        // it misses.
+        let peers = daemons[staying]
+            .http("GET", "/v1/peers", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gone = peers
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|p| p["peer_id"] == peer_ids[returning].to_string())
+            })
+            .unwrap_or_else(|| panic!("round {round}: the departed host is not listed: {peers}"));
+        assert_eq!(gone["departed"], true, "round {round}: {gone}");
+        assert!(gone["last_seen_ms"].is_u64(), "round {round}: {gone}");
+        assert_eq!(
+            gone["missing_docs"],
+            json!([id.clone()]),
+            "round {round}: {gone}"
+        );
 
         lan.heal(returning + 1).unwrap();
         let caught_up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -131,12 +131,18 @@ pub(crate) fn labelled_peer(state: &AppState, status: &PeerStatus, now: SystemTi
 }
 
 /// Every peer, labelled with its team name and the documents it misses (peerdoc's own
-/// left out: nobody acts on them). A departed device that is no longer in the team is
-/// not listed: it was removed.
+/// left out: nobody acts on them). A departed device that is no longer in the managed
+/// team is not listed: it was removed.
 fn peer_list(state: &AppState, statuses: &[PeerStatus], docs: &[DocumentSync]) -> Vec<Peer> {
     let now = SystemTime::now();
     let system = state.system_docs();
     let hubs = state.team.as_ref().map(|t| t.hubs()).unwrap_or_default();
+    // Only a managed team removes devices; with a shared key (or `--open`) a departed
+    // device has no role and stays listed until it returns.
+    let managed = state
+        .team
+        .as_ref()
+        .is_some_and(|t| t.mode() == crate::team::TeamMode::Managed);
     let mut peers: Vec<Peer> = statuses
         .iter()
         .map(|status| {
@@ -149,7 +155,7 @@ fn peer_list(state: &AppState, statuses: &[PeerStatus], docs: &[DocumentSync]) -
                 .collect();
             peer
         })
-        .filter(|p| !p.departed || state.team.is_none() || p.role.is_some())
+        .filter(|p| !p.departed || !managed || p.role.is_some())
         .collect();
     // A member this device cannot reach syncs through a hub that it does reach.
     let hub = peers
