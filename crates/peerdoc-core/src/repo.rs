@@ -608,7 +608,13 @@ impl Repo {
                             d.saved_heads = d.durable_heads.clone();
                         }
                         for (cid, _) in replies {
-                            self.reply(cid, Err(RepoError::Storage(error.to_string())));
+                            let refused = match &error {
+                                StorageError::Full(why) => {
+                                    RepoError::StorageFull(format!("storage full: {why}"))
+                                }
+                                other => RepoError::Storage(other.to_string()),
+                            };
+                            self.reply(cid, Err(refused));
                         }
                         self.out.push(Output::Event(Event::StorageFailed { error }));
                     }

@@ -130,9 +130,13 @@ fn key_len(key: &StorageKey) -> usize {
 /// Why a storage operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
-    /// The underlying medium failed (disk full, I/O error, ...).
+    /// The underlying medium failed (I/O error, ...).
     #[error("storage I/O failed: {0}")]
     Io(String),
+    /// The disk is (nearly) full: the write was refused before it reached the store,
+    /// which stays usable; writes succeed again once space is freed.
+    #[error("storage full: {0}")]
+    Full(String),
     /// A key was malformed (e.g. empty).
     #[error("invalid storage key {key}: {reason}")]
     InvalidKey {

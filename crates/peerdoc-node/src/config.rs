@@ -45,6 +45,10 @@ pub struct NodeConfig {
     /// Storage operations queued for the storage thread; beyond this the driver stops
     /// taking commands and network events until the thread catches up.
     pub storage_queue_len: usize,
+    /// Writes are refused (`storage full`) while the store's disk has less than this
+    /// many bytes free, so the store never runs out of space itself (sled 0.34 does not
+    /// recover from that without a restart, and can hang). 0 turns the check off.
+    pub min_free_bytes: u64,
     /// Events kept for each [`NodeHandle::subscribe`](crate::NodeHandle::subscribe)
     /// receiver; a receiver that lags further loses the oldest.
     pub event_queue_len: usize,
@@ -108,6 +112,7 @@ impl NodeConfig {
             command_queue_len: 256,
             max_pending_commands: 4_096,
             storage_queue_len: 1_024,
+            min_free_bytes: 16 * 1024 * 1024,
             event_queue_len: 1_024,
             peer_backlog_len: 4_096,
             announce_changes: true,

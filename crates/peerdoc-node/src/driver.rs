@@ -447,6 +447,13 @@ impl Driver {
 
     fn on_completions(&mut self, group: Vec<Completion>) {
         for (id, result) in group {
+            match &result {
+                Ok(peerdoc_core::repo::StorageResult::Written) => {
+                    self.metrics.write_completed(Ok(()))
+                }
+                Err(error) => self.metrics.write_completed(Err(error)),
+                Ok(_) => {}
+            }
             self.feed(Input::StorageCompleted { id, result });
         }
         self.drain_overflow();

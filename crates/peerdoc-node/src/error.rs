@@ -31,6 +31,10 @@ pub enum NodeError {
     /// not acknowledged as durable; the engine retries saving it.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The disk is full: the write was refused and not acknowledged; the store stays
+    /// usable (reads work) and writes succeed again once space is freed.
+    #[error("{0}")]
+    StorageFull(String),
     /// Another node (in this process or another one) has this data directory open.
     #[error(
         "data directory {path} is in use by another peerdoc node (in this process or \
@@ -86,6 +90,7 @@ impl From<RepoError> for NodeError {
             RepoError::UnknownHeads(doc) => Self::UnknownHeads(doc),
             RepoError::InvalidDocument(reason) => Self::InvalidDocument(reason),
             RepoError::Storage(reason) => Self::Storage(reason),
+            RepoError::StorageFull(reason) => Self::StorageFull(reason),
             RepoError::Busy(reason) => Self::Busy(reason),
         }
     }

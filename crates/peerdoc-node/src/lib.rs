@@ -63,7 +63,7 @@ pub use departed::{DepartedPeer, MAX_DEPARTED};
 pub use driver::AccessPolicy;
 pub use error::NodeError;
 pub use handle::NodeHandle;
-pub use metrics::{HistogramSnapshot, NodeMetrics, SYNC_LATENCY_BUCKETS};
+pub use metrics::{HistogramSnapshot, NodeMetrics, SYNC_LATENCY_BUCKETS, StorageFailure};
 pub use node::Node;
 pub use patches::MAX_EVENT_PATCHES;
 pub use types::{

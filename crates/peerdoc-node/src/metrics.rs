@@ -91,6 +91,22 @@ pub(crate) struct Metrics {
     /// Per document: when its oldest unacknowledged local change was made, and the
     /// heads a peer must report to acknowledge it.
     pending_acks: Mutex<HashMap<DocumentId, (Instant, Vec<ChangeHash>)>>,
+    /// Writes that failed since the node started.
+    storage_write_failures: AtomicU64,
+    /// Set while writes fail: cleared by the next write that succeeds.
+    storage_failure: Mutex<Option<StorageFailure>>,
+}
+
+/// Why the store's writes fail now ([`NodeMetrics::storage_failure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageFailure {
+    /// The disk is full (writes are refused before they reach the store); otherwise
+    /// the store itself failed.
+    pub full: bool,
+    /// The latest error, in words.
+    pub message: String,
+    /// Since when writes fail.
+    pub since: std::time::SystemTime,
 }
 
 impl Metrics {
@@ -105,6 +121,33 @@ impl Metrics {
             remote_changes: AtomicU64::new(0),
             sync_latency: Histogram::new(SYNC_LATENCY_BUCKETS),
             pending_acks: Mutex::new(HashMap::new()),
+            storage_write_failures: AtomicU64::new(0),
+            storage_failure: Mutex::new(None),
+        }
+    }
+
+    /// A write completed: `Ok` clears a failure, an error sets (or updates) it.
+    pub(crate) fn write_completed(&self, result: Result<(), &peerdoc_core::StorageError>) {
+        let Ok(mut failure) = self.storage_failure.lock() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if failure.take().is_some() {
+                    tracing::info!("storage writes succeed again");
+                }
+            }
+            Err(error) => {
+                self.storage_write_failures.fetch_add(1, Ordering::Relaxed);
+                let since = failure
+                    .as_ref()
+                    .map_or_else(std::time::SystemTime::now, |f| f.since);
+                *failure = Some(StorageFailure {
+                    full: matches!(error, peerdoc_core::StorageError::Full(_)),
+                    message: error.to_string(),
+                    since,
+                });
+            }
         }
     }
 
@@ -165,6 +208,8 @@ impl Metrics {
             remote_changes: load(&self.remote_changes),
             pending_acks: self.pending_acks.lock().map_or(0, |p| p.len()),
             sync_latency: self.sync_latency.snapshot(),
+            storage_write_failures: load(&self.storage_write_failures),
+            storage_failure: self.storage_failure.lock().ok().and_then(|f| f.clone()),
         }
     }
 }
@@ -191,6 +236,11 @@ pub struct NodeMetrics {
     pub pending_acks: usize,
     /// Seconds from a local change to the first peer reporting heads that include it.
     pub sync_latency: HistogramSnapshot,
+    /// Writes that failed since the node started.
+    pub storage_write_failures: u64,
+    /// Set while the store's writes fail (disk full, or the store failed); `None` once
+    /// a write succeeds again.
+    pub storage_failure: Option<StorageFailure>,
 }
 
 #[cfg(test)]

@@ -48,6 +48,12 @@ pub(crate) trait ClosableStorage: Storage + 'static {
     fn lock_file(&self) -> Option<PathBuf> {
         None
     }
+
+    /// The directory whose disk holds the store, if it is on one: its free space is
+    /// checked before each write.
+    fn disk_path(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl ClosableStorage for peerdoc_store::SledStorage {
@@ -57,6 +63,58 @@ impl ClosableStorage for peerdoc_store::SledStorage {
 
     fn lock_file(&self) -> Option<PathBuf> {
         Some(self.path().join("db"))
+    }
+
+    fn disk_path(&self) -> Option<PathBuf> {
+        Some(self.path().to_owned())
+    }
+}
+
+/// Refuses writes while the store's disk has less than a reserve free.
+///
+/// sled 0.34 does not survive running out of space: once a write fails with `ENOSPC`
+/// every later operation fails with the same error until the store is reopened, and
+/// in about a third of the fills we tried, a flush waits forever (its I/O buffer never
+/// becomes stable) and the daemon hangs, SIGTERM included. So a write never gets that
+/// far: with less than `min_free` bytes (plus the batch) free it is refused with
+/// [`StorageError::Full`], sled stays healthy, reads go on, and writes succeed again as
+/// soon as space is freed. The check is one `statvfs` per group of writes.
+#[derive(Debug, Clone)]
+pub(crate) struct SpaceGuard {
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) min_free: u64,
+}
+
+impl SpaceGuard {
+    /// A guard that never refuses (no disk, or a reserve of 0).
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
+        Self {
+            path: None,
+            min_free: 0,
+        }
+    }
+
+    fn check(&self, batch_bytes: u64) -> Result<(), StorageError> {
+        let Some(path) = self.path.as_deref().filter(|_| self.min_free > 0) else {
+            return Ok(());
+        };
+        // A disk whose free space cannot be read is not refused on that account.
+        let Ok(free) = fs2::available_space(path) else {
+            return Ok(());
+        };
+        let needed = self.min_free.saturating_add(batch_bytes);
+        if free < needed {
+            let mib = |b: u64| b.div_ceil(1024 * 1024);
+            return Err(StorageError::Full(format!(
+                "{} MiB free on the disk of {} and {} MiB must stay free \
+                 (node.min_free_bytes); writes resume when space is freed",
+                free / (1024 * 1024),
+                path.display(),
+                mib(needed)
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -96,7 +154,12 @@ const MAX_GROUP: usize = 256;
 pub(crate) fn spawn<S: ClosableStorage>(
     storage: S,
     queue_len: usize,
+    min_free: u64,
 ) -> Result<StorageWorker, std::io::Error> {
+    let guard = SpaceGuard {
+        path: storage.disk_path(),
+        min_free,
+    };
     let (jobs, job_rx) = std_mpsc::sync_channel(queue_len);
     // Each message holds at most MAX_GROUP completions; the driver always reads them, so
     // the thread waits here only briefly while the driver handles earlier ones.
@@ -105,7 +168,7 @@ pub(crate) fn spawn<S: ClosableStorage>(
     thread::Builder::new()
         .name("peerdoc-storage".into())
         .spawn(move || {
-            run(&storage, &job_rx, &done_tx);
+            run(&storage, &guard, &job_rx, &done_tx);
             if let Err(error) = storage.final_flush() {
                 tracing::error!(%error, "final storage flush failed");
             }
@@ -125,6 +188,7 @@ pub(crate) fn spawn<S: ClosableStorage>(
 
 fn run<S: Storage>(
     storage: &S,
+    guard: &SpaceGuard,
     jobs: &std_mpsc::Receiver<StorageJob>,
     done: &mpsc::Sender<Vec<Completion>>,
 ) {
@@ -137,7 +201,7 @@ fn run<S: Storage>(
                 Err(_) => break,
             }
         }
-        let completions = execute_group(storage, group);
+        let completions = execute_group(storage, guard, group);
         if done.blocking_send(completions).is_err() {
             // The driver is gone; keep executing what is queued so that nothing the
             // engine emitted is silently skipped, but nobody hears about it.
@@ -149,6 +213,7 @@ fn run<S: Storage>(
 /// Runs one group in order: consecutive writes share one durable write.
 pub(crate) fn execute_group<S: Storage + ?Sized>(
     storage: &S,
+    guard: &SpaceGuard,
     group: Vec<StorageJob>,
 ) -> Vec<Completion> {
     let mut completions = Vec::with_capacity(group.len());
@@ -161,21 +226,40 @@ pub(crate) fn execute_group<S: Storage + ?Sized>(
                 run_ids.push(id);
             }
             StorageOp::LoadRange { prefix } => {
-                flush_run(storage, &mut run_ids, &mut run_batch, &mut completions);
+                flush_run(
+                    storage,
+                    guard,
+                    &mut run_ids,
+                    &mut run_batch,
+                    &mut completions,
+                );
                 completions.push((id, storage.range(&prefix).map(StorageResult::Range)));
             }
             StorageOp::Load { key } => {
-                flush_run(storage, &mut run_ids, &mut run_batch, &mut completions);
+                flush_run(
+                    storage,
+                    guard,
+                    &mut run_ids,
+                    &mut run_batch,
+                    &mut completions,
+                );
                 completions.push((id, storage.get(&key).map(StorageResult::Value)));
             }
         }
     }
-    flush_run(storage, &mut run_ids, &mut run_batch, &mut completions);
+    flush_run(
+        storage,
+        guard,
+        &mut run_ids,
+        &mut run_batch,
+        &mut completions,
+    );
     completions
 }
 
 fn flush_run<S: Storage + ?Sized>(
     storage: &S,
+    guard: &SpaceGuard,
     ids: &mut Vec<StorageOpId>,
     batch: &mut WriteBatch,
     completions: &mut Vec<Completion>,
@@ -188,7 +272,9 @@ fn flush_run<S: Storage + ?Sized>(
     let result = if batch.is_empty() {
         Ok(())
     } else {
-        storage.write(batch)
+        guard
+            .check(batch.payload_bytes() as u64)
+            .and_then(|()| storage.write(batch))
     };
     for id in ids.drain(..) {
         completions.push((id, result.clone().map(|()| StorageResult::Written)));
@@ -252,7 +338,7 @@ mod tests {
             put(4, "a", "3"),
             get(5, "a"),
         ];
-        let completions = execute_group(&storage, group);
+        let completions = execute_group(&storage, &SpaceGuard::none(), group);
         let ids: Vec<u64> = completions.iter().map(|(id, _)| id.0).collect();
         assert_eq!(ids, [0, 1, 2, 3, 4, 5], "completions keep emission order");
         // Three writes merged into one batch of three ops, then one single write.
@@ -280,7 +366,7 @@ mod tests {
             },
             get(2, "a"),
         ];
-        let completions = execute_group(&storage, group);
+        let completions = execute_group(&storage, &SpaceGuard::none(), group);
         assert!(completions[0].1.is_err());
         assert!(completions[1].1.is_err());
         // Atomic: the good half of the merged batch was not applied either.
@@ -289,7 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_thread_completes_everything_queued_before_it_closes() {
-        let worker = spawn(MemoryStorage::new(), 4).unwrap();
+        let worker = spawn(MemoryStorage::new(), 4, 0).unwrap();
         let StorageWorker {
             jobs,
             mut completions,

@@ -646,6 +646,8 @@ fn status_peers_metrics_and_openapi() {
         "peerdoc_sync_queue_depth",
         "peerdoc_storage_in_flight",
         "peerdoc_store_bytes",
+        "peerdoc_storage_failing 0",
+        "peerdoc_storage_write_failures_total 0",
         "peerdoc_http_requests_total{code=\"201\"} 1",
         "peerdoc_http_request_duration_seconds_bucket{le=\"0.1\"}",
         "peerdoc_http_request_duration_seconds_bucket{le=\"+Inf\"}",

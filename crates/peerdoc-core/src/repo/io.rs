@@ -327,6 +327,10 @@ pub enum RepoError {
     /// The storage failed; the change is in memory but not acknowledged as durable.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The disk is full; the change is in memory but not acknowledged as durable (it is
+    /// saved when space is freed, unless the daemon stops first).
+    #[error("{0}")]
+    StorageFull(String),
     /// Too many commands are waiting.
     #[error("busy: {0}")]
     Busy(String),

@@ -4,14 +4,30 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-/// `GET /health`: `ok` while serving, `shutting_down` (with 503) while stopping.
+/// `GET /health`: `ok` while serving, `degraded` (still 200: reads are served) while
+/// the store's writes fail, with `reason`, and `shutting_down` (with 503) while stopping.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 #[schema(example = json!({"status": "ok"}))]
 pub struct Health {
-    /// `ok` or `shutting_down`.
+    /// `ok`, `degraded` or `shutting_down`.
     #[schema(value_type = Liveness)]
     pub status: String,
+    /// Why it is `degraded`, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why the store's writes fail ([`Status::store_problem`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct StoreProblem {
+    /// `full` (writes are refused until space is freed; reads go on) or `failing`.
+    pub state: String,
+    /// The latest error, in words.
+    pub message: String,
+    /// Since when writes fail (Unix ms).
+    pub since_ms: u64,
 }
 
 /// The values of [`Health::status`].
@@ -20,6 +36,8 @@ pub struct Health {
 pub enum Liveness {
     /// Serving.
     Ok,
+    /// Serving reads; writes fail (the disk is full, or the store failed).
+    Degraded,
     /// Stopping.
     ShuttingDown,
 }
@@ -112,6 +130,9 @@ pub struct Status {
     pub loaded: u64,
     /// Storage operations not yet durable.
     pub storage_in_flight: u64,
+    /// While the store's writes fail: why (`storage full: …` when the disk is full),
+    /// and since when; `null` when writes succeed.
+    pub store_problem: Option<StoreProblem>,
     /// Bytes the store occupies on disk.
     pub store_bytes: u64,
     /// `healthy`, `degraded` or `offline` (see `HealthState`).

@@ -242,6 +242,14 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
             status.storage_in_flight
         ),
     );
+    if let Some(problem) = &status.store_problem {
+        let what = if problem.state == "full" {
+            "writes refused, the disk is full"
+        } else {
+            "writes failing"
+        };
+        fact("store", format!("{what}: {}", printable(&problem.message)));
+    }
     fact(
         "peers",
         format!("{connected} connected, {} known", status.peers.len()),

@@ -99,6 +99,7 @@ impl From<NodeError> for ApiError {
             NodeError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             NodeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             NodeError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+            NodeError::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             _ => {
                 tracing::error!(%error, "internal error answering a request");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")

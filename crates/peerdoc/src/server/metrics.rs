@@ -175,6 +175,16 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         C(status.evictions),
     );
     scrape.add(
+        "peerdoc_storage_failing",
+        "1 while the store's writes fail (the disk is full, or the store failed), else 0.",
+        G(i64::from(node.storage_failure.is_some())),
+    );
+    scrape.add(
+        "peerdoc_storage_write_failures",
+        "Store writes that failed (refused for a full disk included).",
+        C(node.storage_write_failures),
+    );
+    scrape.add(
         "peerdoc_peers_connected",
         "Peers with an open libp2p connection.",
         G(count(connected)),

@@ -39,8 +39,11 @@ const SLOW_RTT: Duration = Duration::from_secs(1);
     )
 )]
 pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let failure = state.node.metrics().storage_failure;
     let (status, word) = if state.is_stopping() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+    } else if failure.is_some() {
+        (StatusCode::OK, "degraded")
     } else {
         (StatusCode::OK, "ok")
     };
@@ -48,8 +51,22 @@ pub(super) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
         status,
         Json(Health {
             status: word.to_owned(),
+            reason: failure.map(|f| f.message),
         }),
     )
+}
+
+/// Why the store's writes fail now, if they do.
+pub(crate) fn store_problem(state: &AppState) -> Option<crate::api::status::StoreProblem> {
+    state
+        .node
+        .metrics()
+        .storage_failure
+        .map(|f| crate::api::status::StoreProblem {
+            state: if f.full { "full" } else { "failing" }.to_owned(),
+            message: f.message,
+            since_ms: epoch_ms(f.since),
+        })
 }
 
 pub(crate) fn epoch_ms(time: SystemTime) -> u64 {
@@ -388,6 +405,7 @@ pub(super) async fn status(
         deleted: wide(status.deleted),
         loaded: wide(status.loaded),
         storage_in_flight: wide(status.storage_in_flight),
+        store_problem: store_problem(&state),
         store_bytes,
         health: health.to_owned(),
         peers,
