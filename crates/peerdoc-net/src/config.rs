@@ -77,6 +77,10 @@ pub struct NetConfig {
     /// follow).
     #[serde(default, with = "rate_text")]
     pub max_rate: Option<u64>,
+    /// Connections other devices opened to this one that are served at once; more are
+    /// refused with a log line. Connections still in their handshake are capped at an
+    /// eighth of this (at least 16) and time out after 10 s.
+    pub max_incoming_connections: u32,
 }
 
 impl Default for NetConfig {
@@ -101,6 +105,7 @@ impl Default for NetConfig {
             ping_interval: Duration::from_secs(5),
             jitter_seed: None,
             max_rate: None,
+            max_incoming_connections: 512,
         }
     }
 }
@@ -154,6 +159,11 @@ impl NetConfig {
         if self.max_frame_size > u32::MAX as usize {
             return Err(NetError::InvalidConfig(
                 "max_frame_size must fit in 32 bits".to_owned(),
+            ));
+        }
+        if self.max_incoming_connections == 0 {
+            return Err(NetError::InvalidConfig(
+                "max_incoming_connections must be positive".to_owned(),
             ));
         }
         if self.max_rate.is_some_and(|rate| rate < 1024) {

@@ -168,6 +168,8 @@ pub struct NetEventLoop {
     team_key_slot: Option<crate::swarm::TeamKeySlot>,
     /// Remote addresses whose failed incoming connections were logged at INFO.
     refused_addrs: std::collections::HashSet<std::net::IpAddr>,
+    /// When the connection cap was last logged (ms), to say it at most once a minute.
+    limit_warned_ms: Option<u64>,
     /// The sync budget (`net.max_rate`), shared by every session.
     budget: Option<Arc<crate::rate::Budget>>,
 }
@@ -295,6 +297,7 @@ impl Network {
             next_generation: 0,
             team_key_slot,
             refused_addrs: std::collections::HashSet::new(),
+            limit_warned_ms: None,
             budget: config
                 .max_rate
                 .map(|rate| Arc::new(crate::rate::Budget::new(rate))),
@@ -583,7 +586,28 @@ impl NetEventLoop {
                 send_back_addr,
                 ..
             } => {
-                if let (Some(peer), ListenError::Denied { .. }) = (peer_id, &error) {
+                let exceeded = match &error {
+                    ListenError::Denied { cause } => cause
+                        .downcast_ref::<libp2p::connection_limits::Exceeded>()
+                        .map(|e| (e.limit(), e.to_string())),
+                    _ => None,
+                };
+                if let Some((limit, what)) = exceeded {
+                    let now = self.now_ms();
+                    if self
+                        .limit_warned_ms
+                        .is_none_or(|at| now.saturating_sub(at) >= 60_000)
+                    {
+                        self.limit_warned_ms = Some(now);
+                        tracing::warn!(
+                            limit,
+                            %what,
+                            addr = %send_back_addr,
+                            "refusing connections: as many are open to the peer port as it takes \
+                             (net.max_incoming_connections); said at most once a minute"
+                        );
+                    }
+                } else if let (Some(peer), ListenError::Denied { .. }) = (peer_id, &error) {
                     tracing::debug!(peer = %peer, addr = %send_back_addr, "refused a connection");
                     self.push_event(NetEvent::ConnectionDenied { peer });
                 } else {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list,
+    PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits,
     core::{ConnectedPoint, Endpoint, Transport as _, muxing::StreamMuxerBox, upgrade::Version},
     gossipsub, identify,
     identity::Keypair,
@@ -36,8 +36,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle connections close after this; an open sync stream keeps a connection busy.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Connections to one peer at once (simultaneous dials, a reconnect racing a close).
+const MAX_CONNECTIONS_PER_PEER: u32 = 8;
+
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Caps on connections (`NetConfig::max_incoming_connections`), so a flood of idle
+    /// sockets to the libp2p port cannot take every file descriptor.
+    pub(crate) limits: connection_limits::Behaviour,
     /// Banned peers. First, so that a ban refuses a connection before anything else sees it.
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Enrolled peers, when an allowlist is configured.
@@ -104,7 +110,15 @@ fn build_behaviour(config: &NetConfig, keypair: &Keypair) -> Result<Behaviour, N
     } else {
         None
     };
+    let incoming = config.max_incoming_connections.max(1);
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_pending_incoming(Some((incoming / 8).max(16)))
+            .with_max_established_incoming(Some(incoming))
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+    );
     Ok(Behaviour {
+        limits,
         blocked: allow_block_list::Behaviour::default(),
         allowed: allowed.into(),
         identify,
@@ -180,6 +194,7 @@ pub(crate) fn build_swarm(
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise)
                         .multiplex(yamux::Config::default())
+                        .timeout(HANDSHAKE_TIMEOUT)
                         .map(move |(peer, muxer), _| {
                             (peer, StreamMuxerBox::new(sever.wrap(peer, muxer)))
                         }))
