@@ -93,7 +93,9 @@ pub(crate) enum Request {
         reply: oneshot::Sender<()>,
     },
     /// Stop; the reply comes once storage is flushed and closed.
-    Shutdown { reply: oneshot::Sender<()> },
+    Shutdown {
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
 }
 
 impl AccessPolicy {
@@ -200,7 +202,7 @@ pub(crate) struct Driver {
     net_open: bool,
     jobs: Option<std::sync::mpsc::SyncSender<StorageJob>>,
     completions: mpsc::Receiver<Vec<Completion>>,
-    storage_closed: Option<oneshot::Receiver<()>>,
+    storage_closed: Option<oneshot::Receiver<Result<(), String>>>,
     /// Storage jobs waiting for room in the storage queue, in emission order.
     overflow: VecDeque<StorageJob>,
     /// Inputs produced while performing outputs, fed before anything else.
@@ -223,7 +225,9 @@ pub(crate) struct Driver {
     local: PeerId,
     peer_backlog_len: usize,
     max_pending_commands: usize,
-    shutdown_waiters: Vec<oneshot::Sender<()>>,
+    shutdown_waiters: Vec<oneshot::Sender<Result<(), NodeError>>>,
+    /// Why the shutdown may have left acknowledged writes off the disk (`None`: it did not).
+    unclean: Option<String>,
     /// Encoded announcements for the publisher task; `None` when announcing is off.
     announcements: Option<mpsc::Sender<Bytes>>,
     announcements_rx: Option<mpsc::Receiver<Bytes>>,
@@ -300,6 +304,7 @@ impl Driver {
             peer_backlog_len: parts.peer_backlog_len,
             max_pending_commands: parts.max_pending_commands,
             shutdown_waiters: Vec::new(),
+            unclean: None,
             metrics: parts.metrics,
         }
     }
@@ -389,6 +394,7 @@ impl Driver {
                 Some(group) => self.on_completions(group),
                 None => {
                     tracing::error!("storage thread stopped with operations in flight");
+                    self.unclean = Some("the storage thread stopped with writes in flight".into());
                     break;
                 }
             }
@@ -421,13 +427,20 @@ impl Driver {
         }
         self.jobs = None;
         if let Some(closed) = self.storage_closed.take() {
-            let _ = closed.await;
+            match closed.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => self.unclean = Some(format!("the final flush failed: {error}")),
+                Err(_) => self.unclean = Some("the storage thread died".into()),
+            }
         }
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Err(NodeError::ShuttingDown));
         }
         for waiter in self.shutdown_waiters.drain(..) {
-            let _ = waiter.send(());
+            let _ = waiter.send(match &self.unclean {
+                None => Ok(()),
+                Some(reason) => Err(NodeError::UncleanStop(reason.clone())),
+            });
         }
         tracing::info!(peer = %self.local, "node stopped");
     }

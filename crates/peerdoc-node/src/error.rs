@@ -35,6 +35,10 @@ pub enum NodeError {
     /// usable (reads work) and writes succeed again once space is freed.
     #[error("{0}")]
     StorageFull(String),
+    /// The node stopped, but the store may not hold every acknowledged write: its final
+    /// flush failed, or its thread died with writes in flight.
+    #[error("the node stopped uncleanly: {0}; the last writes may not be on disk")]
+    UncleanStop(String),
     /// Another node (in this process or another one) has this data directory open.
     #[error(
         "data directory {path} is in use by another peerdoc node (in this process or \

@@ -407,16 +407,16 @@ impl NodeHandle {
 
     /// Stops the node gracefully: new commands are refused, storage operations already
     /// issued finish, sync states are persisted, the network stops and the store is
-    /// flushed and closed. Returns once the data directory is free. Calling it again,
-    /// or on a stopped node, returns at once.
+    /// flushed and closed. Returns once the data directory is free, with
+    /// [`NodeError::UncleanStop`] if the final flush failed. Calling it again, or on a
+    /// stopped node, returns at once.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         let (reply, answer) = oneshot::channel();
         if self.send(Request::Shutdown { reply }).await.is_err() {
             return Ok(());
         }
         // A dropped reply means another caller's shutdown is finishing.
-        let _ = answer.await;
-        Ok(())
+        answer.await.unwrap_or(Ok(()))
     }
 
     async fn snapshot(&self) -> Result<Snapshot, NodeError> {

@@ -148,11 +148,22 @@ impl Node {
     }
 
     /// Shuts down gracefully (see [`NodeHandle::shutdown`]) and waits for the driver
-    /// task to end.
+    /// task to end. [`Node::close`] also says whether the store's final flush worked.
     pub async fn shutdown(self) {
-        let _ = self.handle.shutdown().await;
-        if let Err(error) = self.driver.await {
-            tracing::error!(%error, "driver task failed");
+        if let Err(error) = self.close().await {
+            tracing::error!(%error, "node shutdown");
+        }
+    }
+
+    /// [`Node::shutdown`], with [`NodeError::UncleanStop`] when the store's final flush
+    /// failed (or the driver died): a process should then exit with an error.
+    pub async fn close(self) -> Result<(), NodeError> {
+        let stopped = self.handle.shutdown().await;
+        match self.driver.await {
+            Ok(()) => stopped,
+            Err(error) => Err(NodeError::UncleanStop(format!(
+                "the driver task failed: {error}"
+            ))),
         }
     }
 }

@@ -33,8 +33,9 @@ pub(crate) struct StorageWorker {
     pub(crate) jobs: std_mpsc::SyncSender<StorageJob>,
     /// One message per group of completed operations, in order.
     pub(crate) completions: mpsc::Receiver<Vec<Completion>>,
-    /// Fires after the thread dropped the storage (the data directory is free again).
-    pub(crate) closed: oneshot::Receiver<()>,
+    /// Fires after the thread dropped the storage (the data directory is free again),
+    /// with the final flush's error if it failed.
+    pub(crate) closed: oneshot::Receiver<Result<(), String>>,
 }
 
 /// A [`Storage`] that can also be flushed one last time before it is closed.
@@ -169,15 +170,16 @@ pub(crate) fn spawn<S: ClosableStorage>(
         .name("peerdoc-storage".into())
         .spawn(move || {
             run(&storage, &guard, &job_rx, &done_tx);
-            if let Err(error) = storage.final_flush() {
+            let flushed = storage.final_flush().map_err(|error| {
                 tracing::error!(%error, "final storage flush failed");
-            }
+                error.to_string()
+            });
             let lock_file = storage.lock_file();
             drop(storage);
             if let Some(path) = lock_file {
                 wait_until_unlocked(&path);
             }
-            let _ = closed_tx.send(());
+            let _ = closed_tx.send(flushed);
         })?;
     Ok(StorageWorker {
         jobs,
@@ -399,6 +401,35 @@ mod tests {
             Ok(StorageResult::Value(Some(v))) => assert_eq!(v, b"19"),
             other => panic!("unexpected {other:?}"),
         }
-        closed.await.unwrap();
+        closed.await.unwrap().unwrap();
+    }
+
+    /// Memory storage whose final flush fails, as sled's does on a dying disk.
+    struct FlushFails(MemoryStorage);
+
+    impl Storage for FlushFails {
+        fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+            self.0.get(key)
+        }
+        fn range(&self, prefix: &[String]) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
+            self.0.range(prefix)
+        }
+        fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+            self.0.write(batch)
+        }
+    }
+
+    impl ClosableStorage for FlushFails {
+        fn final_flush(&self) -> Result<(), StorageError> {
+            Err(StorageError::Io("EIO".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_final_flush_is_reported_to_whoever_closes_the_thread() {
+        let worker = spawn(FlushFails(MemoryStorage::new()), 4, 0).unwrap();
+        drop(worker.jobs);
+        let closed = worker.closed.await.unwrap();
+        assert!(closed.is_err_and(|e| e.contains("EIO")));
     }
 }
