@@ -203,6 +203,24 @@ pub struct ApiConfig {
     /// Web origins allowed to open the `/v1/sync` WebSocket (exact `Origin` values,
     /// e.g. `http://localhost:5173`). Requests without `Origin` are not from a page.
     pub allowed_origins: Vec<String>,
+    /// HTTP connections served at once; beyond that, new ones wait until one closes.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head; also the longest an idle
+    /// kept-alive connection stays open.
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may send nothing before the request fails.
+    pub body_timeout_secs: u64,
+}
+
+impl ApiConfig {
+    /// The HTTP server's limits from this section.
+    pub fn limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            body_idle_timeout: std::time::Duration::from_secs(self.body_timeout_secs),
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -211,6 +229,9 @@ impl Default for ApiConfig {
             listen: DEFAULT_API_LISTEN.to_owned(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_origins: Vec::new(),
+            max_connections: crate::server::Limits::default().max_connections,
+            header_timeout_secs: crate::server::Limits::default().header_timeout.as_secs(),
+            body_timeout_secs: crate::server::Limits::default().body_idle_timeout.as_secs(),
         }
     }
 }
@@ -638,6 +659,15 @@ impl DaemonConfig {
             return Err(ConfigError::Invalid(
                 "api.max_body_bytes must be positive".into(),
             ));
+        }
+        for (key, value) in [
+            ("api.max_connections", config.api.max_connections as u64),
+            ("api.header_timeout_secs", config.api.header_timeout_secs),
+            ("api.body_timeout_secs", config.api.body_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be positive")));
+            }
         }
         if config.profile == Profile::Cloud && config.team.open {
             return Err(ConfigError::Invalid(

@@ -20,6 +20,7 @@ use crate::config::{ConfigError, DaemonConfig, Resolved, TransportGate};
 use crate::server::{self, AppState, ServerConfig};
 use crate::team::{TeamFile, TeamMode, TeamService};
 
+mod datadir;
 mod logfile;
 mod ready;
 
@@ -87,6 +88,19 @@ pub enum DaemonError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// Another daemon has this data directory.
+    #[error(
+        "data directory {} is in use by another peerdoc daemon{}; stop it first, or give \
+         this one another directory with --data-dir",
+        path.display(),
+        pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    DataDirInUse {
+        /// The data directory.
+        path: PathBuf,
+        /// The other daemon's process id, when its lock file says.
+        pid: Option<u32>,
+    },
     /// The enrolment listener could not be bound.
     #[error(
         "cannot accept invite codes on {addr}: {source}; choose another address with \
@@ -113,6 +127,30 @@ pub fn main(global: &GlobalArgs, run: &RunArgs) -> ExitCode {
     }
 }
 
+/// A panic (sled's, caught and turned into an error by the store, or a bug) is logged as
+/// one line with where it happened, instead of the default multi-line report.
+fn one_line_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let thread = std::thread::current();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            %location,
+            "panic: {}",
+            OneLine(&message)
+        );
+    }));
+}
+
 /// Displays an error with its newlines folded, so it stays one line.
 struct OneLine<'a, E>(&'a E);
 
@@ -125,7 +163,9 @@ impl<E: fmt::Display> fmt::Display for OneLine<'_, E> {
 
 fn run_daemon(global: &GlobalArgs, run: &RunArgs) -> Result<(), DaemonError> {
     let resolved = DaemonConfig::load(global, run)?;
+    datadir::private_umask();
     init_tracing(&resolved.config.log, resolved.config.log_file.as_deref())?;
+    one_line_panics();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,6 +215,9 @@ async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
         path: data_dir.clone(),
         source,
     })?;
+    // Before anything is created in it: a second daemon must not write a token.
+    let _lock = datadir::DataDirLock::take(&data_dir)?;
+    datadir::tighten(&data_dir);
     let starting = ready::Starting::mark(&data_dir);
     ready::choose_listen_port(&mut resolved);
     let mode = resolved.team_mode();
@@ -259,6 +302,7 @@ async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
     let api_url = format!("http://{}", connectable(bound));
     let mut server_config = ServerConfig::new(token, api_url.clone());
     server_config.max_body_bytes = resolved.config.api.max_body_bytes;
+    server_config.limits = resolved.config.api.limits();
     server_config.store_dir = Some(data_dir.join("store"));
     server_config.allowed_origins = resolved.config.api.allowed_origins.clone();
     let cloud_status = crate::cloud::CloudStatus::default();
@@ -300,11 +344,12 @@ async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
     for dialer in &dialers {
         dialer.abort();
     }
-    node.shutdown().await;
+    let closed = node.close().await;
     if let Err(error) = std::fs::remove_file(&addr_file) {
         tracing::warn!(file = %addr_file.display(), %error, "could not remove the address file");
     }
     served.map_err(|e| DaemonError::Runtime(format!("the API server failed: {e}")))?;
+    closed.map_err(DaemonError::Node)?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -431,15 +476,24 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a
-/// reader never sees half a file. `private` makes it readable by the owner only.
+/// reader never sees half a file. `private` makes it readable by the owner only. The
+/// temporary file has a name of its own (pid and a counter) and is created new, so a
+/// stale one left by a crash, or one another writer is using, is never written into (its
+/// mode would be kept).
 fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), DaemonError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let err = |source| DaemonError::File {
         path: path.to_owned(),
         source,
     };
-    let tmp = path.with_extension("tmp");
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -447,9 +501,15 @@ fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), Daem
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut file = options.open(&tmp).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(err)
+    let written = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(err)
 }

@@ -36,6 +36,7 @@ mod diagnose;
 mod docs;
 mod error;
 mod events;
+mod listen;
 mod metrics;
 mod openapi;
 mod receipts;
@@ -46,6 +47,7 @@ mod sync_ws;
 mod team;
 
 pub use error::ApiError;
+pub use listen::Limits;
 pub use openapi::openapi_json;
 pub(crate) use status::epoch_ms;
 
@@ -73,6 +75,8 @@ pub struct ServerConfig {
     pub max_sync_message_bytes: usize,
     /// Cloud endpoints' state, for `/v1/status` and `/metrics` (none: not shown).
     pub cloud: Option<crate::cloud::CloudStatus>,
+    /// Connection cap and timeouts of the HTTP server.
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -86,6 +90,7 @@ impl ServerConfig {
             allowed_origins: Vec::new(),
             max_sync_message_bytes: peerdoc_core::wire::DEFAULT_MAX_MESSAGE_SIZE,
             cloud: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -241,6 +246,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn({
+            let idle = state.config.limits.body_idle_timeout;
+            move |request, next| listen::idle_body(idle, request, next)
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -288,13 +297,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
+    let limits = state.config.limits;
     let stopper = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopper.begin_shutdown();
-        })
-        .await
+    listen::serve(listener, app, limits, async move {
+        shutdown.await;
+        stopper.begin_shutdown();
+    })
+    .await
 }
 
 async fn not_found() -> ApiError {
