@@ -85,6 +85,7 @@ mod document;
 mod ephemeral;
 mod fetch;
 mod find;
+mod introduced;
 mod io;
 mod peers;
 mod pull;
@@ -99,6 +100,7 @@ pub use ephemeral::{
     MAX_EPHEMERAL_SESSION_ID_BYTES, MAX_EPHEMERAL_SOURCES,
 };
 pub use fetch::FETCH_PATIENCE_MS;
+pub use introduced::MAX_INTRODUCED_PER_CONNECTION;
 pub use io::{
     ChangeFn, ChangeOrigin, ChangeRequest, Command, CommandId, Event, Input, Output, PeerAccess,
     Reply, RepoError, StorageOp, StorageOpId, StorageResult,
@@ -123,6 +125,8 @@ pub struct RepoStats {
     pub connections: usize,
     /// Documents evicted from memory so far.
     pub evictions: u64,
+    /// Sync sessions kept for documents evicted from memory.
+    pub parked_sessions: usize,
 }
 
 /// What one connection looks like from outside.
@@ -359,6 +363,7 @@ impl Repo {
             storage_in_flight: self.storage_ops.len(),
             connections: self.conns.len(),
             evictions: self.evictions,
+            parked_sessions: self.parked.len(),
         }
     }
 
@@ -861,6 +866,10 @@ impl Repo {
 
     /// Adds the sync states of `doc` that changed since last written to `batch`.
     fn persist_sessions(&mut self, doc: &DocumentId, batch: &mut WriteBatch) {
+        // A document a peer introduced and never sent has nothing worth remembering.
+        if !self.catalog.contains_key(doc) {
+            return;
+        }
         let Some(d) = self.docs.get_mut(doc) else {
             return;
         };

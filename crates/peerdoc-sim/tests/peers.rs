@@ -239,3 +239,127 @@ fn a_plain_automerge_repo_peer_gets_what_it_asks_for_and_nothing_else() {
     c.inject(0, conn, again.encode());
     assert_eq!(sent_kinds(&c, conn).last().unwrap(), "doc-unavailable");
 }
+
+/// A sync message that claims a document with one change (valid for any document id).
+fn claims_a_document() -> Vec<u8> {
+    use automerge::sync::SyncDoc;
+    use automerge::transaction::Transactable as _;
+    let mut doc = automerge::AutoCommit::new();
+    doc.put(automerge::ROOT, "x", 1).unwrap();
+    let mut state = automerge::sync::State::new();
+    doc.sync()
+        .generate_sync_message(&mut state)
+        .expect("a first message")
+        .encode()
+}
+
+/// Sends `sync` for `count` random document ids from `sender` on `conn`, stopping once
+/// the node disconnects it; returns the ids.
+fn sync_random_ids(
+    c: &mut Cluster,
+    conn: peerdoc_core::ConnectionId,
+    sender: &str,
+    count: usize,
+    seed: u64,
+) -> Vec<DocumentId> {
+    use rand::{RngCore as _, SeedableRng as _};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let data = claims_a_document();
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        let id = DocumentId::from_bytes(bytes);
+        ids.push(id);
+        let sync = Message::Sync {
+            sender_id: PeerId::new(sender),
+            target_id: PeerId::new("node-0"),
+            document_id: id,
+            data: data.clone(),
+        };
+        c.inject(0, conn, sync.encode());
+        if misbehaved(c, conn).is_some() {
+            break;
+        }
+    }
+    ids
+}
+
+/// Store keys that name one of `ids`.
+fn keys_about(c: &Cluster, ids: &[DocumentId]) -> usize {
+    let ids: std::collections::BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+    c.nodes[0]
+        .store
+        .snapshot()
+        .keys()
+        .filter(|key| ids.contains(&key.components()[0]))
+        .count()
+}
+
+#[test]
+fn a_peer_that_leaves_takes_the_empty_documents_it_introduced_with_it() {
+    for peerdoc in [false, true] {
+        let mut c = Cluster::new(1, 26, |_| {});
+        c.create(0, json!({"guests": 120}), 0);
+        c.run();
+        let loaded = c.nodes[0].repo.stats().loaded;
+        let conn = c.connect_raw(0, false);
+        c.inject(0, conn, join("stranger", peerdoc));
+        let ids = sync_random_ids(&mut c, conn, "stranger", 50, 26);
+        assert!(misbehaved(&c, conn).is_none());
+        assert_eq!(c.nodes[0].repo.stats().loaded, loaded + 50);
+        // It leaves (a raw connection has no link for `Cluster::disconnect`).
+        c.feed(0, peerdoc_core::repo::Input::ConnectionClosed { conn });
+        c.run();
+        let stats = c.nodes[0].repo.stats();
+        assert_eq!(
+            (stats.loaded, stats.parked_sessions, stats.documents),
+            (loaded, 0, 1)
+        );
+        assert_eq!(
+            keys_about(&c, &ids),
+            0,
+            "no sync state kept for what it never sent"
+        );
+    }
+}
+
+#[test]
+fn a_peer_syncing_random_document_ids_is_cut_off_and_leaves_nothing_behind() {
+    let mut c = Cluster::new(2, 27, |cfg| cfg.max_docs_in_memory = 64);
+    let doc = c.create(0, json!({"guests": 120}), 0);
+    c.connect(1, 0);
+    c.run();
+    let conn = c.connect_raw(0, false);
+    c.inject(0, conn, join("flood", false));
+    let max = peerdoc_core::repo::MAX_INTRODUCED_PER_CONNECTION;
+    let ids = sync_random_ids(&mut c, conn, "flood", max + 10, 27);
+    let reason = misbehaved(&c, conn).expect("disconnected");
+    assert!(reason.contains("unknown documents"), "{reason}");
+    assert_eq!(
+        ids.len(),
+        max + 1,
+        "cut off at the first one over the bound"
+    );
+    c.run();
+    // Eviction parked some of them on the way; all of it went with the peer.
+    let stats = c.nodes[0].repo.stats();
+    assert!(stats.evictions > 0);
+    // At most the honest peer's session of the real document, evicted meanwhile.
+    assert_eq!(stats.documents, 1);
+    assert!(stats.parked_sessions <= 1, "{stats:?}");
+    assert!(stats.loaded <= 64, "{stats:?}");
+    assert_eq!(keys_about(&c, &ids), 0);
+    // The honest peer never noticed.
+    let reply = c.command(
+        0,
+        Command::Change {
+            doc,
+            request: peerdoc_core::repo::ChangeRequest::ReplaceWith(json!({"guests": 121})),
+            message: None,
+        },
+    );
+    assert!(reply.is_ok());
+    c.run();
+    assert_eq!(c.json(1, doc).unwrap()["guests"], 121);
+}

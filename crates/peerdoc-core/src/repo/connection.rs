@@ -50,6 +50,10 @@ pub(crate) struct Connection {
     /// The sync message of each small `request` in `wanted`: what the peer said it
     /// has, so that the delivery's first message can carry the changes.
     pub(crate) wanted_requests: BTreeMap<DocumentId, Vec<u8>>,
+    /// Documents this peer introduced that are not in the catalog yet: held in memory
+    /// until a change arrives (`repo/introduced.rs`; bounded by
+    /// `MAX_INTRODUCED_PER_CONNECTION`).
+    pub(crate) introduced: BTreeSet<DocumentId>,
     /// Ephemeral messages this peer may still send now (`repo/ephemeral.rs`).
     pub(crate) ephemeral_budget: EphemeralBudget,
     /// Storage ids whose heads the peer asked to hear about (`remote-subscription-change`,
@@ -82,6 +86,7 @@ impl Connection {
             wanted: BTreeMap::new(),
             wanted_by_age: BTreeMap::new(),
             wanted_requests: BTreeMap::new(),
+            introduced: BTreeSet::new(),
             ephemeral_budget: EphemeralBudget::default(),
             remote_subscriptions: BTreeSet::new(),
             messages_in: 0,

@@ -65,7 +65,11 @@ impl Repo {
             let Some(session) = doc.sessions.remove(&conn) else {
                 continue;
             };
-            if let Some(storage) = &storage {
+            // Only documents we hold have a sync state worth writing.
+            if let Some(storage) = storage
+                .as_ref()
+                .filter(|_| self.catalog.contains_key(doc_id))
+            {
                 if session.dirty {
                     batch.put(
                         persist::sync_state_key(doc_id, storage),
@@ -85,6 +89,7 @@ impl Repo {
         for key in parked {
             if let (Some(session), Some(storage)) = (self.parked.remove(&key), &storage)
                 && session.dirty
+                && self.catalog.contains_key(&key.0)
             {
                 batch.put(
                     persist::sync_state_key(&key.0, storage),
@@ -99,6 +104,7 @@ impl Repo {
         self.fetches_closed(conn);
         self.pulls_closed(conn);
         self.forget_wanted_of(conn, c.wanted.into_keys());
+        self.drop_introduced(c.introduced);
         self.event(Event::PeerDisconnected {
             conn,
             peer: c.peer.map(|p| p.peer_id),
@@ -119,7 +125,7 @@ impl Repo {
         self.connection_closed(conn);
     }
 
-    fn misbehaved(&mut self, conn: ConnectionId, reason: String) {
+    pub(super) fn misbehaved(&mut self, conn: ConnectionId, reason: String) {
         self.disconnect(conn, reason, true);
     }
 
@@ -606,6 +612,9 @@ impl Repo {
                 // A peer shares a document we have never seen. It stays tentative (in
                 // memory, not in the catalog) until a change arrives: a document whose
                 // origin crashed before saving it must not linger as an empty ghost.
+                if !self.admit_introduced(conn, doc) {
+                    return;
+                }
                 let use_tick = self.tick_use();
                 let prefix = self.config.actor_prefix;
                 self.docs
