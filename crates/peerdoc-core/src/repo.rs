@@ -10,7 +10,8 @@
 //! example below, and the rest (the engine's state, the input dispatch, startup, loading
 //! and eviction) all work on the same fields. Each other job has its own file in
 //! `repo/`: peers, tombstones, commands, changes, access, receipts, find, fetch and pull (each document from one peer), wanted (late delivery),
-//! ephemeral (relay), remote heads (subscriptions).
+//! ephemeral (relay), remote heads (subscriptions), introduced (documents a peer
+//! introduces), retry (writes that failed).
 //!
 //! ```
 //! use peerdoc_core::repo::{Command, CommandId, Input, Output, Reply, Repo, RepoConfig, StorageOp, StorageResult};
@@ -73,7 +74,7 @@ use rand::RngCore;
 use crate::ids::{ConnectionId, DocumentId, StorageId};
 use crate::persist::{self, ConflictRecord, DocumentMeta};
 use crate::reconcile::ItemSet;
-use crate::storage::{StorageError, StorageKey, WriteBatch};
+use crate::storage::{StorageError, StorageKey, WriteBatch, WriteOp};
 
 mod access;
 mod announce;
@@ -91,6 +92,7 @@ mod peers;
 mod pull;
 mod receipts;
 mod remote_heads;
+mod retry;
 mod tombstones;
 mod wanted;
 
@@ -110,6 +112,9 @@ pub use remote_heads::MAX_REMOTE_SUBSCRIPTIONS;
 pub use wanted::{MAX_KEPT_REQUEST_BYTES, MAX_WANTED_PER_CONNECTION};
 
 use connection::Connection;
+
+/// Failed writes kept for a retry; beyond, the oldest is dropped (and logged).
+const MAX_FAILED_WRITES: usize = 4_096;
 use document::LoadedDoc;
 
 /// Counters for status pages and tests.
@@ -198,6 +203,14 @@ enum Purpose {
         doc: Option<DocumentId>,
         heads: Option<Vec<ChangeHash>>,
         replies: Vec<(CommandId, Reply)>,
+        /// A copy of a write not tied to a document's heads (metadata, tombstones, sync
+        /// states, the storage id), written again at the next tick if this one fails.
+        /// A document's save is re-derived from its heads instead.
+        retry: Option<WriteBatch>,
+        /// The document's `write_generation` when this write was issued.
+        generation: u64,
+        /// Chunk keys a compaction in this write deletes: known again if it fails.
+        replaced: Vec<StorageKey>,
     },
 }
 
@@ -240,6 +253,8 @@ pub struct Repo {
     /// Documents we lack that peers offered, each queued at or asked from one of them
     /// (`repo/pull.rs`; bounded by `MAX_PULLS`).
     pulls: BTreeMap<DocumentId, pull::Pull>,
+    /// Writes that failed and are written again at the next tick (`retry_failed_writes`).
+    failed_writes: Vec<WriteBatch>,
     /// Plain peers told a document is unavailable, to be offered it when it arrives
     /// (`repo/wanted.rs`; each connection's share is bounded there).
     wanted: BTreeMap<DocumentId, BTreeSet<ConnectionId>>,
@@ -280,6 +295,7 @@ impl Repo {
             finding: BTreeMap::new(),
             fetching: BTreeMap::new(),
             pulls: BTreeMap::new(),
+            failed_writes: Vec::new(),
             wanted: BTreeMap::new(),
             wanted_seq: 0,
             ephemeral_seen: ephemeral::EphemeralSeen::default(),
@@ -303,6 +319,12 @@ impl Repo {
     /// Whether startup finished.
     pub fn is_ready(&self) -> bool {
         matches!(self.phase, Phase::Ready)
+    }
+
+    /// Whether startup failed (storage could not be read): the repo refuses every
+    /// command, and its driver should stop and report it (a supervisor may restart it).
+    pub fn has_failed(&self) -> bool {
+        matches!(self.phase, Phase::Failed)
     }
 
     /// This repo's storage id, once ready.
@@ -557,14 +579,32 @@ impl Repo {
         replies: Vec<(CommandId, Reply)>,
         batch: WriteBatch,
     ) {
+        self.write_replacing(doc, heads, replies, batch, Vec::new());
+    }
+
+    /// [`Repo::write`] for a save whose compaction deletes `replaced`.
+    fn write_replacing(
+        &mut self,
+        doc: Option<DocumentId>,
+        heads: Option<Vec<ChangeHash>>,
+        replies: Vec<(CommandId, Reply)>,
+        batch: WriteBatch,
+        replaced: Vec<StorageKey>,
+    ) {
+        let mut generation = 0;
         if let Some(d) = doc.and_then(|d| self.docs.get_mut(&d)) {
             d.writes_in_flight += 1;
+            generation = d.write_generation;
         }
+        let retry = heads.is_none().then(|| batch.clone());
         self.storage(
             Purpose::Write {
                 doc,
                 heads,
                 replies,
+                retry,
+                generation,
+                replaced,
             },
             StorageOp::Write(batch),
         );
@@ -588,8 +628,22 @@ impl Repo {
                 doc,
                 heads,
                 replies,
+                retry,
+                generation,
+                replaced,
             } => {
                 let loaded = doc.and_then(|d| self.docs.get_mut(&d));
+                // A save issued before an earlier one's failure was seen builds on it.
+                let result = match (result, &loaded) {
+                    (Ok(_), Some(d)) if heads.is_some() && generation < d.write_generation => {
+                        Err(StorageError::Io(
+                            "an earlier write of this document failed; it is written again \
+                             at the next tick"
+                                .into(),
+                        ))
+                    }
+                    (result, _) => result,
+                };
                 match result {
                     Ok(_) => {
                         if let Some(d) = loaded {
@@ -611,6 +665,22 @@ impl Repo {
                             d.writes_in_flight = d.writes_in_flight.saturating_sub(1);
                             // Re-save everything since the last confirmed write on the next tick.
                             d.saved_heads = d.durable_heads.clone();
+                            if heads.is_some() {
+                                d.write_generation += 1;
+                                // What a failed compaction meant to delete is still there.
+                                d.chunk_keys.extend(replaced);
+                                // A record written alone until the retry must not name
+                                // changes the stored chunks lack.
+                                if let Some(meta) = doc.and_then(|id| self.catalog.get_mut(&id))
+                                    && !meta.deleted
+                                {
+                                    meta.set_heads(&d.durable_heads);
+                                    let digest = meta.digest();
+                                    if let Some(id) = doc {
+                                        self.items.insert(id, digest);
+                                    }
+                                }
+                            }
                         }
                         for (cid, _) in replies {
                             let refused = match &error {
@@ -620,6 +690,28 @@ impl Repo {
                                 other => RepoError::Storage(other.to_string()),
                             };
                             self.reply(cid, Err(refused));
+                        }
+                        let identity = retry.as_ref().is_some_and(|b| {
+                            b.ops().iter().any(|op| {
+                                matches!(op, WriteOp::Put { key, .. } if *key == persist::storage_id_key())
+                            })
+                        });
+                        if identity {
+                            // A new store's id never reached it: after a restart it would
+                            // be another peer, and whatever was confirmed under this id
+                            // would name a store that does not exist. Stop, as a failed
+                            // start does; the driver reports it.
+                            tracing::error!(%error, "the store's id could not be written");
+                            self.phase = Phase::Failed;
+                        } else if let Some(batch) = retry {
+                            if self.failed_writes.len() >= MAX_FAILED_WRITES {
+                                tracing::error!(
+                                    "too many failed writes waiting to be written again; \
+                                     the oldest is dropped (restart once storage works)"
+                                );
+                                self.failed_writes.remove(0);
+                            }
+                            self.failed_writes.push(batch);
                         }
                         self.out.push(Output::Event(Event::StorageFailed { error }));
                     }
@@ -732,7 +824,11 @@ impl Repo {
         }
     }
 
+    /// A load failed: commands hear why; a peer whose message (or our push to it) was
+    /// waiting is disconnected, not misbehaving, so that the next connection syncs
+    /// everything again instead of leaving that exchange half done.
     fn fail_waiters(&mut self, doc: DocumentId, waiters: Vec<Waiter>, error: RepoError) {
+        let mut peers = BTreeSet::new();
         for waiter in waiters {
             match waiter {
                 Waiter::Command(id, _) => {
@@ -743,13 +839,23 @@ impl Repo {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.pending_inbound = c.pending_inbound.saturating_sub(1);
                     }
+                    peers.insert(conn);
                 }
                 Waiter::QueuedSync(conn) => {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.active.remove(&doc);
                     }
-                    self.pump_queue(conn);
+                    peers.insert(conn);
                 }
+            }
+        }
+        for conn in peers {
+            if self.conns.contains_key(&conn) {
+                self.disconnect(
+                    conn,
+                    format!("storage failed loading document {doc} ({error}); resync on reconnect"),
+                    false,
+                );
             }
         }
     }
@@ -889,6 +995,7 @@ impl Repo {
     }
 
     fn tick(&mut self) {
+        self.retry_failed_writes();
         self.expire_requests();
         self.expire_fetches();
         self.expire_pulls();

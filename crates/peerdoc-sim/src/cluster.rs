@@ -22,6 +22,24 @@ pub struct ClusterNode {
     config: RepoConfig,
 }
 
+/// Storage failures the cluster injects, drawn from the cluster's seeded rng
+/// ([`Cluster::faults`]); all zero (the default) injects nothing and draws nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageFaults {
+    /// Writes that fail with an I/O error, per thousand.
+    pub write_errors: u32,
+    /// Reads (`Load`, `LoadRange`) that fail with an I/O error, per thousand.
+    pub read_errors: u32,
+    /// Every write fails with "storage full" (nothing is written); reads work.
+    pub full: bool,
+}
+
+impl StorageFaults {
+    fn any(&self) -> bool {
+        self.write_errors > 0 || self.read_errors > 0 || self.full
+    }
+}
+
 /// Frames and bytes sent on one connection, in one direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -72,6 +90,10 @@ pub struct Cluster {
     /// While set, storage operations wait in order until [`Cluster::release_storage`].
     pub hold_storage: bool,
     held: VecDeque<(usize, peerdoc_core::repo::StorageOpId, StorageOp)>,
+    /// Storage failures to inject (none by default).
+    pub faults: StorageFaults,
+    /// Storage operations that failed by injection so far.
+    pub injected_failures: u64,
     /// Connections whose incoming frames are lost (`Cluster::silence`).
     silenced: std::collections::BTreeSet<ConnectionId>,
 }
@@ -131,6 +153,8 @@ impl Cluster {
             raw_out: VecDeque::new(),
             hold_storage: false,
             held: VecDeque::new(),
+            faults: StorageFaults::default(),
+            injected_failures: 0,
             silenced: Default::default(),
         };
         for i in 0..cluster.nodes.len() {
@@ -155,7 +179,7 @@ impl Cluster {
                         self.held.push_back((i, id, op));
                     }
                     Output::Storage { id, op } => {
-                        let result = execute(&self.nodes[i].store, op);
+                        let result = self.execute(i, op);
                         inputs.push_back(Input::StorageCompleted { id, result });
                     }
                     Output::Send { conn, bytes } => {
@@ -201,7 +225,7 @@ impl Cluster {
     pub fn release_storage(&mut self) {
         self.hold_storage = false;
         while let Some((i, id, op)) = self.held.pop_front() {
-            let result = execute(&self.nodes[i].store, op);
+            let result = self.execute(i, op);
             self.feed(i, Input::StorageCompleted { id, result });
         }
     }
@@ -384,6 +408,34 @@ impl Cluster {
             }
         }
         t
+    }
+
+    /// Runs `op` on node `i`'s store, or fails it as [`Cluster::faults`] says.
+    fn execute(
+        &mut self,
+        i: usize,
+        op: StorageOp,
+    ) -> Result<StorageResult, peerdoc_core::StorageError> {
+        if self.faults.any() {
+            use rand::Rng as _;
+            let write = matches!(op, StorageOp::Write(_));
+            let per_mille = if write {
+                self.faults.write_errors
+            } else {
+                self.faults.read_errors
+            };
+            if write && self.faults.full {
+                self.injected_failures += 1;
+                return Err(peerdoc_core::StorageError::Full(
+                    "injected: disk full".into(),
+                ));
+            }
+            if per_mille > 0 && self.rng.random_range(0..1000) < per_mille {
+                self.injected_failures += 1;
+                return Err(peerdoc_core::StorageError::Io("injected: EIO".into()));
+            }
+        }
+        execute(&self.nodes[i].store, op)
     }
 
     /// A copy of node `i`'s store without its storage id, so a second engine started

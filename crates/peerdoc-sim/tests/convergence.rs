@@ -101,3 +101,54 @@ fn converges_under_partitions_resets_and_crashes() {
     assert!(totals.conflicts > 0);
     assert!(totals.receipts > 0 && totals.finds > 0);
 }
+
+#[test]
+fn storage_faults_lose_nothing_acknowledged_and_the_engine_recovers() {
+    let seeds: Vec<u64> = match std::env::var("SEED") {
+        Ok(seed) => {
+            if std::env::var_os("SIM_LOG").is_some() {
+                let _ = tracing_subscriber::fmt()
+                    .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
+                    .with_ansi(false)
+                    .with_test_writer()
+                    .try_init();
+            }
+            vec![seed.parse().expect("SEED must be a number")]
+        }
+        Err(_) => (0..std::env::var("SIM_FAULT_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(400))
+            .collect(),
+    };
+    let mut failures = Vec::new();
+    let mut injected = 0;
+    for seed in seeds {
+        let config = peerdoc_sim::SimConfig::with_storage_faults(seed);
+        match peerdoc_sim::run(&config) {
+            Ok(report) => {
+                injected += report.storage_failures;
+                if KNOWN_DIVERGENT_UNDER_FAULTS.contains(&seed) {
+                    println!("seed {seed} is listed as diverging and now passes: unlist it");
+                }
+            }
+            // Every invariant but convergence holds on these (see the list).
+            Err(failure)
+                if KNOWN_DIVERGENT_UNDER_FAULTS.contains(&seed)
+                    && failure.reason.contains(" has heads ") => {}
+            Err(failure) => failures.push(failure.to_string()),
+        }
+    }
+    for failure in &failures {
+        eprintln!("{failure}");
+    }
+    assert!(failures.is_empty(), "{} seeds failed", failures.len());
+    assert!(injected > 0);
+}
+
+/// Seeds that end, under injected storage failures, with two peers quiet on different
+/// heads of one document: nothing acknowledged is lost and every other check passes,
+/// but the engine does not yet bring those two back together without a reconnect. An
+/// open bug (docs/simulation.md, "Storage faults"); each seed replays with
+/// `SEED=<n> SIM_LOG=1 cargo test -p peerdoc-sim --test convergence storage_faults`.
+const KNOWN_DIVERGENT_UNDER_FAULTS: &[u64] = &[115, 148, 254, 293, 320, 341];

@@ -135,7 +135,9 @@ impl Repo {
         };
         let heads = doc.doc.get_heads();
         // The first save of a document, and every `threshold`-th, is a compact snapshot.
+        let mut replaced = Vec::new();
         if doc.chunk_keys.is_empty() || doc.incremental_chunks + 1 >= threshold {
+            replaced = doc.chunk_keys.clone();
             let (compaction, key, size) = persist::compact(&doc_id, &doc.doc, &doc.chunk_keys);
             batch.extend(compaction);
             doc.chunk_keys = vec![key];
@@ -170,7 +172,7 @@ impl Repo {
         batch.put(persist::meta_key(&doc_id), meta.encode());
         let digest = meta.digest();
         self.items.insert(doc_id, digest);
-        self.write(Some(doc_id), Some(heads), replies, batch);
+        self.write_replacing(Some(doc_id), Some(heads), replies, batch, replaced);
     }
 
     /// Deletes a document for good: its data goes, a tombstone stays and spreads.

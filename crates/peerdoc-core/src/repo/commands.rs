@@ -325,7 +325,9 @@ impl Repo {
         }
         let meta = meta.clone();
         let mut batch = WriteBatch::new();
-        batch.put(persist::meta_key(&doc), meta.encode());
+        if let Some(stored) = self.meta_to_store(&doc) {
+            batch.put(persist::meta_key(&doc), stored.encode());
+        }
         self.write(None, None, vec![(id, Reply::Done)], batch);
         self.event(Event::MetaChanged { doc, meta });
     }

@@ -75,6 +75,10 @@ pub(crate) struct LoadedDoc {
     /// Connections owed a sync message once the current heads are durable: a message
     /// reveals our heads, and a peer may take those as proof we hold them.
     pub(crate) held: BTreeSet<ConnectionId>,
+    /// Failed saves so far. A save issued before the latest failure was observed holds
+    /// only the changes since the failed one's heads, so its success proves nothing
+    /// (`Purpose::Write::generation`).
+    pub(crate) write_generation: u64,
     pub(crate) last_used: u64,
 }
 
@@ -107,6 +111,7 @@ impl LoadedDoc {
             conflict_log: Vec::new(),
             writes_in_flight: 0,
             held: BTreeSet::new(),
+            write_generation: 0,
             last_used: now_use,
         }
     }

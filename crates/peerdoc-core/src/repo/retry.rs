@@ -1,0 +1,78 @@
+//! Writes that failed, written again.
+//!
+//! A document's save is re-derived from its heads at the next tick (`tick` in
+//! `repo.rs`). Every other write (metadata, tombstones, sync states) keeps a copy of its
+//! batch; when it fails the copy waits here and goes out again at the next tick, the
+//! metadata records rebuilt from the catalog as it is then, so a stale copy never lands
+//! over a newer record. Found by the simulator's storage faults (`docs/simulation.md`).
+
+use std::collections::BTreeSet;
+
+use crate::ids::DocumentId;
+use crate::persist::{self, DocumentMeta};
+use crate::storage::{WriteBatch, WriteOp};
+
+use super::Repo;
+
+impl Repo {
+    /// The catalog's record of `doc` as a write of the record alone should store it: with
+    /// the heads already durable, never heads whose save is in flight and may yet fail
+    /// (a stored record must not name changes the stored chunks lack; on load the
+    /// record's heads catch up with the chunks').
+    pub(super) fn meta_to_store(&self, doc: &DocumentId) -> Option<DocumentMeta> {
+        let mut meta = self.catalog.get(doc)?.clone();
+        if let Some(d) = self.docs.get(doc)
+            && !meta.deleted
+            && d.writes_in_flight > 0
+        {
+            meta.set_heads(&d.durable_heads);
+        }
+        Some(meta)
+    }
+
+    /// Writes again, as one batch, what failed since the last tick and is not re-derived
+    /// from a document's heads: each metadata record as the catalog has it now (never a
+    /// stale copy over a newer one; dropped for a document no longer known), everything
+    /// else (tombstones' deletions, sync states, the storage id) as it was.
+    pub(super) fn retry_failed_writes(&mut self) {
+        if self.failed_writes.is_empty() {
+            return;
+        }
+        let mut batch = WriteBatch::new();
+        let mut metas = BTreeSet::new();
+        for failed in std::mem::take(&mut self.failed_writes) {
+            for op in failed.into_ops() {
+                let key = match &op {
+                    WriteOp::Put { key, .. } | WriteOp::Delete { key } => key,
+                };
+                let meta_of = (key.components().len() == 3
+                    && key.starts_with(&persist::meta_prefix()))
+                .then(|| key.components()[2].parse::<DocumentId>().ok())
+                .flatten();
+                match meta_of {
+                    Some(doc) => {
+                        metas.insert(doc);
+                    }
+                    None => match op {
+                        WriteOp::Put { key, value } => {
+                            batch.put(key, value);
+                        }
+                        WriteOp::Delete { key } => {
+                            batch.delete(key);
+                        }
+                    },
+                }
+            }
+        }
+        for doc in metas {
+            if let Some(meta) = self.meta_to_store(&doc) {
+                batch.put(persist::meta_key(&doc), meta.encode());
+            }
+        }
+        tracing::info!(
+            ops = batch.ops().len(),
+            "writing again what storage failed to write"
+        );
+        self.write(None, None, Vec::new(), batch);
+    }
+}
