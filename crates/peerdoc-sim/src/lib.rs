@@ -1091,6 +1091,39 @@ impl Sim {
 
     /// The convergence property.
     fn check(&self) -> Result<(), String> {
+        // First, durability on its own: every acknowledged change is in its origin's
+        // store (unless its document was deleted somewhere). `LOST:` marks the one
+        // failure no seed may ever have.
+        let deleted_anywhere: BTreeSet<DocumentId> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.repo.as_ref())
+            .flat_map(|r| {
+                r.catalog()
+                    .iter()
+                    .filter(|(_, m)| m.deleted)
+                    .map(|(id, _)| *id)
+            })
+            .chain(self.deleted.iter().copied())
+            .collect();
+        for (origin, doc, hash) in &self.acked {
+            if deleted_anywhere.contains(doc) {
+                continue;
+            }
+            let stored = self.nodes[*origin]
+                .store
+                .range(&persist::document_prefix(doc))
+                .map_err(|e| e.to_string())?;
+            if persist::load_document(stored)
+                .doc
+                .get_change_by_hash(hash)
+                .is_none()
+            {
+                return Err(format!(
+                    "LOST: change {hash} acknowledged on peer {origin} for doc {doc} is not in its store"
+                ));
+            }
+        }
         if let Some(damage) = self.damaged.first() {
             return Err(format!("damage reported: {damage}"));
         }

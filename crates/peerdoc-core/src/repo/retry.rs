@@ -15,19 +15,15 @@ use crate::storage::{WriteBatch, WriteOp};
 use super::Repo;
 
 impl Repo {
-    /// The catalog's record of `doc` as a write of the record alone should store it: with
-    /// the heads already durable, never heads whose save is in flight and may yet fail
-    /// (a stored record must not name changes the stored chunks lack; on load the
-    /// record's heads catch up with the chunks').
+    /// The catalog's record of `doc`, for a write of the record alone: as the catalog
+    /// has it, so its heads are those of the last save issued, which lands first (after
+    /// a failed save, the durable ones until the retry: see the failure branch of
+    /// `storage_completed`). Never older heads: a record whose heads went back makes
+    /// receipts for the newer ones look unconfirmed after a restart. A save in flight
+    /// that then fails leaves such a record naming changes the store lacks, until the
+    /// retry writes both (an open case of `docs/simulation.md`, "Storage faults").
     pub(super) fn meta_to_store(&self, doc: &DocumentId) -> Option<DocumentMeta> {
-        let mut meta = self.catalog.get(doc)?.clone();
-        if let Some(d) = self.docs.get(doc)
-            && !meta.deleted
-            && d.writes_in_flight > 0
-        {
-            meta.set_heads(&d.durable_heads);
-        }
-        Some(meta)
+        self.catalog.get(doc).cloned()
     }
 
     /// Writes again, as one batch, what failed since the last tick and is not re-derived
