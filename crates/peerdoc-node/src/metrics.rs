@@ -95,7 +95,13 @@ pub(crate) struct Metrics {
     storage_write_failures: AtomicU64,
     /// Set while writes fail: cleared by the next write that succeeds.
     storage_failure: Mutex<Option<StorageFailure>>,
+    /// When the storage thread started its current work (0: idle).
+    storage_busy_since: crate::storage_worker::BusySince,
 }
+
+/// A storage operation running this long is reported as a stall: sled can wait for
+/// ever on a disk that filled behind its back (`docs/storage.md`).
+pub(crate) const STORAGE_STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why the store's writes fail now ([`NodeMetrics::storage_failure`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +129,36 @@ impl Metrics {
             pending_acks: Mutex::new(HashMap::new()),
             storage_write_failures: AtomicU64::new(0),
             storage_failure: Mutex::new(None),
+            storage_busy_since: crate::storage_worker::BusySince::default(),
         }
+    }
+
+    /// The storage thread's busy marker (`storage_worker::spawn`).
+    pub(crate) fn storage_busy(&self) -> crate::storage_worker::BusySince {
+        self.storage_busy_since.clone()
+    }
+
+    /// A failure, or a stall: the storage thread on one operation for longer than
+    /// [`STORAGE_STALL_AFTER`].
+    fn storage_problem(&self) -> Option<StorageFailure> {
+        if let Some(failure) = self.storage_failure.lock().ok().and_then(|f| f.clone()) {
+            return Some(failure);
+        }
+        let since_ms = self.storage_busy_since.load(Ordering::Relaxed);
+        if since_ms == 0 {
+            return None;
+        }
+        let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(since_ms);
+        let running = std::time::SystemTime::now().duration_since(since).ok()?;
+        (running >= STORAGE_STALL_AFTER).then(|| StorageFailure {
+            full: false,
+            message: format!(
+                "storage stalled: a write has not finished for {} s (is the disk failing or \
+                 full?)",
+                running.as_secs()
+            ),
+            since,
+        })
     }
 
     /// A write completed: `Ok` clears a failure, an error sets (or updates) it.
@@ -209,7 +244,7 @@ impl Metrics {
             pending_acks: self.pending_acks.lock().map_or(0, |p| p.len()),
             sync_latency: self.sync_latency.snapshot(),
             storage_write_failures: load(&self.storage_write_failures),
-            storage_failure: self.storage_failure.lock().ok().and_then(|f| f.clone()),
+            storage_failure: self.storage_problem(),
         }
     }
 }
@@ -257,5 +292,40 @@ mod tests {
         assert_eq!(s.buckets, vec![(0.1, 1), (1.0, 2)]);
         assert_eq!(s.count, 3);
         assert!((s.sum - 5.55).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_storage_operation_running_past_the_stall_bound_is_reported() {
+        let metrics = Metrics::new();
+        let busy = metrics.storage_busy();
+        let now_ms = |ago: std::time::Duration| {
+            (std::time::SystemTime::now() - ago)
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+        assert_eq!(metrics.snapshot().storage_failure, None, "idle");
+        busy.store(now_ms(std::time::Duration::from_secs(1)), Ordering::Relaxed);
+        assert_eq!(
+            metrics.snapshot().storage_failure,
+            None,
+            "busy, not stalled"
+        );
+        busy.store(
+            now_ms(STORAGE_STALL_AFTER + std::time::Duration::from_secs(1)),
+            Ordering::Relaxed,
+        );
+        let stalled = metrics.snapshot().storage_failure.expect("stalled");
+        assert!(!stalled.full);
+        assert!(
+            stalled
+                .message
+                .starts_with("storage stalled: a write has not finished for 3"),
+            "{}",
+            stalled.message
+        );
+        // It finished: nothing to report any more.
+        busy.store(0, Ordering::Relaxed);
+        assert_eq!(metrics.snapshot().storage_failure, None);
     }
 }

@@ -76,9 +76,14 @@ impl Node {
         // Every change this device makes names it (history maps actors to devices).
         repo_config.actor_prefix = Some(config.actor_prefix.unwrap_or(repo_peer.actor_prefix()));
         let repo = Repo::new(repo_config);
-        let storage =
-            storage_worker::spawn(storage, config.storage_queue_len, config.min_free_bytes)
-                .map_err(|e| NodeError::StartFailed(format!("spawning the storage thread: {e}")))?;
+        let metrics = Arc::new(Metrics::new());
+        let storage = storage_worker::spawn(
+            storage,
+            config.storage_queue_len,
+            config.min_free_bytes,
+            metrics.storage_busy(),
+        )
+        .map_err(|e| NodeError::StartFailed(format!("spawning the storage thread: {e}")))?;
         // From here on, dropping `storage` closes the thread and frees the directory.
         let (net, mut net_events, net_loop) = Network::new(config.net.clone(), keypair)?;
         tokio::spawn(net_loop.run());
@@ -105,7 +110,6 @@ impl Node {
         let (events, _) = broadcast::channel(config.event_queue_len);
         let (requests_tx, requests) = mpsc::channel(config.command_queue_len);
         let (ready_tx, ready) = oneshot::channel();
-        let metrics = Arc::new(Metrics::new());
         let handle = NodeHandle {
             requests: requests_tx,
             events: events.clone(),

@@ -151,11 +151,27 @@ impl ClosableStorage for peerdoc_core::MemoryStorage {}
 /// Largest number of operations taken in one group; bounds one completion message.
 const MAX_GROUP: usize = 256;
 
+/// When the thread started what it is doing now (ms since the Unix epoch; 0 when it
+/// waits for work), so that a write the store never finishes shows (`Metrics`).
+pub(crate) type BusySince = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+fn mark_busy(busy: &BusySince, on: bool) {
+    let now = if on {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis().max(1) as u64)
+    } else {
+        0
+    };
+    busy.store(now, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Starts the thread. `queue_len` bounds the job channel.
 pub(crate) fn spawn<S: ClosableStorage>(
     storage: S,
     queue_len: usize,
     min_free: u64,
+    busy: BusySince,
 ) -> Result<StorageWorker, std::io::Error> {
     let guard = SpaceGuard {
         path: storage.disk_path(),
@@ -169,7 +185,8 @@ pub(crate) fn spawn<S: ClosableStorage>(
     thread::Builder::new()
         .name("peerdoc-storage".into())
         .spawn(move || {
-            run(&storage, &guard, &job_rx, &done_tx);
+            run(&storage, &guard, &job_rx, &done_tx, &busy);
+            mark_busy(&busy, true);
             let flushed = storage.final_flush().map_err(|error| {
                 tracing::error!(%error, "final storage flush failed");
                 error.to_string()
@@ -193,6 +210,7 @@ fn run<S: Storage>(
     guard: &SpaceGuard,
     jobs: &std_mpsc::Receiver<StorageJob>,
     done: &mpsc::Sender<Vec<Completion>>,
+    busy: &BusySince,
 ) {
     // `recv` fails once the driver dropped the sender and the queue is empty.
     while let Ok(first) = jobs.recv() {
@@ -203,7 +221,9 @@ fn run<S: Storage>(
                 Err(_) => break,
             }
         }
+        mark_busy(busy, true);
         let completions = execute_group(storage, guard, group);
+        mark_busy(busy, false);
         if done.blocking_send(completions).is_err() {
             // The driver is gone; keep executing what is queued so that nothing the
             // engine emitted is silently skipped, but nobody hears about it.
@@ -377,7 +397,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_thread_completes_everything_queued_before_it_closes() {
-        let worker = spawn(MemoryStorage::new(), 4, 0).unwrap();
+        let worker = spawn(MemoryStorage::new(), 4, 0, BusySince::default()).unwrap();
         let StorageWorker {
             jobs,
             mut completions,
@@ -427,9 +447,54 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_final_flush_is_reported_to_whoever_closes_the_thread() {
-        let worker = spawn(FlushFails(MemoryStorage::new()), 4, 0).unwrap();
+        let worker = spawn(FlushFails(MemoryStorage::new()), 4, 0, BusySince::default()).unwrap();
         drop(worker.jobs);
         let closed = worker.closed.await.unwrap();
         assert!(closed.is_err_and(|e| e.contains("EIO")));
+    }
+
+    /// Memory storage whose writes wait until the test lets them go.
+    struct Gated(MemoryStorage, Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl Storage for Gated {
+        fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
+            self.0.get(key)
+        }
+        fn range(&self, prefix: &[String]) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
+            self.0.range(prefix)
+        }
+        fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+            let _ = self.1.lock().unwrap().recv();
+            self.0.write(batch)
+        }
+    }
+
+    impl ClosableStorage for Gated {}
+
+    #[tokio::test]
+    async fn the_thread_says_since_when_it_is_busy() {
+        let (release, gate) = std::sync::mpsc::channel();
+        let busy = BusySince::default();
+        let mut worker = spawn(
+            Gated(MemoryStorage::new(), Mutex::new(gate)),
+            4,
+            0,
+            busy.clone(),
+        )
+        .unwrap();
+        assert_eq!(busy.load(std::sync::atomic::Ordering::Relaxed), 0);
+        worker.jobs.send(put(0, "a", "1")).unwrap();
+        // The write waits at the gate: the thread is marked busy meanwhile.
+        while busy.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        release.send(()).unwrap();
+        let done = worker.completions.recv().await.unwrap();
+        assert!(done[0].1.is_ok());
+        assert_eq!(
+            busy.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "idle again"
+        );
     }
 }

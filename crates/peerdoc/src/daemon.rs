@@ -114,6 +114,9 @@ pub enum DaemonError {
     },
 }
 
+/// How long a stopping daemon waits for the store's final flush.
+const FINAL_FLUSH_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs the daemon until SIGINT/SIGTERM. Exit code 0 after a clean shutdown, 1 on any
 /// error (printed as one line on stderr).
 pub fn main(global: &GlobalArgs, run: &RunArgs) -> ExitCode {
@@ -344,7 +347,15 @@ async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
     for dialer in &dialers {
         dialer.abort();
     }
-    let closed = node.close().await;
+    // A store that never finishes its last flush (sled on a disk that filled behind
+    // its back) must not keep the daemon from exiting: say so, and exit 1.
+    let closed = match tokio::time::timeout(FINAL_FLUSH_GUARD, node.close()).await {
+        Ok(closed) => closed,
+        Err(_) => Err(peerdoc_node::NodeError::UncleanStop(format!(
+            "the store did not finish its final flush within {} s",
+            FINAL_FLUSH_GUARD.as_secs()
+        ))),
+    };
     if let Err(error) = std::fs::remove_file(&addr_file) {
         tracing::warn!(file = %addr_file.display(), %error, "could not remove the address file");
     }
