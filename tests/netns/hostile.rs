@@ -249,9 +249,11 @@ fn a_newcomer_on_a_2_mbit_link_takes_each_document_once_the_priority_ones_first(
         ratio <= 1.3,
         "the newcomer received {synced} B for {stored} B stored ({ratio:.2}x)"
     );
-    // Every peer sent a share: the work was spread.
+    // Every peer sent a share: the work was spread. (Not evenly: who answers first
+    // depends on timing; 150 KB of 1.7 MB from one peer has been seen, so the bound is
+    // a twentieth, which one holder sending everything would still fail.)
     assert!(
-        from_peers.len() == 4 && from_peers.iter().all(|b| *b * 10 > stored),
+        from_peers.len() == 4 && from_peers.iter().all(|b| *b * 20 > stored),
         "per peer: {from_peers:?}"
     );
     // Today's documents came first: when the last of them arrived, most of the others
