@@ -435,10 +435,8 @@ pub(super) async fn set_meta(
 ) -> Result<Json<DocSummary>, ApiError> {
     let id = parse_doc_id(&id)?;
     let title = body.title.map(Option::unwrap_or_default);
-    state
-        .node
-        .set_meta(id, body.priority, title.clone())
-        .await?;
+    // The shared copy first: the task that copies shared values into the catalog may
+    // run at any moment, and must not find the old ones after the catalog has the new.
     state
         .share_meta(
             id,
@@ -446,6 +444,10 @@ pub(super) async fn set_meta(
             body.priority,
         )
         .await;
+    state
+        .node
+        .set_meta(id, body.priority, title.clone())
+        .await?;
     let docs = state.node.list().await?;
     let summary = docs
         .iter()
