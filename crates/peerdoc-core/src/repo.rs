@@ -11,7 +11,7 @@
 //! and eviction) all work on the same fields. Each other job has its own file in
 //! `repo/`: peers, tombstones, commands, changes, access, receipts, find, fetch and pull (each document from one peer), wanted (late delivery),
 //! ephemeral (relay), remote heads (subscriptions), introduced (documents a peer
-//! introduces), retry (writes that failed).
+//! introduces), retry (writes that failed), reconciling.
 //!
 //! ```
 //! use peerdoc_core::repo::{Command, CommandId, Input, Output, Reply, Repo, RepoConfig, StorageOp, StorageResult};
@@ -91,6 +91,7 @@ mod io;
 mod peers;
 mod pull;
 mod receipts;
+mod reconciling;
 mod remote_heads;
 mod retry;
 mod tombstones;
