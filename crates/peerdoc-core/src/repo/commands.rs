@@ -325,9 +325,7 @@ impl Repo {
         }
         let meta = meta.clone();
         let mut batch = WriteBatch::new();
-        if let Some(stored) = self.meta_to_store(&doc) {
-            batch.put(persist::meta_key(&doc), stored.encode());
-        }
+        batch.put(persist::meta_key(&doc), meta.encode());
         self.write(None, None, vec![(id, Reply::Done)], batch);
         self.event(Event::MetaChanged { doc, meta });
     }

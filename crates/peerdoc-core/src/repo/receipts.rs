@@ -137,9 +137,7 @@ impl Repo {
         let at_ms = receipt.at_ms;
         meta.receipts.insert(storage.to_string(), receipt);
         let mut batch = WriteBatch::new();
-        if let Some(stored) = self.meta_to_store(&doc) {
-            batch.put(persist::meta_key(&doc), stored.encode());
-        }
+        batch.put(persist::meta_key(&doc), meta.encode());
         // Not counted against the document: a receipt must not keep it in memory.
         self.write(None, None, Vec::new(), batch);
         // Apps subscribed to the cloud's storage id hear what it confirmed.

@@ -9,23 +9,12 @@
 use std::collections::BTreeSet;
 
 use crate::ids::DocumentId;
-use crate::persist::{self, DocumentMeta};
+use crate::persist;
 use crate::storage::{WriteBatch, WriteOp};
 
 use super::Repo;
 
 impl Repo {
-    /// The catalog's record of `doc`, for a write of the record alone: as the catalog
-    /// has it, so its heads are those of the last save issued, which lands first (after
-    /// a failed save, the durable ones until the retry: see the failure branch of
-    /// `storage_completed`). Never older heads: a record whose heads went back makes
-    /// receipts for the newer ones look unconfirmed after a restart. A save in flight
-    /// that then fails leaves such a record naming changes the store lacks, until the
-    /// retry writes both (an open case of `docs/simulation.md`, "Storage faults").
-    pub(super) fn meta_to_store(&self, doc: &DocumentId) -> Option<DocumentMeta> {
-        self.catalog.get(doc).cloned()
-    }
-
     /// Writes again, as one batch, what failed since the last tick and is not re-derived
     /// from a document's heads: each metadata record as the catalog has it now (never a
     /// stale copy over a newer one; dropped for a document no longer known), everything
@@ -60,8 +49,16 @@ impl Repo {
                 }
             }
         }
+        // A record is written as the catalog has it, like every write of a record alone
+        // (`set_meta`, receipts): its heads are those of the last save issued, which
+        // lands first (after a failed save, the durable ones until the retry: see the
+        // failure branch of `storage_completed`). Never older heads: a record whose heads
+        // went back makes receipts for the newer ones look unconfirmed after a restart. A
+        // save in flight that then fails leaves such a record naming changes the store
+        // lacks, until the retry writes both (an open case of `docs/simulation.md`,
+        // "Storage faults").
         for doc in metas {
-            if let Some(meta) = self.meta_to_store(&doc) {
+            if let Some(meta) = self.catalog.get(&doc) {
                 batch.put(persist::meta_key(&doc), meta.encode());
             }
         }
