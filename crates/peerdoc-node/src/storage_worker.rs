@@ -424,59 +424,65 @@ mod tests {
         closed.await.unwrap().unwrap();
     }
 
-    /// Memory storage whose final flush fails, as sled's does on a dying disk.
-    struct FlushFails(MemoryStorage);
+    /// Memory storage that misbehaves as a test asks: writes that wait at a gate until
+    /// the test lets them go, a final flush that fails as sled's does on a dying disk.
+    #[derive(Default)]
+    struct Faulty {
+        inner: MemoryStorage,
+        gate: Option<Mutex<std::sync::mpsc::Receiver<()>>>,
+        flush_fails: bool,
+    }
 
-    impl Storage for FlushFails {
+    impl Storage for Faulty {
         fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
-            self.0.get(key)
+            self.inner.get(key)
         }
         fn range(&self, prefix: &[String]) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
-            self.0.range(prefix)
+            self.inner.range(prefix)
         }
         fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
-            self.0.write(batch)
+            if let Some(gate) = &self.gate {
+                let _ = gate.lock().unwrap().recv();
+            }
+            self.inner.write(batch)
         }
     }
 
-    impl ClosableStorage for FlushFails {
+    impl ClosableStorage for Faulty {
         fn final_flush(&self) -> Result<(), StorageError> {
-            Err(StorageError::Io("EIO".into()))
+            if self.flush_fails {
+                return Err(StorageError::Io("EIO".into()));
+            }
+            Ok(())
         }
     }
 
     #[tokio::test]
     async fn a_failed_final_flush_is_reported_to_whoever_closes_the_thread() {
-        let worker = spawn(FlushFails(MemoryStorage::new()), 4, 0, BusySince::default()).unwrap();
+        let worker = spawn(
+            Faulty {
+                flush_fails: true,
+                ..Faulty::default()
+            },
+            4,
+            0,
+            BusySince::default(),
+        )
+        .unwrap();
         drop(worker.jobs);
         let closed = worker.closed.await.unwrap();
         assert!(closed.is_err_and(|e| e.contains("EIO")));
     }
-
-    /// Memory storage whose writes wait until the test lets them go.
-    struct Gated(MemoryStorage, Mutex<std::sync::mpsc::Receiver<()>>);
-
-    impl Storage for Gated {
-        fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, StorageError> {
-            self.0.get(key)
-        }
-        fn range(&self, prefix: &[String]) -> Result<Vec<(StorageKey, Vec<u8>)>, StorageError> {
-            self.0.range(prefix)
-        }
-        fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
-            let _ = self.1.lock().unwrap().recv();
-            self.0.write(batch)
-        }
-    }
-
-    impl ClosableStorage for Gated {}
 
     #[tokio::test]
     async fn the_thread_says_since_when_it_is_busy() {
         let (release, gate) = std::sync::mpsc::channel();
         let busy = BusySince::default();
         let mut worker = spawn(
-            Gated(MemoryStorage::new(), Mutex::new(gate)),
+            Faulty {
+                gate: Some(Mutex::new(gate)),
+                ..Faulty::default()
+            },
             4,
             0,
             busy.clone(),
