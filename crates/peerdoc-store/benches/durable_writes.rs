@@ -1,4 +1,5 @@
-//! Durable write latency and throughput of `SledStorage::write` against raw
+//! Durable write latency and throughput of `SledStorage::write`, with each
+//! `storage.durability` (`process`: sled's flush; `power`: an `fsync` too), against raw
 //! append + `fdatasync` on a file in the same directory, measured in the same run, and
 //! the store's disk bytes against the documents' `save()` sizes.
 //!
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use automerge::{AutoCommit, ROOT, transaction::Transactable};
 use peerdoc_core::{Storage, StorageKey, WriteBatch};
-use peerdoc_store::{SledConfig, SledStorage};
+use peerdoc_store::{Durability, SledConfig, SledStorage};
 
 struct Args {
     writes: usize,
@@ -118,8 +119,14 @@ fn run<T: Sync>(items: &[T], writers: usize, op: impl Fn(&T) + Sync) -> Measured
     }
 }
 
-fn sled_writes(dir: &Path, chunks: &[Chunk], writers: usize) -> (Measured, SledStorage) {
-    let store = SledStorage::open(dir, SledConfig::default()).expect("open store");
+fn sled_writes(
+    dir: &Path,
+    chunks: &[Chunk],
+    writers: usize,
+    durability: Durability,
+) -> (Measured, SledStorage) {
+    let config = SledConfig::default().durability(durability);
+    let store = SledStorage::open(dir, config).expect("open store");
     let measured = run(chunks, writers, |chunk| {
         let mut batch = WriteBatch::new();
         batch.put(chunk.key.clone(), chunk.bytes.clone());
@@ -191,10 +198,16 @@ fn main() {
 
     let raw1 = raw_writes(&work.path().join("raw-1.log"), &chunks, 1);
     let raw8 = raw_writes(&work.path().join("raw-8.log"), &chunks, 8);
-    let (sled1, store1) = sled_writes(&work.path().join("sled-1"), &chunks, 1);
-    let (sled8, store8) = sled_writes(&work.path().join("sled-8"), &chunks, 8);
+    let process = Durability::Process;
+    let (sled1, store1) = sled_writes(&work.path().join("sled-1"), &chunks, 1, process);
+    let (sled8, store8) = sled_writes(&work.path().join("sled-8"), &chunks, 8, process);
     let stats8 = store8.commit_stats();
     drop(store8);
+    let power = Durability::Power;
+    let (power1, _) = sled_writes(&work.path().join("power-1"), &chunks, 1, power);
+    let (power8, power_store8) = sled_writes(&work.path().join("power-8"), &chunks, 8, power);
+    let power_stats8 = power_store8.commit_stats();
+    drop(power_store8);
 
     println!();
     println!(
@@ -204,8 +217,10 @@ fn main() {
     for (name, writers, m, raw) in [
         ("append + fdatasync (baseline)", 1, &raw1, &raw1),
         ("append + fdatasync (baseline)", 8, &raw8, &raw8),
-        ("SledStorage::write", 1, &sled1, &raw1),
-        ("SledStorage::write", 8, &sled8, &raw8),
+        ("SledStorage::write, process", 1, &sled1, &raw1),
+        ("SledStorage::write, process", 8, &sled8, &raw8),
+        ("SledStorage::write, power", 1, &power1, &raw1),
+        ("SledStorage::write, power", 8, &power8, &raw8),
     ] {
         println!(
             "| {name} | {writers} | {:.0} | {:.0} | {:.0} | {:.2}x | {:.2}x | {:.2}x |",
@@ -222,6 +237,12 @@ fn main() {
         stats8.batches_written,
         stats8.flushes_performed,
         stats8.batches_written as f64 / stats8.flushes_performed.max(1) as f64
+    );
+    println!(
+        "group commit, 8 writers, power: {} batches, {} flushes ({:.2} batches per flush)",
+        power_stats8.batches_written,
+        power_stats8.flushes_performed,
+        power_stats8.batches_written as f64 / power_stats8.flushes_performed.max(1) as f64
     );
 
     // Disk: the store holding every change as an incremental chunk, then compacted to

@@ -79,6 +79,15 @@ pub enum StoreError {
     /// A key violates the storage contract.
     #[error(transparent)]
     InvalidKey(StorageError),
+    /// The commit ledger (`peerdoc.ledger`) or, for `power` durability, a sync of the
+    /// store's files failed.
+    #[error("store at {path}: the commit ledger or a file sync failed: {source}")]
+    Ledger {
+        /// The store directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 impl From<StoreError> for StorageError {

@@ -1,9 +1,12 @@
 //! [`SledStorage`]: the sled-backed [`Storage`].
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::fmt;
+use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,8 +19,9 @@ use crate::error::{StoreError, panic_message};
 use crate::frame::{CorruptionKind, frame, unframe};
 use crate::group_commit::{CommitStats, GroupCommit};
 use crate::key::{decode_key, encode_key, encode_prefix};
+use crate::ledger::{Ledger, RollbackReport};
 use crate::quarantine::{QuarantinedChunk, decode_record, encode_record, record_key, sequence_of};
-use crate::usage::{StorageUsage, directory_bytes};
+use crate::usage::{KeyClass, StorageUsage, classify, directory_bytes};
 
 const DATA_TREE: &str = "peerdoc/data/v1";
 const QUARANTINE_TREE: &str = "peerdoc/quarantine/v1";
@@ -25,11 +29,81 @@ const META_TREE: &str = "peerdoc/meta/v1";
 /// Written once when a store is created (see [`create_marked`]).
 const MARKER_KEY: &[u8] = b"store-format";
 const MARKER_VALUE: &[u8] = b"peerdoc-store v1";
+/// The last rollback found on open (see [`RecordedRollback`]).
+const ROLLBACK_KEY: &[u8] = b"last-rollback";
+/// The data tree's record of the last group commit, written in the same batch as the
+/// commit's values. No [`StorageKey`] encodes to it (an encoded key never starts with
+/// 0xFF), so reads skip it.
+const COMMIT_SEQ_KEY: &[u8] = b"\xffpeerdoc-commit-seq";
+/// Values at least this large may go to sled's blob files (sled 0.34 moves values over
+/// about a quarter of its 512 KiB segments there), which `power` durability syncs too.
+const BLOB_CANDIDATE_BYTES: usize = 64 * 1024;
 /// How often a read retries after quarantining a value that a writer may have replaced.
 const READ_ATTEMPTS: usize = 3;
 
 /// An encoded key and its framed value (`None` deletes).
 type EncodedOp = (Vec<u8>, Option<Vec<u8>>);
+
+/// One writer's batch, encoded, with the documents it writes (for the ledger).
+struct Staged {
+    ops: Vec<EncodedOp>,
+    documents: BTreeSet<String>,
+}
+
+/// What an acknowledged write survives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// The process being killed: sled's flush has written the bytes to the kernel, which
+    /// is what a crash of peerdoc (or of the app embedding it) needs. A power cut or a
+    /// kernel crash can lose the last half second or so of acknowledged writes. The
+    /// default on devices, where peers hold the same documents.
+    #[default]
+    Process,
+    /// A power cut too: after sled's flush, `write` also `fsync`s sled's file (and its
+    /// blob files when a large value was written) and the commit ledger, before it
+    /// returns. Concurrent writers share these syncs (group commit).
+    Power,
+}
+
+impl Durability {
+    /// The name used in configuration and reports: `process` or `power`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Power => "power",
+        }
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "process" => Ok(Self::Process),
+            "power" => Ok(Self::Power),
+            other => Err(format!(
+                "unknown durability {other:?}: use process or power"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rollback as recorded in the store when it was found, so that it is still known
+/// after the restarts that follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRollback {
+    /// What went back.
+    pub report: RollbackReport,
+    /// When the store found it, ms since the Unix epoch.
+    pub detected_ms: u64,
+}
 
 /// sled's space/throughput trade-off.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,6 +131,8 @@ pub struct SledConfig {
     /// of the file, which can be shortly *after* the `Db` was dropped (sled issues #1234,
     /// #1289), so closing and reopening a store in one process needs this grace period.
     pub lock_wait_ms: u64,
+    /// What an acknowledged write survives (default [`Durability::Process`]).
+    pub durability: Durability,
 }
 
 impl Default for SledConfig {
@@ -66,6 +142,7 @@ impl Default for SledConfig {
             flush_every_ms: Some(500),
             mode: SpaceMode::LowSpace,
             lock_wait_ms: 1000,
+            durability: Durability::Process,
         }
     }
 }
@@ -89,6 +166,12 @@ impl SledConfig {
         self
     }
 
+    /// Sets what an acknowledged write survives.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
     /// Sets the space mode.
     pub fn mode(mut self, mode: SpaceMode) -> Self {
         self.mode = mode;
@@ -103,8 +186,18 @@ pub struct SledStorage {
     db: sled::Db,
     data: sled::Tree,
     quarantine: sled::Tree,
-    commit: GroupCommit<Vec<EncodedOp>>,
+    meta: sled::Tree,
+    commit: GroupCommit<Staged>,
     next_quarantine_seq: AtomicU64,
+    /// The sequence number of the next group commit.
+    next_commit: AtomicU64,
+    ledger: Mutex<Ledger>,
+    durability: Durability,
+    /// sled's log file, for `fsync` under [`Durability::Power`].
+    log_file: Option<File>,
+    /// Blob files already synced under [`Durability::Power`].
+    synced_blobs: Mutex<BTreeSet<std::ffi::OsString>>,
+    rollback: Option<RollbackReport>,
 }
 
 impl fmt::Debug for SledStorage {
@@ -112,6 +205,7 @@ impl fmt::Debug for SledStorage {
         f.debug_struct("SledStorage")
             .field("path", &self.path)
             .field("commit", &self.commit.stats())
+            .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +219,10 @@ impl SledStorage {
     /// a store whose log sled could not parse gives [`StoreError::LostContents`] instead
     /// of sled's silent empty store. A new store is built in a staging directory beside
     /// `path` (`.<name>.creating-<pid>`) and renamed into place.
+    ///
+    /// A store that lost acknowledged writes (sled dropped the end of a damaged log) opens,
+    /// with the documents that went back in [`SledStorage::rollback`], a log line at
+    /// ERROR, and a record kept in the store ([`SledStorage::last_rollback`]).
     pub fn open(path: impl AsRef<Path>, config: SledConfig) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         if is_fresh(&path) {
@@ -141,14 +239,80 @@ impl SledStorage {
         for entry in quarantine.iter().keys() {
             next_seq = next_seq.max(sequence_of(&entry?) + 1);
         }
+        let ledger_error = |source| StoreError::Ledger {
+            path: path.clone(),
+            source,
+        };
+        let recovered = match data.get(COMMIT_SEQ_KEY)? {
+            Some(bytes) => u64::from_le_bytes(bytes.as_ref().try_into().unwrap_or([0; 8])),
+            None => 0,
+        };
+        let mut contents = Ledger::read(&path).map_err(ledger_error)?;
+        if contents.torn {
+            tracing::warn!(
+                path = %path.display(),
+                "the commit ledger ends in a damaged record; it is rewritten from what is readable"
+            );
+        }
+        let rollback = contents.rollback_since(recovered);
+        let next_commit = contents.last_commit().max(recovered) + 1;
+        if let Some(report) = &rollback {
+            tracing::error!(
+                path = %path.display(),
+                documents = ?report.documents,
+                "{report}; peers that hold them will send the lost changes again"
+            );
+            let recorded = RecordedRollback {
+                report: report.clone(),
+                detected_ms: now_ms(),
+            };
+            meta.insert(ROLLBACK_KEY, encode_rollback(&recorded))?;
+            db.flush()?;
+            // From now on the store's older state is what it acknowledges.
+            for seq in contents.latest.values_mut() {
+                *seq = (*seq).min(recovered);
+            }
+        }
+        let sync = config.durability == Durability::Power;
+        let ledger = Ledger::create(&path, &contents.latest, sync).map_err(ledger_error)?;
+        let log_file = match config.durability {
+            Durability::Power => Some(File::open(path.join("db")).map_err(ledger_error)?),
+            Durability::Process => None,
+        };
         Ok(Self {
             path,
             db,
             data,
             quarantine,
+            meta,
             commit: GroupCommit::default(),
             next_quarantine_seq: AtomicU64::new(next_seq),
+            next_commit: AtomicU64::new(next_commit),
+            ledger: Mutex::new(ledger),
+            durability: config.durability,
+            log_file,
+            synced_blobs: Mutex::new(BTreeSet::new()),
+            rollback,
         })
+    }
+
+    /// The acknowledged writes this store found lost when it was opened, if any: the
+    /// documents are back at an older version (or gone) until peers send the changes.
+    pub fn rollback(&self) -> Option<&RollbackReport> {
+        self.rollback.as_ref()
+    }
+
+    /// The last rollback the store found, on this open or an earlier one.
+    pub fn last_rollback(&self) -> Result<Option<RecordedRollback>, StoreError> {
+        Ok(self
+            .meta
+            .get(ROLLBACK_KEY)?
+            .and_then(|bytes| decode_rollback(&bytes)))
+    }
+
+    /// What an acknowledged write survives in this store.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// The store directory.
@@ -185,6 +349,9 @@ impl SledStorage {
         let mut usage = StorageUsage::default();
         for entry in self.data.iter() {
             let (k, v) = entry?;
+            if k == COMMIT_SEQ_KEY {
+                continue;
+            }
             usage.add(decode_key(&k).ok().as_ref(), (k.len() + v.len()) as u64);
         }
         for entry in self.quarantine.iter() {
@@ -246,6 +413,9 @@ impl SledStorage {
         let mut out = Vec::new();
         for entry in self.data.scan_prefix(encode_prefix(prefix)) {
             let (raw_key, stored) = entry?;
+            if raw_key == COMMIT_SEQ_KEY {
+                continue;
+            }
             let Ok(key) = decode_key(&raw_key) else {
                 let shown = String::from_utf8_lossy(&raw_key).into_owned();
                 self.quarantine_value(&raw_key, &shown, &stored, CorruptionKind::UndecodableKey)?;
@@ -317,30 +487,102 @@ impl SledStorage {
                 }
             }
         }
+        let mut documents = BTreeSet::new();
         let ops: Vec<EncodedOp> = batch
             .into_ops()
             .into_iter()
-            .map(|op| match op {
-                WriteOp::Put { key, value } => {
-                    let encoded = encode_key(&key);
-                    let framed = frame(&encoded, &value);
-                    (encoded, Some(framed))
+            .map(|op| {
+                let key = match &op {
+                    WriteOp::Put { key, .. } | WriteOp::Delete { key } => key,
+                };
+                match classify(key) {
+                    KeyClass::SyncState { .. } => {}
+                    KeyClass::Store => {
+                        documents.insert(String::new());
+                    }
+                    KeyClass::Snapshot { doc }
+                    | KeyClass::Incremental { doc }
+                    | KeyClass::DocumentOther { doc } => {
+                        documents.insert(doc.to_owned());
+                    }
                 }
-                WriteOp::Delete { key } => (encode_key(&key), None),
+                match op {
+                    WriteOp::Put { key, value } => {
+                        let encoded = encode_key(&key);
+                        let framed = frame(&encoded, &value);
+                        (encoded, Some(framed))
+                    }
+                    WriteOp::Delete { key } => (encode_key(&key), None),
+                }
             })
             .collect();
-        self.commit.commit(ops, |group| {
-            let mut sled_batch = sled::Batch::default();
-            for (key, value) in group.into_iter().flatten() {
+        self.commit
+            .commit(Staged { ops, documents }, |group| self.commit_group(group))
+    }
+
+    /// Applies a group's batches as one sled batch with the commit's sequence number,
+    /// flushes, syncs for [`Durability::Power`], then records the commit in the ledger.
+    fn commit_group(&self, group: Vec<Staged>) -> Result<(), StoreError> {
+        let seq = self.next_commit.fetch_add(1, Ordering::Relaxed);
+        let mut sled_batch = sled::Batch::default();
+        let mut documents = BTreeSet::new();
+        let mut large = false;
+        for staged in group {
+            documents.extend(staged.documents);
+            for (key, value) in staged.ops {
                 match value {
-                    Some(value) => sled_batch.insert(key, value),
+                    Some(value) => {
+                        large |= value.len() >= BLOB_CANDIDATE_BYTES;
+                        sled_batch.insert(key, value)
+                    }
                     None => sled_batch.remove(key),
                 }
             }
-            self.data.apply_batch(sled_batch)?;
-            self.db.flush()?;
-            Ok(())
-        })
+        }
+        sled_batch.insert(COMMIT_SEQ_KEY, &seq.to_le_bytes());
+        self.data.apply_batch(sled_batch)?;
+        self.db.flush()?;
+        let ledger_error = |source| StoreError::Ledger {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(log) = &self.log_file {
+            log.sync_data().map_err(ledger_error)?;
+            if large {
+                self.sync_blobs().map_err(ledger_error)?;
+            }
+        }
+        if documents.is_empty() {
+            return Ok(());
+        }
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(seq, &documents)
+            .map_err(ledger_error)
+    }
+
+    /// `fsync`s the blob files not synced yet and the blob directory: sled writes
+    /// large values to files of their own without syncing them.
+    fn sync_blobs(&self) -> std::io::Result<()> {
+        let dir = self.path.join("blobs");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut present = BTreeSet::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            if !synced.contains(&name) {
+                File::open(dir.join(&name))?.sync_data()?;
+            }
+            present.insert(name);
+        }
+        File::open(&dir)?.sync_all()?;
+        *synced = present;
+        Ok(())
     }
 }
 
@@ -424,6 +666,46 @@ fn create_marked(path: &Path, config: &SledConfig) -> Result<(), StoreError> {
         Err(_) if !is_fresh(path) => std::fs::remove_dir_all(&staging).map_err(creating),
         Err(e) => Err(creating(e)),
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `detected_ms recovered acknowledged store_wide` on the first line, then one document
+/// per line.
+fn encode_rollback(recorded: &RecordedRollback) -> Vec<u8> {
+    let r = &recorded.report;
+    let mut text = format!(
+        "{} {} {} {}",
+        recorded.detected_ms, r.recovered_commit, r.acknowledged_commit, r.store_wide
+    );
+    for doc in &r.documents {
+        text.push('\n');
+        text.push_str(doc);
+    }
+    text.into_bytes()
+}
+
+fn decode_rollback(bytes: &[u8]) -> Option<RecordedRollback> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.split('\n');
+    let mut head = lines.next()?.split(' ');
+    let mut number = || head.next()?.parse::<u64>().ok();
+    let (detected_ms, recovered_commit, acknowledged_commit) = (number()?, number()?, number()?);
+    let store_wide = head.next()? == "true";
+    Some(RecordedRollback {
+        report: RollbackReport {
+            recovered_commit,
+            acknowledged_commit,
+            documents: lines.map(str::to_owned).collect(),
+            store_wide,
+        },
+        detected_ms,
+    })
 }
 
 fn open_error(path: PathBuf, source: sled::Error) -> StoreError {

@@ -310,6 +310,11 @@ fn acknowledged_writes_survive_sigkill() {
         // After every kill: the store opens, every document loads, every ack is there.
         let store = SledStorage::open(&store_dir, SledConfig::default())
             .unwrap_or_else(|e| panic!("cycle {cycle} (SEED={seed}): store does not open: {e}"));
+        assert_eq!(
+            store.rollback(),
+            None,
+            "cycle {cycle} (SEED={seed}): a kill, which loses nothing, was taken for a rollback"
+        );
         for id in &ids {
             let mut stored =
                 load(&store, id).unwrap_or_else(|e| panic!("cycle {cycle} (SEED={seed}): {e}"));
