@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use peerdoc_core::PeerId;
 use peerdoc_core::repo::RepoConfig;
 use peerdoc_net::NetConfig;
+use peerdoc_store::Durability;
 use serde::{Deserialize, Serialize};
 
 /// How to start a [`Node`](crate::Node).
@@ -84,6 +85,11 @@ pub struct NodeConfig {
     pub actor_prefix: Option<[u8; 8]>,
     /// sled's page cache, in bytes.
     pub store_cache_bytes: u64,
+    /// What an acknowledged write survives: a process crash (the default on devices) or
+    /// a power cut too (`fsync` before every acknowledgement, shared by concurrent
+    /// writers). See `docs/storage.md`.
+    #[serde(skip)]
+    pub durability: Durability,
     /// How long `start` waits for a store another process is still closing before it
     /// reports [`NodeError::DataDirLocked`](crate::NodeError::DataDirLocked), in ms.
     pub store_lock_wait_ms: u64,
@@ -123,6 +129,7 @@ impl NodeConfig {
             actor_prefix: None,
             store_cache_bytes: 64 * 1024 * 1024,
             store_lock_wait_ms: 1_000,
+            durability: Durability::Process,
         }
     }
 

@@ -63,9 +63,12 @@ pub use departed::{DepartedPeer, MAX_DEPARTED};
 pub use driver::AccessPolicy;
 pub use error::NodeError;
 pub use handle::NodeHandle;
-pub use metrics::{HistogramSnapshot, NodeMetrics, SYNC_LATENCY_BUCKETS, StorageFailure};
+pub use metrics::{
+    HistogramSnapshot, NodeMetrics, SYNC_LATENCY_BUCKETS, StorageFailure, StoreRollback,
+};
 pub use node::Node;
 pub use patches::MAX_EVENT_PATCHES;
+pub use peerdoc_store::Durability;
 pub use types::{
     Conflicts, Departure, DocumentSummary, DocumentSync, MAX_CHANGED_PATHS, NodeEvent, NodeStatus,
     Origin, PeerDocStatus, PeerStatus, failure_in_words,

@@ -97,11 +97,30 @@ pub(crate) struct Metrics {
     storage_failure: Mutex<Option<StorageFailure>>,
     /// When the storage thread started its current work (0: idle).
     storage_busy_since: crate::storage_worker::BusySince,
+    /// The last time the store found it had lost acknowledged writes.
+    store_rollback: Mutex<Option<StoreRollback>>,
 }
 
 /// A storage operation running this long is reported as a stall: sled can wait for
 /// ever on a disk that filled behind its back (`docs/storage.md`).
 pub(crate) const STORAGE_STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The store found on open that it had lost acknowledged writes: sled dropped the end
+/// of a damaged log (`docs/storage.md`, "Silent rollback"). Peers that hold the
+/// documents send the lost changes again when they sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRollback {
+    /// What happened, in words.
+    pub message: String,
+    /// The documents that went back to an older version, or vanished.
+    pub documents: Vec<String>,
+    /// Whether store-wide records (peer records, the storage id) went back too.
+    pub store_wide: bool,
+    /// When the store found it.
+    pub detected: std::time::SystemTime,
+    /// Found when this node started (else at an earlier start).
+    pub at_this_start: bool,
+}
 
 /// Why the store's writes fail now ([`NodeMetrics::storage_failure`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +149,13 @@ impl Metrics {
             storage_write_failures: AtomicU64::new(0),
             storage_failure: Mutex::new(None),
             storage_busy_since: crate::storage_worker::BusySince::default(),
+            store_rollback: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn set_store_rollback(&self, rollback: Option<StoreRollback>) {
+        if let Ok(mut kept) = self.store_rollback.lock() {
+            *kept = rollback;
         }
     }
 
@@ -245,6 +271,7 @@ impl Metrics {
             sync_latency: self.sync_latency.snapshot(),
             storage_write_failures: load(&self.storage_write_failures),
             storage_failure: self.storage_problem(),
+            store_rollback: self.store_rollback.lock().ok().and_then(|r| r.clone()),
         }
     }
 }
@@ -276,6 +303,8 @@ pub struct NodeMetrics {
     /// Set while the store's writes fail (disk full, or the store failed); `None` once
     /// a write succeeds again.
     pub storage_failure: Option<StorageFailure>,
+    /// The last time the store found it had lost acknowledged writes, if ever.
+    pub store_rollback: Option<StoreRollback>,
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ impl Node {
         let store_path = data_dir.join("store");
         let sled_config = SledConfig::default()
             .cache_capacity_bytes(config.store_cache_bytes)
-            .lock_wait_ms(config.store_lock_wait_ms);
+            .lock_wait_ms(config.store_lock_wait_ms)
+            .durability(config.durability);
         let storage =
             tokio::task::spawn_blocking(move || SledStorage::open(store_path, sled_config))
                 .await
@@ -77,6 +78,7 @@ impl Node {
         repo_config.actor_prefix = Some(config.actor_prefix.unwrap_or(repo_peer.actor_prefix()));
         let repo = Repo::new(repo_config);
         let metrics = Arc::new(Metrics::new());
+        metrics.set_store_rollback(store_rollback(&storage));
         let storage = storage_worker::spawn(
             storage,
             config.storage_queue_len,
@@ -170,4 +172,22 @@ impl Node {
             ))),
         }
     }
+}
+
+/// The last rollback the store recorded, for status and metrics.
+fn store_rollback(storage: &SledStorage) -> Option<crate::StoreRollback> {
+    let recorded = match storage.last_rollback() {
+        Ok(recorded) => recorded?,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the store's rollback record");
+            return None;
+        }
+    };
+    Some(crate::StoreRollback {
+        message: recorded.report.to_string(),
+        store_wide: recorded.report.store_wide,
+        documents: recorded.report.documents,
+        detected: std::time::UNIX_EPOCH + std::time::Duration::from_millis(recorded.detected_ms),
+        at_this_start: storage.rollback().is_some(),
+    })
 }

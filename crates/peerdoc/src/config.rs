@@ -122,6 +122,38 @@ pub struct DaemonConfig {
     pub cloud: CloudConfig,
     /// Teams (`docs/teams.md`).
     pub team: TeamConfig,
+    /// The store (`docs/storage.md`).
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: what the store promises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// What an acknowledged write survives: `process` (a crash of the daemon; the
+    /// device default) or `power` (a power cut too: an `fsync` before every
+    /// acknowledgement; the cloud profile's default).
+    pub durability: DurabilityMode,
+}
+
+/// The values of `storage.durability`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityMode {
+    /// Survives the daemon being killed.
+    #[default]
+    Process,
+    /// Survives a power cut too.
+    Power,
+}
+
+impl From<DurabilityMode> for peerdoc_node::Durability {
+    fn from(mode: DurabilityMode) -> Self {
+        match mode {
+            DurabilityMode::Process => Self::Process,
+            DurabilityMode::Power => Self::Power,
+        }
+    }
 }
 
 /// `[team]`: whom this device syncs with.
@@ -286,6 +318,8 @@ impl Profile {
                 ("node.max_docs_in_memory", toml::Value::Integer(10_000)),
                 // Devices keep receipts of what the cloud confirms holding.
                 ("node.cloud", toml::Value::Boolean(true)),
+                // A server has no peer holding its documents if its disk loses them.
+                ("storage.durability", toml::Value::String("power".into())),
             ],
         }
     }
@@ -307,6 +341,7 @@ impl Default for DaemonConfig {
             },
             cloud: CloudConfig::default(),
             team: TeamConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -344,6 +379,7 @@ impl Resolved {
         let c = &self.config;
         let mut node = c.node.clone();
         node.data_dir = self.data_dir.clone();
+        node.durability = c.storage.durability.into();
         let mut net = c.net.clone();
         net.team_key = gate.key;
         net.also_accept_keys = gate.also_accept;
@@ -449,7 +485,12 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value
 /// Keys without a default that the environment may still set, taken verbatim as text:
 /// paths, and the sync budget (read with its unit, `"2mbit"`). (The other keys without
 /// a default have a flag with its own variable, or are not meant for the environment.)
-const ENV_TEXT_KEYS: &[&str] = &["cloud.ca_file", "log_file", "net.max_rate"];
+const ENV_TEXT_KEYS: &[&str] = &[
+    "cloud.ca_file",
+    "log_file",
+    "net.max_rate",
+    "storage.durability",
+];
 
 /// The environment variable for a key: `node.max_docs_in_memory` →
 /// `PEERDOC_NODE_MAX_DOCS_IN_MEMORY`.

@@ -30,6 +30,23 @@ pub struct StoreProblem {
     pub since_ms: u64,
 }
 
+/// The store found that it had lost acknowledged writes ([`Status::store_rollback`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct StoreRollback {
+    /// What happened, in words.
+    pub message: String,
+    /// The documents that went back to an older version (or vanished); peers that
+    /// hold them send the lost changes again when they sync.
+    pub documents: Vec<String>,
+    /// Whether store-wide records (peer records, the storage id) went back too.
+    pub store_wide: bool,
+    /// When the store found it (Unix ms).
+    pub detected_ms: u64,
+    /// Found when the daemon started this time (else at an earlier start).
+    pub at_this_start: bool,
+}
+
 /// The values of [`Health::status`].
 #[derive(Debug, Clone, Copy, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +150,9 @@ pub struct Status {
     /// While the store's writes fail: why (`storage full: …` when the disk is full),
     /// and since when; `null` when writes succeed.
     pub store_problem: Option<StoreProblem>,
+    /// The last time the store found, on opening, that it had lost acknowledged writes
+    /// (`docs/storage.md`, "Silent rollback"); `null` if it never did.
+    pub store_rollback: Option<StoreRollback>,
     /// Bytes the store occupies on disk.
     pub store_bytes: u64,
     /// `healthy`, `degraded` or `offline` (see `HealthState`).

@@ -250,6 +250,21 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
         };
         fact("store", format!("{what}: {}", printable(&problem.message)));
     }
+    if let Some(rollback) = &status.store_rollback {
+        let when = if rollback.at_this_start {
+            "at this start"
+        } else {
+            "at an earlier start"
+        };
+        fact(
+            "store",
+            format!(
+                "{} ({when}); peers send the lost changes again: {}",
+                printable(&rollback.message),
+                printable(&rollback.documents.join(", "))
+            ),
+        );
+    }
     fact(
         "peers",
         format!("{connected} connected, {} known", status.peers.len()),

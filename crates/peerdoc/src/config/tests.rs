@@ -350,3 +350,35 @@ fn the_sync_budget_reads_with_its_unit_from_flags_and_environment() {
         "{error}"
     );
 }
+
+#[test]
+fn durability_is_process_on_devices_power_in_the_cloud_and_a_bad_one_names_itself() {
+    let gate = || TransportGate::default();
+    let (global, run) = args(&[]);
+    let device = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+    assert_eq!(device.config.storage.durability, DurabilityMode::Process);
+    assert_eq!(
+        device.node_config(gate()).unwrap().durability,
+        peerdoc_node::Durability::Process
+    );
+
+    let (global, mut run) = args(&["team_key_file=\"/tmp/k\""]);
+    run.profile = Some(Profile::Cloud);
+    let cloud = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+    assert_eq!(cloud.config.storage.durability, DurabilityMode::Power);
+
+    let (global, run) = args(&["storage.durability=\"power\""]);
+    let set = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+    assert_eq!(set.config.storage.durability, DurabilityMode::Power);
+    let (global, run) = args(&[]);
+    let env: HashMap<&str, &str> = [("PEERDOC_STORAGE_DURABILITY", "power")].into();
+    let from_env =
+        DaemonConfig::load_with(&global, &run, |v| env.get(v).map(|s| (*s).to_owned())).unwrap();
+    assert_eq!(from_env.config.storage.durability, DurabilityMode::Power);
+
+    let (global, run) = args(&["storage.durability=\"disk\""]);
+    let error = DaemonConfig::load_with(&global, &run, |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("storage.durability"), "{error}");
+}

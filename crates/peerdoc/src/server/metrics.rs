@@ -180,6 +180,16 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         G(i64::from(node.storage_failure.is_some())),
     );
     scrape.add(
+        "peerdoc_store_rollback_documents",
+        "Documents the store found had gone back (lost acknowledged writes) the last time it \
+         did, at this start or an earlier one; 0 if it never did.",
+        G(count(
+            node.store_rollback
+                .as_ref()
+                .map_or(0, |r| r.documents.len()),
+        )),
+    );
+    scrape.add(
         "peerdoc_storage_write_failures",
         "Store writes that failed (refused for a full disk included).",
         C(node.storage_write_failures),

@@ -69,6 +69,21 @@ pub(crate) fn store_problem(state: &AppState) -> Option<crate::api::status::Stor
         })
 }
 
+/// The last rollback the store found, if any.
+fn store_rollback(state: &AppState) -> Option<crate::api::status::StoreRollback> {
+    state
+        .node
+        .metrics()
+        .store_rollback
+        .map(|r| crate::api::status::StoreRollback {
+            message: r.message,
+            documents: r.documents,
+            store_wide: r.store_wide,
+            detected_ms: epoch_ms(r.detected),
+            at_this_start: r.at_this_start,
+        })
+}
+
 pub(crate) fn epoch_ms(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -406,6 +421,7 @@ pub(super) async fn status(
         loaded: wide(status.loaded),
         storage_in_flight: wide(status.storage_in_flight),
         store_problem: store_problem(&state),
+        store_rollback: store_rollback(&state),
         store_bytes,
         health: health.to_owned(),
         peers,
