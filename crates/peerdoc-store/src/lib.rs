@@ -8,8 +8,11 @@
 //! its batch atomically and returns only after a flush that covers it, and concurrent
 //! writers share flushes ([`SledStorage::commit_stats`]).
 //!
-//! Durability is against a **process crash**; sled 0.34's flush is not a power-loss
-//! barrier. `docs/storage.md` has the details, the byte layout and the usage maths.
+//! Durability is against a **process crash** by default; sled 0.34's flush is not a
+//! power-loss barrier, and [`Durability::Power`] adds the `fsync`s that make it one. A
+//! commit ledger beside sled's files notices on open when sled's recovery dropped
+//! acknowledged writes ([`SledStorage::rollback`]). `docs/storage.md` has the details,
+//! the byte layout and the usage maths.
 //!
 //! ```
 //! use peerdoc_core::{Storage, StorageKey, WriteBatch};
