@@ -169,6 +169,40 @@ pub struct CloudReceipt {
     /// Whether the cloud confirms only what it stored durably (a peerdoc cloud does;
     /// a stock automerge-repo sync server reports heads before it writes them).
     pub durable: bool,
+    /// What the cloud's stored writes survive, as it declared when it connected;
+    /// `None` from a cloud that did not say (older peerdoc, stock servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability: Option<CloudDurability>,
+}
+
+/// What a peerdoc cloud's stored writes survive (its `storage.durability`), declared
+/// in its handshake and kept with each receipt it issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloudDurability {
+    /// A crash of the cloud's process, not a power cut of its machine.
+    Process,
+    /// A power cut too: it `fsync`s before it confirms.
+    Power,
+}
+
+impl CloudDurability {
+    /// `process` or `power`, as on the wire and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Power => "power",
+        }
+    }
+
+    /// The value named `text`; `None` for a name this version does not know.
+    pub fn from_name(text: &str) -> Option<Self> {
+        match text {
+            "process" => Some(Self::Process),
+            "power" => Some(Self::Power),
+            _ => None,
+        }
+    }
 }
 
 /// How far a document is covered by cloud receipts.

@@ -31,6 +31,7 @@
 use std::collections::BTreeMap;
 
 use crate::ids::{DocumentId, HeadsDigest, PeerId, StorageId};
+pub use crate::persist::CloudDurability;
 
 mod decode;
 mod encode;
@@ -89,7 +90,8 @@ pub struct PeerMetadata {
 }
 
 /// peerdoc's extension offer, carried inside peerMetadata as
-/// `peerdoc: { version: <u64>, cloud?: true }`; absent for plain automerge-repo peers.
+/// `peerdoc: { version: <u64>, cloud?: true, durability?: "process" | "power" }`; absent
+/// for plain automerge-repo peers.
 ///
 /// The extension messages ([`Message::Reconcile`], [`Message::Deleted`]) may be sent only
 /// after both sides offered it.
@@ -100,6 +102,9 @@ pub struct PeerdocCapabilities {
     /// The peer is its team's cloud: what it confirms becomes a cloud receipt. Written
     /// only when true.
     pub cloud: bool,
+    /// What a cloud's stored writes survive, kept with its receipts. Written only when
+    /// known; a name this version does not know reads as `None`.
+    pub durability: Option<CloudDurability>,
 }
 
 impl Default for PeerdocCapabilities {
@@ -107,6 +112,7 @@ impl Default for PeerdocCapabilities {
         Self {
             version: PEERDOC_EXTENSION_VERSION,
             cloud: false,
+            durability: None,
         }
     }
 }
@@ -140,6 +146,9 @@ pub struct RemoteHeads {
     /// When the heads were seen, in milliseconds since the Unix epoch (a JS
     /// `Date.now()`; cbor-x writes values above 2^32 as a float64).
     pub timestamp: u64,
+    /// peerdoc's addition, when a peerdoc peer relays a cloud receipt: what the cloud's
+    /// stored writes survive. automerge-repo ignores it; written only when known.
+    pub durability: Option<CloudDurability>,
 }
 
 /// One automerge-repo (or peerdoc extension) protocol message.

@@ -42,6 +42,7 @@ fn metadata(storage: Option<&str>, is_ephemeral: bool, peerdoc: bool) -> Option<
         peerdoc: peerdoc.then_some(PeerdocCapabilities {
             version: 1,
             cloud: false,
+            durability: None,
         }),
     })
 }
@@ -139,6 +140,7 @@ fn encode_vectors() -> Vec<(&'static str, Message)> {
                     RemoteHeads {
                         heads: vec![head_a.clone(), head_b],
                         timestamp: 1_763_764_800_123,
+                        durability: None,
                     },
                 )]),
             },
@@ -155,6 +157,7 @@ fn encode_vectors() -> Vec<(&'static str, Message)> {
                         RemoteHeads {
                             heads: vec![head_a],
                             timestamp: 42,
+                            durability: None,
                         },
                     ),
                     (
@@ -162,6 +165,7 @@ fn encode_vectors() -> Vec<(&'static str, Message)> {
                         RemoteHeads {
                             heads: vec![],
                             timestamp: 70_000,
+                            durability: None,
                         },
                     ),
                 ]),

@@ -153,6 +153,10 @@ impl NodeConfig {
         repo.max_pending_commands = self.max_pending_commands;
         repo.announce_to_plain_peers = self.announce_to_plain_peers;
         repo.cloud = self.cloud;
+        repo.cloud_durability = Some(match self.durability {
+            Durability::Process => peerdoc_core::persist::CloudDurability::Process,
+            Durability::Power => peerdoc_core::persist::CloudDurability::Power,
+        });
         repo.find_timeout_ms = self.find_timeout_ms;
         repo.actor_prefix = self.actor_prefix;
         repo

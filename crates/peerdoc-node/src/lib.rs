@@ -75,7 +75,7 @@ pub use types::{
 };
 
 pub use peerdoc_core::model::EditOp;
-pub use peerdoc_core::persist::ReceiptStatus;
+pub use peerdoc_core::persist::{CloudDurability, ReceiptStatus};
 pub use peerdoc_core::repo::ChangeRequest;
 /// Re-exported so that embedders name the same types without extra dependencies.
 pub use peerdoc_core::{ConnectionId, DocumentId};

@@ -2,7 +2,7 @@
 
 use automerge::{ChangeHash, Patch, PatchAction, Prop};
 use peerdoc_core::model::Conflict;
-use peerdoc_core::persist::{ConflictRecord, DocumentMeta, ReceiptStatus};
+use peerdoc_core::persist::{CloudDurability, ConflictRecord, DocumentMeta, ReceiptStatus};
 use peerdoc_core::repo::{ConnectionInfo, PeerDocSync};
 use peerdoc_core::{DocumentId, StorageId};
 use peerdoc_net::{Multiaddr, PeerId, PeerInfo};
@@ -127,6 +127,9 @@ pub struct DocumentSummary {
     pub receipt: ReceiptStatus,
     /// When the newest cloud receipt for the current heads arrived, ms since the epoch.
     pub receipt_ms: Option<u64>,
+    /// What the cloud behind that receipt declared its stored writes survive; `None`
+    /// when it did not say.
+    pub receipt_durability: Option<CloudDurability>,
     /// Conflicts logged for it here (open or settled since); 0 means none ever.
     pub conflicts_logged: u64,
     /// The actor (hex) of its newest change: who changed it last.
@@ -150,6 +153,7 @@ impl DocumentSummary {
             heads: meta.heads.clone(),
             receipt: meta.receipt_status(),
             receipt_ms: meta.current_receipt().map(|r| r.at_ms),
+            receipt_durability: meta.current_receipt().and_then(|r| r.durability),
             conflicts_logged: meta.conflicts_logged,
             last_actor: meta.last_actor.clone(),
             open_conflicts: match &meta.open_conflicts {

@@ -17,6 +17,7 @@ fn join(sender: &str, peerdoc: bool) -> Vec<u8> {
             peerdoc: peerdoc.then_some(peerdoc_core::wire::PeerdocCapabilities {
                 version: 1,
                 cloud: false,
+                durability: None,
             }),
         }),
     }

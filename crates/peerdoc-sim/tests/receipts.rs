@@ -3,7 +3,7 @@
 
 mod support;
 
-use peerdoc_core::persist::ReceiptStatus;
+use peerdoc_core::persist::{CloudDurability, ReceiptStatus};
 use peerdoc_core::repo::{ChangeRequest, Command, Input};
 use peerdoc_core::wire::Message;
 use peerdoc_core::{DocumentId, PeerId, StorageId};
@@ -138,6 +138,51 @@ fn a_receipt_travels_to_venue_peers_that_never_reach_the_cloud() {
 }
 
 #[test]
+fn receipts_say_what_the_cloud_declared_its_writes_survive_even_when_relayed() {
+    // Device 0 reaches the cloud (2), which declares `power`; device 1 hears it from 0.
+    let mut c = Cluster::new(3, 12, |config| {
+        if config.peer_id.as_str() == "node-2" {
+            config.cloud = true;
+            config.cloud_durability = Some(CloudDurability::Power);
+        }
+    });
+    let doc = c.create(1, json!({ "v": 0 }), 0);
+    c.connect(1, 0);
+    c.connect(0, 2);
+    c.run();
+    for node in [0, 1] {
+        let meta = &c.nodes[node].repo.catalog()[&doc];
+        assert_eq!(
+            meta.receipt_status(),
+            ReceiptStatus::Confirmed,
+            "node {node}"
+        );
+        let receipt = meta.current_receipt().expect("receipt");
+        assert_eq!(
+            receipt.durability,
+            Some(CloudDurability::Power),
+            "node {node}"
+        );
+    }
+    // And it is kept across a restart.
+    c.restart(1);
+    let meta = &c.nodes[1].repo.catalog()[&doc];
+    assert_eq!(
+        meta.current_receipt().and_then(|r| r.durability),
+        Some(CloudDurability::Power)
+    );
+
+    // A cloud that does not say leaves it unknown.
+    let mut c = cluster(2, 13, 1);
+    let doc = c.create(0, json!({ "v": 0 }), 0);
+    c.connect(0, 1);
+    c.run();
+    let meta = &c.nodes[0].repo.catalog()[&doc];
+    assert_eq!(meta.receipt_status(), ReceiptStatus::Confirmed);
+    assert_eq!(meta.current_receipt().and_then(|r| r.durability), None);
+}
+
+#[test]
 fn a_device_meeting_a_confirmed_peer_later_learns_the_receipt_when_they_sync() {
     let mut c = cluster(3, 7, 2);
     let doc = c.create(0, json!({ "v": 0 }), 0);
@@ -167,6 +212,7 @@ fn relayed_receipts_are_bounded_and_only_taken_from_peerdoc_peers() {
                 peerdoc_core::wire::RemoteHeads {
                     heads: peerdoc_core::wire::encode_heads(&heads),
                     timestamp: 1,
+                    durability: None,
                 },
             )]
             .into(),
@@ -196,6 +242,7 @@ fn relayed_receipts_are_bounded_and_only_taken_from_peerdoc_peers() {
             peerdoc_core::wire::RemoteHeads {
                 heads: vec!["not a hash".into()],
                 timestamp: 2,
+                durability: None,
             },
         )]
         .into(),

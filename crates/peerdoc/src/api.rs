@@ -44,7 +44,8 @@ pub use self::docs::{
 pub use self::events::{ChangeEvent, ConflictEvent, DocumentEvent, LaggedEvent, Patch, PeerEvent};
 pub use self::status::{
     Breaker, CloudEndpoint, ConflictDoc, ConflictSummary, DocPeer, DocStatus, Health,
-    NetworkProblem, Peer, PeerAdded, PeerAddr, Receipts, SessionLink, Status,
+    NetworkProblem, Peer, PeerAdded, PeerAddr, Receipts, SessionLink, Status, StoreProblem,
+    StoreRollback,
 };
 pub use self::team::{
     CreateInvite, CreateTeam, InviteInfo, JoinTeam, Member, Revoked, TeamStatus, UpdateMember,

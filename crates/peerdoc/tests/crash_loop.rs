@@ -50,9 +50,12 @@ impl Rng {
 fn writer(client: Client, writer: usize, acknowledged: Acknowledged) {
     loop {
         let body = json!({"content": {"writer": writer}}).to_string();
-        let Ok(created) =
-            client.try_call("POST", "/v1/docs", Some("application/json"), Some(body.into()))
-        else {
+        let Ok(created) = client.try_call(
+            "POST",
+            "/v1/docs",
+            Some("application/json"),
+            Some(body.into()),
+        ) else {
             return;
         };
         if created.status != 201 {
@@ -135,7 +138,10 @@ fn kill_9_in_a_loop_under_concurrent_writers_loses_no_acknowledged_write() {
         std::thread::sleep(Duration::from_millis(50 + rng.below(400)));
         daemon.child.kill().expect("kill -9");
         let status = daemon.wait();
-        assert!(!status.success(), "cycle {cycle}: the daemon outlived SIGKILL");
+        assert!(
+            !status.success(),
+            "cycle {cycle}: the daemon outlived SIGKILL"
+        );
         for w in writers {
             w.join().expect("writer");
         }

@@ -543,6 +543,20 @@ fn a_venue_reconciles_with_the_cloud_through_whichever_device_reaches_it() {
             (receipts["safe_to_wipe"] == true).then_some(receipts)
         });
         assert_eq!(receipts["confirmed"], 3, "{}: {receipts}", device.name);
+        // The cloud profile stores with `power` durability, and says so; the word
+        // travels with the receipts A relays.
+        assert_eq!(
+            receipts["confirmed_power_safe"], 3,
+            "{}: {receipts}",
+            device.name
+        );
+        assert!(
+            receipts["verdict"]
+                .as_str()
+                .is_some_and(|v| v.ends_with("to survive a power cut")),
+            "{}: {receipts}",
+            device.name
+        );
     }
     let listed = a.client.get("/v1/docs").ok(200);
     assert!(

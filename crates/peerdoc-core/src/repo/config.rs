@@ -33,6 +33,9 @@ pub struct RepoConfig {
     /// Offer ourselves to peers as the team's cloud: peers keep receipts of what we
     /// confirm (our sync messages reveal only heads we stored durably).
     pub cloud: bool,
+    /// As a cloud: what our stored writes survive, declared to peers so that their
+    /// receipts say it. `None`: not declared.
+    pub cloud_durability: Option<crate::persist::CloudDurability>,
     /// Reconciliation tunables.
     pub reconcile: ReconcileConfig,
     /// The first 8 bytes of every automerge actor id this device writes with, so that
@@ -63,6 +66,7 @@ impl RepoConfig {
             find_timeout_ms: 10_000,
             announce_to_plain_peers: false,
             cloud: false,
+            cloud_durability: None,
             reconcile: ReconcileConfig::default(),
             actor_prefix: None,
             extension_version: crate::wire::PEERDOC_EXTENSION_VERSION,

@@ -21,6 +21,8 @@ pub(crate) struct PeerInfo {
     pub(crate) version: u64,
     /// It said it is its team's cloud.
     pub(crate) cloud: bool,
+    /// What it said its stored writes survive, as a cloud.
+    pub(crate) cloud_durability: Option<crate::persist::CloudDurability>,
 }
 
 #[derive(Debug)]
@@ -103,6 +105,11 @@ impl Connection {
 
     pub(crate) fn is_peerdoc(&self) -> bool {
         self.peer.as_ref().is_some_and(|p| p.peerdoc)
+    }
+
+    /// What the peer declared its stored writes survive, if it is a cloud that said.
+    pub(crate) fn cloud_durability(&self) -> Option<crate::persist::CloudDurability> {
+        self.peer.as_ref().and_then(|p| p.cloud_durability)
     }
 
     /// The peer offers the documents we lack instead of sending them, and takes offers

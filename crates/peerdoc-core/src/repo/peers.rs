@@ -22,6 +22,7 @@ impl Repo {
             peerdoc: Some(PeerdocCapabilities {
                 version: self.config.extension_version,
                 cloud: self.config.cloud,
+                durability: self.config.cloud_durability.filter(|_| self.config.cloud),
             }),
         }
     }
@@ -353,6 +354,7 @@ impl Repo {
                 .peerdoc
                 .map_or(0, |p| p.version.min(self.config.extension_version)),
             cloud: metadata.peerdoc.is_some_and(|p| p.cloud),
+            cloud_durability: metadata.peerdoc.and_then(|p| p.durability),
         };
         let peerdoc = info.peerdoc;
         let Some(c) = self.conns.get_mut(&conn) else {

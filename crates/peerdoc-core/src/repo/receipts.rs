@@ -91,6 +91,7 @@ impl Repo {
             heads: heads.iter().map(ToString::to_string).collect(),
             at_ms: self.now_ms,
             durable: c.is_peerdoc(),
+            durability: c.cloud_durability(),
         };
         let durable = receipt.durable;
         if self.store_receipt(doc, &storage, receipt, true) && durable {
@@ -190,6 +191,7 @@ impl Repo {
                     RemoteHeads {
                         heads: wire::encode_heads(&heads?),
                         timestamp: r.at_ms,
+                        durability: r.durability,
                     },
                 ))
             })
@@ -242,6 +244,7 @@ impl Repo {
                 heads: heads.iter().map(ToString::to_string).collect(),
                 at_ms: remote.timestamp,
                 durable: true,
+                durability: remote.durability,
             };
             if self.store_receipt(doc, &storage, receipt, false) {
                 self.relay_receipt(doc, &storage, Some(conn));

@@ -182,6 +182,7 @@ impl Repo {
             RemoteHeads {
                 heads: wire::encode_heads(heads),
                 timestamp: at_ms,
+                durability: None,
             },
         )]);
         let message = Message::RemoteHeadsChanged {

@@ -17,7 +17,8 @@ use minicbor::data::Type;
 
 use super::type_names;
 use super::{
-    MAX_NESTING_DEPTH, Message, PeerMetadata, PeerdocCapabilities, RemoteHeads, WireError,
+    CloudDurability, MAX_NESTING_DEPTH, Message, PeerMetadata, PeerdocCapabilities, RemoteHeads,
+    WireError,
 };
 use crate::ids::{DocumentId, PeerId, StorageId};
 
@@ -228,6 +229,16 @@ impl<'b> Fields<'b> {
         self.text_value(key, self.require(key)?)
     }
 
+    /// peerdoc's optional `durability` name; one this version does not know is `None`.
+    fn durability(&self) -> Result<Option<CloudDurability>, WireError> {
+        match self.get("durability") {
+            Some(value) => Ok(CloudDurability::from_name(
+                self.text_value("durability", value)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
     fn text_value(&self, key: &'static str, value: &'b [u8]) -> Result<&'b str, WireError> {
         let mut decoder = Decoder::new(value);
         match decoder.datatype() {
@@ -396,6 +407,7 @@ impl<'b> Fields<'b> {
                 Some(PeerdocCapabilities {
                     version: offer.number("version")?,
                     cloud: offer.bool("cloud")?.unwrap_or(false),
+                    durability: offer.durability()?,
                 })
             }
             None => None,
@@ -415,6 +427,7 @@ impl<'b> Fields<'b> {
             let remote = RemoteHeads {
                 heads: entry.text_list("heads", true)?,
                 timestamp: entry.number("timestamp")?,
+                durability: entry.durability()?,
             };
             new_heads.insert(StorageId::new(*storage_id), remote);
         }

@@ -328,22 +328,33 @@ impl CborWriter {
         self.bool(metadata.is_ephemeral);
         if let Some(capabilities) = &metadata.peerdoc {
             self.text("peerdoc");
-            self.map_header(1 + usize::from(capabilities.cloud));
+            self.map_header(
+                1 + usize::from(capabilities.cloud)
+                    + usize::from(capabilities.durability.is_some()),
+            );
             self.text("version");
             self.number(capabilities.version);
             if capabilities.cloud {
                 self.text("cloud");
                 self.bool(true);
             }
+            if let Some(durability) = capabilities.durability {
+                self.text("durability");
+                self.text(durability.as_str());
+            }
         }
     }
 
     /// RemoteHeadsSubscriptions' `{ heads, timestamp }`.
     fn remote_heads(&mut self, remote: &RemoteHeads) {
-        self.map_header(2);
+        self.map_header(2 + usize::from(remote.durability.is_some()));
         self.text("heads");
         self.text_array(remote.heads.iter().map(String::as_str));
         self.text("timestamp");
         self.number(remote.timestamp);
+        if let Some(durability) = remote.durability {
+            self.text("durability");
+            self.text(durability.as_str());
+        }
     }
 }

@@ -254,6 +254,7 @@ fn numbers_are_written_like_cbor_x() {
                 RemoteHeads {
                     heads: vec![],
                     timestamp,
+                    durability: None,
                 },
             )]),
         };
@@ -344,10 +345,13 @@ fn metadata() -> impl Strategy<Value = Option<PeerMetadata>> {
         (
             proptest::option::of(storage_id()),
             any::<bool>(),
-            proptest::option::of(
-                (any::<u64>(), any::<bool>())
-                    .prop_map(|(version, cloud)| PeerdocCapabilities { version, cloud }),
-            ),
+            proptest::option::of((any::<u64>(), any::<bool>(), durability()).prop_map(
+                |(version, cloud, durability)| PeerdocCapabilities {
+                    version,
+                    cloud,
+                    durability,
+                },
+            )),
         )
             .prop_map(|(storage_id, is_ephemeral, peerdoc)| PeerMetadata {
                 storage_id,
@@ -357,9 +361,24 @@ fn metadata() -> impl Strategy<Value = Option<PeerMetadata>> {
     )
 }
 
+fn durability() -> impl Strategy<Value = Option<CloudDurability>> {
+    proptest::option::of(prop_oneof![
+        Just(CloudDurability::Process),
+        Just(CloudDurability::Power)
+    ])
+}
+
 fn remote_heads() -> impl Strategy<Value = RemoteHeads> {
-    (prop::collection::vec("\\PC{0,8}", 0..3), any::<u64>())
-        .prop_map(|(heads, timestamp)| RemoteHeads { heads, timestamp })
+    (
+        prop::collection::vec("\\PC{0,8}", 0..3),
+        any::<u64>(),
+        durability(),
+    )
+        .prop_map(|(heads, timestamp, durability)| RemoteHeads {
+            heads,
+            timestamp,
+            durability,
+        })
 }
 
 fn message() -> impl Strategy<Value = Message> {

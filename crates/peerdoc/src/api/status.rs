@@ -196,7 +196,8 @@ pub struct Status {
 #[schema(example = json!({
     "safe_to_wipe": false,
     "verdict": "NOT safe to wipe: 2 documents of 14 not confirmed by any cloud as held here",
-    "documents": 14, "confirmed": 12, "reported": 0, "unconfirmed": 2,
+    "documents": 14, "confirmed": 12, "confirmed_power_safe": 12, "confirmed_process_safe": 0,
+    "reported": 0, "unconfirmed": 2,
     "not_confirmed_docs": ["4NMNnkMhL8jXrdJ9jamS58PAVdXu", "2ZpaJgFemZpjw2yHtATyNm3wN4jx"],
     "oldest_receipt_ms": null
 }))]
@@ -211,6 +212,13 @@ pub struct Receipts {
     pub documents: u64,
     /// Confirmed by a cloud that stores before it confirms.
     pub confirmed: u64,
+    /// Of `confirmed`, by a cloud that declared its stored writes survive a power cut
+    /// (`storage.durability = power`, the cloud profile's default).
+    pub confirmed_power_safe: u64,
+    /// Of `confirmed`, by a cloud that declared its stored writes survive only a crash
+    /// of its process (`storage.durability = process`). The rest of `confirmed` came
+    /// from clouds that did not say (an older peerdoc).
+    pub confirmed_process_safe: u64,
     /// Confirmed only by a stock automerge-repo sync server's word (it reports heads
     /// before it writes them).
     pub reported: u64,

@@ -216,6 +216,8 @@ fn response_types() -> Vec<(String, Vec<String>)> {
         sent::<api::Health>(),
         sent::<api::Status>(),
         sent::<api::Receipts>(),
+        sent::<api::StoreProblem>(),
+        sent::<api::StoreRollback>(),
         sent::<api::ConflictSummary>(),
         sent::<api::ConflictDoc>(),
         sent::<api::CloudEndpoint>(),

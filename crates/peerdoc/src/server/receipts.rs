@@ -3,7 +3,7 @@
 //! Everything comes from the catalog (each document's metadata holds its receipts), so
 //! the answer needs no network and no document loads.
 
-use peerdoc_node::{DocumentSummary, ReceiptStatus};
+use peerdoc_node::{CloudDurability, DocumentSummary, ReceiptStatus};
 
 use crate::api::Receipts;
 
@@ -28,6 +28,15 @@ pub(crate) fn summarise(docs: &[DocumentSummary]) -> Receipts {
     let confirmed = count(ReceiptStatus::Confirmed);
     let reported = count(ReceiptStatus::Reported);
     let unconfirmed = count(ReceiptStatus::Unconfirmed);
+    let confirmed_as = |durability| {
+        live.iter()
+            .filter(|d| {
+                d.receipt == ReceiptStatus::Confirmed && d.receipt_durability == Some(durability)
+            })
+            .count()
+    };
+    let power_safe = confirmed_as(CloudDurability::Power);
+    let process_safe = confirmed_as(CloudDurability::Process);
     let mut open: Vec<&&DocumentSummary> = live
         .iter()
         .filter(|d| d.receipt != ReceiptStatus::Confirmed)
@@ -50,8 +59,19 @@ pub(crate) fn summarise(docs: &[DocumentSummary]) -> Receipts {
     let verdict = if documents == 0 {
         "safe to wipe: this device holds no documents".to_owned()
     } else if safe_to_wipe {
+        let durability = if power_safe == documents {
+            ", to survive a power cut".to_owned()
+        } else if process_safe > 0 {
+            format!(
+                " ({} only against a crash of the cloud's process, not a power cut of its \
+                 machine)",
+                n_documents(process_safe)
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "safe to wipe: the cloud confirmed storing {}, exactly as held here",
+            "safe to wipe: the cloud confirmed storing {}, exactly as held here{durability}",
             n_documents(documents)
         )
     } else if unconfirmed == 0 {
@@ -72,6 +92,8 @@ pub(crate) fn summarise(docs: &[DocumentSummary]) -> Receipts {
         verdict,
         documents: wide(documents),
         confirmed: wide(confirmed),
+        confirmed_power_safe: wide(power_safe),
+        confirmed_process_safe: wide(process_safe),
         reported: wide(reported),
         unconfirmed: wide(unconfirmed),
         not_confirmed_docs,
@@ -105,6 +127,7 @@ mod tests {
             receipt,
             receipt_ms: (receipt == ReceiptStatus::Confirmed || receipt == ReceiptStatus::Reported)
                 .then_some(1_000 + u64::from(n)),
+            receipt_durability: None,
             conflicts_logged: 0,
             last_actor: None,
             open_conflicts: None,
@@ -150,5 +173,43 @@ mod tests {
             .map(|n| DocumentId::from_bytes([*n; 16]).to_string())
             .collect();
         assert_eq!(open.not_confirmed_docs, ids);
+    }
+
+    #[test]
+    fn the_verdict_says_what_the_cloud_declared_its_writes_survive() {
+        use ReceiptStatus::*;
+        let with = |n, durability| DocumentSummary {
+            receipt_durability: durability,
+            ..doc(n, 0, Confirmed)
+        };
+        let power = summarise(&[
+            with(1, Some(CloudDurability::Power)),
+            with(2, Some(CloudDurability::Power)),
+        ]);
+        assert!(power.safe_to_wipe);
+        assert_eq!(power.confirmed_power_safe, 2);
+        assert!(
+            power.verdict.ends_with("to survive a power cut"),
+            "{}",
+            power.verdict
+        );
+
+        let mixed = summarise(&[
+            with(1, Some(CloudDurability::Power)),
+            with(2, Some(CloudDurability::Process)),
+        ]);
+        assert!(mixed.safe_to_wipe);
+        assert_eq!(
+            (mixed.confirmed_power_safe, mixed.confirmed_process_safe),
+            (1, 1)
+        );
+        assert!(
+            mixed.verdict.contains("1 document only against a crash"),
+            "{}",
+            mixed.verdict
+        );
+
+        let unsaid = summarise(&[with(1, None)]);
+        assert!(!unsaid.verdict.contains("power"), "{}", unsaid.verdict);
     }
 }
