@@ -78,3 +78,22 @@ pub use json::{init_from_json, put_json, to_json, to_json_at, try_to_json_at};
 pub use ops::{EditOp, apply_ops};
 pub use reconcile::reconcile_to_json;
 pub use tree::{BYTES_TAG, COUNTER_TAG, STR_TAG, TIMESTAMP_TAG, UNKNOWN_TAG};
+
+/// The largest counter value this device writes, either sign: 2^53 − 1, the largest
+/// integer a JavaScript app holds exactly.
+///
+/// automerge adds a counter's concurrent increments up in an i64 when it reads it, and
+/// that addition wraps (or, with overflow checks, panics) past i64's range. Two devices
+/// each adding 1 to a counter at i64::MAX − 1 while apart would find i64::MIN after
+/// syncing. Keeping every value a device writes within ±2^53 leaves room for 1,024
+/// devices' concurrent maximal increments before i64 is reached, so a merge never
+/// wraps; a merge may still take a counter past 2^53 (by the sum of what devices added
+/// while apart), and such a counter can then only be moved back towards the range.
+pub const MAX_COUNTER: i64 = (1 << 53) - 1;
+
+/// Whether a device may write counter value `next` where the counter holds `current`:
+/// inside ±[`MAX_COUNTER`], or closer to it than before.
+pub(crate) fn counter_allowed(current: i64, next: i64) -> bool {
+    next.unsigned_abs() <= MAX_COUNTER.unsigned_abs()
+        || next.unsigned_abs() < current.unsigned_abs()
+}

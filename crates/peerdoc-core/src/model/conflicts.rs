@@ -109,7 +109,11 @@ pub fn resolve(tx: &mut impl Transactable, path: &str, value: &Json) -> Result<(
 }
 
 /// The JSON pointer of `prop` in `obj`, if `obj` is visible.
-fn pointer_to(doc: &Automerge, obj: &ObjId, prop: &Prop) -> Option<String> {
+pub(super) fn pointer_to(
+    doc: &(impl automerge::ReadDoc + ?Sized),
+    obj: &ObjId,
+    prop: &Prop,
+) -> Option<String> {
     let mut pointer = String::new();
     if *obj != ObjId::Root {
         for (_, step) in doc.parents(obj).ok()?.visible_path()? {

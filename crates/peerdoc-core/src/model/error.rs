@@ -64,8 +64,13 @@ pub enum ModelError {
         /// The pointer to the value.
         path: String,
     },
-    /// An increment would take the counter outside the i64 range.
-    #[error("incrementing the counter at {path:?} would overflow")]
+    /// An increment (or a new value) would take the counter beyond ±(2^53 − 1)
+    /// ([`MAX_COUNTER`](crate::model::MAX_COUNTER)), where concurrent increments could
+    /// overflow when devices merge.
+    #[error(
+        "the counter at {path:?} would go beyond ±9007199254740991 (2^53 - 1), the range in \
+         which every device and JavaScript app can add to it without overflowing"
+    )]
     CounterOverflow {
         /// The pointer to the counter.
         path: String,

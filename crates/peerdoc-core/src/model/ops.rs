@@ -199,7 +199,10 @@ fn increment(tx: &mut impl Transactable, path: &str, by: i64) -> Result<(), Mode
         },
         _ => return Err(not_counter()),
     };
-    if current.checked_add(by).is_none() {
+    if !current
+        .checked_add(by)
+        .is_some_and(|next| super::counter_allowed(current, next))
+    {
         return Err(ModelError::CounterOverflow {
             path: path.to_owned(),
         });

@@ -219,11 +219,16 @@ fn reconcile_scalar(
     };
     match (current, wanted_number) {
         (ScalarValue::Counter(c), Some(n)) => {
+            let prop = match place {
+                Place::Key(key) => Prop::from(key),
+                Place::Put(index) | Place::Insert(index) => Prop::from(index),
+            };
+            if !super::counter_allowed(i64::from(c), n) {
+                return Err(ModelError::CounterOverflow {
+                    path: super::conflicts::pointer_to(tx, obj, &prop).unwrap_or_default(),
+                });
+            }
             if let Some(by) = n.checked_sub(i64::from(c)) {
-                let prop = match place {
-                    Place::Key(key) => Prop::from(key),
-                    Place::Put(index) | Place::Insert(index) => Prop::from(index),
-                };
                 tx.increment(obj, prop, by)?;
                 return Ok(());
             }

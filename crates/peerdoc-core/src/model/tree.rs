@@ -129,7 +129,10 @@ fn tagged_scalar(
         COUNTER_TAG => ScalarValue::Counter(
             payload
                 .as_i64()
-                .ok_or_else(|| bad("a counter must be an integer in the i64 range"))?
+                .filter(|n| n.unsigned_abs() <= super::MAX_COUNTER.unsigned_abs())
+                .ok_or_else(|| {
+                    bad("a counter must be an integer within ±9007199254740991 (2^53 - 1)")
+                })?
                 .into(),
         ),
         TIMESTAMP_TAG => ScalarValue::Timestamp(

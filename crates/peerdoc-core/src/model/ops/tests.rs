@@ -285,6 +285,63 @@ fn splice_needs_text_and_increment_needs_a_counter() {
 }
 
 #[test]
+fn counters_stay_within_two_to_the_53_so_a_merge_never_wraps() {
+    use crate::model::MAX_COUNTER;
+    use automerge::ReadDoc as _;
+    // Up to the bound, and no further, by an increment, a new counter or a new value.
+    let mut doc = venue();
+    apply(
+        &mut doc,
+        json!([{"op": "increment", "path": "/photos", "by": MAX_COUNTER - 11}]),
+    )
+    .unwrap();
+    assert_eq!(at(&doc, "/photos"), json!({"$counter": MAX_COUNTER - 1}));
+    for ops in [
+        json!([{"op": "increment", "path": "/photos", "by": 2}]),
+        json!([{"op": "set", "path": "/likes", "value": {"$counter": MAX_COUNTER + 1}}]),
+        json!([{"op": "set", "path": "/likes", "value": {"$counter": -MAX_COUNTER - 1}}]),
+    ] {
+        let err = apply(&mut doc, ops.clone()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ModelError::CounterOverflow { .. } | ModelError::InvalidTaggedValue { .. }
+            ),
+            "{ops}: {err:?}"
+        );
+    }
+    let mut whole = to_json(&doc);
+    whole["photos"] = json!(MAX_COUNTER + 5);
+    let err = apply(&mut doc, json!([{"op": "set", "path": "", "value": whole}])).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::CounterOverflow { path } if path == "/photos"),
+        "{err:?}"
+    );
+
+    // Two devices apart each add 1 at the bound: the merge goes past it without
+    // wrapping (the i64::MAX - 1 case cannot be written any more), and the
+    // counter can then only move back towards the range.
+    let mut other = doc.fork();
+    for d in [&mut doc, &mut other] {
+        apply(d, json!([{"op": "increment", "path": "/photos", "by": 1}])).unwrap();
+    }
+    doc.merge(&mut other).unwrap();
+    assert_eq!(at(&doc, "/photos"), json!({"$counter": MAX_COUNTER + 1}));
+    assert!(doc.get(automerge::ROOT, "photos").unwrap().is_some());
+    let err = apply(
+        &mut doc,
+        json!([{"op": "increment", "path": "/photos", "by": 1}]),
+    );
+    assert!(matches!(err, Err(ModelError::CounterOverflow { .. })));
+    apply(
+        &mut doc,
+        json!([{"op": "increment", "path": "/photos", "by": -1}]),
+    )
+    .unwrap();
+    assert_eq!(at(&doc, "/photos"), json!({"$counter": MAX_COUNTER}));
+}
+
+#[test]
 fn malformed_tags_in_values_are_refused_with_their_path() {
     let err = expect_err(
         json!([{"op": "insert", "path": "/timeline/0", "values": [1, {"$bytes": "x"}]}]),
