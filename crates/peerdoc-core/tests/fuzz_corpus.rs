@@ -16,11 +16,12 @@ mod decode_message;
 mod reconcile_payload;
 
 use automerge::sync::{self, SyncDoc};
-use automerge::transaction::Transactable;
-use automerge::{AutoCommit, Automerge, ROOT};
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, Automerge, ROOT};
 use peerdoc_core::reconcile::{
     Bound, ItemSet, Message, Range, RangeBody, ReconcileConfig, Reconciliation,
 };
+use peerdoc_core::wire::decode_sync_data;
 use peerdoc_core::{DocumentId, HeadsDigest};
 
 use corpus::{MUTANTS, check_corpus, check_mutants, write_seeds};
@@ -74,7 +75,7 @@ fn decodes(target: &str, bytes: &[u8]) -> bool {
     match target {
         "decode_message" => peerdoc_core::wire::Message::decode(bytes, usize::MAX).is_ok(),
         "reconcile_payload" => Message::decode(bytes).is_ok(),
-        "automerge_sync" => sync::Message::decode(bytes).is_ok(),
+        "automerge_sync" => decode_sync_data(bytes).is_ok(),
         _ => unreachable!("no target {target}"),
     }
 }
@@ -230,15 +231,17 @@ fn reconcile_run(ours: &ItemSet, theirs: &ItemSet) -> Vec<Vec<u8>> {
 /// Sync messages of a real exchange between two documents that both changed, and inputs
 /// the decoder must refuse.
 fn sync_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    let mut left = AutoCommit::new();
+    // Fixed actors and times: the seeds come out the same on every run.
+    let at_zero = || CommitOptions::default().with_time(0);
+    let mut left = AutoCommit::new().with_actor(ActorId::from(&[1u8; 16][..]));
     left.put(ROOT, "title", "run of show").expect("put");
     left.put(ROOT, "guests", 120).expect("put");
-    left.commit();
-    let mut right = left.fork();
+    left.commit_with(at_zero());
+    let mut right = left.fork().with_actor(ActorId::from(&[2u8; 16][..]));
     left.put(ROOT, "firstDance", "21:00").expect("put");
-    left.commit();
+    left.commit_with(at_zero());
     right.put(ROOT, "firstDance", "21:15").expect("put");
-    right.commit();
+    right.commit_with(at_zero());
     let (mut left, mut right) = (left.document().clone(), right.document().clone());
     let (mut left_state, mut right_state) = (sync::State::new(), sync::State::new());
 
@@ -272,5 +275,20 @@ fn sync_seeds() -> Vec<(&'static str, Vec<u8>)> {
     seeds.push(("bad-empty", Vec::new()));
     seeds.push(("bad-unknown-type", vec![0x99, 0, 0, 0]));
     seeds.push(("bad-truncated", first[..first.len() / 2].to_vec()));
+    // Bloom filters automerge decodes but cannot consult (`wire/sync_data.rs`): entries
+    // without bits, and 2^32 - 1 probes per hash.
+    let with_bloom = |bloom: &[u8]| {
+        let mut bytes = vec![0x42, 0x01];
+        bytes.extend([0xab; 32]);
+        bytes.extend([0x00, 0x01, 0x00, bloom.len() as u8]);
+        bytes.extend_from_slice(bloom);
+        bytes.push(0x00);
+        bytes
+    };
+    seeds.push(("bad-bitless-bloom", with_bloom(&[0x01, 0x00, 0x07])));
+    seeds.push((
+        "bad-bloom-probes",
+        with_bloom(&[0x01, 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x00]),
+    ));
     seeds
 }
