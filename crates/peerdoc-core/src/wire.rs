@@ -36,11 +36,13 @@ pub use crate::persist::CloudDurability;
 mod decode;
 mod encode;
 mod error;
+mod sync_data;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::WireError;
+pub use sync_data::{MAX_BLOOM_PROBES, SyncDataError, decode_sync_data};
 
 /// The largest message [`Message::decode`] accepts unless the caller says otherwise.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;

@@ -48,6 +48,8 @@ mod error;
 mod event;
 mod event_loop;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod identity;
 mod pnet;

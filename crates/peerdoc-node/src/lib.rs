@@ -50,6 +50,8 @@ mod config;
 mod departed;
 mod driver;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod metrics;
 mod node;

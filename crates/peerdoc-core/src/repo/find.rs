@@ -9,11 +9,11 @@
 
 use std::collections::BTreeSet;
 
-use automerge::{Automerge, ReadDoc, sync, sync::SyncDoc};
+use automerge::{Automerge, ReadDoc, sync::SyncDoc};
 use rand::RngCore;
 
 use crate::ids::{ConnectionId, DocumentId};
-use crate::wire::Message;
+use crate::wire::{Message, decode_sync_data};
 
 use super::document::LoadedDoc;
 use super::{CommandId, Reply, Repo, RepoError};
@@ -37,7 +37,7 @@ pub(super) struct Finding {
 /// `request`; adopting the empty document it describes would leave one more tentative
 /// document in memory per failed find. An undecodable message is left to the caller.
 pub(super) fn says_it_lacks(data: &[u8]) -> bool {
-    sync::Message::decode(data).is_ok_and(|m| m.heads.is_empty() && m.changes.is_empty())
+    decode_sync_data(data).is_ok_and(|m| m.heads.is_empty() && m.changes.is_empty())
 }
 
 impl Repo {

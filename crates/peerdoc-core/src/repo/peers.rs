@@ -8,7 +8,9 @@ use rand::RngCore;
 use crate::ids::{ConnectionId, DocumentId, PeerId};
 use crate::persist;
 use crate::reconcile::Reconciliation;
-use crate::wire::{Message, PROTOCOL_VERSION, PeerMetadata, PeerdocCapabilities, WireError};
+use crate::wire::{
+    Message, PROTOCOL_VERSION, PeerMetadata, PeerdocCapabilities, WireError, decode_sync_data,
+};
 
 use super::connection::{Connection, PeerInfo};
 use super::document::{LoadedDoc, Session};
@@ -591,11 +593,9 @@ impl Repo {
     }
 
     pub(super) fn peer_sync(&mut self, conn: ConnectionId, doc_id: DocumentId, data: Vec<u8>) {
-        let message = match sync::Message::decode(&data) {
+        let message = match decode_sync_data(&data) {
             Ok(message) => message,
-            Err(error) => {
-                return self.misbehaved(conn, format!("undecodable sync message: {error}"));
-            }
+            Err(error) => return self.misbehaved(conn, error.to_string()),
         };
         self.touch(&doc_id);
         let Some((automerge, session)) = self.doc_and_session(doc_id, conn) else {

@@ -292,3 +292,50 @@ fn the_catalog_keeps_each_document_s_open_conflicts_up_to_date() {
         assert_eq!(open_conflicts(&pair, i, doc), Some((0, vec![])), "repo {i}");
     }
 }
+
+/// A sync message whose bloom filter claims an entry but holds no bits: automerge 0.12
+/// decodes it, then divides by zero when it consults the filter to answer (which it does
+/// when the sender's heads are not empty).
+fn bitless_bloom() -> Vec<u8> {
+    let mut bytes = vec![0x42, 0x01]; // sync message, version 1; one head
+    bytes.extend([0xab; 32]); // a head we do not have
+    bytes.extend([
+        0x00, // no needs
+        0x01, // one "have"
+        0x00, // no last-sync heads
+        0x03, 0x01, 0x00, 0x07, // bloom filter: 1 entry, 0 bits per entry, 7 probes, no bits
+        0x00, // no changes
+    ]);
+    bytes
+}
+
+/// Found by the `automerge_sync` fuzz target: the message used to panic the engine while
+/// it answered. It now costs the peer its connection, as any malformed message does.
+#[test]
+fn a_sync_message_automerge_cannot_answer_costs_the_peer_its_connection() {
+    let mut pair = Pair::new();
+    let doc = shared_doc(&mut pair);
+    let bytes = crate::wire::Message::Sync {
+        sender_id: PeerId::new("alice"),
+        target_id: PeerId::new("bob"),
+        document_id: doc,
+        data: bitless_bloom(),
+    }
+    .encode();
+    let outputs = pair.repos[1].handle(
+        NOW,
+        &mut pair.rng,
+        Input::MessageReceived { conn: LINK, bytes },
+    );
+    assert!(
+        outputs.iter().any(|output| matches!(
+            output,
+            Output::Disconnect {
+                conn: LINK,
+                misbehaved: true,
+                ..
+            }
+        )),
+        "{outputs:?}"
+    );
+}

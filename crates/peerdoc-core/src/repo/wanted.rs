@@ -21,6 +21,7 @@
 use automerge::sync::{self, SyncDoc as _};
 
 use crate::ids::{ConnectionId, DocumentId};
+use crate::wire::decode_sync_data;
 
 use super::Repo;
 
@@ -100,7 +101,7 @@ impl Repo {
             };
             // What the peer said it has (nothing, usually): the first message can then
             // carry the changes instead of asking what it lacks.
-            if let Some(message) = request.and_then(|r| sync::Message::decode(&r).ok())
+            if let Some(message) = request.and_then(|r| decode_sync_data(&r).ok())
                 && message.changes.is_empty()
                 && automerge
                     .receive_sync_message(&mut session.state, message)
