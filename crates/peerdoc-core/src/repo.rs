@@ -200,6 +200,8 @@ enum Purpose {
     StartStorageId,
     LoadChunks(DocumentId),
     LoadConflicts(DocumentId),
+    /// Reading what is left under a deleted document's prefix (`repo/tombstones.rs`).
+    SweepDeleted(DocumentId),
     Write {
         doc: Option<DocumentId>,
         heads: Option<Vec<ChangeHash>>,
@@ -256,6 +258,8 @@ pub struct Repo {
     pulls: BTreeMap<DocumentId, pull::Pull>,
     /// Writes that failed and are written again at the next tick (`retry_failed_writes`).
     failed_writes: Vec<WriteBatch>,
+    /// Deleted documents whose stored data is looked for, and deleted, at the next tick.
+    sweeps: BTreeSet<DocumentId>,
     /// Plain peers told a document is unavailable, to be offered it when it arrives
     /// (`repo/wanted.rs`; each connection's share is bounded there).
     wanted: BTreeMap<DocumentId, BTreeSet<ConnectionId>>,
@@ -297,6 +301,7 @@ impl Repo {
             fetching: BTreeMap::new(),
             pulls: BTreeMap::new(),
             failed_writes: Vec::new(),
+            sweeps: BTreeSet::new(),
             wanted: BTreeMap::new(),
             wanted_seq: 0,
             ephemeral_seen: ephemeral::EphemeralSeen::default(),
@@ -625,6 +630,7 @@ impl Repo {
             Purpose::StartCatalog | Purpose::StartStorageId => {}
             Purpose::LoadChunks(doc) => self.load_part_completed(rng, doc, true, result),
             Purpose::LoadConflicts(doc) => self.load_part_completed(rng, doc, false, result),
+            Purpose::SweepDeleted(doc) => self.sweep_completed(doc, result),
             Purpose::Write {
                 doc,
                 heads,
@@ -997,6 +1003,7 @@ impl Repo {
 
     fn tick(&mut self) {
         self.retry_failed_writes();
+        self.sweep_deleted();
         self.expire_requests();
         self.expire_fetches();
         self.expire_pulls();

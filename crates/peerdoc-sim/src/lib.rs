@@ -1163,10 +1163,17 @@ impl Sim {
                         Some(m) if m.deleted => {}
                         _ => return Err(format!("deleted document {doc} is live on peer {i}")),
                     }
-                    if stored.iter().any(|(k, _)| {
-                        k.components().get(1).map(String::as_str) != Some(persist::SYNC_STATE)
-                    }) {
-                        return Err(format!("deleted document {doc} still has data on peer {i}"));
+                    let left: Vec<String> = stored
+                        .iter()
+                        .filter(|(k, _)| {
+                            k.components().get(1).map(String::as_str) != Some(persist::SYNC_STATE)
+                        })
+                        .map(|(k, _)| k.to_string())
+                        .collect();
+                    if !left.is_empty() {
+                        return Err(format!(
+                            "deleted document {doc} still has data on peer {i}: {left:?}"
+                        ));
                     }
                     continue;
                 }

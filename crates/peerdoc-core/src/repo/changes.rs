@@ -225,6 +225,7 @@ impl Repo {
         self.items.insert(doc_id, HeadsDigest::TOMBSTONE);
         let replies = reply.map(|id| vec![(id, Reply::Done)]).unwrap_or_default();
         self.write(None, None, replies, batch);
+        self.sweeps.insert(doc_id);
         self.give_up(doc_id, super::RepoError::DocumentDeleted(doc_id));
         self.forget_wanted_doc(doc_id);
         self.event(Event::DocumentDeleted {

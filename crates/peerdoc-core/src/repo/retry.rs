@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use crate::ids::DocumentId;
 use crate::persist;
-use crate::storage::{WriteBatch, WriteOp};
+use crate::storage::{StorageKey, WriteBatch, WriteOp};
 
 use super::Repo;
 
@@ -39,6 +39,9 @@ impl Repo {
                         metas.insert(doc);
                     }
                     None => match op {
+                        // A sync state or conflict record of a document deleted since
+                        // would bring data back under its tombstone (seed 292).
+                        WriteOp::Put { key, .. } if self.written_for_deleted(&key) => {}
                         WriteOp::Put { key, value } => {
                             batch.put(key, value);
                         }
@@ -62,10 +65,29 @@ impl Repo {
                 batch.put(persist::meta_key(&doc), meta.encode());
             }
         }
+        if batch.is_empty() {
+            return;
+        }
         tracing::info!(
             ops = batch.ops().len(),
             "writing again what storage failed to write"
         );
         self.write(None, None, Vec::new(), batch);
+    }
+
+    /// Whether `key` holds a document's data (its chunks, sync states or conflict log)
+    /// and that document has been deleted.
+    fn written_for_deleted(&self, key: &StorageKey) -> bool {
+        let parts = key.components();
+        let doc = match parts {
+            [first, kind, doc, ..] if first == persist::PEERDOC && kind == "conflicts" => doc,
+            [first, ..] if first == persist::PEERDOC => return false,
+            [doc, _, ..] => doc,
+            _ => return false,
+        };
+        doc.parse::<DocumentId>()
+            .ok()
+            .and_then(|doc| self.catalog.get(&doc))
+            .is_some_and(|meta| meta.deleted)
     }
 }
