@@ -151,6 +151,12 @@ fn kill_9_in_a_loop_under_concurrent_writers_loses_no_acknowledged_write() {
             .values()
             .map(|edits| edits + 1)
             .sum();
+        if cycle % 50 == 49 {
+            println!(
+                "crash loop: {} kills, {total_writes} acknowledged writes",
+                cycle + 1
+            );
+        }
     }
     let daemon = Daemon::start("A", &data, "/ip4/127.0.0.1/tcp/0", &[]);
     check(&daemon, &acknowledged.lock().expect("acks"), cycles, seed);
