@@ -246,6 +246,17 @@ fn every_route_answers_in_its_documented_shape() {
         204,
     );
     c.expect("DELETE", one_invite, "/v1/team/invites/00ff", None, 404);
+    // A withdrawn invite's code would be refused: no QR code for it (found by the fuzz
+    // run, api_fuzz.rs, which served one after the DELETE).
+    let withdrawn = c.expect(
+        "GET",
+        qr,
+        &format!("/v1/team/invites/{spare_id}/qr.svg"),
+        None,
+        404,
+    );
+    withdrawn.assert_error(404, "not_found");
+    assert!(withdrawn.text().contains("revoked"), "{}", withdrawn.text());
 
     let b = start("B", dir.path());
     let on_b = Checked {
