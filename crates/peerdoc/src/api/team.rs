@@ -140,9 +140,11 @@ pub struct CreateInvite {
     pub name: Option<String>,
     /// Seconds until the code stops working [default: 86,400, a day].
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub expires_in_secs: Option<u64>,
-    /// How many devices may join with it [default: 1].
+    /// How many devices may join with it [default: 1; at most 100].
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub uses: Option<u32>,
 }
 

@@ -214,7 +214,8 @@ pub(super) async fn import(
     tag = "documents",
     params(
         ("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL"),
-        ("heads" = Option<String>, Query, description = "Comma-separated hex change hashes: read the document as it was at those heads"),
+        ("heads" = Option<String>, Query, pattern = r"^[0-9a-fA-F]{64}(,[0-9a-fA-F]{64})*$",
+            description = "Comma-separated hex change hashes: read the document as it was at those heads"),
     ),
     responses(
         (status = 200, description = "The document", body = DocContent),
