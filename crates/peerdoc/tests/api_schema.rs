@@ -563,7 +563,9 @@ fn documented_request_rules_are_the_ones_the_server_enforces() {
     c.patch(me, &json!({ "name": longest })).ok(200);
 
     // Edit ops: each variant is closed, as serde's deny_unknown_fields makes it.
-    let ops = schemas["EditOp"]["oneOf"].as_array().expect("EditOp is a oneOf");
+    let ops = schemas["EditOp"]["oneOf"]
+        .as_array()
+        .expect("EditOp is a oneOf");
     for op in ops {
         assert_eq!(op["additionalProperties"], false, "{op}");
     }
@@ -591,6 +593,46 @@ fn documented_request_rules_are_the_ones_the_server_enforces() {
     assert!(heads["schema"]["pattern"].is_string(), "{heads}");
     c.get(&format!("/v1/docs/{id}?heads="))
         .assert_error(400, "bad_request");
+}
+
+/// peerdoc's own documents cannot be deleted through the API: a tombstone would reach
+/// every device and win, taking the team's membership or every shared title with it.
+/// The fuzz run found the membership document's refusal answered an undocumented
+/// `422`; looking at why showed that the shared titles' document, not protected, was
+/// deleted.
+#[test]
+fn peerdoc_s_own_documents_cannot_be_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = start("A", dir.path());
+    let c = &a.client;
+    c.post("/v1/team", &json!({"name": "Keepers"})).ok(201);
+    c.patch(
+        &format!("/v1/docs/{}/meta", c.create(json!({}))),
+        &json!({"title": "Shared"}),
+    )
+    .ok(200);
+    let ids = |path: &str| -> BTreeSet<String> {
+        let docs = c.get(path).ok(200);
+        docs.as_array()
+            .expect("a list")
+            .iter()
+            .map(|d| d["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let own: Vec<String> = ids("/v1/docs?system=true")
+        .difference(&ids("/v1/docs"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        own.len(),
+        2,
+        "the membership and the shared titles: {own:?}"
+    );
+    for id in &own {
+        c.delete(&format!("/v1/docs/{id}"))
+            .assert_error(403, "system_document");
+        c.get(&format!("/v1/docs/{id}")).ok(200);
+    }
 }
 
 /// The validator itself: an undocumented field, a missing required one, a wrong type,

@@ -19,8 +19,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::schema::AdditionalProperties;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema, Server};
 use utoipa::{Modify, OpenApi, ToResponse};
 
@@ -128,7 +128,8 @@ pub(crate) struct BadRequest(ErrorBody);
 pub(crate) struct Unauthorized(ErrorBody);
 
 /// Not allowed: not an admin (`not_admin`), a write on a viewer's or removed device
-/// (`read_only`), or an invite the inviting device refused (`invite_refused`).
+/// (`read_only`), an invite the inviting device refused (`invite_refused`), or deleting
+/// one of peerdoc's own documents (`system_document`).
 #[derive(ToResponse)]
 #[allow(dead_code)] // a description, never built
 pub(crate) struct Forbidden(ErrorBody);
@@ -305,8 +306,7 @@ const NAME_FIELDS: &[(&str, &str)] = &[
 
 /// A name `validate_name` takes: something besides white space, and no control
 /// character (it trims, then allows 1 to `MAX_NAME_CHARS` characters).
-const NAME_PATTERN: &str =
-    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 
 impl Modify for RequestRules {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
