@@ -519,14 +519,18 @@ fn documented_request_rules_are_the_ones_the_server_enforces() {
     let doc = c.get("/v1/openapi.json").ok(200);
     let schemas = &doc["components"]["schemas"];
 
-    // Invites: at least a second, 1 to MAX_INVITE_USES uses.
+    // Invites: a second to MAX_INVITE_SECS, 1 to MAX_INVITE_USES uses.
     let invite = &schemas["CreateInvite"]["properties"];
     let most = peerdoc_team::MAX_INVITE_USES;
+    let longest = peerdoc::team::MAX_INVITE_SECS;
     assert_eq!(invite["expires_in_secs"]["minimum"], 1, "{invite}");
+    assert_eq!(invite["expires_in_secs"]["maximum"], longest, "{invite}");
     assert_eq!(invite["uses"]["minimum"], 1, "{invite}");
     assert_eq!(invite["uses"]["maximum"], most, "{invite}");
     for past in [
         json!({"expires_in_secs": 0}),
+        json!({"expires_in_secs": longest + 1}),
+        json!({"expires_in_secs": u64::MAX}),
         json!({"uses": 0}),
         json!({"uses": most + 1}),
     ] {
@@ -535,6 +539,12 @@ fn documented_request_rules_are_the_ones_the_server_enforces() {
     }
     let at = json!({"expires_in_secs": 1, "uses": most});
     c.post("/v1/team/invites", &at).ok(201);
+    let at = json!({"expires_in_secs": longest});
+    let made = c.post("/v1/team/invites", &at).ok(201);
+    assert!(
+        made["expires_ms"].as_u64().is_some_and(|ms| ms < (1 << 53)),
+        "{made}"
+    );
 
     // Names: 1 to MAX_NAME_CHARS characters once trimmed, not only white space, no
     // control characters.

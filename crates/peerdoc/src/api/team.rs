@@ -138,9 +138,10 @@ pub struct CreateInvite {
     /// The name the new device gets.
     #[serde(default)]
     pub name: Option<String>,
-    /// Seconds until the code stops working [default: 86,400, a day].
+    /// Seconds until the code stops working [default: 86,400, a day; at most ten
+    /// years].
     #[serde(default)]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 315_360_000)]
     pub expires_in_secs: Option<u64>,
     /// How many devices may join with it [default: 1; at most 100].
     #[serde(default)]

@@ -4,7 +4,10 @@
 use axum::http::StatusCode;
 use peerdoc_team::{InviteCode, InviteStatus, InviteTag, Role, TeamError};
 
-use super::{DEFAULT_INVITE_SECS, TeamService, conflict, internal, now_ms, os_rng, team_error};
+use super::{
+    DEFAULT_INVITE_SECS, MAX_INVITE_SECS, TeamService, conflict, internal, now_ms, os_rng,
+    team_error,
+};
 use crate::api::{CreateInvite, InviteInfo};
 use crate::server::ApiError;
 
@@ -20,6 +23,11 @@ impl TeamService {
         let expires = request.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
         if expires == 0 {
             return Err(ApiError::bad_request("expires_in_secs must be positive"));
+        }
+        if expires > MAX_INVITE_SECS {
+            return Err(ApiError::bad_request(format!(
+                "expires_in_secs is at most {MAX_INVITE_SECS} (ten years)"
+            )));
         }
         let uses = request.uses.unwrap_or(1);
         let addrs = self
@@ -109,9 +117,7 @@ impl TeamService {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                format!(
-                    "invite {id} is {status}: its code admits no one, so it has no QR code"
-                ),
+                format!("invite {id} is {status}: its code admits no one, so it has no QR code"),
             ));
         }
         let secret = invite.secret.clone();
