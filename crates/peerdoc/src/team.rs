@@ -51,6 +51,11 @@ pub const TEAM_FILE: &str = "team.json";
 /// How long an invite stays valid unless the admin says otherwise: a day.
 pub const DEFAULT_INVITE_SECS: u64 = 24 * 3600;
 
+/// The longest an invite can stay valid: ten years. Far past any use, and it keeps the
+/// expiry time (`expires_ms`) a number JavaScript reads exactly; without it a large
+/// `expires_in_secs` saturated to `u64::MAX` ms.
+pub const MAX_INVITE_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// How this daemon decides whom it syncs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TeamMode {

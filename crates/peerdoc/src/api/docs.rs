@@ -49,12 +49,12 @@ pub struct DocSummary {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"content": {"firstDance": "21:00", "guests": []}, "title": "Run of show", "priority": 10}))]
 pub struct NewDocument {
-    /// The initial content, a JSON object (default `{}`). JSON strings become
+    /// The initial content, a JSON object (absent or `null`: `{}`). JSON strings become
     /// collaborative text objects (as automerge-js 2+ stores them); value tags:
     /// `{"$counter": n}`, `{"$timestamp": ms}`, `{"$bytes": "hex"}`, `{"$str": "…"}` for
     /// a plain (non-text) string scalar.
     #[serde(default, skip_serializing_if = "Value::is_null")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub content: Value,
     /// Its title, shared with every device.
     #[serde(default, skip_serializing_if = "Option::is_none")]

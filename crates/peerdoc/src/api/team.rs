@@ -138,11 +138,14 @@ pub struct CreateInvite {
     /// The name the new device gets.
     #[serde(default)]
     pub name: Option<String>,
-    /// Seconds until the code stops working [default: 86,400, a day].
+    /// Seconds until the code stops working [default: 86,400, a day; at most ten
+    /// years].
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 315_360_000)]
     pub expires_in_secs: Option<u64>,
-    /// How many devices may join with it [default: 1].
+    /// How many devices may join with it [default: 1; at most 100].
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub uses: Option<u32>,
 }
 

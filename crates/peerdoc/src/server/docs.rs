@@ -214,7 +214,8 @@ pub(super) async fn import(
     tag = "documents",
     params(
         ("id" = String, Path, description = "The document id (bs58check), or its `automerge:` URL"),
-        ("heads" = Option<String>, Query, description = "Comma-separated hex change hashes: read the document as it was at those heads"),
+        ("heads" = Option<String>, Query, pattern = r"^[0-9a-fA-F]{64}(,[0-9a-fA-F]{64})*$",
+            description = "Comma-separated hex change hashes: read the document as it was at those heads"),
     ),
     responses(
         (status = 200, description = "The document", body = DocContent),
@@ -459,7 +460,8 @@ pub(super) async fn set_meta(
 /// Delete a document (a tombstone that syncs to every peer and wins)
 ///
 /// Deleting a deleted document again is idempotent (`204`); every other endpoint
-/// answers `410 deleted` for it.
+/// answers `410 deleted` for it. peerdoc's own documents (`?system=true` lists them)
+/// cannot be deleted: `403 system_document`.
 #[utoipa::path(
     delete,
     path = "/v1/docs/{id}",
@@ -480,6 +482,19 @@ pub(super) async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_doc_id(&id)?;
+    // A tombstone syncs to every device and wins: the team's membership would be gone
+    // everywhere (the node refuses that one too, as an invalid change), and so would
+    // every shared title and priority.
+    if state.system_docs().contains(&id) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "system_document",
+            format!(
+                "document {id} is one of peerdoc's own (the team's membership, or the shared \
+                 titles and priorities): it cannot be deleted"
+            ),
+        ));
+    }
     state.node.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,9 +8,10 @@
 //! `GET /v1/openapi.json` serves the same document with `servers` set to the URL this
 //! daemon serves on.
 //!
-//! Two things utoipa cannot see are added here ([`SentFields`], [`EventSchemas`]):
-//! which response fields are always sent (the types' lenient `#[serde(default)]` reads
-//! as "optional" to utoipa), and which schema each Server-Sent Event's data has.
+//! Three things utoipa cannot see are added here ([`SentFields`], [`EventSchemas`],
+//! [`RequestRules`]): which response fields are always sent (the types' lenient
+//! `#[serde(default)]` reads as "optional" to utoipa), which schema each Server-Sent
+//! Event's data has, and what the server checks in a request body beyond its type.
 
 use std::sync::OnceLock;
 
@@ -18,6 +19,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::schema::AdditionalProperties;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema, Server};
 use utoipa::{Modify, OpenApi, ToResponse};
@@ -97,7 +99,7 @@ use crate::api::{self, ErrorBody};
             Unavailable,
         )
     ),
-    modifiers(&Bearer, &SentFields, &EventSchemas),
+    modifiers(&Bearer, &SentFields, &EventSchemas, &RequestRules),
     security(("bearer" = [])),
     tags(
         (name = "node", description = "This device: health, status, peers"),
@@ -126,7 +128,8 @@ pub(crate) struct BadRequest(ErrorBody);
 pub(crate) struct Unauthorized(ErrorBody);
 
 /// Not allowed: not an admin (`not_admin`), a write on a viewer's or removed device
-/// (`read_only`), or an invite the inviting device refused (`invite_refused`).
+/// (`read_only`), an invite the inviting device refused (`invite_refused`), or deleting
+/// one of peerdoc's own documents (`system_document`).
 #[derive(ToResponse)]
 #[allow(dead_code)] // a description, never built
 pub(crate) struct Forbidden(ErrorBody);
@@ -284,6 +287,49 @@ fn without_default(schema: &mut RefOr<Schema>) {
         RefOr::T(Schema::AnyOf(s)) => s.default = None,
         RefOr::Ref(r) => r.default = None,
         _ => {}
+    }
+}
+
+/// What the server checks in a request body beyond its type, so that the document
+/// admits only what the server takes (the fuzz run, `tests/api_fuzz.rs`, sends what the
+/// schema admits): team and device names go through `peerdoc_team::validate_name`, and
+/// `deny_unknown_fields` on the internally tagged `EditOp` closes each of its variants.
+struct RequestRules;
+
+/// The request fields that hold a team or device name.
+const NAME_FIELDS: &[(&str, &str)] = &[
+    ("CreateTeam", "name"),
+    ("CreateTeam", "device_name"),
+    ("CreateInvite", "name"),
+    ("UpdateMember", "name"),
+];
+
+/// A name `validate_name` takes: something besides white space, and no control
+/// character (it trims, then allows 1 to `MAX_NAME_CHARS` characters).
+const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+
+impl Modify for RequestRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (schema, field) in NAME_FIELDS {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(*schema)
+                && let Some(RefOr::T(Schema::Object(name))) = object.properties.get_mut(*field)
+            {
+                name.min_length = Some(1);
+                name.max_length = Some(peerdoc_team::MAX_NAME_CHARS);
+                name.pattern = Some(NAME_PATTERN.to_owned());
+            }
+        }
+        if let Some(RefOr::T(Schema::OneOf(ops))) = components.schemas.get_mut("EditOp") {
+            for op in &mut ops.items {
+                if let RefOr::T(Schema::Object(op)) = op {
+                    op.additional_properties =
+                        Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
     }
 }
 

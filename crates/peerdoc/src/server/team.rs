@@ -162,7 +162,7 @@ pub(super) async fn revoke_invite(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// An invite's code as a QR code
+/// An invite's code as a QR code, while the invite can be used
 #[utoipa::path(
     get,
     path = "/v1/team/invites/{id}/qr.svg",
@@ -171,7 +171,8 @@ pub(super) async fn revoke_invite(
     params(("id" = String, Path, description = "The invite's id (hex)")),
     responses(
         (status = 200, description = "SVG", body = String, content_type = "image/svg+xml"),
-        (status = 404, description = "No such invite (`not_found`)", body = ErrorBody),
+        (status = 404, description = "No such invite, or one that admits no one any more: \
+            withdrawn, expired or used up (`not_found`, the message says which)", body = ErrorBody),
         (status = 401, response = super::openapi::Unauthorized),
         (status = 409, response = super::openapi::Conflict),
     )

@@ -2,9 +2,12 @@
 //! a code is `enrol.rs`; this is the admin's side of the API.
 
 use axum::http::StatusCode;
-use peerdoc_team::{InviteCode, InviteTag, Role, TeamError};
+use peerdoc_team::{InviteCode, InviteStatus, InviteTag, Role, TeamError};
 
-use super::{DEFAULT_INVITE_SECS, TeamService, conflict, internal, now_ms, os_rng, team_error};
+use super::{
+    DEFAULT_INVITE_SECS, MAX_INVITE_SECS, TeamService, conflict, internal, now_ms, os_rng,
+    team_error,
+};
 use crate::api::{CreateInvite, InviteInfo};
 use crate::server::ApiError;
 
@@ -20,6 +23,11 @@ impl TeamService {
         let expires = request.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
         if expires == 0 {
             return Err(ApiError::bad_request("expires_in_secs must be positive"));
+        }
+        if expires > MAX_INVITE_SECS {
+            return Err(ApiError::bad_request(format!(
+                "expires_in_secs is at most {MAX_INVITE_SECS} (ten years)"
+            )));
         }
         let uses = request.uses.unwrap_or(1);
         let addrs = self
@@ -91,17 +99,28 @@ impl TeamService {
         .await
     }
 
-    /// The code of an invite this device made, as an SVG QR code.
+    /// The code of an invite this device made, as an SVG QR code, while it can be used:
+    /// a withdrawn, expired or used-up invite's code would only be refused when
+    /// scanned, so it is `404` like an unknown one, with the reason.
     pub async fn invite_qr_svg(&self, id: &str) -> Result<String, ApiError> {
         self.require_managed()?;
         let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such invite");
         let tag: InviteTag = id.parse().map_err(|_| not_found())?;
         let guard = self.file.lock().await;
-        let secret = guard
-            .as_ref()
-            .and_then(|f| f.team.invite_secret(&tag))
-            .cloned()
+        let team = guard.as_ref().map(|f| &f.team).ok_or_else(not_found)?;
+        let (invite, status) = team
+            .invites(now_ms())
+            .into_iter()
+            .find(|(invite, _)| invite.tag == tag)
             .ok_or_else(not_found)?;
+        if status != InviteStatus::Active {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("invite {id} is {status}: its code admits no one, so it has no QR code"),
+            ));
+        }
+        let secret = invite.secret.clone();
         let addrs = self
             .enrol_addrs
             .read()
