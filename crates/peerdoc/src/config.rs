@@ -21,11 +21,11 @@ use peerdoc_node::{Multiaddr, NetConfig, NodeConfig};
 use serde::{Deserialize, Serialize};
 
 pub use self::origin::{Origin, Origins, ShownKey, show};
+pub use self::sections::{CloudConfig, DurabilityMode, StorageConfig};
 pub use self::values::peer_addr;
 use self::values::{expand_home, normalize_addrs};
 use crate::cli::args::{GlobalArgs, RunArgs};
 use crate::cloud::{CloudEndpoint, TlsTrust};
-use peerdoc_core::endpoint::EndpointPolicy;
 
 /// Default address of the HTTP API.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7420";
@@ -126,36 +126,6 @@ pub struct DaemonConfig {
     pub storage: StorageConfig,
 }
 
-/// `[storage]`: what the store promises.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StorageConfig {
-    /// What an acknowledged write survives: `process` (a crash of the daemon; the
-    /// device default) or `power` (a power cut too: an `fsync` before every
-    /// acknowledgement; the cloud profile's default).
-    pub durability: DurabilityMode,
-}
-
-/// The values of `storage.durability`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DurabilityMode {
-    /// Survives the daemon being killed.
-    #[default]
-    Process,
-    /// Survives a power cut too.
-    Power,
-}
-
-impl From<DurabilityMode> for peerdoc_node::Durability {
-    fn from(mode: DurabilityMode) -> Self {
-        match mode {
-            DurabilityMode::Process => Self::Process,
-            DurabilityMode::Power => Self::Power,
-        }
-    }
-}
-
 /// `[team]`: whom this device syncs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -197,30 +167,6 @@ impl Default for TeamConfig {
             hub: false,
             probe_subnet: false,
         }
-    }
-}
-
-/// `[cloud]`: endpoints the daemon keeps connected whenever a path exists.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct CloudConfig {
-    /// `ws://` URLs of automerge-repo sync servers and libp2p multiaddrs.
-    pub endpoints: Vec<String>,
-    /// Retry schedule: backoff with jitter and the circuit breaker.
-    pub retry: EndpointPolicy,
-    /// PEM file of CA certificates `wss://` endpoints are trusted with, in addition to
-    /// the Mozilla roots (for a sync server behind a private CA).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-}
-
-impl CloudConfig {
-    /// The endpoints, parsed.
-    pub fn parsed(&self) -> Result<Vec<CloudEndpoint>, ConfigError> {
-        self.endpoints
-            .iter()
-            .map(|text| text.parse().map_err(ConfigError::Invalid))
-            .collect()
     }
 }
 
@@ -833,6 +779,7 @@ fn insert_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Resu
 }
 
 mod origin;
+mod sections;
 #[cfg(test)]
 mod tests;
 mod values;

@@ -1,0 +1,64 @@
+//! Sections of the daemon configuration small enough to stand alone: `[cloud]` and
+//! `[storage]` (`docs/daemon.md`, "Configuration"). The rest live in `config.rs`.
+
+use std::path::PathBuf;
+
+use peerdoc_core::endpoint::EndpointPolicy;
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use crate::cloud::CloudEndpoint;
+
+/// `[cloud]`: endpoints the daemon keeps connected whenever a path exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudConfig {
+    /// `ws://` URLs of automerge-repo sync servers and libp2p multiaddrs.
+    pub endpoints: Vec<String>,
+    /// Retry schedule: backoff with jitter and the circuit breaker.
+    pub retry: EndpointPolicy,
+    /// PEM file of CA certificates `wss://` endpoints are trusted with, in addition to
+    /// the Mozilla roots (for a sync server behind a private CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl CloudConfig {
+    /// The endpoints, parsed.
+    pub fn parsed(&self) -> Result<Vec<CloudEndpoint>, ConfigError> {
+        self.endpoints
+            .iter()
+            .map(|text| text.parse().map_err(ConfigError::Invalid))
+            .collect()
+    }
+}
+
+/// `[storage]`: what the store promises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// What an acknowledged write survives: `process` (a crash of the daemon; the
+    /// device default) or `power` (a power cut too: an `fsync` before every
+    /// acknowledgement; the cloud profile's default).
+    pub durability: DurabilityMode,
+}
+
+/// The values of `storage.durability`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityMode {
+    /// Survives the daemon being killed.
+    #[default]
+    Process,
+    /// Survives a power cut too.
+    Power,
+}
+
+impl From<DurabilityMode> for peerdoc_node::Durability {
+    fn from(mode: DurabilityMode) -> Self {
+        match mode {
+            DurabilityMode::Process => Self::Process,
+            DurabilityMode::Power => Self::Power,
+        }
+    }
+}
