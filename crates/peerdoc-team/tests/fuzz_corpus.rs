@@ -152,7 +152,7 @@ fn invite_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mixed = code(&[
         "198.18.0.20:7410",
         "[2001:db8::7]:7410",
-        "[::ffff:10.0.0.1]:1",
+        "[::ffff:198.18.0.21]:1",
     ]);
     let six = vec!["[2001:db8::1]:65535"; MAX_INVITE_ADDRS];
     let full = code(&six);
