@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use peerdoc_core::PeerId;
 use peerdoc_core::repo::RepoConfig;
 use peerdoc_net::NetConfig;
-use peerdoc_store::Durability;
+use peerdoc_store::{Durability, StoreSecret};
 use serde::{Deserialize, Serialize};
 
 /// How to start a [`Node`](crate::Node).
@@ -90,6 +90,11 @@ pub struct NodeConfig {
     /// writers). See `docs/storage.md`.
     #[serde(skip)]
     pub durability: Durability,
+    /// The secret of an encrypted store (`None`: not encrypted). A new store is created
+    /// encrypted with it; an existing one opens only with the secret it was created
+    /// with. See `docs/security.md`, "Encryption at rest".
+    #[serde(skip)]
+    pub store_secret: Option<StoreSecret>,
     /// How long `start` waits for a store another process is still closing before it
     /// reports [`NodeError::DataDirLocked`](crate::NodeError::DataDirLocked), in ms.
     pub store_lock_wait_ms: u64,
@@ -130,6 +135,7 @@ impl NodeConfig {
             store_cache_bytes: 64 * 1024 * 1024,
             store_lock_wait_ms: 1_000,
             durability: Durability::Process,
+            store_secret: None,
         }
     }
 

@@ -70,7 +70,7 @@ pub use metrics::{
 };
 pub use node::Node;
 pub use patches::MAX_EVENT_PATCHES;
-pub use peerdoc_store::Durability;
+pub use peerdoc_store::{Durability, StoreSecret};
 pub use types::{
     Conflicts, Departure, DocumentSummary, DocumentSync, MAX_CHANGED_PATHS, NodeEvent, NodeStatus,
     Origin, PeerDocStatus, PeerStatus, failure_in_words,

@@ -99,6 +99,8 @@ pub(crate) struct Metrics {
     storage_busy_since: crate::storage_worker::BusySince,
     /// The last time the store found it had lost acknowledged writes.
     store_rollback: Mutex<Option<StoreRollback>>,
+    /// How the store is encrypted (`passphrase`, `key`), set once at start.
+    store_encryption: std::sync::OnceLock<&'static str>,
 }
 
 /// A storage operation running this long is reported as a stall: sled can wait for
@@ -150,6 +152,13 @@ impl Metrics {
             storage_failure: Mutex::new(None),
             storage_busy_since: crate::storage_worker::BusySince::default(),
             store_rollback: Mutex::new(None),
+            store_encryption: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set_store_encryption(&self, kind: Option<&'static str>) {
+        if let Some(kind) = kind {
+            let _ = self.store_encryption.set(kind);
         }
     }
 
@@ -272,6 +281,7 @@ impl Metrics {
             storage_write_failures: load(&self.storage_write_failures),
             storage_failure: self.storage_problem(),
             store_rollback: self.store_rollback.lock().ok().and_then(|r| r.clone()),
+            store_encryption: self.store_encryption.get().copied(),
         }
     }
 }
@@ -305,6 +315,8 @@ pub struct NodeMetrics {
     pub storage_failure: Option<StorageFailure>,
     /// The last time the store found it had lost acknowledged writes, if ever.
     pub store_rollback: Option<StoreRollback>,
+    /// How the store is encrypted at rest: `passphrase` or `key`; `None`: it is not.
+    pub store_encryption: Option<&'static str>,
 }
 
 #[cfg(test)]

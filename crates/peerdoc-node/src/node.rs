@@ -58,7 +58,8 @@ impl Node {
         let sled_config = SledConfig::default()
             .cache_capacity_bytes(config.store_cache_bytes)
             .lock_wait_ms(config.store_lock_wait_ms)
-            .durability(config.durability);
+            .durability(config.durability)
+            .secret(config.store_secret.clone());
         let storage =
             tokio::task::spawn_blocking(move || SledStorage::open(store_path, sled_config))
                 .await
@@ -79,6 +80,7 @@ impl Node {
         let repo = Repo::new(repo_config);
         let metrics = Arc::new(Metrics::new());
         metrics.set_store_rollback(store_rollback(&storage));
+        metrics.set_store_encryption(storage.encryption());
         let storage = storage_worker::spawn(
             storage,
             config.storage_queue_len,

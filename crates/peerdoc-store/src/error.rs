@@ -79,6 +79,51 @@ pub enum StoreError {
     /// A key violates the storage contract.
     #[error(transparent)]
     InvalidKey(StorageError),
+    /// The store is encrypted and no secret was given.
+    #[error(
+        "store at {path} is encrypted: give its passphrase or key file (storage.encryption, \
+         docs/security.md \"Encryption at rest\")"
+    )]
+    SecretNeeded {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// The secret given does not open the store; nothing was read or changed.
+    #[error("store at {path} is encrypted and {detail}")]
+    WrongSecret {
+        /// The store directory.
+        path: PathBuf,
+        /// What is wrong with the secret.
+        detail: String,
+    },
+    /// A secret was given for a store created without encryption.
+    #[error(
+        "store at {path} was created without encryption; to encrypt it, stop the daemon and \
+         run `peerdoc store encrypt`"
+    )]
+    NotEncrypted {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// The store's encryption record is unreadable.
+    #[error("store at {path}: its encryption record is unreadable ({detail})")]
+    BadEncryptionRecord {
+        /// The store directory.
+        path: PathBuf,
+        /// What could not be read.
+        detail: String,
+    },
+    /// A copy into another store did not read back whole.
+    #[error(
+        "the copy holds {} values ({} bytes) where {} values ({} bytes) were written",
+        held.0, held.1, copied.0, copied.1
+    )]
+    CopyMismatch {
+        /// Values and bytes written.
+        copied: (u64, u64),
+        /// Values and bytes read back.
+        held: (u64, u64),
+    },
     /// The commit ledger (`peerdoc.ledger`) or, for `power` durability, a sync of the
     /// store's files failed.
     #[error("store at {path}: the commit ledger or a file sync failed: {source}")]

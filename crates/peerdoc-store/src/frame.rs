@@ -38,18 +38,34 @@ pub enum CorruptionKind {
     },
     /// The stored key bytes do not decode to a key.
     UndecodableKey,
+    /// An encrypted store found a value that is not sealed (`byte` is its format byte):
+    /// written without the key, so not trusted.
+    NotSealed {
+        /// The format byte found.
+        byte: u8,
+    },
+    /// A sealed value failed authentication: damaged, or moved under another key.
+    SealBroken,
 }
 
 impl fmt::Display for CorruptionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Truncated { len } => write!(f, "truncated frame ({len} bytes)"),
+            Self::UnknownFormat { byte: 0x02 } => {
+                f.write_str("an encrypted value (format byte 0x02) in an unencrypted store")
+            }
             Self::UnknownFormat { byte } => write!(f, "unknown format byte {byte:#04x}"),
             Self::ChecksumMismatch { stored, computed } => write!(
                 f,
                 "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
             ),
             Self::UndecodableKey => f.write_str("undecodable key"),
+            Self::NotSealed { byte } => write!(
+                f,
+                "an unencrypted value (format byte {byte:#04x}) in an encrypted store"
+            ),
+            Self::SealBroken => f.write_str("sealed value failed authentication"),
         }
     }
 }

@@ -40,6 +40,8 @@
 
 #![deny(missing_docs)]
 
+mod copy;
+mod crypt;
 mod error;
 pub mod frame;
 mod group_commit;
@@ -49,6 +51,8 @@ mod quarantine;
 mod sled_storage;
 mod usage;
 
+pub use copy::CopyReport;
+pub use crypt::StoreSecret;
 pub use error::StoreError;
 pub use frame::CorruptionKind;
 pub use group_commit::CommitStats;

@@ -47,6 +47,8 @@ pub(crate) fn encode_record(reason: CorruptionKind, stored: &[u8]) -> Vec<u8> {
             (3, u64::from(stored), u64::from(computed))
         }
         CorruptionKind::UndecodableKey => (4, 0, 0),
+        CorruptionKind::NotSealed { byte } => (5, u64::from(byte), 0),
+        CorruptionKind::SealBroken => (6, 0, 0),
     };
     let mut out = Vec::with_capacity(18 + stored.len());
     out.push(RECORD_V1);
@@ -82,6 +84,10 @@ pub(crate) fn decode_record(record_key: &[u8], record: &[u8]) -> QuarantinedChun
                 computed: u32::try_from(b).ok()?,
             },
             4 => CorruptionKind::UndecodableKey,
+            5 => CorruptionKind::NotSealed {
+                byte: u8::try_from(a).ok()?,
+            },
+            6 => CorruptionKind::SealBroken,
             _ => return None,
         };
         Some((reason, stored.to_vec()))
@@ -118,6 +124,8 @@ mod tests {
                 computed: u32::MAX,
             },
             CorruptionKind::UndecodableKey,
+            CorruptionKind::NotSealed { byte: 1 },
+            CorruptionKind::SealBroken,
         ] {
             let rk = record_key(&raw, 42);
             assert_eq!(sequence_of(&rk), 42);

@@ -15,6 +15,7 @@ use peerdoc_core::{Storage, StorageError, StorageKey, WriteBatch, WriteOp};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionResult, TransactionError};
 
+use crate::crypt::{Cipher, CryptError, EncryptionRecord, StoreSecret};
 use crate::error::{StoreError, panic_message};
 use crate::frame::{CorruptionKind, frame, unframe};
 use crate::group_commit::{CommitStats, GroupCommit};
@@ -29,12 +30,14 @@ const META_TREE: &str = "peerdoc/meta/v1";
 /// Written once when a store is created (see [`create_marked`]).
 const MARKER_KEY: &[u8] = b"store-format";
 const MARKER_VALUE: &[u8] = b"peerdoc-store v1";
+/// An encrypted store's [`EncryptionRecord`] (absent: the store is not encrypted).
+const ENCRYPTION_KEY: &[u8] = b"encryption";
 /// The last rollback found on open (see [`RecordedRollback`]).
 const ROLLBACK_KEY: &[u8] = b"last-rollback";
 /// The data tree's record of the last group commit, written in the same batch as the
 /// commit's values. No [`StorageKey`] encodes to it (an encoded key never starts with
 /// 0xFF), so reads skip it.
-const COMMIT_SEQ_KEY: &[u8] = b"\xffpeerdoc-commit-seq";
+pub(crate) const COMMIT_SEQ_KEY: &[u8] = b"\xffpeerdoc-commit-seq";
 /// Values at least this large may go to sled's blob files (sled 0.34 moves values over
 /// about a quarter of its 512 KiB segments there), which `power` durability syncs too.
 const BLOB_CANDIDATE_BYTES: usize = 64 * 1024;
@@ -133,6 +136,10 @@ pub struct SledConfig {
     pub lock_wait_ms: u64,
     /// What an acknowledged write survives (default [`Durability::Process`]).
     pub durability: Durability,
+    /// The secret of an encrypted store (default none: not encrypted). A store created
+    /// with a secret seals every value with it, and opens only with it; see
+    /// [`StoreSecret`] and `docs/security.md`, "Encryption at rest".
+    pub secret: Option<StoreSecret>,
 }
 
 impl Default for SledConfig {
@@ -143,6 +150,7 @@ impl Default for SledConfig {
             mode: SpaceMode::LowSpace,
             lock_wait_ms: 1000,
             durability: Durability::Process,
+            secret: None,
         }
     }
 }
@@ -172,6 +180,13 @@ impl SledConfig {
         self
     }
 
+    /// Sets the secret: a new store is created encrypted with it, an existing one must
+    /// have been created with it.
+    pub fn secret(mut self, secret: Option<StoreSecret>) -> Self {
+        self.secret = secret;
+        self
+    }
+
     /// Sets the space mode.
     pub fn mode(mut self, mode: SpaceMode) -> Self {
         self.mode = mode;
@@ -184,7 +199,7 @@ impl SledConfig {
 pub struct SledStorage {
     path: PathBuf,
     db: sled::Db,
-    data: sled::Tree,
+    pub(crate) data: sled::Tree,
     quarantine: sled::Tree,
     meta: sled::Tree,
     commit: GroupCommit<Staged>,
@@ -198,6 +213,10 @@ pub struct SledStorage {
     /// Blob files already synced under [`Durability::Power`].
     synced_blobs: Mutex<BTreeSet<std::ffi::OsString>>,
     rollback: Option<RollbackReport>,
+    /// Seals and opens values in an encrypted store.
+    cipher: Option<Cipher>,
+    /// `passphrase` or `key` for an encrypted store.
+    encryption: Option<&'static str>,
 }
 
 impl fmt::Debug for SledStorage {
@@ -206,6 +225,7 @@ impl fmt::Debug for SledStorage {
             .field("path", &self.path)
             .field("commit", &self.commit.stats())
             .field("durability", &self.durability)
+            .field("encryption", &self.encryption)
             .finish_non_exhaustive()
     }
 }
@@ -223,10 +243,16 @@ impl SledStorage {
     /// A store that lost acknowledged writes (sled dropped the end of a damaged log) opens,
     /// with the documents that went back in [`SledStorage::rollback`], a log line at
     /// ERROR, and a record kept in the store ([`SledStorage::last_rollback`]).
+    ///
+    /// An encrypted store needs [`SledConfig::secret`]: without it the error is
+    /// [`StoreError::SecretNeeded`], with a wrong one [`StoreError::WrongSecret`], and a
+    /// secret for a store created without encryption gives [`StoreError::NotEncrypted`].
+    /// Nothing in the store is read or changed before the secret is proven.
     pub fn open(path: impl AsRef<Path>, config: SledConfig) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        let mut created = None;
         if is_fresh(&path) {
-            create_marked(&path, &config)?;
+            created = create_marked(&path, &config)?;
         }
         let (db, data, quarantine, meta) = open_sled_waiting(&path, &config)?;
         if meta.get(MARKER_KEY)?.is_none() {
@@ -235,6 +261,7 @@ impl SledStorage {
             // an empty store rather than failing.
             return Err(StoreError::LostContents { path });
         }
+        let (cipher, encryption) = open_encryption(&path, &meta, config.secret.as_ref(), created)?;
         let mut next_seq = 0;
         for entry in quarantine.iter().keys() {
             next_seq = next_seq.max(sequence_of(&entry?) + 1);
@@ -293,7 +320,15 @@ impl SledStorage {
             log_file,
             synced_blobs: Mutex::new(BTreeSet::new()),
             rollback,
+            cipher,
+            encryption,
         })
+    }
+
+    /// How the store is encrypted: `Some("passphrase")` or `Some("key")`, or `None` for
+    /// a store created without encryption.
+    pub fn encryption(&self) -> Option<&'static str> {
+        self.encryption
     }
 
     /// The acknowledged writes this store found lost when it was opened, if any: the
@@ -388,15 +423,15 @@ impl SledStorage {
 
     /// Checks a stored value; on failure quarantines it and re-reads (a writer may have
     /// replaced it meanwhile).
-    fn verify(
+    pub(crate) fn verify(
         &self,
         encoded: &[u8],
         key: &StorageKey,
         mut stored: sled::IVec,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         for _ in 0..READ_ATTEMPTS {
-            match unframe(encoded, &stored) {
-                Ok(payload) => return Ok(Some(payload.to_vec())),
+            match self.unframe_value(encoded, &stored) {
+                Ok(payload) => return Ok(Some(payload)),
                 Err(reason) => {
                     self.quarantine_value(encoded, &key.to_string(), &stored, reason)?;
                     match self.data.get(encoded)? {
@@ -407,6 +442,22 @@ impl SledStorage {
             }
         }
         Ok(None)
+    }
+
+    /// Frames (or seals, in an encrypted store) a value for storage under `encoded`.
+    fn frame_value(&self, encoded: &[u8], payload: &[u8]) -> Vec<u8> {
+        match &self.cipher {
+            Some(cipher) => cipher.seal(encoded, payload),
+            None => frame(encoded, payload),
+        }
+    }
+
+    /// Checks (or opens, in an encrypted store) a stored value.
+    fn unframe_value(&self, encoded: &[u8], stored: &[u8]) -> Result<Vec<u8>, CorruptionKind> {
+        match &self.cipher {
+            Some(cipher) => cipher.unseal(encoded, stored),
+            None => unframe(encoded, stored).map(<[u8]>::to_vec),
+        }
     }
 
     fn range_verified(&self, prefix: &[String]) -> Result<Vec<(StorageKey, Vec<u8>)>, StoreError> {
@@ -509,7 +560,7 @@ impl SledStorage {
                 match op {
                     WriteOp::Put { key, value } => {
                         let encoded = encode_key(&key);
-                        let framed = frame(&encoded, &value);
+                        let framed = self.frame_value(&encoded, &value);
                         (encoded, Some(framed))
                     }
                     WriteOp::Delete { key } => (encode_key(&key), None),
@@ -639,9 +690,45 @@ fn is_fresh(path: &Path) -> bool {
     }
 }
 
-/// Creates a store with its marker in a staging directory beside `path`, then renames
-/// it into place, so no directory at `path` ever lacks the marker unless damaged.
-fn create_marked(path: &Path, config: &SledConfig) -> Result<(), StoreError> {
+/// Sets up an opened store's encryption: checks `secret` against the store's record (or
+/// takes the cipher `created` with the store) and says which kind of secret it uses.
+fn open_encryption(
+    path: &Path,
+    meta: &sled::Tree,
+    secret: Option<&StoreSecret>,
+    created: Option<Cipher>,
+) -> Result<(Option<Cipher>, Option<&'static str>), StoreError> {
+    let path_buf = || path.to_path_buf();
+    let record = match (meta.get(ENCRYPTION_KEY)?, secret) {
+        (None, None) => return Ok((None, None)),
+        (None, Some(_)) => return Err(StoreError::NotEncrypted { path: path_buf() }),
+        (Some(_), None) => return Err(StoreError::SecretNeeded { path: path_buf() }),
+        (Some(bytes), Some(_)) => EncryptionRecord::decode(&bytes),
+    };
+    let crypt_error = |error| match error {
+        CryptError::WrongSecret(detail) => StoreError::WrongSecret {
+            path: path_buf(),
+            detail,
+        },
+        CryptError::BadRecord(detail) => StoreError::BadEncryptionRecord {
+            path: path_buf(),
+            detail,
+        },
+    };
+    let record = record.map_err(crypt_error)?;
+    let cipher = match (created, secret) {
+        (Some(cipher), _) => cipher,
+        (None, Some(secret)) => Cipher::open(secret, &record).map_err(crypt_error)?,
+        (None, None) => unreachable!("a store without a secret returned above"),
+    };
+    Ok((Some(cipher), Some(record.secret_kind())))
+}
+
+/// Creates a store with its marker (and, with a secret, its encryption record) in a
+/// staging directory beside `path`, then renames it into place, so no directory at
+/// `path` ever lacks the marker unless damaged. Returns the new store's cipher when this
+/// call created an encrypted store.
+fn create_marked(path: &Path, config: &SledConfig) -> Result<Option<Cipher>, StoreError> {
     let creating = |source| StoreError::Create {
         path: path.to_path_buf(),
         source,
@@ -654,16 +741,35 @@ fn create_marked(path: &Path, config: &SledConfig) -> Result<(), StoreError> {
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(creating)?;
     }
+    let cipher = match &config.secret {
+        Some(secret) => Some(Cipher::create(secret).map_err(|e| match e {
+            CryptError::WrongSecret(detail) | CryptError::BadRecord(detail) => {
+                StoreError::WrongSecret {
+                    path: path.to_path_buf(),
+                    detail,
+                }
+            }
+        })?),
+        None => None,
+    };
     {
         let (db, _, _, meta) = open_sled(&staging, config)?;
-        meta.insert(MARKER_KEY, MARKER_VALUE)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(MARKER_KEY, MARKER_VALUE);
+        if let Some((_, record)) = &cipher {
+            batch.insert(ENCRYPTION_KEY, record.encode());
+        }
+        meta.apply_batch(batch)?;
         db.flush()?;
     }
     // rename(2) replaces an empty directory; when another process created the store
     // first, `path` is no longer empty and the rename fails: use theirs.
     match std::fs::rename(&staging, path) {
-        Ok(()) => Ok(()),
-        Err(_) if !is_fresh(path) => std::fs::remove_dir_all(&staging).map_err(creating),
+        Ok(()) => Ok(cipher.map(|(cipher, _)| cipher)),
+        Err(_) if !is_fresh(path) => {
+            std::fs::remove_dir_all(&staging).map_err(creating)?;
+            Ok(None)
+        }
         Err(e) => Err(creating(e)),
     }
 }

@@ -2,7 +2,7 @@
 
 use peerdoc_core::storage::conformance;
 use peerdoc_core::{Storage, StorageError, StorageKey, WriteBatch};
-use peerdoc_store::{SledConfig, SledStorage};
+use peerdoc_store::{SledConfig, SledStorage, StoreSecret};
 
 /// A store that owns its temporary directory, so each fresh store cleans up after itself.
 struct TempStore {
@@ -27,6 +27,16 @@ fn sled_storage_passes_conformance() {
     conformance::run_all(&|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStorage::open(dir.path(), SledConfig::default()).expect("open");
+        TempStore { store, _dir: dir }
+    });
+}
+
+#[test]
+fn encrypted_sled_storage_passes_conformance() {
+    conformance::run_all(&|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = SledConfig::default().secret(Some(StoreSecret::key([5; 32])));
+        let store = SledStorage::open(dir.path(), config).expect("open");
         TempStore { store, _dir: dir }
     });
 }

@@ -21,6 +21,7 @@ use peerdoc_node::{Multiaddr, NetConfig, NodeConfig};
 use serde::{Deserialize, Serialize};
 
 pub use self::origin::{Origin, Origins, ShownKey, show};
+pub use self::secret::{EncryptionMode, PASSPHRASE_VAR, SecretSources, write_new_key};
 pub use self::sections::{CloudConfig, DurabilityMode, StorageConfig};
 pub use self::values::peer_addr;
 use self::values::{expand_home, normalize_addrs};
@@ -85,6 +86,10 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// The store's secret is missing, unreadable, inside the data directory or readable
+    /// by other users.
+    #[error("{0}")]
+    StoreSecret(String),
     /// A value is well-formed TOML but out of range or unparsable.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -319,6 +324,15 @@ impl Resolved {
         }
     }
 
+    /// The store's secret as `[storage]` describes it (`None`: not encrypted), from
+    /// `sources` where it is not in a file.
+    pub fn store_secret(
+        &self,
+        sources: &SecretSources<'_>,
+    ) -> Result<Option<peerdoc_node::StoreSecret>, ConfigError> {
+        secret::resolve(&self.config.storage, &self.data_dir, sources)
+    }
+
     /// The node configuration these settings describe, with the transport gated as
     /// `gate` says (team key and allowlist from the team; a key file's key wins).
     pub fn node_config(&self, gate: TransportGate) -> Result<NodeConfig, ConfigError> {
@@ -436,6 +450,9 @@ const ENV_TEXT_KEYS: &[&str] = &[
     "log_file",
     "net.max_rate",
     "storage.durability",
+    "storage.encryption",
+    "storage.key_file",
+    "storage.passphrase_file",
 ];
 
 /// The environment variable for a key: `node.max_docs_in_memory` →
@@ -626,6 +643,8 @@ impl DaemonConfig {
             config.log_file.as_mut(),
             config.team_key_file.as_mut(),
             config.cloud.ca_file.as_mut(),
+            config.storage.key_file.as_mut(),
+            config.storage.passphrase_file.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -779,6 +798,7 @@ fn insert_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Resu
 }
 
 mod origin;
+mod secret;
 mod sections;
 #[cfg(test)]
 mod tests;

@@ -21,9 +21,11 @@ use crate::server::{self, AppState, ServerConfig};
 use crate::team::{TeamFile, TeamMode, TeamService};
 
 mod datadir;
+mod encrypt;
 mod logfile;
 mod ready;
 
+pub use encrypt::encrypt_store;
 pub(crate) use ready::dialable;
 
 /// File in the data directory holding the API's bearer token.
@@ -101,6 +103,9 @@ pub enum DaemonError {
         /// The other daemon's process id, when its lock file says.
         pid: Option<u32>,
     },
+    /// `peerdoc store encrypt` could not encrypt the store (nothing was changed).
+    #[error("{0}")]
+    Encrypt(String),
     /// The enrolment listener could not be bound.
     #[error(
         "cannot accept invite codes on {addr}: {source}; choose another address with \
@@ -221,6 +226,7 @@ async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
     // Before anything is created in it: a second daemon must not write a token.
     let _lock = datadir::DataDirLock::take(&data_dir)?;
     datadir::tighten(&data_dir);
+    encrypt::recover_interrupted(&data_dir)?;
     let starting = ready::Starting::mark(&data_dir);
     ready::choose_listen_port(&mut resolved);
     let mode = resolved.team_mode();
@@ -235,12 +241,13 @@ async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
         .team
         .previous_key_grace_secs
         .saturating_mul(1000);
-    let node_config = resolved.node_config(transport_gate(
+    let mut node_config = resolved.node_config(transport_gate(
         mode,
         team_file.as_ref(),
         &keypair,
         grace_ms,
     )?)?;
+    node_config.store_secret = resolved.store_secret(&crate::config::SecretSources::process())?;
     let token = load_or_create_token(&data_dir.join(TOKEN_FILE))?;
     let addr = resolved.api_listen;
     if !addr.ip().is_loopback() {

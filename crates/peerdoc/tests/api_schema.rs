@@ -605,13 +605,14 @@ fn documented_request_rules_are_the_ones_the_server_enforces() {
         .assert_error(400, "bad_request");
 }
 
-/// peerdoc's own documents cannot be deleted through the API: a tombstone would reach
-/// every device and win, taking the team's membership or every shared title with it.
+/// peerdoc's own documents cannot be deleted, edited, titled or resolved through the API:
+/// a tombstone or an edit would reach every device and win, taking the team's membership
+/// or every shared title with it.
 /// The fuzz run found the membership document's refusal answered an undocumented
 /// `422`; looking at why showed that the shared titles' document, not protected, was
 /// deleted.
 #[test]
-fn peerdoc_s_own_documents_cannot_be_deleted() {
+fn peerdoc_s_own_documents_cannot_be_deleted_or_changed_through_the_api() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = start("A", dir.path());
     let c = &a.client;
@@ -639,9 +640,22 @@ fn peerdoc_s_own_documents_cannot_be_deleted() {
         "the membership and the shared titles: {own:?}"
     );
     for id in &own {
+        let before = c.get(&format!("/v1/docs/{id}")).ok(200);
         c.delete(&format!("/v1/docs/{id}"))
             .assert_error(403, "system_document");
-        c.get(&format!("/v1/docs/{id}")).ok(200);
+        c.patch(
+            &format!("/v1/docs/{id}"),
+            &json!({"ops": [{"op": "set", "path": "/members", "value": "gone"}]}),
+        )
+        .assert_error(403, "system_document");
+        c.patch(&format!("/v1/docs/{id}/meta"), &json!({"title": "Mine"}))
+            .assert_error(403, "system_document");
+        c.post(
+            &format!("/v1/docs/{id}/conflicts/resolve"),
+            &json!({"path": "/members", "value": 1}),
+        )
+        .assert_error(403, "system_document");
+        assert_eq!(c.get(&format!("/v1/docs/{id}")).ok(200), before);
     }
 }
 

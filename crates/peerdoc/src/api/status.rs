@@ -155,6 +155,9 @@ pub struct Status {
     pub store_rollback: Option<StoreRollback>,
     /// Bytes the store occupies on disk.
     pub store_bytes: u64,
+    /// How the store is encrypted at rest (`docs/security.md`): `passphrase` or `key`
+    /// (a key file); `null`: it is not encrypted.
+    pub store_encryption: Option<String>,
     /// `healthy`, `degraded` or `offline` (see `HealthState`).
     #[schema(value_type = HealthState)]
     pub health: String,

@@ -70,6 +70,9 @@ pub enum Command {
     /// The daemon's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The document store on this device: encryption at rest.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Print a shell completion script, e.g.
     /// 'peerdoc completions bash > ~/.local/share/bash-completion/completions/peerdoc'.
     Completions {
@@ -85,6 +88,21 @@ pub enum ConfigCommand {
     /// with its value and where it came from (default, profile, file, environment,
     /// flag). Reads the files and the environment; needs no running daemon.
     Show(RunArgs),
+}
+
+/// 'peerdoc store …'.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Write a new random store key (64 hex digits, mode 0600) to PATH, for
+    /// storage.encryption = "key_file". Keep it outside the data directory; without it
+    /// the store cannot be opened.
+    NewKey {
+        /// Where to write the key (refused if the file exists).
+        path: std::path::PathBuf,
+    },
+    /// Encrypt this device's existing store with the secret `[storage]` names (the daemon
+    /// must be stopped). Set storage.encryption (and the key file or passphrase) first.
+    Encrypt(RunArgs),
 }
 
 /// 'peerdoc peers add|remove'.

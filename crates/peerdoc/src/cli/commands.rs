@@ -9,7 +9,7 @@ mod watch;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use super::args::{Command, ConfigCommand, GlobalArgs, PeersCommand, RunArgs};
+use super::args::{Command, ConfigCommand, GlobalArgs, PeersCommand, RunArgs, StoreCommand};
 use super::error::CliError;
 use super::output::{Table, age, now_ms, printable, write_json};
 use crate::client::{Client, Discovery, Peer, Status};
@@ -73,6 +73,22 @@ fn run(global: &GlobalArgs, command: &Command, out: &mut impl Write) -> Result<E
         Command::Id => id(global, out)?,
         Command::Open { print } => open_dashboard(global, *print, out)?,
         Command::Config(ConfigCommand::Show(run)) => config_show(global, run, out)?,
+        Command::Store(StoreCommand::NewKey { path }) => {
+            let written = crate::config::write_new_key(path).map_err(CliError::Local)?;
+            writeln!(
+                out,
+                "wrote a new store key to {}; set storage.encryption = \"key_file\" and \
+                 storage.key_file = {:?}. Keep a copy somewhere safe: without it the store \
+                 cannot be opened.",
+                written.display(),
+                written.display().to_string()
+            )?;
+        }
+        Command::Store(StoreCommand::Encrypt(run)) => {
+            let done = crate::daemon::encrypt_store(global, run)
+                .map_err(|e| CliError::Local(e.to_string()))?;
+            writeln!(out, "{done}")?;
+        }
         Command::Completions { shell } => {
             let mut command = <super::args::Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "peerdoc", out);
@@ -237,9 +253,14 @@ fn write_status(out: &mut impl Write, status: &Status, now_ms: u64) -> io::Resul
     fact(
         "store",
         format!(
-            "{}, {} writes in flight",
+            "{}, {} writes in flight, {}",
             indicatif::HumanBytes(status.store_bytes),
-            status.storage_in_flight
+            status.storage_in_flight,
+            match status.store_encryption.as_deref() {
+                Some("passphrase") => "encrypted (passphrase)",
+                Some(_) => "encrypted (key file)",
+                None => "not encrypted",
+            }
         ),
     );
     if let Some(problem) = &status.store_problem {

@@ -71,6 +71,9 @@ pub(super) enum CliError {
     /// A duration argument (`--expires`) is not like 30m, 24h or 7d.
     #[error("{0:?} is not a duration; use a number with s, m, h or d, e.g. 30m, 24h or 7d")]
     BadDuration(String),
+    /// A command that works on the data directory itself failed (`store encrypt`).
+    #[error("{0}")]
+    Local(String),
     /// `config show`'s configuration could not be assembled.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),

@@ -7,6 +7,7 @@ use peerdoc_core::endpoint::EndpointPolicy;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use super::secret::EncryptionMode;
 use crate::cloud::CloudEndpoint;
 
 /// `[cloud]`: endpoints the daemon keeps connected whenever a path exists.
@@ -34,13 +35,25 @@ impl CloudConfig {
 }
 
 /// `[storage]`: what the store promises.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// What an acknowledged write survives: `process` (a crash of the daemon; the
     /// device default) or `power` (a power cut too: an `fsync` before every
     /// acknowledgement; the cloud profile's default).
     pub durability: DurabilityMode,
+    /// Encryption at rest: `off` (the default), `passphrase` or `key_file`. Chosen when
+    /// the store is created; `peerdoc store encrypt` turns it on for an existing one.
+    pub encryption: EncryptionMode,
+    /// With `encryption = "key_file"`: the file holding the 256-bit key (64 hex digits,
+    /// mode 0600, outside the data directory; `peerdoc store new-key` makes one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// With `encryption = "passphrase"`: a file (mode 0600, outside the data directory)
+    /// whose first line is the passphrase, when it comes neither from
+    /// `PEERDOC_STORAGE_PASSPHRASE` nor from a terminal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// The values of `storage.durability`.

@@ -372,6 +372,7 @@ pub(super) async fn edit(
     ApiJson(body): ApiJson<EditRequest>,
 ) -> Result<Json<Heads>, ApiError> {
     let id = parse_doc_id(&id)?;
+    refuse_system_document(&state, id, "edited")?;
     for op in &body.ops {
         check_pointer(op.path())?;
     }
@@ -435,6 +436,7 @@ pub(super) async fn set_meta(
     ApiJson(body): ApiJson<MetaUpdate>,
 ) -> Result<Json<DocSummary>, ApiError> {
     let id = parse_doc_id(&id)?;
+    refuse_system_document(&state, id, "given a title or priority")?;
     let title = body.title.map(Option::unwrap_or_default);
     // The shared copy first: the task that copies shared values into the catalog may
     // run at any moment, and must not find the old ones after the catalog has the new.
@@ -482,21 +484,33 @@ pub(super) async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_doc_id(&id)?;
-    // A tombstone syncs to every device and wins: the team's membership would be gone
-    // everywhere (the node refuses that one too, as an invalid change), and so would
-    // every shared title and priority.
-    if state.system_docs().contains(&id) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "system_document",
-            format!(
-                "document {id} is one of peerdoc's own (the team's membership, or the shared \
-                 titles and priorities): it cannot be deleted"
-            ),
-        ));
-    }
+    refuse_system_document(&state, id, "deleted")?;
     state.node.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `403 system_document` for peerdoc's own documents, which the API only reads: a
+/// tombstone or an edit syncs to every device and wins, so the team's membership (the
+/// node refuses a tombstone of that one too) or every shared title and priority would
+/// be gone or broken everywhere. The daemon changes them through the team and meta
+/// endpoints.
+pub(super) fn refuse_system_document(
+    state: &AppState,
+    id: DocumentId,
+    verb: &str,
+) -> Result<(), ApiError> {
+    if !state.system_docs().contains(&id) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "system_document",
+        format!(
+            "document {id} is one of peerdoc's own (the team's membership, or the shared \
+             titles and priorities): it cannot be {verb} through the API; use the team \
+             and meta endpoints"
+        ),
+    ))
 }
 
 /// A document's open conflicts and its conflict log

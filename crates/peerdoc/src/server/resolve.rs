@@ -58,6 +58,7 @@ pub(super) async fn resolve(
     ApiJson(body): ApiJson<ResolveRequest>,
 ) -> Result<Json<Resolved>, ApiError> {
     let id = parse_doc_id(&id)?;
+    super::docs::refuse_system_document(&state, id, "resolved")?;
     if body.keep.is_some() == body.value.is_some() {
         return Err(ApiError::bad_request(
             "give either \"keep\" (one value's change hash, or its device's name) or \

@@ -422,6 +422,7 @@ pub(super) async fn status(
         storage_in_flight: wide(status.storage_in_flight),
         store_problem: store_problem(&state),
         store_rollback: store_rollback(&state),
+        store_encryption: state.node.metrics().store_encryption.map(str::to_owned),
         store_bytes,
         health: health.to_owned(),
         peers,
