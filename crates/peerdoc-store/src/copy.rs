@@ -1,7 +1,7 @@
 //! Copying a store's values into another store: how `peerdoc store encrypt` moves a
 //! plain store into an encrypted one.
 
-use peerdoc_core::{Storage, WriteBatch};
+use peerdoc_core::WriteBatch;
 
 use crate::error::StoreError;
 use crate::key::decode_key;
@@ -51,11 +51,11 @@ impl SledStorage {
             batch_bytes += value.len();
             batch.put(key, value);
             if in_batch >= BATCH_ENTRIES || batch_bytes >= BATCH_BYTES {
-                dest.write(std::mem::take(&mut batch))?;
+                dest.write_durable(std::mem::take(&mut batch))?;
                 (in_batch, batch_bytes) = (0, 0);
             }
         }
-        dest.write(batch)?;
+        dest.write_durable(batch)?;
         let held = dest.count_values()?;
         if held != (report.entries, report.bytes) {
             return Err(StoreError::CopyMismatch {

@@ -32,11 +32,11 @@ use zeroize::Zeroizing;
 use crate::frame::CorruptionKind;
 
 /// The format byte of a sealed value.
-pub const FORMAT_SEALED: u8 = 0x02;
+pub(crate) const FORMAT_SEALED: u8 = 0x02;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 /// Bytes a sealed frame adds to its payload.
-pub const SEALED_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
+pub(crate) const SEALED_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
 const SALT_LEN: usize = 16;
 /// Sealed with the key into the [`EncryptionRecord`]; opening it proves the key.
 const KEY_CHECK: &[u8] = b"peerdoc store key check v1";

@@ -527,7 +527,7 @@ impl SledStorage {
         Ok(())
     }
 
-    fn write_durable(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    pub(crate) fn write_durable(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }

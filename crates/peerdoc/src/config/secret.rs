@@ -51,6 +51,12 @@ pub struct SecretSources<'a> {
     pub prompt: &'a dyn Fn(&str) -> Option<std::io::Result<String>>,
 }
 
+impl std::fmt::Debug for SecretSources<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSources")
+    }
+}
+
 impl SecretSources<'_> {
     /// The process's environment and its controlling terminal.
     pub fn process() -> SecretSources<'static> {
@@ -63,7 +69,7 @@ impl SecretSources<'_> {
 
 /// The store's secret as the `[storage]` settings describe it, or `None` when encryption
 /// is off. `data_dir` is where the daemon keeps its files: a secret inside it is refused.
-pub fn resolve(
+pub(super) fn resolve(
     storage: &super::StorageConfig,
     data_dir: &Path,
     sources: &SecretSources<'_>,
@@ -198,4 +204,146 @@ pub fn write_new_key(path: &Path) -> Result<PathBuf, String> {
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::config::StorageConfig;
+
+    fn storage(encryption: EncryptionMode) -> StorageConfig {
+        StorageConfig {
+            encryption,
+            ..StorageConfig::default()
+        }
+    }
+
+    fn no_terminal(_: &str) -> Option<std::io::Result<String>> {
+        None
+    }
+
+    fn resolve_with(
+        storage: &StorageConfig,
+        data_dir: &Path,
+        env: Option<&str>,
+    ) -> Result<Option<StoreSecret>, String> {
+        let env = |var: &str| {
+            (var == PASSPHRASE_VAR)
+                .then(|| env.map(str::to_owned))
+                .flatten()
+        };
+        let sources = SecretSources {
+            env: &env,
+            prompt: &no_terminal,
+        };
+        resolve(storage, data_dir, &sources).map_err(|e| e.to_string())
+    }
+
+    fn private(path: &Path, text: &str) -> PathBuf {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path.to_owned()
+    }
+
+    #[test]
+    fn the_passphrase_comes_from_the_environment_then_the_file_then_a_terminal() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let mut config = storage(EncryptionMode::Passphrase);
+        let err = resolve_with(&config, &data, None).unwrap_err();
+        assert!(
+            err.contains(PASSPHRASE_VAR) && err.contains("terminal"),
+            "{err}"
+        );
+        assert_eq!(
+            resolve_with(&config, &data, Some("from env")).unwrap(),
+            Some(StoreSecret::passphrase("from env"))
+        );
+        // Only the line ending is trimmed: spaces belong to the passphrase.
+        config.passphrase_file = Some(private(&dir.path().join("p"), " two words \r\n"));
+        assert_eq!(
+            resolve_with(&config, &data, None).unwrap(),
+            Some(StoreSecret::passphrase(" two words "))
+        );
+        assert_eq!(
+            resolve_with(&config, &data, Some("from env")).unwrap(),
+            Some(StoreSecret::passphrase("from env"))
+        );
+        config.passphrase_file = Some(private(&dir.path().join("empty"), "\n"));
+        assert!(
+            resolve_with(&config, &data, None)
+                .unwrap_err()
+                .contains("is empty")
+        );
+    }
+
+    #[test]
+    fn a_key_file_must_exist_be_private_hold_a_key_and_live_outside_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let mut config = storage(EncryptionMode::KeyFile);
+        assert!(
+            resolve_with(&config, &data, None)
+                .unwrap_err()
+                .contains("new-key")
+        );
+
+        let key = dir.path().join("store.key");
+        let written = write_new_key(&key).unwrap();
+        assert!(
+            write_new_key(&key)
+                .unwrap_err()
+                .contains("never overwritten")
+        );
+        config.key_file = Some(written.clone());
+        let secret = resolve_with(&config, &data, None).unwrap().unwrap();
+        assert_eq!(secret.kind(), "key");
+
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(
+            resolve_with(&config, &data, None)
+                .unwrap_err()
+                .contains("chmod 600")
+        );
+        config.key_file = Some(private(&data.join("k"), &"ab".repeat(32)));
+        let err = resolve_with(&config, &data, None).unwrap_err();
+        assert!(err.contains("inside the data directory"), "{err}");
+        // Through a symlink from outside, still inside.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(data.join("k"), &link).unwrap();
+        config.key_file = Some(link);
+        assert!(
+            resolve_with(&config, &data, None)
+                .unwrap_err()
+                .contains("inside")
+        );
+        config.key_file = Some(private(&dir.path().join("short"), "abcd"));
+        assert!(
+            resolve_with(&config, &data, None)
+                .unwrap_err()
+                .contains("64 hex")
+        );
+        config.key_file = Some(dir.path().join("missing"));
+        assert!(resolve_with(&config, &data, None).is_err());
+    }
+
+    #[test]
+    fn encryption_off_is_no_secret_and_a_stray_secret_setting_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = storage(EncryptionMode::Off);
+        assert_eq!(
+            resolve_with(&config, dir.path(), Some("ignored")).unwrap(),
+            None
+        );
+        config.key_file = Some(dir.path().join("k"));
+        let err = resolve_with(&config, dir.path(), None).unwrap_err();
+        assert!(
+            err.contains("storage.key_file is set but storage.encryption is \"off\""),
+            "{err}"
+        );
+    }
 }
