@@ -40,6 +40,7 @@
 
 #![deny(missing_docs)]
 
+mod config;
 mod copy;
 mod crypt;
 mod error;
@@ -51,6 +52,7 @@ mod quarantine;
 mod sled_storage;
 mod usage;
 
+pub use config::{Durability, SledConfig, SpaceMode};
 pub use copy::CopyReport;
 pub use crypt::StoreSecret;
 pub use error::StoreError;
@@ -58,5 +60,5 @@ pub use frame::CorruptionKind;
 pub use group_commit::CommitStats;
 pub use ledger::RollbackReport;
 pub use quarantine::QuarantinedChunk;
-pub use sled_storage::{Durability, RecordedRollback, SledConfig, SledStorage, SpaceMode};
+pub use sled_storage::{RecordedRollback, SledStorage};
 pub use usage::{DocUsage, KeyClass, StorageUsage, classify, directory_bytes};
