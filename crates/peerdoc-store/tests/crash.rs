@@ -14,13 +14,22 @@ use std::time::Duration;
 
 use automerge::{ActorId, AutoCommit, ChangeHash, ROOT, transaction::Transactable};
 use peerdoc_core::{DocumentId, Storage, StorageKey, WriteBatch};
-use peerdoc_store::{SledConfig, SledStorage, StoreError};
+use peerdoc_store::{SledConfig, SledStorage, StoreError, StoreSecret};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
 const CHILD_DIR_ENV: &str = "PEERDOC_CRASH_CHILD_DIR";
 const CHILD_SEED_ENV: &str = "PEERDOC_CRASH_CHILD_SEED";
+/// Set (to anything) when the store is encrypted: odd seeds run encrypted.
+const CHILD_ENCRYPTED_ENV: &str = "PEERDOC_CRASH_CHILD_ENCRYPTED";
+
+/// The store's configuration: encrypted with a fixed key for odd seeds, so the sealed
+/// path is killed mid-write as often as the plain one.
+fn store_config(encrypted: bool) -> SledConfig {
+    let secret = encrypted.then(|| StoreSecret::key([0x42; 32]));
+    SledConfig::default().secret(secret)
+}
 const DOCS: usize = 5;
 /// A document is compacted once it has this many incremental chunks.
 const COMPACT_AFTER: usize = 4;
@@ -79,7 +88,8 @@ fn load(store: &SledStorage, doc_id: &str) -> Result<Stored, String> {
 
 /// The child: opens the store, loads every document, then writes forever.
 fn run_child(dir: &str, seed: u64) -> Result<(), String> {
-    let store = SledStorage::open(dir, SledConfig::default()).map_err(|e| e.to_string())?;
+    let encrypted = std::env::var_os(CHILD_ENCRYPTED_ENV).is_some();
+    let store = SledStorage::open(dir, store_config(encrypted)).map_err(|e| e.to_string())?;
     let ids = doc_ids();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut docs = Vec::new();
@@ -178,8 +188,12 @@ fn crash_writer_child() {
     }
 }
 
-fn spawn_child(dir: &std::path::Path, seed: u64, stderr: std::fs::File) -> Child {
-    Command::new(std::env::current_exe().unwrap())
+fn spawn_child(dir: &std::path::Path, seed: u64, encrypted: bool, stderr: std::fs::File) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if encrypted {
+        command.env(CHILD_ENCRYPTED_ENV, "1");
+    }
+    command
         .args([
             "--exact",
             "crash_writer_child",
@@ -237,7 +251,11 @@ fn acknowledged_writes_survive_sigkill() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    println!("crash test seed = {seed} (replay with SEED={seed}), {cycles} cycles");
+    let encrypted = seed % 2 == 1;
+    println!(
+        "crash test seed = {seed} (replay with SEED={seed}), {cycles} cycles, {}",
+        if encrypted { "encrypted" } else { "plain" }
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
@@ -249,7 +267,7 @@ fn acknowledged_writes_survive_sigkill() {
 
     for cycle in 0..cycles {
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut child = spawn_child(&store_dir, rng.next_u64(), stderr);
+        let mut child = spawn_child(&store_dir, rng.next_u64(), encrypted, stderr);
         let (lines, reader) = read_lines(&mut child);
         let early_kill = cycle % 8 == 7;
         let mut seen = Vec::new();
@@ -276,7 +294,7 @@ fn acknowledged_writes_survive_sigkill() {
             }
             if cycle == 0 {
                 // A second process on the same directory is refused clearly.
-                match SledStorage::open(&store_dir, SledConfig::default().lock_wait_ms(0)) {
+                match SledStorage::open(&store_dir, store_config(encrypted).lock_wait_ms(0)) {
                     Err(StoreError::HeldByAnotherProcess { .. }) => {}
                     other => panic!("expected HeldByAnotherProcess, got {other:?}"),
                 }
@@ -308,7 +326,7 @@ fn acknowledged_writes_survive_sigkill() {
         }
 
         // After every kill: the store opens, every document loads, every ack is there.
-        let store = SledStorage::open(&store_dir, SledConfig::default())
+        let store = SledStorage::open(&store_dir, store_config(encrypted))
             .unwrap_or_else(|e| panic!("cycle {cycle} (SEED={seed}): store does not open: {e}"));
         assert_eq!(
             store.rollback(),
