@@ -30,6 +30,14 @@ pub(crate) enum ChildTask {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Measures idle CPU over `secs` seconds: of a node on `dir` after reading every
+    /// document, or (without `dir`) of a process that only sleeps.
+    Idle {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        secs: u64,
+    },
     /// Starts a node on `dir` with the given limits, reads every document, and reports
     /// RSS before and after.
     Memory {
@@ -57,6 +65,9 @@ pub(crate) struct ChildReport {
     pub(crate) rss_end_kib: u64,
     /// Peak resident set size, KiB.
     pub(crate) rss_peak_kib: u64,
+    /// CPU used over the measured window, percent of one core.
+    #[serde(default)]
+    pub(crate) cpu_percent: f64,
 }
 
 /// A field of `/proc/self/status` in KiB (0 where unknown).
@@ -90,6 +101,7 @@ pub(crate) fn run_child(task: ChildTask) -> anyhow::Result<()> {
             ChildTask::Populate { dir, docs } => populate(&dir, docs).await,
             ChildTask::Samod { .. } => anyhow::bail!("handled above"),
             ChildTask::Startup { dir } => startup(&dir).await,
+            ChildTask::Idle { dir, secs } => crate::idle::child(dir.as_deref(), secs).await,
             ChildTask::Memory {
                 dir,
                 cache_bytes,
@@ -147,6 +159,7 @@ async fn startup(dir: &Path) -> anyhow::Result<ChildReport> {
         rss_ready_kib,
         rss_end_kib: proc_status_kib("VmRSS:"),
         rss_peak_kib: proc_status_kib("VmHWM:"),
+        ..ChildReport::default()
     };
     node.shutdown().await;
     Ok(report)
@@ -172,6 +185,7 @@ async fn memory(dir: &Path, cache_bytes: u64, max_docs: usize) -> anyhow::Result
         rss_ready_kib,
         rss_end_kib: proc_status_kib("VmRSS:"),
         rss_peak_kib: proc_status_kib("VmHWM:"),
+        ..ChildReport::default()
     };
     node.shutdown().await;
     Ok(report)

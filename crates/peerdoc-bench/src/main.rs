@@ -9,9 +9,11 @@
 //! Everything runs in this process (or in a child process of it) on 127.0.0.1 with
 //! mDNS off: nothing is sent to any other host.
 
+mod big_doc;
 mod child;
 mod durable;
 mod engine;
+mod idle;
 mod latency;
 mod node_sync;
 mod nodes;
@@ -44,7 +46,7 @@ struct Args {
     #[arg(long, env = "PEERDOC_DATA")]
     data: Option<PathBuf>,
     /// Run only these sections (comma-separated ids: reconnect, cold_sync, trace,
-    /// latency, durable_writes, startup, memory).
+    /// latency, durable_writes, startup, memory, idle, big_doc).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Skip the samod baseline (it takes up to three minutes in the full run).

@@ -22,6 +22,8 @@ pub(crate) struct Sizes {
     node_writes: usize,
     startup_docs: usize,
     memory_docs: Vec<usize>,
+    pub(crate) idle_docs: usize,
+    pub(crate) idle_secs: u64,
 }
 
 impl Sizes {
@@ -42,6 +44,8 @@ impl Sizes {
             node_writes: 2_000,
             startup_docs: 10_000,
             memory_docs: vec![10_000, 100_000],
+            idle_docs: 10_000,
+            idle_secs: 60,
         }
     }
 
@@ -59,6 +63,8 @@ impl Sizes {
             node_writes: 200,
             startup_docs: 300,
             memory_docs: vec![300, 1_000],
+            idle_docs: 300,
+            idle_secs: 3,
         }
     }
 }
@@ -101,7 +107,7 @@ pub(crate) fn run_all(plan: &Plan, quick: bool) -> anyhow::Result<Report> {
         machine.cores,
         machine.kernel
     );
-    let all: [(&'static str, &str, SectionFn); 7] = [
+    let all: [(&'static str, &str, SectionFn); 9] = [
         (
             "reconnect",
             "1. Reconnect with N unchanged documents",
@@ -129,6 +135,16 @@ pub(crate) fn run_all(plan: &Plan, quick: bool) -> anyhow::Result<Report> {
         ),
         ("startup", "6. Startup with many documents", startup_section),
         ("memory", "7. Memory with many documents", memory_section),
+        (
+            "idle",
+            "8. Idle CPU with many documents",
+            crate::idle::section,
+        ),
+        (
+            "big_doc",
+            "9. A 2 MB text document, and the other documents meanwhile",
+            crate::big_doc::section,
+        ),
     ];
     let mut sections = serde_json::Map::new();
     for (id, title, run) in all {
@@ -567,7 +583,10 @@ fn durable_section(plan: &Plan, s: &mut Section) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn populated(plan: &Plan, docs: usize) -> anyhow::Result<(tempfile::TempDir, child::ChildReport)> {
+pub(crate) fn populated(
+    plan: &Plan,
+    docs: usize,
+) -> anyhow::Result<(tempfile::TempDir, child::ChildReport)> {
     let dir = tempfile::tempdir_in(&plan.work_dir)?;
     let report = child::spawn(&[
         "populate".into(),

@@ -97,6 +97,7 @@ mod retry;
 mod tombstones;
 mod wanted;
 
+pub use commands::Prepared;
 pub use config::RepoConfig;
 pub use ephemeral::{
     EPHEMERAL_BURST, EPHEMERAL_RATE_PER_SECOND, MAX_DAEMON_HOPS, MAX_EPHEMERAL_DATA_BYTES,

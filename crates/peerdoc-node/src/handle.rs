@@ -6,7 +6,7 @@ use std::sync::Arc;
 use automerge::ChangeHash;
 use peerdoc_core::DocumentId;
 use peerdoc_core::model::{EditOp, HistoryEntry};
-use peerdoc_core::repo::{ChangeRequest, Command, Reply};
+use peerdoc_core::repo::{ChangeRequest, Command, Prepared, Reply, RepoError};
 use peerdoc_net::{Multiaddr, NetHandle, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -30,6 +30,8 @@ pub struct NodeHandle {
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) net: NetHandle,
     pub(crate) metrics: Arc<Metrics>,
+    /// The device's actor prefix, for documents prepared off the driver.
+    pub(crate) actor_prefix: Option<[u8; 8]>,
 }
 
 impl NodeHandle {
@@ -51,8 +53,17 @@ impl NodeHandle {
         priority: i32,
         title: Option<String>,
     ) -> Result<DocumentId, NodeError> {
-        let command = Command::Create {
-            initial: Some(initial),
+        let prefix = self.actor_prefix;
+        let prepared = off_the_driver(move || {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+            Prepared::from_json(&initial, prefix, &mut rng, now_ms)
+        })
+        .await?;
+        let command = Command::Adopt {
+            prepared: Box::new(prepared),
             priority,
             title,
         };
@@ -93,17 +104,13 @@ impl NodeHandle {
         priority: i32,
         title: Option<String>,
     ) -> Result<DocumentId, NodeError> {
-        match self
-            .command(Command::Import {
-                bytes,
-                priority,
-                title,
-            })
-            .await?
-        {
-            Reply::Created { doc, .. } => Ok(doc),
-            _ => Err(NodeError::UnexpectedReply { command: "import" }),
-        }
+        let prepared = off_the_driver(move || Prepared::from_bytes(&bytes)).await?;
+        let command = Command::Adopt {
+            prepared: Box::new(prepared),
+            priority,
+            title,
+        };
+        self.created(command, "import").await
     }
 
     /// Applies `request` as one automerge change; returns the document's new heads once
@@ -476,5 +483,22 @@ impl NodeHandle {
             .send(request)
             .await
             .map_err(|_| NodeError::ShuttingDown)
+    }
+}
+
+/// Builds or loads a new document on tokio's blocking pool: megabytes of text take
+/// seconds to turn into an automerge document, and the driver, which handles every
+/// document's work one input at a time, must not wait for that (`docs/benchmarks.md`,
+/// "Big documents").
+async fn off_the_driver(
+    prepare: impl FnOnce() -> Result<Prepared, RepoError> + Send + 'static,
+) -> Result<Prepared, NodeError> {
+    match tokio::task::spawn_blocking(prepare).await {
+        Ok(prepared) => prepared.map_err(NodeError::from),
+        Err(e) if e.is_cancelled() => Err(NodeError::ShuttingDown),
+        // automerge panicked building it: that document cannot be made, the node is fine.
+        Err(e) => Err(NodeError::InvalidDocument(format!(
+            "building the document failed: {e}"
+        ))),
     }
 }

@@ -77,6 +77,7 @@ impl Node {
         let mut repo_config = config.repo_config(repo_peer.clone());
         // Every change this device makes names it (history maps actors to devices).
         repo_config.actor_prefix = Some(config.actor_prefix.unwrap_or(repo_peer.actor_prefix()));
+        let actor_prefix = repo_config.actor_prefix;
         let repo = Repo::new(repo_config);
         let metrics = Arc::new(Metrics::new());
         metrics.set_store_rollback(store_rollback(&storage));
@@ -119,6 +120,7 @@ impl Node {
             events: events.clone(),
             net: net.clone(),
             metrics: metrics.clone(),
+            actor_prefix,
         };
         let driver = Driver::new(
             repo,

@@ -13,11 +13,66 @@ use super::{
     ChangeOrigin, ChangeRequest, Command, CommandId, Event, Reply, Repo, RepoError, Waiter,
 };
 
+/// A new document made ready outside the engine, for [`Command::Adopt`]: building a
+/// document from a large JSON value or loading large `save()` bytes takes long (seconds
+/// for megabytes of text), and the engine handles one input at a time, so a node does
+/// it on a worker thread and hands the engine the result.
+#[derive(Debug)]
+pub struct Prepared {
+    doc: Automerge,
+    /// The whole document as patches from nothing, for an imported one (it may hold
+    /// conflicts, logged as any arriving change's are).
+    patches: Vec<automerge::Patch>,
+}
+
+impl Prepared {
+    /// A new document holding `initial` (a JSON object, see [`model::init_from_json`])
+    /// in one change at `now_ms`, by an actor of the device (`actor_prefix`, as the
+    /// engine's [`RepoConfig::actor_prefix`](super::RepoConfig)).
+    pub fn from_json(
+        initial: &serde_json::Value,
+        actor_prefix: Option<[u8; 8]>,
+        rng: &mut dyn RngCore,
+        now_ms: u64,
+    ) -> Result<Self, RepoError> {
+        let mut doc = Automerge::new();
+        doc.set_actor(super::document::device_actor(rng, actor_prefix));
+        let mut tx = doc.transaction();
+        if let Err(error) = model::init_from_json(&mut tx, initial) {
+            tx.rollback();
+            return Err(RepoError::InvalidChange(error.to_string()));
+        }
+        tx.commit_with(CommitOptions::default().with_time((now_ms / 1000) as i64));
+        Ok(Self {
+            doc,
+            patches: Vec::new(),
+        })
+    }
+
+    /// A document loaded from `save()` bytes, as [`Command::Import`] takes them.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RepoError> {
+        let doc = Automerge::load(bytes).map_err(|e| RepoError::InvalidDocument(e.to_string()))?;
+        let patches = doc.diff(&[], &doc.get_heads());
+        Ok(Self { doc, patches })
+    }
+}
+
+/// Where a new document's content comes from.
+enum Source {
+    /// Built here from JSON (or empty).
+    Json(Option<serde_json::Value>),
+    /// Built or loaded outside the engine.
+    Prepared(Box<Prepared>),
+}
+
 impl Command {
     /// The document a command is about, if any.
     fn document(&self) -> Option<DocumentId> {
         match self {
-            Command::Create { .. } | Command::CreateAt { .. } | Command::Import { .. } => None,
+            Command::Create { .. }
+            | Command::CreateAt { .. }
+            | Command::Import { .. }
+            | Command::Adopt { .. } => None,
             Command::Open { doc }
             | Command::Find { doc }
             | Command::Change { doc, .. }
@@ -49,7 +104,7 @@ impl Repo {
                     initial,
                     priority,
                     title,
-                } => self.create(rng, id, None, None, initial, priority, title),
+                } => self.create(rng, id, None, Source::Json(initial), priority, title),
                 Command::CreateAt {
                     doc,
                     initial,
@@ -60,13 +115,28 @@ impl Repo {
                         let error = RepoError::InvalidChange(format!("document {doc} exists"));
                         return self.reply(id, Err(error));
                     }
-                    self.create(rng, id, Some(doc), None, initial, priority, title)
+                    self.create(rng, id, Some(doc), Source::Json(initial), priority, title)
                 }
                 Command::Import {
                     bytes,
                     priority,
                     title,
-                } => self.create(rng, id, None, Some(bytes), None, priority, title),
+                } => match Prepared::from_bytes(&bytes) {
+                    Ok(prepared) => self.create(
+                        rng,
+                        id,
+                        None,
+                        Source::Prepared(Box::new(prepared)),
+                        priority,
+                        title,
+                    ),
+                    Err(error) => self.reply(id, Err(error)),
+                },
+                Command::Adopt {
+                    prepared,
+                    priority,
+                    title,
+                } => self.create(rng, id, None, Source::Prepared(prepared), priority, title),
                 _ => {}
             };
         };
@@ -154,6 +224,7 @@ impl Repo {
             Command::Create { .. }
             | Command::CreateAt { .. }
             | Command::Import { .. }
+            | Command::Adopt { .. }
             | Command::SetMeta { .. }
             | Command::Broadcast { .. } => return,
         };
@@ -167,19 +238,16 @@ impl Repo {
         rng: &mut dyn RngCore,
         id: CommandId,
         fixed_id: Option<DocumentId>,
-        bytes: Option<Vec<u8>>,
-        initial: Option<serde_json::Value>,
+        source: Source,
         priority: i32,
         title: Option<String>,
     ) {
-        let base = match &bytes {
-            Some(bytes) => match Automerge::load(bytes) {
-                Ok(doc) => doc,
-                Err(error) => {
-                    return self.reply(id, Err(RepoError::InvalidDocument(error.to_string())));
-                }
-            },
-            None => Automerge::new(),
+        let (base, initial, patches) = match source {
+            Source::Json(initial) => (Automerge::new(), initial, Vec::new()),
+            Source::Prepared(prepared) => {
+                let Prepared { doc, patches } = *prepared;
+                (doc, None, patches)
+            }
         };
         let use_tick = self.tick_use();
         let mut doc = LoadedDoc::new(base, rng, use_tick, self.config.actor_prefix);
@@ -202,13 +270,8 @@ impl Repo {
         meta.title = title;
         self.catalog.insert(doc_id, meta);
         let heads = doc.doc.get_heads();
-        // An imported document may hold conflicts already: log them as any arriving
-        // change's are (the diff from nothing is the whole document).
-        let patches = if bytes.is_some() {
-            doc.doc.diff(&[], &heads)
-        } else {
-            Vec::new()
-        };
+        // An imported document may hold conflicts already: its patches (the diff from
+        // nothing) log them as any arriving change's are.
         self.docs.insert(doc_id, doc);
         self.event(Event::DocumentCreated {
             doc: doc_id,

@@ -82,6 +82,18 @@ pub(crate) struct LoadedDoc {
     pub(crate) last_used: u64,
 }
 
+/// A fresh actor of this device. A fresh one per load: reusing one after a crash could
+/// mint two different changes with the same (actor, seq), which peers reject. The
+/// device's prefix (if any) names the device in every actor id.
+pub(crate) fn device_actor(rng: &mut dyn RngCore, actor_prefix: Option<[u8; 8]>) -> ActorId {
+    let mut actor = [0u8; 16];
+    rng.fill_bytes(&mut actor);
+    if let Some(prefix) = actor_prefix {
+        actor[..8].copy_from_slice(&prefix);
+    }
+    ActorId::from(actor.as_slice())
+}
+
 impl LoadedDoc {
     pub(crate) fn new(
         mut doc: Automerge,
@@ -89,15 +101,7 @@ impl LoadedDoc {
         now_use: u64,
         actor_prefix: Option<[u8; 8]>,
     ) -> Self {
-        // A fresh actor per load: reusing one after a crash could mint two different
-        // changes with the same (actor, seq), which peers reject. The device's prefix
-        // (if any) names the device in every actor id.
-        let mut actor = [0u8; 16];
-        rng.fill_bytes(&mut actor);
-        if let Some(prefix) = actor_prefix {
-            actor[..8].copy_from_slice(&prefix);
-        }
-        doc.set_actor(ActorId::from(actor.as_slice()));
+        doc.set_actor(device_actor(rng, actor_prefix));
         Self {
             doc,
             durable_heads: Vec::new(),

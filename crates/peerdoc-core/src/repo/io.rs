@@ -193,6 +193,18 @@ pub enum Command {
         /// A human title.
         title: Option<String>,
     },
+    /// Create a document from one prepared outside the engine ([`Prepared`]: built from
+    /// JSON or loaded from bytes on a worker thread, so that a big document does not
+    /// hold up every other one while it is built). Replies [`Reply::Created`] once
+    /// durable, like [`Command::Create`] and [`Command::Import`].
+    Adopt {
+        /// The prepared document.
+        prepared: Box<super::commands::Prepared>,
+        /// Sync priority.
+        priority: i32,
+        /// A human title.
+        title: Option<String>,
+    },
     /// Load a document into memory (replies [`Reply::Opened`]).
     Open {
         /// Which.
