@@ -95,6 +95,10 @@ pub struct NodeConfig {
     /// with. See `docs/security.md`, "Encryption at rest".
     #[serde(skip)]
     pub store_secret: Option<StoreSecret>,
+    /// Keep the documents in this PostgreSQL database instead of the sled store under
+    /// `data_dir` (the cloud tier, `docs/cloud.md`). The identity stays in `data_dir`.
+    #[serde(skip)]
+    pub postgres: Option<PostgresStore>,
     /// How long `start` waits for a store another process is still closing before it
     /// reports [`NodeError::DataDirLocked`](crate::NodeError::DataDirLocked), in ms.
     pub store_lock_wait_ms: u64,
@@ -136,6 +140,7 @@ impl NodeConfig {
             store_lock_wait_ms: 1_000,
             durability: Durability::Process,
             store_secret: None,
+            postgres: None,
         }
     }
 
@@ -197,3 +202,22 @@ impl NodeConfig {
         Ok(())
     }
 }
+
+/// Where a node on PostgreSQL keeps its documents ([`NodeConfig::postgres`]). Its
+/// `Debug` shows the host, database and schema, never the password.
+#[derive(Clone)]
+pub struct PostgresStore(pub peerdoc_store_postgres::PgConfig);
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresStore({})", self.0.target())
+    }
+}
+
+impl PartialEq for PostgresStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.target() == other.0.target()
+    }
+}
+
+impl Eq for PostgresStore {}

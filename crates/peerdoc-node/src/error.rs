@@ -61,6 +61,10 @@ pub enum NodeError {
     /// The store could not be opened (damaged, lost contents, I/O).
     #[error("opening the store failed: {0}")]
     StoreOpen(peerdoc_store::StoreError),
+    /// The PostgreSQL database could not be opened (unreachable, login refused,
+    /// read-only at first use); the message never holds the password.
+    #[error("opening the database failed: {0}")]
+    DatabaseOpen(String),
     /// The network layer failed (identity, configuration, listen, dial).
     #[error("network: {0}")]
     Net(#[from] peerdoc_net::NetError),

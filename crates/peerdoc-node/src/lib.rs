@@ -60,7 +60,7 @@ mod storage_worker;
 mod types;
 
 pub use attach::{AttachRole, AttachedConnection};
-pub use config::NodeConfig;
+pub use config::{NodeConfig, PostgresStore};
 pub use departed::{DepartedPeer, MAX_DEPARTED};
 pub use driver::AccessPolicy;
 pub use error::NodeError;
@@ -71,6 +71,7 @@ pub use metrics::{
 pub use node::Node;
 pub use patches::MAX_EVENT_PATCHES;
 pub use peerdoc_store::{Durability, StoreSecret};
+pub use peerdoc_store_postgres::PgConfig;
 pub use types::{
     Conflicts, Departure, DocumentSummary, DocumentSync, MAX_CHANGED_PATHS, NodeEvent, NodeStatus,
     Origin, PeerDocStatus, PeerStatus, failure_in_words,

@@ -9,6 +9,7 @@ use peerdoc_core::PeerId as RepoPeerId;
 use peerdoc_core::repo::Repo;
 use peerdoc_net::{NetEvent, Network};
 use peerdoc_store::{SledConfig, SledStorage, StoreError};
+use peerdoc_store_postgres::PostgresStorage;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -53,24 +54,26 @@ impl Node {
             path: data_dir.clone(),
             source,
         })?;
-        // sled reads its log while opening; keep that off the async workers.
-        let store_path = data_dir.join("store");
-        let sled_config = SledConfig::default()
-            .cache_capacity_bytes(config.store_cache_bytes)
-            .lock_wait_ms(config.store_lock_wait_ms)
-            .durability(config.durability)
-            .secret(config.store_secret.clone());
-        let storage =
-            tokio::task::spawn_blocking(move || SledStorage::open(store_path, sled_config))
-                .await
-                .map_err(|e| NodeError::StartFailed(format!("opening the store: {e}")))?
-                .map_err(|error| match error {
-                    StoreError::HeldByAnotherProcess { detail, .. } => NodeError::DataDirLocked {
-                        path: data_dir.clone(),
-                        detail,
-                    },
-                    other => NodeError::StoreOpen(other),
-                })?;
+        let metrics = Arc::new(Metrics::new());
+        let storage = match &config.postgres {
+            None => open_sled(&config, &metrics).await?,
+            Some(postgres) => {
+                let pg = postgres.0.clone();
+                // Connecting and creating the schema block: keep them off the workers.
+                let storage = tokio::task::spawn_blocking(move || PostgresStorage::open(pg))
+                    .await
+                    .map_err(|e| NodeError::StartFailed(format!("opening the database: {e}")))?
+                    .map_err(|e| NodeError::DatabaseOpen(e.to_string()))?;
+                tracing::info!(database = %storage.target(), "documents are kept in PostgreSQL");
+                storage_worker::spawn(
+                    storage,
+                    config.storage_queue_len,
+                    config.min_free_bytes,
+                    metrics.storage_busy(),
+                )
+                .map_err(|e| NodeError::StartFailed(format!("spawning the storage thread: {e}")))?
+            }
+        };
         let keypair = peerdoc_net::load_or_create_identity(&data_dir.join("identity.key"))?;
         let local = keypair.public().to_peer_id();
         let repo_peer = RepoPeerId::new(local.to_string());
@@ -79,16 +82,6 @@ impl Node {
         repo_config.actor_prefix = Some(config.actor_prefix.unwrap_or(repo_peer.actor_prefix()));
         let actor_prefix = repo_config.actor_prefix;
         let repo = Repo::new(repo_config);
-        let metrics = Arc::new(Metrics::new());
-        metrics.set_store_rollback(store_rollback(&storage));
-        metrics.set_store_encryption(storage.encryption());
-        let storage = storage_worker::spawn(
-            storage,
-            config.storage_queue_len,
-            config.min_free_bytes,
-            metrics.storage_busy(),
-        )
-        .map_err(|e| NodeError::StartFailed(format!("spawning the storage thread: {e}")))?;
         // From here on, dropping `storage` closes the thread and frees the directory.
         let (net, mut net_events, net_loop) = Network::new(config.net.clone(), keypair)?;
         tokio::spawn(net_loop.run());
@@ -176,6 +169,40 @@ impl Node {
             ))),
         }
     }
+}
+
+/// Opens the sled store under `config.data_dir` and starts its storage thread.
+async fn open_sled(
+    config: &NodeConfig,
+    metrics: &Metrics,
+) -> Result<storage_worker::StorageWorker, NodeError> {
+    let data_dir = config.data_dir.clone();
+    // sled reads its log while opening; keep that off the async workers.
+    let store_path = data_dir.join("store");
+    let sled_config = SledConfig::default()
+        .cache_capacity_bytes(config.store_cache_bytes)
+        .lock_wait_ms(config.store_lock_wait_ms)
+        .durability(config.durability)
+        .secret(config.store_secret.clone());
+    let storage = tokio::task::spawn_blocking(move || SledStorage::open(store_path, sled_config))
+        .await
+        .map_err(|e| NodeError::StartFailed(format!("opening the store: {e}")))?
+        .map_err(|error| match error {
+            StoreError::HeldByAnotherProcess { detail, .. } => NodeError::DataDirLocked {
+                path: data_dir.clone(),
+                detail,
+            },
+            other => NodeError::StoreOpen(other),
+        })?;
+    metrics.set_store_rollback(store_rollback(&storage));
+    metrics.set_store_encryption(storage.encryption());
+    storage_worker::spawn(
+        storage,
+        config.storage_queue_len,
+        config.min_free_bytes,
+        metrics.storage_busy(),
+    )
+    .map_err(|e| NodeError::StartFailed(format!("spawning the storage thread: {e}")))
 }
 
 /// The last rollback the store recorded, for status and metrics.

@@ -148,6 +148,10 @@ fn wait_until_unlocked(path: &Path) {
 
 impl ClosableStorage for peerdoc_core::MemoryStorage {}
 
+/// Every write is committed before it returns; no lock file, no local disk to watch
+/// (the server reports a full disk itself).
+impl ClosableStorage for peerdoc_store_postgres::PostgresStorage {}
+
 /// Largest number of operations taken in one group; bounds one completion message.
 const MAX_GROUP: usize = 256;
 

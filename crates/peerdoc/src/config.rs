@@ -310,6 +310,9 @@ pub struct Resolved {
     pub file: Option<PathBuf>,
     /// Where each leaf key's value came from (`peerdoc config show`).
     pub origins: Origins,
+    /// `--store`: the PostgreSQL database holding the documents, if not the data
+    /// directory. Kept out of `config show` (it may hold a password).
+    pub store_url: Option<String>,
 }
 
 impl Resolved {
@@ -331,6 +334,30 @@ impl Resolved {
         sources: &SecretSources<'_>,
     ) -> Result<Option<peerdoc_node::StoreSecret>, ConfigError> {
         secret::resolve(&self.config.storage, &self.data_dir, sources)
+    }
+
+    /// The PostgreSQL store `--store` names, if any.
+    pub fn postgres(&self) -> Result<Option<peerdoc_node::PostgresStore>, ConfigError> {
+        let Some(url) = &self.store_url else {
+            return Ok(None);
+        };
+        if !url.starts_with("postgres") && !url.contains('=') {
+            return Err(ConfigError::Invalid(
+                "--store takes a PostgreSQL connection string (postgres://… or host=… \
+                 dbname=…); without it the documents are kept in the data directory"
+                    .into(),
+            ));
+        }
+        if self.config.storage.encryption != EncryptionMode::Off {
+            return Err(ConfigError::Invalid(
+                "storage.encryption applies to the data directory's store, not to \
+                 --store: use the database's own encryption at rest"
+                    .into(),
+            ));
+        }
+        peerdoc_node::PgConfig::from_connection_string(url)
+            .map(|config| Some(peerdoc_node::PostgresStore(config)))
+            .map_err(|e| ConfigError::Invalid(format!("--store: {e}")))
     }
 
     /// The node configuration these settings describe, with the transport gated as
@@ -716,6 +743,7 @@ impl DaemonConfig {
             api_listen,
             file,
             origins,
+            store_url: run.store.clone(),
         })
     }
 }

@@ -248,6 +248,7 @@ async fn run_async(mut resolved: Resolved) -> Result<(), DaemonError> {
         grace_ms,
     )?)?;
     node_config.store_secret = resolved.store_secret(&crate::config::SecretSources::process())?;
+    node_config.postgres = resolved.postgres()?;
     let token = load_or_create_token(&data_dir.join(TOKEN_FILE))?;
     let addr = resolved.api_listen;
     if !addr.ip().is_loopback() {

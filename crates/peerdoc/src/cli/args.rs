@@ -102,7 +102,7 @@ pub enum StoreCommand {
     },
     /// Encrypt this device's existing store with the secret `[storage]` names (the daemon
     /// must be stopped). Set storage.encryption (and the key file or passphrase) first.
-    Encrypt(RunArgs),
+    Encrypt(Box<RunArgs>),
 }
 
 /// 'peerdoc peers add|remove'.
@@ -256,6 +256,16 @@ pub struct RunArgs {
     /// Set any config key, e.g. '--set node.max_docs_in_memory=500' (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Keep the documents in this PostgreSQL database instead of the data directory
+    /// (the cloud tier): a libpq connection string or postgres:// URL. Give a password
+    /// through PEERDOC_STORE rather than the flag, which other users see in `ps`.
+    #[arg(
+        long,
+        env = "PEERDOC_STORE",
+        value_name = "POSTGRES_URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
 }
 
 /// 'peerdoc doc …'.
