@@ -1018,6 +1018,11 @@ impl Repo {
                 .is_some_and(|d| d.writes_in_flight == 0 && d.saved_heads != d.doc.get_heads());
             if needs_save {
                 self.save_document(id, batch, Vec::new());
+                // While the save was failed, the catalog (and the digest peers reconcile
+                // against) named the durable heads: a peer that reconciled meanwhile
+                // found nothing different, and hears of the change only now. The
+                // message waits for the save to complete (`send_sync`).
+                self.push_to_peers(id);
             } else if !batch.is_empty() {
                 self.write(Some(id), None, Vec::new(), batch);
             }
