@@ -883,7 +883,14 @@ impl Repo {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.pending_inbound = c.pending_inbound.saturating_sub(1);
                 }
-                self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None);
+                // Several peers may have sent the tombstone while the document loaded:
+                // the first applies it. Another would write the record again on its
+                // own, and that write could land while the first one's batch, which
+                // deletes the data, failed: a crash before its retry would leave the
+                // data on disk under a tombstone for good (simulation seed 218).
+                if !self.catalog.get(&doc).is_some_and(|m| m.deleted) {
+                    self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None);
+                }
             }
             Waiter::QueuedSync(conn) => {
                 if self.docs.contains_key(&doc) && self.conns.contains_key(&conn) {
