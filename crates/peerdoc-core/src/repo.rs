@@ -210,8 +210,6 @@ enum Purpose {
         /// states, the storage id), written again at the next tick if this one fails.
         /// A document's save is re-derived from its heads instead.
         retry: Option<WriteBatch>,
-        /// The document's `write_generation` when this write was issued.
-        generation: u64,
         /// Chunk keys a compaction in this write deletes: known again if it fails.
         replaced: Vec<StorageKey>,
     },
@@ -597,10 +595,9 @@ impl Repo {
         batch: WriteBatch,
         replaced: Vec<StorageKey>,
     ) {
-        let mut generation = 0;
         if let Some(d) = doc.and_then(|d| self.docs.get_mut(&d)) {
             d.writes_in_flight += 1;
-            generation = d.write_generation;
+            d.saving |= heads.is_some();
         }
         let retry = heads.is_none().then(|| batch.clone());
         self.storage(
@@ -609,7 +606,6 @@ impl Repo {
                 heads,
                 replies,
                 retry,
-                generation,
                 replaced,
             },
             StorageOp::Write(batch),
@@ -636,44 +632,40 @@ impl Repo {
                 heads,
                 replies,
                 retry,
-                generation,
                 replaced,
             } => {
-                let loaded = doc.and_then(|d| self.docs.get_mut(&d));
-                // A save issued before an earlier one's failure was seen builds on it.
-                let result = match (result, &loaded) {
-                    (Ok(_), Some(d)) if heads.is_some() && generation < d.write_generation => {
-                        Err(StorageError::Io(
-                            "an earlier write of this document failed; it is written again \
-                             at the next tick"
-                                .into(),
-                        ))
-                    }
-                    (result, _) => result,
-                };
+                let mut loaded = doc.and_then(|d| self.docs.get_mut(&d));
+                if heads.is_some()
+                    && let Some(d) = loaded.as_mut()
+                {
+                    d.saving = false;
+                }
                 match result {
                     Ok(_) => {
                         if let Some(d) = loaded {
                             d.writes_in_flight = d.writes_in_flight.saturating_sub(1);
                             if let Some(h) = heads {
                                 d.durable_heads = h;
+                                d.stored = true;
                             }
                         }
                         for (cid, reply) in replies {
                             self.reply(cid, Ok(reply));
                         }
                         if let Some(d) = doc {
+                            self.save_waiting(d);
                             self.release_held(d);
+                            self.record_after_save(d);
                         }
                     }
                     Err(error) => {
                         tracing::error!(%error, doc = ?doc, "storage write failed");
                         if let Some(d) = loaded {
                             d.writes_in_flight = d.writes_in_flight.saturating_sub(1);
-                            // Re-save everything since the last confirmed write on the next tick.
-                            d.saved_heads = d.durable_heads.clone();
                             if heads.is_some() {
-                                d.write_generation += 1;
+                                // Save everything since the last confirmed save again:
+                                // now if changes wait for it, else at the next tick.
+                                d.saved_heads = d.durable_heads.clone();
                                 // What a failed compaction meant to delete is still there.
                                 d.chunk_keys.extend(replaced);
                                 // A record written alone until the retry must not name
@@ -721,6 +713,10 @@ impl Repo {
                             self.failed_writes.push(batch);
                         }
                         self.out.push(Output::Event(Event::StorageFailed { error }));
+                        if let Some(d) = doc {
+                            self.save_waiting(d);
+                            self.record_after_save(d);
+                        }
                     }
                 }
             }
@@ -815,6 +811,7 @@ impl Repo {
         }
         doc.durable_heads = heads.clone();
         doc.saved_heads = heads;
+        doc.stored = true;
         doc.chunk_keys = loaded.chunk_keys;
         doc.incremental_chunks = loaded.incremental_chunks;
         doc.chunk_bytes = loaded.chunk_bytes;
