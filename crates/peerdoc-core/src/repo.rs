@@ -792,6 +792,7 @@ impl Repo {
         }
         let mut doc = LoadedDoc::new(loaded.doc, rng, self.tick_use(), self.config.actor_prefix);
         let heads = doc.doc.get_heads();
+        let mut record_wrong = false;
         if let Some(meta) = self.catalog.get_mut(&doc_id) {
             let missing: Vec<ChangeHash> = meta
                 .change_heads()
@@ -807,6 +808,7 @@ impl Repo {
             if meta.change_heads() != heads && !meta.deleted {
                 meta.set_heads(&heads);
                 self.items.insert(doc_id, meta.digest());
+                record_wrong = true;
             }
         }
         doc.durable_heads = heads.clone();
@@ -825,6 +827,15 @@ impl Repo {
         self.docs.insert(doc_id, doc);
         for waiter in loading.waiters {
             self.run_waiter(rng, doc_id, waiter);
+        }
+        if record_wrong {
+            // Peers reconciled against the heads the record named, and took those as
+            // ours: tell them what we hold, as after a change, so that what differs is
+            // synced now rather than at the next reconnect. The record is put right on
+            // disk too. (A store written before records waited for saves can hold such
+            // a record.)
+            self.write_record(doc_id, Vec::new());
+            self.push_to_peers(doc_id);
         }
     }
 

@@ -257,3 +257,45 @@ fn a_save_never_lands_on_top_of_one_that_failed() {
         .any(|(_, e)| matches!(e, peerdoc_core::repo::Event::DocumentDamaged { .. }));
     assert!(!damaged, "the load found nothing missing");
 }
+
+/// A record that names changes the store lacks (a store written before records waited
+/// for saves can hold one) makes peers reconcile against heads this node does not
+/// have. When the document is next loaded, the record is put right and the peers are
+/// told, so the missing changes come now rather than at the next reconnect.
+#[test]
+fn a_load_that_finds_the_record_wrong_puts_it_right_and_syncs() {
+    use peerdoc_core::Storage as _;
+    use peerdoc_core::persist;
+    use peerdoc_core::storage::WriteBatch;
+    let mut c = Cluster::new(2, 45, |_| {});
+    let doc = c.create(0, json!({"guests": 1}), 0);
+    let (link, _) = c.connect(1, 0);
+    c.run();
+    c.disconnect(link);
+    c.command(
+        1,
+        Command::Change {
+            doc,
+            request: ChangeRequest::ReplaceWith(json!({"guests": 2})),
+            message: None,
+        },
+    )
+    .expect("node 1 changes it");
+    // Node 0's record names node 1's heads; its chunks hold only its own.
+    let record = c.nodes[1]
+        .store
+        .get(&persist::meta_key(&doc))
+        .expect("get")
+        .expect("node 1's record");
+    let mut batch = WriteBatch::new();
+    batch.put(persist::meta_key(&doc), record);
+    c.nodes[0].store.write(batch).expect("write");
+    c.restart(0);
+    c.connect(1, 0);
+    c.run();
+    assert!(c.nodes[0].repo.document(&doc).is_none(), "nothing differed");
+    assert_eq!(c.json(0, doc), Some(json!({"guests": 1})), "the load");
+    c.run();
+    assert_eq!(c.json(0, doc), Some(json!({"guests": 2})));
+    catalog_matches_store(&c, 0, doc);
+}
