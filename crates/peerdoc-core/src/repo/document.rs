@@ -134,9 +134,11 @@ impl LoadedDoc {
     ///
     /// A document holding changes that wait for their dependencies is kept: those
     /// changes live only in automerge's queue, and the peer that sent them will not send
-    /// them again in this session.
+    /// them again in this session. So is one that owes its record a write (the replies
+    /// waiting on it would be lost).
     pub(crate) fn evictable(&self) -> bool {
         self.writes_in_flight == 0
+            && self.record_owed.is_none()
             && self.saved_heads == self.doc.get_heads()
             && self.doc.get_missing_deps(&[]).is_empty()
     }
