@@ -639,6 +639,7 @@ impl Repo {
                     && let Some(d) = loaded.as_mut()
                 {
                     d.saving = false;
+                    d.replacing.clear();
                 }
                 match result {
                     Ok(_) => {

@@ -299,3 +299,48 @@ fn a_load_that_finds_the_record_wrong_puts_it_right_and_syncs() {
     assert_eq!(c.json(0, doc), Some(json!({"guests": 2})));
     catalog_matches_store(&c, 0, doc);
 }
+
+/// A document deleted while a compaction of it is in flight: the tombstone deleted the
+/// chunks the document knew, the compaction's new snapshot among them, but not those
+/// the compaction replaces. When the compaction then failed, those stayed on disk, and
+/// a crash before the next tick's sweep left them there for good (storage-fault seed
+/// 3588). The tombstone deletes them too.
+#[test]
+fn a_document_deleted_during_a_compaction_that_fails_leaves_nothing_on_disk() {
+    use peerdoc_core::Storage as _;
+    use peerdoc_core::persist;
+    let mut c = Cluster::new(1, 47, |cfg| cfg.compaction_threshold = 2);
+    let doc = c.create(0, json!({"guests": 1}), 0);
+    set(&mut c, doc, 2).expect("an incremental save");
+    c.hold_storage = true;
+    let compaction = c.submit(
+        0,
+        Command::Change {
+            doc,
+            request: ChangeRequest::ReplaceWith(json!({"guests": 3})),
+            message: None,
+        },
+    );
+    let delete = c.submit(0, Command::Delete { doc });
+    c.faults = StorageFaults {
+        full: true,
+        ..StorageFaults::default()
+    };
+    assert!(c.release_storage_op(), "the compaction fails");
+    c.faults = StorageFaults::default();
+    c.release_storage();
+    assert!(matches!(c.take_reply(compaction), Some(Err(_))));
+    assert!(matches!(c.take_reply(delete), Some(Ok(_))));
+    // A crash before the next tick's sweep.
+    c.restart(0);
+    assert!(c.nodes[0].repo.catalog()[&doc].deleted);
+    let left: Vec<String> = c.nodes[0]
+        .store
+        .range(&persist::document_prefix(&doc))
+        .expect("range")
+        .into_iter()
+        .map(|(key, _)| key.to_string())
+        .filter(|key| !key.contains(persist::SYNC_STATE))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -161,6 +161,7 @@ impl Repo {
         let mut replaced = Vec::new();
         if doc.chunk_keys.is_empty() || doc.incremental_chunks + 1 >= threshold {
             replaced = doc.chunk_keys.clone();
+            doc.replacing = replaced.clone();
             let (compaction, key, size) = persist::compact(&doc_id, &doc.doc, &doc.chunk_keys);
             batch.extend(compaction);
             doc.chunk_keys = vec![key];
@@ -280,7 +281,8 @@ impl Repo {
             for (id, _) in waiting.chain(doc.record_owed.into_iter().flatten()) {
                 self.reply(id, Err(RepoError::DocumentDeleted(doc_id)));
             }
-            for key in doc.chunk_keys {
+            // A compaction in flight may fail: what it meant to delete goes too.
+            for key in doc.chunk_keys.into_iter().chain(doc.replacing) {
                 batch.delete(key);
             }
             let mut storages: Vec<_> = doc.stored_sync.into_keys().collect();

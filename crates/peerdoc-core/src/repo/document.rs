@@ -82,6 +82,10 @@ pub(crate) struct LoadedDoc {
     /// was in flight would land, if that one failed, as chunks that cannot load beside a
     /// record naming their heads (`Repo::save_document`).
     pub(crate) saving: bool,
+    /// Chunk keys the save in flight deletes (a compaction). A tombstone applied
+    /// meanwhile deletes them too: if that save fails they stay on disk, and the
+    /// document they would be known again to is gone.
+    pub(crate) replacing: Vec<StorageKey>,
     /// What changed while a save was in flight waits for it: sync states and conflict
     /// records to write with the next save, and the replies that wait on that save.
     pub(crate) save_waiting: Option<(WriteBatch, Vec<(CommandId, Reply)>)>,
@@ -123,6 +127,7 @@ impl LoadedDoc {
             writes_in_flight: 0,
             held: BTreeSet::new(),
             saving: false,
+            replacing: Vec::new(),
             save_waiting: None,
             stored: false,
             record_owed: None,
