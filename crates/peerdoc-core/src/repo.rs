@@ -211,8 +211,6 @@ enum Purpose {
         /// states, the storage id), written again at the next tick if this one fails.
         /// A document's save is re-derived from its heads instead.
         retry: Option<WriteBatch>,
-        /// The document's `write_generation` when this write was issued.
-        generation: u64,
         /// Chunk keys a compaction in this write deletes: known again if it fails.
         replaced: Vec<StorageKey>,
     },
@@ -598,10 +596,9 @@ impl Repo {
         batch: WriteBatch,
         replaced: Vec<StorageKey>,
     ) {
-        let mut generation = 0;
         if let Some(d) = doc.and_then(|d| self.docs.get_mut(&d)) {
             d.writes_in_flight += 1;
-            generation = d.write_generation;
+            d.saving |= heads.is_some();
         }
         let retry = heads.is_none().then(|| batch.clone());
         self.storage(
@@ -610,7 +607,6 @@ impl Repo {
                 heads,
                 replies,
                 retry,
-                generation,
                 replaced,
             },
             StorageOp::Write(batch),
@@ -637,44 +633,41 @@ impl Repo {
                 heads,
                 replies,
                 retry,
-                generation,
                 replaced,
             } => {
-                let loaded = doc.and_then(|d| self.docs.get_mut(&d));
-                // A save issued before an earlier one's failure was seen builds on it.
-                let result = match (result, &loaded) {
-                    (Ok(_), Some(d)) if heads.is_some() && generation < d.write_generation => {
-                        Err(StorageError::Io(
-                            "an earlier write of this document failed; it is written again \
-                             at the next tick"
-                                .into(),
-                        ))
-                    }
-                    (result, _) => result,
-                };
+                let mut loaded = doc.and_then(|d| self.docs.get_mut(&d));
+                if heads.is_some()
+                    && let Some(d) = loaded.as_mut()
+                {
+                    d.saving = false;
+                    d.replacing.clear();
+                }
                 match result {
                     Ok(_) => {
                         if let Some(d) = loaded {
                             d.writes_in_flight = d.writes_in_flight.saturating_sub(1);
                             if let Some(h) = heads {
                                 d.durable_heads = h;
+                                d.stored = true;
                             }
                         }
                         for (cid, reply) in replies {
                             self.reply(cid, Ok(reply));
                         }
                         if let Some(d) = doc {
+                            self.save_waiting(d);
                             self.release_held(d);
+                            self.record_after_save(d);
                         }
                     }
                     Err(error) => {
                         tracing::error!(%error, doc = ?doc, "storage write failed");
                         if let Some(d) = loaded {
                             d.writes_in_flight = d.writes_in_flight.saturating_sub(1);
-                            // Re-save everything since the last confirmed write on the next tick.
-                            d.saved_heads = d.durable_heads.clone();
                             if heads.is_some() {
-                                d.write_generation += 1;
+                                // Save everything since the last confirmed save again:
+                                // now if changes wait for it, else at the next tick.
+                                d.saved_heads = d.durable_heads.clone();
                                 // What a failed compaction meant to delete is still there.
                                 d.chunk_keys.extend(replaced);
                                 // A record written alone until the retry must not name
@@ -722,6 +715,10 @@ impl Repo {
                             self.failed_writes.push(batch);
                         }
                         self.out.push(Output::Event(Event::StorageFailed { error }));
+                        if let Some(d) = doc {
+                            self.save_waiting(d);
+                            self.record_after_save(d);
+                        }
                     }
                 }
             }
@@ -797,6 +794,7 @@ impl Repo {
         }
         let mut doc = LoadedDoc::new(loaded.doc, rng, self.tick_use(), self.config.actor_prefix);
         let heads = doc.doc.get_heads();
+        let mut record_wrong = false;
         if let Some(meta) = self.catalog.get_mut(&doc_id) {
             let missing: Vec<ChangeHash> = meta
                 .change_heads()
@@ -812,10 +810,12 @@ impl Repo {
             if meta.change_heads() != heads && !meta.deleted {
                 meta.set_heads(&heads);
                 self.items.insert(doc_id, meta.digest());
+                record_wrong = true;
             }
         }
         doc.durable_heads = heads.clone();
         doc.saved_heads = heads;
+        doc.stored = true;
         doc.chunk_keys = loaded.chunk_keys;
         doc.incremental_chunks = loaded.incremental_chunks;
         doc.chunk_bytes = loaded.chunk_bytes;
@@ -829,6 +829,15 @@ impl Repo {
         self.docs.insert(doc_id, doc);
         for waiter in loading.waiters {
             self.run_waiter(rng, doc_id, waiter);
+        }
+        if record_wrong {
+            // Peers reconciled against the heads the record named, and took those as
+            // ours: tell them what we hold, as after a change, so that what differs is
+            // synced now rather than at the next reconnect. The record is put right on
+            // disk too. (A store written before records waited for saves can hold such
+            // a record.)
+            self.write_record(doc_id, Vec::new());
+            self.push_to_peers(doc_id);
         }
     }
 
@@ -884,7 +893,14 @@ impl Repo {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.pending_inbound = c.pending_inbound.saturating_sub(1);
                 }
-                self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None);
+                // Several peers may have sent the tombstone while the document loaded:
+                // the first applies it. Another would write the record again on its
+                // own, and that write could land while the first one's batch, which
+                // deletes the data, failed: a crash before its retry would leave the
+                // data on disk under a tombstone for good (simulation seed 218).
+                if !self.catalog.get(&doc).is_some_and(|m| m.deleted) {
+                    self.apply_tombstone(doc, ChangeOrigin::Remote(conn), None);
+                }
             }
             Waiter::QueuedSync(conn) => {
                 if self.docs.contains_key(&doc) && self.conns.contains_key(&conn) {
@@ -1019,6 +1035,11 @@ impl Repo {
                 .is_some_and(|d| d.writes_in_flight == 0 && d.saved_heads != d.doc.get_heads());
             if needs_save {
                 self.save_document(id, batch, Vec::new());
+                // While the save was failed, the catalog (and the digest peers reconcile
+                // against) named the durable heads: a peer that reconciled meanwhile
+                // found nothing different, and hears of the change only now. The
+                // message waits for the save to complete (`send_sync`).
+                self.push_to_peers(id);
             } else if !batch.is_empty() {
                 self.write(Some(id), None, Vec::new(), batch);
             }

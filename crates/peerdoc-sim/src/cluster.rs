@@ -230,6 +230,18 @@ impl Cluster {
         }
     }
 
+    /// Runs the oldest held storage operation (with [`Cluster::faults`] as they are now)
+    /// and performs what follows from it; what that issues is held in turn. Says whether
+    /// there was one.
+    pub fn release_storage_op(&mut self) -> bool {
+        let Some((i, id, op)) = self.held.pop_front() else {
+            return false;
+        };
+        let result = self.execute(i, op);
+        self.feed(i, Input::StorageCompleted { id, result });
+        true
+    }
+
     fn drop_link(&mut self, conn: ConnectionId) {
         if let Some((_, peer, peer_conn)) = self.links.remove(&conn) {
             self.links.remove(&peer_conn);

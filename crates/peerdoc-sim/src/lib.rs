@@ -143,8 +143,6 @@ pub struct SimReport {
     pub evictions: u64,
     /// Storage operations failed by injection.
     pub storage_failures: usize,
-    /// Loads that reported a record naming changes a failed save never stored.
-    pub reported_gaps: usize,
     /// Simulated milliseconds.
     pub sim_ms: u64,
 }
@@ -273,8 +271,6 @@ struct Sim {
     fault_rng: ChaCha8Rng,
     /// Failures are injected during the random steps, not during the final heal.
     faults_on: bool,
-    /// Nodes a write failed on by injection.
-    failed_writes_on: BTreeSet<usize>,
 }
 
 const MAX_FINAL_EVENTS: usize = 2_000_000;
@@ -296,7 +292,6 @@ impl Sim {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             fault_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xfa17_fa17),
             faults_on: true,
-            failed_writes_on: BTreeSet::new(),
             report: SimReport {
                 seed: config.seed,
                 peers: config.peers,
@@ -590,9 +585,6 @@ impl Sim {
                                 < self.config.storage_faults_per_mille;
                         let result = if fail {
                             self.report.storage_failures += 1;
-                            if matches!(op, StorageOp::Write(_)) {
-                                self.failed_writes_on.insert(node);
-                            }
                             Err(peerdoc_core::StorageError::Io("injected: EIO".into()))
                         } else {
                             match op {
@@ -742,15 +734,6 @@ impl Sim {
                 }
                 Output::Event(event) => match event {
                     Event::ConflictDetected { .. } => self.report.conflicts += 1,
-                    // Saves are pipelined: one issued before an earlier one failed may
-                    // land with a record naming changes the failed one held. Neither was
-                    // acknowledged; after a crash the load reports the gap, truthfully.
-                    Event::DocumentDamaged { reason, .. }
-                        if self.failed_writes_on.contains(&node)
-                            && reason.contains("recorded heads missing") =>
-                    {
-                        self.report.reported_gaps += 1;
-                    }
                     Event::DocumentDamaged { doc, reason } => self
                         .damaged
                         .push(format!("peer {node} doc {doc}: {reason}")),

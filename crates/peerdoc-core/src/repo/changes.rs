@@ -122,6 +122,13 @@ impl Repo {
 
     /// Writes what changed since the last save (compacting when due) plus metadata,
     /// together with `batch`, atomically.
+    ///
+    /// One save of a document at a time: while one is in flight, `batch` and `replies`
+    /// wait for it (`LoadedDoc::save_waiting`) and go out with the next save when it
+    /// completes (`save_waiting`). A save holds only the changes since the previous
+    /// save's heads, so one written while an earlier one was in flight landed, when that
+    /// one failed, as chunks that cannot load beside a record naming their heads: after
+    /// a crash the catalog named changes the store lacked (simulation seed 113).
     pub(super) fn save_document(
         &mut self,
         doc_id: DocumentId,
@@ -134,10 +141,27 @@ impl Repo {
             return;
         };
         let heads = doc.doc.get_heads();
+        if doc.saving {
+            let (waiting, waiting_replies) = doc
+                .save_waiting
+                .get_or_insert_with(|| (WriteBatch::new(), Vec::new()));
+            waiting.extend(batch);
+            waiting_replies.extend(replies);
+            // The catalog (and the digest peers reconcile against) names the newest
+            // heads at once, as when the save goes out: a record written on its own
+            // waits for the save in flight, and a failure puts the durable heads back.
+            if let Some(meta) = self.catalog.get_mut(&doc_id) {
+                meta.set_heads(&heads);
+                let digest = meta.digest();
+                self.items.insert(doc_id, digest);
+            }
+            return;
+        }
         // The first save of a document, and every `threshold`-th, is a compact snapshot.
         let mut replaced = Vec::new();
         if doc.chunk_keys.is_empty() || doc.incremental_chunks + 1 >= threshold {
             replaced = doc.chunk_keys.clone();
+            doc.replacing = replaced.clone();
             let (compaction, key, size) = persist::compact(&doc_id, &doc.doc, &doc.chunk_keys);
             batch.extend(compaction);
             doc.chunk_keys = vec![key];
@@ -175,6 +199,60 @@ impl Repo {
         self.write_replacing(Some(doc_id), Some(heads), replies, batch, replaced);
     }
 
+    /// Issues the save that waited for the one in flight, if that one completed.
+    pub(super) fn save_waiting(&mut self, doc_id: DocumentId) {
+        let Some(doc) = self.docs.get_mut(&doc_id).filter(|d| !d.saving) else {
+            return;
+        };
+        if let Some((batch, replies)) = doc.save_waiting.take() {
+            self.save_document(doc_id, batch, replies);
+        }
+    }
+
+    /// Writes `doc`'s catalog record on its own (new metadata, a receipt), answering
+    /// `replies` once it is durable.
+    ///
+    /// The record names the catalog's heads, which while a save is in flight are that
+    /// save's. Storage runs writes in order, so the record would land after the save:
+    /// if the save failed, the record would name changes the store lacks, and a crash
+    /// before the retry would leave catalog and store disagreeing until the document is
+    /// next loaded (simulation seeds 282, 336, 389). So the record waits for the save in
+    /// flight (and for a new document's first save to complete) and is written when it
+    /// completes (`record_after_save`), with the durable heads if it failed.
+    pub(super) fn write_record(&mut self, doc_id: DocumentId, replies: Vec<(CommandId, Reply)>) {
+        if let Some(doc) = self.docs.get_mut(&doc_id)
+            && doc.record_must_wait()
+        {
+            doc.record_owed.get_or_insert_with(Vec::new).extend(replies);
+            return;
+        }
+        let Some(meta) = self.catalog.get(&doc_id) else {
+            for (id, _) in replies {
+                self.reply(id, Err(RepoError::DocumentNotFound(doc_id)));
+            }
+            return;
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(persist::meta_key(&doc_id), meta.encode());
+        // Not counted against the document: a record (a receipt) must not keep it in
+        // memory.
+        self.write(None, None, replies, batch);
+    }
+
+    /// A write of `doc_id` completed: writes the record it owes once no save is in
+    /// flight.
+    pub(super) fn record_after_save(&mut self, doc_id: DocumentId) {
+        let Some(doc) = self.docs.get_mut(&doc_id) else {
+            return;
+        };
+        if doc.record_must_wait() {
+            return;
+        }
+        if let Some(replies) = doc.record_owed.take() {
+            self.write_record(doc_id, replies);
+        }
+    }
+
     /// Deletes a document for good: its data goes, a tombstone stays and spreads.
     /// The document must be loaded (or unknown), so every key to delete is known.
     pub(super) fn apply_tombstone(
@@ -195,7 +273,16 @@ impl Repo {
         let now = self.now_ms;
         let mut batch = WriteBatch::new();
         if let Some(doc) = self.docs.remove(&doc_id) {
-            for key in doc.chunk_keys {
+            // What waited for a save is moot: the tombstone replaces it.
+            let waiting = doc
+                .save_waiting
+                .into_iter()
+                .flat_map(|(_, replies)| replies);
+            for (id, _) in waiting.chain(doc.record_owed.into_iter().flatten()) {
+                self.reply(id, Err(RepoError::DocumentDeleted(doc_id)));
+            }
+            // A compaction in flight may fail: what it meant to delete goes too.
+            for key in doc.chunk_keys.into_iter().chain(doc.replacing) {
                 batch.delete(key);
             }
             let mut storages: Vec<_> = doc.stored_sync.into_keys().collect();

@@ -3,10 +3,9 @@
 use automerge::{Automerge, ChangeHash, PatchLog, ReadDoc, transaction::CommitOptions};
 use rand::RngCore;
 
-use crate::WriteBatch;
 use crate::ids::DocumentId;
 use crate::model;
-use crate::persist::{self, DocumentMeta};
+use crate::persist::DocumentMeta;
 
 use super::document::LoadedDoc;
 use super::{
@@ -387,9 +386,7 @@ impl Repo {
             meta.title = title;
         }
         let meta = meta.clone();
-        let mut batch = WriteBatch::new();
-        batch.put(persist::meta_key(&doc), meta.encode());
-        self.write(None, None, vec![(id, Reply::Done)], batch);
+        self.write_record(doc, vec![(id, Reply::Done)]);
         self.event(Event::MetaChanged { doc, meta });
     }
 }

@@ -7,7 +7,9 @@ use rand::RngCore;
 
 use crate::ids::{ConnectionId, StorageId};
 use crate::persist::ConflictRecord;
-use crate::storage::StorageKey;
+use crate::storage::{StorageKey, WriteBatch};
+
+use super::{CommandId, Reply};
 
 /// The sync conversation about one document with one connected peer.
 #[derive(Debug)]
@@ -75,10 +77,23 @@ pub(crate) struct LoadedDoc {
     /// Connections owed a sync message once the current heads are durable: a message
     /// reveals our heads, and a peer may take those as proof we hold them.
     pub(crate) held: BTreeSet<ConnectionId>,
-    /// Failed saves so far. A save issued before the latest failure was observed holds
-    /// only the changes since the failed one's heads, so its success proves nothing
-    /// (`Purpose::Write::generation`).
-    pub(crate) write_generation: u64,
+    /// A save of this document is in flight. There is at most one: a save holds only
+    /// the changes since the previous one's heads, so one issued while an earlier one
+    /// was in flight would land, if that one failed, as chunks that cannot load beside a
+    /// record naming their heads (`Repo::save_document`).
+    pub(crate) saving: bool,
+    /// Chunk keys the save in flight deletes (a compaction). A tombstone applied
+    /// meanwhile deletes them too: if that save fails they stay on disk, and the
+    /// document they would be known again to is gone.
+    pub(crate) replacing: Vec<StorageKey>,
+    /// What changed while a save was in flight waits for it: sync states and conflict
+    /// records to write with the next save, and the replies that wait on that save.
+    pub(crate) save_waiting: Option<(WriteBatch, Vec<(CommandId, Reply)>)>,
+    /// Some save of this document completed, or it was loaded from storage.
+    pub(crate) stored: bool,
+    /// The catalog record is owed a write on its own (new metadata, a receipt), with
+    /// the replies that wait for it (`Repo::write_record`).
+    pub(crate) record_owed: Option<Vec<(CommandId, Reply)>>,
     pub(crate) last_used: u64,
 }
 
@@ -115,7 +130,11 @@ impl LoadedDoc {
             conflict_log: Vec::new(),
             writes_in_flight: 0,
             held: BTreeSet::new(),
-            write_generation: 0,
+            saving: false,
+            replacing: Vec::new(),
+            save_waiting: None,
+            stored: false,
+            record_owed: None,
             last_used: now_use,
         }
     }
@@ -124,11 +143,22 @@ impl LoadedDoc {
     ///
     /// A document holding changes that wait for their dependencies is kept: those
     /// changes live only in automerge's queue, and the peer that sent them will not send
-    /// them again in this session.
+    /// them again in this session. So is one that owes its record a write (the replies
+    /// waiting on it would be lost).
     pub(crate) fn evictable(&self) -> bool {
         self.writes_in_flight == 0
+            && self.record_owed.is_none()
             && self.saved_heads == self.doc.get_heads()
             && self.doc.get_missing_deps(&[]).is_empty()
+    }
+
+    /// Whether a record of this document written on its own now might name changes
+    /// the store lacks: a save is in flight (the catalog's heads are that save's, and
+    /// the store holds them only if it succeeds), or none ever completed (the record
+    /// would outlive a crash as an empty document nobody else has). After a failed save
+    /// the catalog's heads are the durable ones until the retry.
+    pub(crate) fn record_must_wait(&self) -> bool {
+        self.saving || !self.stored
     }
 
     /// Whether every change in memory is covered by a completed write.

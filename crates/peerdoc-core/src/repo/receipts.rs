@@ -17,9 +17,8 @@ use std::collections::BTreeMap;
 
 use automerge::ChangeHash;
 
-use crate::WriteBatch;
 use crate::ids::{ConnectionId, DocumentId, StorageId};
-use crate::persist::{self, CloudReceipt};
+use crate::persist::CloudReceipt;
 use crate::wire::{self, Message, RemoteHeads};
 
 use super::Repo;
@@ -137,10 +136,7 @@ impl Repo {
         let heads: Option<Vec<ChangeHash>> = receipt.heads.iter().map(|h| h.parse().ok()).collect();
         let at_ms = receipt.at_ms;
         meta.receipts.insert(storage.to_string(), receipt);
-        let mut batch = WriteBatch::new();
-        batch.put(persist::meta_key(&doc), meta.encode());
-        // Not counted against the document: a receipt must not keep it in memory.
-        self.write(None, None, Vec::new(), batch);
+        self.write_record(doc, Vec::new());
         // Apps subscribed to the cloud's storage id hear what it confirmed.
         if let Some(heads) = heads {
             self.remote_heads_changed(doc, storage, &heads, at_ms);

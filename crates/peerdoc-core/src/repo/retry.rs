@@ -53,15 +53,18 @@ impl Repo {
             }
         }
         // A record is written as the catalog has it, like every write of a record alone
-        // (`set_meta`, receipts): its heads are those of the last save issued, which
-        // lands first (after a failed save, the durable ones until the retry: see the
-        // failure branch of `storage_completed`). Never older heads: a record whose heads
-        // went back makes receipts for the newer ones look unconfirmed after a restart. A
-        // save in flight that then fails leaves such a record naming changes the store
-        // lacks, until the retry writes both (an open case of `docs/simulation.md`,
-        // "Storage faults").
+        // (`write_record`): its heads are the durable ones (after a failed save, until
+        // the retry: see the failure branch of `storage_completed`), or, while a save is
+        // in flight, that save's, and then the record waits until the save completes, so
+        // that it never names changes the store lacks. Never older heads: a record whose
+        // heads went back makes receipts for the newer ones look unconfirmed after a
+        // restart.
         for doc in metas {
-            if let Some(meta) = self.catalog.get(&doc) {
+            // A record waits for a save in flight, as every record written alone does
+            // (`write_record`).
+            if let Some(loaded) = self.docs.get_mut(&doc).filter(|d| d.record_must_wait()) {
+                loaded.record_owed.get_or_insert_with(Vec::new);
+            } else if let Some(meta) = self.catalog.get(&doc) {
                 batch.put(persist::meta_key(&doc), meta.encode());
             }
         }

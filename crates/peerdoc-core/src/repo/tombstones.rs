@@ -53,10 +53,10 @@ impl Repo {
 
     /// Looks under each newly deleted document's prefix for data the tombstone's batch
     /// did not delete, after it (storage runs in order). The batch deletes the keys the
-    /// loaded document knows, and under storage faults a key can be written that it no
-    /// longer knows (a pipelined save that failed under a compaction that did not), or
-    /// the batch itself can fail and be lost with a crash (seed 292 of the storage-fault
-    /// simulation).
+    /// loaded document knows, and a key can be on disk that it does not know (written
+    /// by a save that failed after a compaction that did not, in the days when saves of
+    /// one document were pipelined), or the batch itself can fail and be lost with a
+    /// crash (seed 292 of the storage-fault simulation).
     pub(super) fn sweep_deleted(&mut self) {
         for doc in std::mem::take(&mut self.sweeps) {
             self.storage(
