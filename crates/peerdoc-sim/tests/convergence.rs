@@ -115,11 +115,17 @@ fn storage_faults_lose_nothing_acknowledged_and_the_engine_recovers() {
             }
             vec![seed.parse().expect("SEED must be a number")]
         }
-        Err(_) => (0..std::env::var("SIM_FAULT_SEEDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(400))
-            .collect(),
+        Err(_) => {
+            let number = |var: &str, default: u64| {
+                std::env::var(var)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(default)
+            };
+            // A long sweep splits into ranges run side by side (one per core).
+            let start = number("SIM_FAULT_SEED_START", 0);
+            (start..start + number("SIM_FAULT_SEEDS", 400)).collect()
+        }
     };
     let mut failures = Vec::new();
     let mut injected = 0;
