@@ -726,9 +726,10 @@ impl Driver {
                 // The transport orders a peer's events, so an old slot means its
                 // disconnect was lost; close it before opening the new one.
                 self.forget_peer(peer);
-                if self.departed.forget(&peer) {
-                    self.save_departed();
-                }
+                // Its departure record stays until this connection finishes the
+                // handshake (`Event::PeerConnected`): a peer caught in the middle of
+                // shutting down connects and drops before that, and forgetting here lost
+                // what it had when it really left ("last seen never").
                 let conn = ConnectionId(self.next_conn);
                 self.next_conn += 1;
                 self.peers.insert(
@@ -1156,6 +1157,10 @@ impl Driver {
                 }
                 if let Some(peer) = self.conns.get(&conn).copied() {
                     tracing::info!(%peer, peerdoc, "peer connected");
+                    // Back for real: a new departure is recorded when it leaves again.
+                    if peerdoc && self.departed.forget(&peer) {
+                        self.save_departed();
+                    }
                     self.publish(NodeEvent::PeerConnected {
                         peer,
                         storage_id,
