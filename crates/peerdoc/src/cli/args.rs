@@ -100,7 +100,7 @@ pub enum StoreCommand {
         /// Where to write the key (refused if the file exists).
         path: std::path::PathBuf,
     },
-    /// Encrypt this device's existing store with the secret `[storage]` names (the daemon
+    /// Encrypt this device's existing store with the secret [storage] names (the daemon
     /// must be stopped). Set storage.encryption (and the key file or passphrase) first.
     Encrypt(Box<RunArgs>),
 }
@@ -258,7 +258,7 @@ pub struct RunArgs {
     pub set: Vec<String>,
     /// Keep the documents in this PostgreSQL database instead of the data directory
     /// (the cloud tier): a libpq connection string or postgres:// URL. Give a password
-    /// through PEERDOC_STORE rather than the flag, which other users see in `ps`.
+    /// through PEERDOC_STORE rather than the flag, which other users see in 'ps'.
     #[arg(
         long,
         env = "PEERDOC_STORE",
