@@ -1,5 +1,6 @@
 //! Where the store's secret comes from (`[storage] encryption`, `docs/security.md`,
-//! "Encryption at rest").
+//! "Encryption at rest"), and which database `--store` names instead of the data
+//! directory's store.
 //!
 //! The secret never lives in the data directory, never in the config file and never in a
 //! flag (flags show in `ps`): a key file or passphrase file elsewhere (a USB key, a
@@ -130,6 +131,41 @@ pub(super) fn resolve(
                 )),
             }
         }
+    }
+}
+
+impl super::Resolved {
+    /// The store's secret as `[storage]` describes it (`None`: not encrypted), from
+    /// `sources` where it is not in a file.
+    pub fn store_secret(
+        &self,
+        sources: &SecretSources<'_>,
+    ) -> Result<Option<peerdoc_node::StoreSecret>, ConfigError> {
+        resolve(&self.config.storage, &self.data_dir, sources)
+    }
+
+    /// The PostgreSQL store `--store` names, if any.
+    pub fn postgres(&self) -> Result<Option<peerdoc_node::PostgresStore>, ConfigError> {
+        let Some(url) = &self.store_url else {
+            return Ok(None);
+        };
+        if !url.starts_with("postgres") && !url.contains('=') {
+            return Err(ConfigError::Invalid(
+                "--store takes a PostgreSQL connection string (postgres://… or host=… \
+                 dbname=…); without it the documents are kept in the data directory"
+                    .into(),
+            ));
+        }
+        if self.config.storage.encryption != EncryptionMode::Off {
+            return Err(ConfigError::Invalid(
+                "storage.encryption applies to the data directory's store, not to \
+                 --store: use the database's own encryption at rest"
+                    .into(),
+            ));
+        }
+        peerdoc_node::PgConfig::from_connection_string(url)
+            .map(|config| Some(peerdoc_node::PostgresStore(config)))
+            .map_err(|e| ConfigError::Invalid(format!("--store: {e}")))
     }
 }
 
