@@ -11,8 +11,9 @@ use crate::child::{self, ChildReport};
 use crate::report::{Row, Section, Target};
 use crate::sections::Plan;
 
-/// CPU time this process has used (user + system, every thread), in seconds.
-fn cpu_seconds() -> f64 {
+/// CPU time this process has used (user + system, every thread), in seconds, with
+/// `ticks_per_second` from [`clock_ticks_per_second`].
+fn cpu_seconds(ticks_per_second: f64) -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name (which is in parentheses and may hold spaces):
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
@@ -24,7 +25,7 @@ fn cpu_seconds() -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+    (ticks(11) + ticks(12)) / ticks_per_second
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -38,9 +39,11 @@ fn clock_ticks_per_second() -> f64 {
 
 /// Percent of one core used over `secs` seconds of sleeping on this task.
 async fn measure(secs: u64) -> f64 {
-    let before = cpu_seconds();
+    // Asked before the window: `getconf` is a child process of its own.
+    let hz = clock_ticks_per_second();
+    let before = cpu_seconds(hz);
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    (cpu_seconds() - before) / secs as f64 * 100.0
+    (cpu_seconds(hz) - before) / secs as f64 * 100.0
 }
 
 /// Child: a node on `dir` (every document read once, so the memory budget's worth is

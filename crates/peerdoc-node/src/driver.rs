@@ -2,7 +2,10 @@
 //!
 //! Longer than our ~800-line rule: one `select!` loop and the performing of every
 //! engine output share the driver's state (connection maps, backlogs, attached
-//! transports, access policy); split, each part would need all of it.
+//! transports, access policy); split, each part would need all of it. What stands
+//! apart already lives beside it: departures (`departed.rs`), announcements
+//! (`announce.rs`), attached transports (`attach.rs`), the storage thread
+//! (`storage_worker.rs`).
 //!
 //! One `tokio::select!` loop takes, in priority order, storage completions, requests
 //! from [`NodeHandle`](crate::NodeHandle)s, network events and the engine's tick timer.

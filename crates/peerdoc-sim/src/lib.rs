@@ -16,8 +16,8 @@
 //! [`SimConfig::with_storage_faults`] also fails storage operations by seed.
 //!
 //! This file is longer than the ~800-line rule: the schedule, its events and the final
-//! checks all work on the same simulated peers and storage; the per-test harness is in
-//! `cluster.rs`.
+//! checks all work on the same simulated peers and storage, and a seed must replay the
+//! whole run from this one place; the per-test harness is in `cluster.rs`.
 //!
 //! ```
 //! let report = peerdoc_sim::run(&peerdoc_sim::SimConfig::from_seed(7)).unwrap();

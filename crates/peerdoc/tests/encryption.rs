@@ -10,7 +10,7 @@ mod http;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use daemon::{Daemon, command, run_expecting_failure};
 use serde_json::{Value, json};
@@ -84,15 +84,7 @@ fn content(daemon: &Daemon, id: &str) -> Value {
 
 /// `peerdoc --data-dir DIR <args…>` with the tests' clean environment.
 fn peerdoc(data_dir: &Path, args: &[String]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerdoc"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PEERDOC_") {
-            cmd.env_remove(key);
-        }
-    }
-    let home = data_dir.with_extension("home");
-    cmd.env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
+    daemon::clean_command(&data_dir.with_extension("home"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)

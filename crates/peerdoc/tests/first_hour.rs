@@ -26,15 +26,7 @@ fn peerdoc(data_dir: &Path, args: &[&str]) -> Output {
 
 fn peerdoc_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let home = data_dir.with_extension("home");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerdoc"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PEERDOC_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
+    daemon::clean_command(&home)
         .envs(env.iter().copied())
         .arg("--data-dir")
         .arg(data_dir)

@@ -29,6 +29,21 @@ pub struct Daemon {
 /// A `peerdoc run` command with a clean environment: no inherited PEERDOC_* settings,
 /// no user config file, mDNS off, loopback only.
 pub fn command(data_dir: &Path, home: &Path) -> Command {
+    let mut cmd = clean_command(home);
+    cmd.env("RUST_BACKTRACE", "0")
+        // These tests predate teams and sync without one (`start_in_team_mode` does not).
+        .env("PEERDOC_TEAM_OPEN", "true")
+        .env("PEERDOC_TEAM_ENROL_LISTEN", "127.0.0.1:0")
+        .arg("run")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--no-mdns");
+    cmd
+}
+
+/// The `peerdoc` binary with a clean environment: no inherited PEERDOC_* settings, and
+/// `home` as its home, so no user config file is read.
+pub fn clean_command(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerdoc"));
     for (key, _) in std::env::vars() {
         if key.starts_with("PEERDOC_") {
@@ -37,15 +52,7 @@ pub fn command(data_dir: &Path, home: &Path) -> Command {
     }
     cmd.env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("RUST_BACKTRACE", "0")
-        // These tests predate teams and sync without one (`start_in_team_mode` does not).
-        .env("PEERDOC_TEAM_OPEN", "true")
-        .env("PEERDOC_TEAM_ENROL_LISTEN", "127.0.0.1:0")
-        .arg("run")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--no-mdns");
+        .env("XDG_DATA_HOME", home.join("data"));
     cmd
 }
 
