@@ -44,8 +44,8 @@ const RECORD_HEADER: &str = "peerdoc-encryption v1";
 const CIPHER_NAME: &str = "xchacha20poly1305";
 
 /// argon2id costs for a passphrase: 64 MiB, 3 passes, 1 lane (RFC 9106's second
-/// recommended option, with one lane for tablets). About 0.2 s on a laptop core, paid once
-/// per start; the costs are kept in the record, so they can rise without breaking stores.
+/// recommended option, with one lane for tablets), paid once per start; the costs are
+/// kept in the record, so they can rise without breaking stores.
 const ARGON2_MEMORY_KIB: u32 = 64 * 1024;
 const ARGON2_PASSES: u32 = 3;
 const ARGON2_LANES: u32 = 1;
