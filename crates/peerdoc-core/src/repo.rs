@@ -94,6 +94,7 @@ mod receipts;
 mod reconciling;
 mod remote_heads;
 mod retry;
+mod shared_store;
 mod tombstones;
 mod wanted;
 
@@ -183,9 +184,16 @@ pub struct PeerDocSync {
 #[derive(Debug)]
 enum Waiter {
     Command(CommandId, Command),
-    PeerSync { conn: ConnectionId, data: Vec<u8> },
+    PeerSync {
+        conn: ConnectionId,
+        data: Vec<u8>,
+    },
     PeerDeleted(ConnectionId),
     QueuedSync(ConnectionId),
+    /// Push the loaded document to connected peers (another node changed it).
+    Push,
+    /// Read the document back again once loaded (another node changed it meanwhile).
+    Refresh,
 }
 
 #[derive(Debug, Default)]
@@ -203,6 +211,10 @@ enum Purpose {
     LoadConflicts(DocumentId),
     /// Reading what is left under a deleted document's prefix (`repo/tombstones.rs`).
     SweepDeleted(DocumentId),
+    /// Reading back what another writer of a shared store changed (`repo/shared_store.rs`).
+    Refresh(DocumentId, shared_store::RefreshPart),
+    /// Reading every catalog record back after missed notices.
+    RefreshCatalog,
     Write {
         doc: Option<DocumentId>,
         heads: Option<Vec<ChangeHash>>,
@@ -259,6 +271,10 @@ pub struct Repo {
     failed_writes: Vec<WriteBatch>,
     /// Deleted documents whose stored data is looked for, and deleted, at the next tick.
     sweeps: BTreeSet<DocumentId>,
+    /// Documents another writer of a shared store changed, being read back (one read
+    /// per document at a time).
+    refreshing: BTreeMap<DocumentId, shared_store::Refresh>,
+    refreshing_catalog: bool,
     /// Plain peers told a document is unavailable, to be offered it when it arrives
     /// (`repo/wanted.rs`; each connection's share is bounded there).
     wanted: BTreeMap<DocumentId, BTreeSet<ConnectionId>>,
@@ -301,6 +317,8 @@ impl Repo {
             pulls: BTreeMap::new(),
             failed_writes: Vec::new(),
             sweeps: BTreeSet::new(),
+            refreshing: BTreeMap::new(),
+            refreshing_catalog: false,
             wanted: BTreeMap::new(),
             wanted_seq: 0,
             ephemeral_seen: ephemeral::EphemeralSeen::default(),
@@ -445,6 +463,7 @@ impl Repo {
             Input::ConnectionClosed { conn } => self.connection_closed(conn),
             Input::MessageReceived { conn, bytes } => self.message_received(rng, conn, bytes),
             Input::HeadsAnnounced { doc, heads, from } => self.heads_announced(doc, &heads, from),
+            Input::StorageChanged { doc } => self.storage_changed(doc),
             Input::StorageCompleted { id, result } => self.storage_completed(rng, id, result),
             Input::Tick => {
                 self.tick_scheduled = false;
@@ -628,6 +647,8 @@ impl Repo {
             Purpose::LoadChunks(doc) => self.load_part_completed(rng, doc, true, result),
             Purpose::LoadConflicts(doc) => self.load_part_completed(rng, doc, false, result),
             Purpose::SweepDeleted(doc) => self.sweep_completed(doc, result),
+            Purpose::Refresh(doc, part) => self.refresh_part_completed(doc, part, result),
+            Purpose::RefreshCatalog => self.catalog_refreshed(result),
             Purpose::Write {
                 doc,
                 heads,
@@ -864,6 +885,8 @@ impl Repo {
                     }
                     peers.insert(conn);
                 }
+                // The change is in the store; peers get it when they next sync it.
+                Waiter::Push | Waiter::Refresh => {}
             }
         }
         for conn in peers {
@@ -915,6 +938,8 @@ impl Repo {
                     self.pump_queue(conn);
                 }
             }
+            Waiter::Push => self.push_to_peers(doc),
+            Waiter::Refresh => self.storage_changed(Some(doc)),
         }
     }
 
@@ -1057,5 +1082,7 @@ impl Repo {
     }
 }
 
+#[cfg(test)]
+mod shared_store_tests;
 #[cfg(test)]
 mod tests;

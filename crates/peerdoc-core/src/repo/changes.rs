@@ -321,7 +321,7 @@ impl Repo {
         });
         let except = match origin {
             ChangeOrigin::Remote(conn) => Some(conn),
-            ChangeOrigin::Local => None,
+            ChangeOrigin::Local | ChangeOrigin::Storage => None,
         };
         self.broadcast_tombstone(doc_id, except);
         let conns: Vec<_> = self.conns.keys().copied().collect();

@@ -94,6 +94,16 @@ pub enum Input {
         /// The connection to the announcer, if we have one.
         from: Option<ConnectionId>,
     },
+    /// Another writer of a shared store (a second cloud node on the same database)
+    /// committed changes to `doc`'s stored data: the engine reads it back, merges what
+    /// it lacks into the loaded document (or its catalog record), and pushes the result
+    /// to connected peers. `None` means anything may have changed (notifications were
+    /// missed): every catalog record is read again and each that differs is refreshed.
+    /// Never needed with a store only this engine writes.
+    StorageChanged {
+        /// The document, or `None` for "all of them".
+        doc: Option<DocumentId>,
+    },
 }
 
 /// What a connected peer may do to our documents.
@@ -428,6 +438,8 @@ pub enum ChangeOrigin {
     Local,
     /// A peer, over this connection.
     Remote(ConnectionId),
+    /// Another writer of a shared store ([`Input::StorageChanged`]).
+    Storage,
 }
 
 /// Something the application may want to know.
