@@ -52,6 +52,7 @@
 
 mod config;
 mod error;
+pub mod notify;
 mod pool;
 mod postgres_storage;
 mod schema;
@@ -59,4 +60,5 @@ mod session;
 
 pub use config::PgConfig;
 pub use error::PgStoreError;
+pub use notify::{ChangeFeed, StoreChange};
 pub use postgres_storage::{MAX_KEY_BYTES, PostgresStorage};

@@ -8,6 +8,7 @@ use peerdoc_store::key::{decode_key, encode_key, encode_prefix};
 
 use crate::config::PgConfig;
 use crate::error::{FailureKind, OpFailure, PgStoreError};
+use crate::notify::{self, ChangeFeed, StoreChange};
 use crate::pool::Pool;
 use crate::schema::{LAYOUT_VERSION, Sql, prefix_successor};
 use crate::session::{CollapsedBatch, Session};
@@ -21,6 +22,9 @@ pub const MAX_KEY_BYTES: usize = 2048;
 pub struct PostgresStorage {
     pool: Pool,
     sql: Sql,
+    config: PgConfig,
+    /// Names this store in its notices, so that its own feed skips them.
+    writer: String,
 }
 
 impl std::fmt::Debug for PostgresStorage {
@@ -41,8 +45,10 @@ impl PostgresStorage {
         config.validate()?;
         let sql = Sql::new(&config.schema);
         let store = Self {
-            pool: Pool::new(config),
+            pool: Pool::new(config.clone()),
             sql,
+            config,
+            writer: notify::writer_id(),
         };
         store.with_session(|session| store.ensure_layout(session))?;
         Ok(store)
@@ -56,6 +62,20 @@ impl PostgresStorage {
     /// The PostgreSQL schema that holds the tables.
     pub fn schema(&self) -> &str {
         &self.sql.schema
+    }
+
+    /// Starts listening for what other writers of this schema (other cloud daemons on
+    /// the same database) commit: `on_change` hears each document they changed, and
+    /// [`StoreChange::Unknown`] whenever notices may have been missed (at the start and
+    /// after a lost connection). It runs on the listener's own thread and must not
+    /// block. The listener reconnects by itself and stops when the feed is dropped.
+    /// See [`crate::notify`] for the protocol.
+    pub fn watch(
+        &self,
+        on_change: impl FnMut(StoreChange) + Send + 'static,
+    ) -> Result<ChangeFeed, PgStoreError> {
+        notify::start(self.config.clone(), self.writer.clone(), on_change)
+            .map_err(|e| PgStoreError::Client(format!("starting the listener thread: {e}")))
     }
 
     fn ensure_layout(&self, session: &mut Session) -> Result<(), OpFailure> {
@@ -164,7 +184,16 @@ impl PostgresStorage {
     fn write_checked(&self, batch: WriteBatch) -> Result<(), PgStoreError> {
         // Every key is checked before anything is sent: a bad key fails the batch whole.
         let mut last_op: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut notices = std::collections::BTreeSet::new();
         for op in batch.into_ops() {
+            let key = match &op {
+                WriteOp::Put { key, .. } | WriteOp::Delete { key } => key,
+            };
+            notices.extend(notify::notice_payload(
+                &self.sql.schema,
+                &self.writer,
+                key.components(),
+            ));
             match op {
                 WriteOp::Put { key, value } => {
                     last_op.insert(Self::checked_key(&key)?, Some(value));
@@ -179,7 +208,10 @@ impl PostgresStorage {
         }
         // A later op on a key replaces an earlier one, so the batch reduces to one
         // delete and one upsert statement over disjoint keys, whatever its length.
-        let mut collapsed = CollapsedBatch::default();
+        let mut collapsed = CollapsedBatch {
+            notices: notices.into_iter().collect(),
+            ..CollapsedBatch::default()
+        };
         for (key, value) in last_op {
             match value {
                 Some(value) => {

@@ -23,6 +23,7 @@ pub(crate) struct Sql {
     pub(crate) range_all: String,
     pub(crate) delete: String,
     pub(crate) upsert: String,
+    pub(crate) notify: String,
     pub(crate) meta_exists: String,
     pub(crate) layout_version: String,
     pub(crate) create: String,
@@ -44,6 +45,10 @@ impl Sql {
                 "INSERT INTO {entries} (key, value, crc32) \
                  SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::int8[]) \
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, crc32 = EXCLUDED.crc32"
+            ),
+            notify: format!(
+                "SELECT pg_notify('{}', p) FROM unnest($1::text[]) AS p",
+                crate::notify::CHANNEL
             ),
             // Read-only servers (standbys) can answer this: the schema is only created
             // when it is missing, so a read-only store opens once it exists.

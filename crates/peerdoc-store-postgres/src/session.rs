@@ -25,6 +25,7 @@ struct Prepared {
     range_all: Statement,
     delete: Statement,
     upsert: Statement,
+    notify: Statement,
 }
 
 /// The rows of a range read: encoded key, value, stored CRC.
@@ -38,6 +39,8 @@ pub(crate) struct CollapsedBatch {
     pub(crate) put_keys: Vec<Vec<u8>>,
     pub(crate) put_values: Vec<Vec<u8>>,
     pub(crate) put_crcs: Vec<i64>,
+    /// `NOTIFY` payloads sent with the transaction (`crate::notify`).
+    pub(crate) notices: Vec<String>,
 }
 
 pub(crate) struct Session {
@@ -157,6 +160,7 @@ impl Session {
                 range_all: prepare(&sql.range_all).await?,
                 delete: prepare(&sql.delete).await?,
                 upsert: prepare(&sql.upsert).await?,
+                notify: prepare(&sql.notify).await?,
             })
         })?;
         self.prepared = Some(prepared.clone());
@@ -261,6 +265,13 @@ impl Session {
                         &prepared.upsert,
                         &[&batch.put_keys, &batch.put_values, &batch.put_crcs],
                     )
+                    .await
+                    .map_err(not_applied)?;
+            }
+            if !batch.notices.is_empty() {
+                // Delivered only if the transaction commits.
+                transaction
+                    .execute(&prepared.notify, &[&batch.notices])
                     .await
                     .map_err(not_applied)?;
             }
