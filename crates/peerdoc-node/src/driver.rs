@@ -39,6 +39,7 @@ use crate::attach::{self, AttachRole, AttachedConnection, AttachedSlot};
 use crate::departed::Departures;
 use crate::metrics::Metrics;
 use crate::patches::{MAX_EVENT_PATCHES, patches_to_json};
+use crate::shared_store::StoreChanges;
 use crate::storage_worker::{Completion, StorageJob, StorageWorker};
 use crate::types::{
     DocumentSummary, DocumentSync, NodeEvent, Origin, PeerDocStatus, changed_paths,
@@ -192,6 +193,8 @@ pub(crate) struct DriverParts {
     pub(crate) metrics: Arc<Metrics>,
     /// Peers that left, as saved in the data directory (`departed.rs`).
     pub(crate) departed: Departures,
+    /// What other cloud nodes on the same database commit (`shared_store.rs`).
+    pub(crate) store_changes: StoreChanges,
 }
 
 /// The task state. See the [module docs](self).
@@ -246,6 +249,7 @@ pub(crate) struct Driver {
     departed: Departures,
     /// The latest encoding of `departed` for the writer task (`None` before any change).
     departed_saves: watch::Sender<Option<(std::path::PathBuf, Vec<u8>)>>,
+    store_changes: StoreChanges,
 }
 
 /// Wall-clock time in ms, the engine's notion of `now`.
@@ -274,6 +278,7 @@ impl Driver {
         Self {
             departed: parts.departed,
             departed_saves,
+            store_changes: parts.store_changes,
             announcements,
             announcements_rx,
             gossip_strikes: HashMap::new(),
@@ -352,6 +357,10 @@ impl Driver {
                 Some((conn, frame)) = self.attached_in.0.next(), if intake && !self.attached_in.0.is_empty() => {
                     self.on_attached_frame(conn, frame);
                 }
+                change = self.store_changes.rx.recv(), if intake && self.store_changes.open => match change {
+                    Some(doc) => self.feed(Input::StorageChanged { doc }),
+                    None => self.store_changes.open = false,
+                },
                 event = self.net_events.recv(), if intake && self.net_open => match event {
                     Some(event) => self.on_net_event(event),
                     None => {
@@ -1087,6 +1096,8 @@ impl Driver {
         match origin {
             ChangeOrigin::Local => Origin::Local,
             ChangeOrigin::Remote(conn) => Origin::Remote(self.conns.get(&conn).copied()),
+            // Another cloud node on the same database: a peer this node has no link to.
+            ChangeOrigin::Storage => Origin::Remote(None),
         }
     }
 
@@ -1122,7 +1133,7 @@ impl Driver {
                 patches,
                 origin,
             } => {
-                if matches!(origin, ChangeOrigin::Local) {
+                if matches!(origin, ChangeOrigin::Local | ChangeOrigin::Storage) {
                     self.announce(doc, &heads);
                 }
                 let origin = self.origin(origin);

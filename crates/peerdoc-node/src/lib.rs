@@ -56,6 +56,7 @@ mod handle;
 mod metrics;
 mod node;
 mod patches;
+mod shared_store;
 mod storage_worker;
 mod types;
 

@@ -10,6 +10,8 @@ use peerdoc_core::repo::Repo;
 use peerdoc_net::{NetEvent, Network};
 use peerdoc_store::{SledConfig, SledStorage, StoreError};
 use peerdoc_store_postgres::PostgresStorage;
+
+use crate::shared_store::StoreChanges;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -55,6 +57,7 @@ impl Node {
             source,
         })?;
         let metrics = Arc::new(Metrics::new());
+        let mut store_changes = StoreChanges::none();
         let storage = match &config.postgres {
             None => open_sled(&config, &metrics).await?,
             Some(postgres) => {
@@ -65,6 +68,7 @@ impl Node {
                     .map_err(|e| NodeError::StartFailed(format!("opening the database: {e}")))?
                     .map_err(|e| NodeError::DatabaseOpen(e.to_string()))?;
                 tracing::info!(database = %storage.target(), "documents are kept in PostgreSQL");
+                store_changes = StoreChanges::watch(&storage)?;
                 storage_worker::spawn(
                     storage,
                     config.storage_queue_len,
@@ -131,6 +135,7 @@ impl Node {
                 announce_changes: config.announce_changes,
                 metrics,
                 departed: crate::departed::Departures::load(Some(&data_dir)),
+                store_changes,
             },
         );
         let driver = tokio::spawn(driver.run(early));

@@ -1,0 +1,152 @@
+//! Two cloud daemons on one PostgreSQL database (`peerdoc run --store …` twice), as an
+//! operator scales the cloud tier: a device on one node sees what is written through
+//! the other within the poll of this test (the nodes hear each other's commits through
+//! `LISTEN/NOTIFY`, not by polling), and when one node is killed with SIGKILL while a
+//! device uploads, the device finishes through the other and nothing it wrote is
+//! missing from the database. A real PostgreSQL server the test starts (Unix socket
+//! only) and real `peerdoc run` daemons on 127.0.0.1 with mDNS off.
+
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/http.rs"]
+mod http;
+#[path = "../../peerdoc-store-postgres/tests/support/pg.rs"]
+mod pg;
+
+use std::path::Path;
+
+use daemon::{Daemon, eventually, free_port};
+use serde_json::{Value, json};
+
+fn content(daemon: &Daemon, id: &str) -> Option<Value> {
+    let answer = daemon.client.get(&format!("/v1/docs/{id}"));
+    (answer.status == 200).then(|| answer.json()["content"].clone())
+}
+
+fn cloud(name: &'static str, dir: &Path, store: &str) -> Daemon {
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    Daemon::start(name, &dir.join(name), &listen, &["--store", store])
+}
+
+fn device(name: &'static str, dir: &Path, clouds: &[&Daemon]) -> Daemon {
+    let mut args = vec!["--set".to_string(), "net.reconnect_cap=1000".to_string()];
+    for cloud in clouds {
+        args.push("--peer".into());
+        args.push(cloud.dial_addr());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(name, &dir.join(name), "/ip4/127.0.0.1/tcp/0", &args)
+}
+
+fn set(daemon: &Daemon, id: &str, path: &str, value: Value) {
+    let edit = json!({"ops": [{"op": "set", "path": path, "value": value}]});
+    let answer = daemon.client.patch(&format!("/v1/docs/{id}"), &edit);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+#[test]
+fn an_edit_through_one_cloud_node_reaches_the_devices_of_the_other() {
+    let Some(pg) = pg::start_or_skip("cloud_nodes") else {
+        return;
+    };
+    pg.create_database("cloud");
+    let store = pg.connection_string("cloud");
+    let dir = tempfile::tempdir().unwrap();
+    let node1 = cloud("cloud-1", dir.path(), &store);
+    let node2 = cloud("cloud-2", dir.path(), &store);
+    for node in [&node1, &node2] {
+        eventually("the node to listen for the other's changes", || {
+            node.log_text()
+                .contains("listening for other cloud nodes' changes")
+                .then_some(())
+        });
+    }
+    let coordinator = device("coordinator", dir.path(), &[&node1]);
+    let assistant = device("assistant", dir.path(), &[&node2]);
+    let vendor = device("vendor", dir.path(), &[&node2]);
+
+    // Created on a device of node 1: the devices of node 2 get it.
+    let id = coordinator
+        .client
+        .create(json!({"venue": "The Old Mill", "guests": 80}));
+    for other in [&assistant, &vendor] {
+        eventually("a device of node 2 to have the document", || {
+            content(other, &id)
+        });
+    }
+
+    // One edit through node 1's own API: seen on a device of node 2.
+    set(&node1, &id, "/guests", json!(95));
+    eventually("the assistant to see the edit made through node 1", || {
+        (content(&assistant, &id)?["guests"] == 95).then_some(())
+    });
+
+    // How long it takes (printed, not asserted: a figure for docs/cloud.md).
+    let mut waits = Vec::new();
+    for round in 0..20 {
+        let started = std::time::Instant::now();
+        set(&node1, &id, "/round", json!(round));
+        eventually("the assistant to see each edit", || {
+            (content(&assistant, &id)?["round"] == round).then_some(())
+        });
+        waits.push(started.elapsed());
+    }
+    waits.sort();
+    eprintln!(
+        "edit through node 1 -> visible on a device of node 2 (API poll every 100 ms): \
+         median {:?}, max {:?} over {} edits",
+        waits[waits.len() / 2],
+        waits[waits.len() - 1],
+        waits.len()
+    );
+
+    // And the other way: a vendor's edit on node 2 reaches the coordinator on node 1.
+    set(&vendor, &id, "/caterer", json!("Rosa's"));
+    eventually("the coordinator to see the vendor's edit", || {
+        (content(&coordinator, &id)?["caterer"] == "Rosa's").then_some(())
+    });
+    // Both nodes end on the same document, and no node wrote the other's change back
+    // (no echo): node 2 held no unsaved change when node 1's arrived.
+    let one = content(&node1, &id).unwrap();
+    assert_eq!(one, content(&node2, &id).unwrap());
+    assert_eq!(
+        one,
+        json!({"venue": "The Old Mill", "guests": 95, "caterer": "Rosa's", "round": 19})
+    );
+}
+
+#[test]
+fn a_device_finishes_its_upload_through_the_other_node_when_one_is_killed() {
+    let Some(pg) = pg::start_or_skip("cloud_nodes_kill") else {
+        return;
+    };
+    pg.create_database("cloud");
+    let store = pg.connection_string("cloud");
+    let dir = tempfile::tempdir().unwrap();
+    let mut node1 = cloud("cloud-1", dir.path(), &store);
+    let node2 = cloud("cloud-2", dir.path(), &store);
+    // The device knows both nodes (as it would reach either behind one address).
+    let tablet = device("tablet", dir.path(), &[&node1, &node2]);
+
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(tablet.client.create(json!({"table": i, "seats": 8})));
+        if i == 15 {
+            // SIGKILL: no goodbye, no flush beyond what PostgreSQL committed.
+            node1.child.kill().expect("kill node 1");
+            node1.wait();
+        }
+    }
+    for id in &ids {
+        eventually("node 2 to hold every document", || content(&node2, id));
+    }
+    // In the database: a third node started afterwards serves every one of them.
+    let node3 = cloud("cloud-3", dir.path(), &store);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            content(&node3, id).expect("in the database")["table"],
+            i,
+            "document {id}"
+        );
+    }
+}
