@@ -274,7 +274,11 @@ pub struct Repo {
     /// Documents another writer of a shared store changed, being read back (one read
     /// per document at a time).
     refreshing: BTreeMap<DocumentId, shared_store::Refresh>,
-    refreshing_catalog: bool,
+    /// A catalog catch-up in flight, reading back records written since this time.
+    refreshing_catalog: Option<u64>,
+    /// When the last notice from a shared store arrived (or the catalog was read at
+    /// startup): a catch-up reads back records written since shortly before.
+    last_notice_ms: Option<u64>,
     /// Plain peers told a document is unavailable, to be offered it when it arrives
     /// (`repo/wanted.rs`; each connection's share is bounded there).
     wanted: BTreeMap<DocumentId, BTreeSet<ConnectionId>>,
@@ -318,7 +322,8 @@ impl Repo {
             failed_writes: Vec::new(),
             sweeps: BTreeSet::new(),
             refreshing: BTreeMap::new(),
-            refreshing_catalog: false,
+            refreshing_catalog: None,
+            last_notice_ms: None,
             wanted: BTreeMap::new(),
             wanted_seq: 0,
             ephemeral_seen: ephemeral::EphemeralSeen::default(),
@@ -578,6 +583,9 @@ impl Repo {
             }
         };
         self.storage_id = Some(id.clone());
+        // The catalog was just read: a catch-up after missed notices need not look
+        // at records written before now (`repo/shared_store.rs`).
+        self.last_notice_ms = Some(self.now_ms);
         self.out.push(Output::Event(Event::Ready {
             storage_id: id,
             documents: self.catalog.len(),

@@ -17,6 +17,11 @@
 //!   this node sees an edit made through another within a round trip.
 //! - **Deleted** there: the tombstone is applied here too (and spread to peers).
 //!
+//! Missed notices (`doc: None`) are caught up from the catalog: every stored record
+//! that differs from ours, or that was written since shortly before the last notice
+//! this node heard (a record is rewritten whole by its last writer, so one may name
+//! only that writer's heads while the chunks hold more), is read back.
+//!
 //! Nothing here writes unless something of ours was unsaved, so notices do not echo
 //! between nodes. One refresh per document is in flight; a notice that arrives during
 //! it reads again once it completes. Chunk keys are content hashes, so two nodes writing
@@ -31,6 +36,11 @@ use crate::storage::{StorageError, StorageKey};
 use crate::{HeadsDigest, WriteBatch};
 
 use super::{ChangeOrigin, Event, Purpose, Repo, StorageOp, StorageResult, Waiter};
+
+/// How far before the last notice a catch-up looks for records written meanwhile
+/// (clock differences between cloud nodes, and a notice in flight when the listener's
+/// connection broke).
+const CATCH_UP_SLACK_MS: u64 = 5 * 60 * 1000;
 
 /// One document being read back.
 #[derive(Debug, Default)]
@@ -53,11 +63,14 @@ pub(super) enum RefreshPart {
 impl Repo {
     /// Handles [`Input::StorageChanged`](super::Input::StorageChanged).
     pub(super) fn storage_changed(&mut self, doc: Option<DocumentId>) {
+        let previous = self.last_notice_ms.replace(self.now_ms);
         match doc {
             Some(doc) => self.refresh(doc),
-            None if self.refreshing_catalog => {}
+            None if self.refreshing_catalog.is_some() => {}
             None => {
-                self.refreshing_catalog = true;
+                // Writers' clocks differ: look further back than the last notice.
+                let since = previous.unwrap_or(0).saturating_sub(CATCH_UP_SLACK_MS);
+                self.refreshing_catalog = Some(since);
                 self.storage(
                     Purpose::RefreshCatalog,
                     StorageOp::LoadRange {
@@ -69,9 +82,6 @@ impl Repo {
     }
 
     fn refresh(&mut self, doc: DocumentId) {
-        if self.catalog.get(&doc).is_some_and(|m| m.deleted) {
-            return;
-        }
         if let Some(refresh) = self.refreshing.get_mut(&doc) {
             refresh.again = true;
             return;
@@ -99,7 +109,7 @@ impl Repo {
 
     /// Every stored record that differs from the catalog is refreshed.
     pub(super) fn catalog_refreshed(&mut self, result: Result<StorageResult, StorageError>) {
-        self.refreshing_catalog = false;
+        let since = self.refreshing_catalog.take().unwrap_or(0);
         let entries = match result {
             Ok(StorageResult::Range(entries)) => entries,
             Ok(_) => Vec::new(),
@@ -119,12 +129,13 @@ impl Repo {
             ) else {
                 continue;
             };
-            let differs = self.catalog.get(&id).is_none_or(|ours| {
-                ours.deleted != stored.deleted
-                    || sorted(&ours.heads) != sorted(&stored.heads)
-                    || ours.title != stored.title
-                    || ours.priority != stored.priority
-            });
+            let differs = stored.updated_ms >= since
+                || self.catalog.get(&id).is_none_or(|ours| {
+                    ours.deleted != stored.deleted
+                        || sorted(&ours.heads) != sorted(&stored.heads)
+                        || ours.title != stored.title
+                        || ours.priority != stored.priority
+                });
             if differs {
                 changed.push(id);
             }
@@ -174,6 +185,10 @@ impl Repo {
     }
 
     fn apply_refresh(&mut self, doc_id: DocumentId, mut refresh: Refresh) {
+        if let Some(ours) = self.catalog.get(&doc_id).filter(|m| m.deleted) {
+            self.keep_deleted(doc_id, ours.clone(), refresh);
+            return;
+        }
         let Some(stored) = refresh
             .record
             .take()
@@ -204,6 +219,13 @@ impl Repo {
             return;
         }
         let created = !self.catalog.contains_key(&doc_id);
+        // A record is written whole by its last writer: it may lack heads this node
+        // wrote (the other node had not read them yet). Then only a load tells the
+        // true heads, and it puts the record right (`finish_load`).
+        let lost_ours = self
+            .catalog
+            .get(&doc_id)
+            .is_some_and(|ours| ours.heads.iter().any(|h| !stored.heads.contains(h)));
         let ours = self.catalog.entry(doc_id).or_insert_with(|| stored.clone());
         if !created {
             *ours = stored;
@@ -217,9 +239,45 @@ impl Repo {
             });
         }
         // Connected peers get the document now, not at their next reconnect.
-        if self.conns.values().any(|c| c.is_ready()) {
+        if lost_ours || self.conns.values().any(|c| c.is_ready()) {
             self.start_load(doc_id, Waiter::Push);
         }
+    }
+
+    /// A document deleted here that another node wrote to, not knowing yet (its notice
+    /// of our tombstone was lost, or crossed its save): its record overwrote ours, and
+    /// its chunks are back. A deleted document never comes back, so the tombstone is
+    /// written again and the chunks go; the other node applies it on our notice.
+    fn keep_deleted(&mut self, doc_id: DocumentId, ours: DocumentMeta, refresh: Refresh) {
+        let stored_deleted = refresh
+            .record
+            .flatten()
+            .and_then(|bytes| DocumentMeta::decode(&bytes).ok())
+            .is_some_and(|m| m.deleted);
+        let chunks: Vec<StorageKey> = refresh
+            .chunks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| {
+                matches!(
+                    key.components().get(1).map(String::as_str),
+                    Some(persist::SNAPSHOT | persist::INCREMENTAL)
+                )
+            })
+            .collect();
+        if stored_deleted && chunks.is_empty() {
+            return;
+        }
+        tracing::info!(doc = %doc_id, chunks = chunks.len(), "another node wrote to a deleted document; deleting it again");
+        let mut batch = WriteBatch::new();
+        for key in chunks {
+            batch.delete(key);
+        }
+        batch.put(persist::meta_key(&doc_id), ours.encode());
+        self.write(None, None, Vec::new(), batch);
+        // Whatever else is under its prefix (sync states, conflict entries).
+        self.sweeps.insert(doc_id);
     }
 
     /// Applies the chunks of a loaded document that it does not know yet.
@@ -266,6 +324,10 @@ impl Repo {
             doc.saved_heads = after.clone();
             doc.durable_heads = after.clone();
         }
+        // Two nodes that each wrote a change before reading the other's leave the
+        // record of whichever wrote last, naming only its own heads; the node that
+        // reads both puts it right (the other node's refresh then finds nothing new).
+        let record_short = clean && sorted(&stored.heads) != sorted_hashes(&after);
         let conflicts = doc.conflict_log.len() as u64;
         if let Some(meta) = self.catalog.get_mut(&doc_id) {
             meta.title = stored.title.clone();
@@ -286,6 +348,9 @@ impl Repo {
                 meta.digest()
             };
             self.items.insert(doc_id, digest);
+        }
+        if record_short {
+            self.write_record(doc_id, Vec::new());
         }
         if after == before {
             return;
@@ -314,6 +379,12 @@ impl Repo {
         });
         self.push_to_peers(doc_id);
     }
+}
+
+fn sorted_hashes(heads: &[automerge::ChangeHash]) -> Vec<String> {
+    let mut heads: Vec<String> = heads.iter().map(ToString::to_string).collect();
+    heads.sort_unstable();
+    heads
 }
 
 fn sorted(heads: &[String]) -> Vec<&str> {
