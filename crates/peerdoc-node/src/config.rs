@@ -164,7 +164,11 @@ impl NodeConfig {
         repo.max_pending_commands = self.max_pending_commands;
         repo.announce_to_plain_peers = self.announce_to_plain_peers;
         repo.cloud = self.cloud;
+        // On PostgreSQL every write returns after COMMIT, and every session sets
+        // synchronous_commit = on: the commit's WAL record is flushed (the server's
+        // power-loss barrier), whatever `durability` says about sled.
         repo.cloud_durability = Some(match self.durability {
+            _ if self.postgres.is_some() => peerdoc_core::persist::CloudDurability::Power,
             Durability::Process => peerdoc_core::persist::CloudDurability::Process,
             Durability::Power => peerdoc_core::persist::CloudDurability::Power,
         });

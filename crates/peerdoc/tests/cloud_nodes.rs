@@ -150,3 +150,88 @@ fn a_device_finishes_its_upload_through_the_other_node_when_one_is_killed() {
         );
     }
 }
+
+#[test]
+fn receipts_come_only_for_what_the_database_committed() {
+    let Some(pg) = pg::start_or_skip("cloud_nodes_receipts") else {
+        return;
+    };
+    pg.create_database("cloud");
+    let store = pg.connection_string("cloud");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("team.key");
+    std::fs::write(&key_file, "5e".repeat(32)).expect("team key");
+    let key = key_file.to_str().expect("utf-8 path");
+    let cloud_node = |name: &'static str| {
+        let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        Daemon::start(
+            name,
+            &dir.path().join(name),
+            &listen,
+            &[
+                "--profile",
+                "cloud",
+                "--team-key-file",
+                key,
+                "--store",
+                &store,
+            ],
+        )
+    };
+    let node1 = cloud_node("cloud-1");
+    let node2 = cloud_node("cloud-2");
+    let (addr1, addr2) = (node1.dial_addr(), node2.dial_addr());
+    let tablet = Daemon::start(
+        "tablet",
+        &dir.path().join("tablet"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[
+            "--cloud",
+            &addr1,
+            "--cloud",
+            &addr2,
+            "--team-key-file",
+            key,
+            "--set",
+            "net.reconnect_cap=1000",
+        ],
+    );
+    let ids: Vec<String> = (0..3)
+        .map(|i| tablet.client.create(json!({"table": i})))
+        .collect();
+    let receipts = eventually("the tablet to be safe to wipe", || {
+        let receipts = tablet.status()["receipts"].clone();
+        (receipts["safe_to_wipe"] == true).then_some(receipts)
+    });
+    // On PostgreSQL a cloud confirms with `power` durability: COMMIT waited for the
+    // WAL flush.
+    assert_eq!(receipts["confirmed_power_safe"], 3, "{receipts}");
+
+    // The database goes away mid-sync: the tablet keeps working, and nothing it writes
+    // now is confirmed, however long it waits.
+    pg.stop();
+    set(&tablet, &ids[0], "/seats", json!(10));
+    let receipts = eventually("the tablet to see its edit unconfirmed", || {
+        let receipts = tablet.status()["receipts"].clone();
+        (receipts["safe_to_wipe"] == false).then_some(receipts)
+    });
+    assert_eq!(receipts["unconfirmed"], 1, "{receipts}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        tablet.status()["receipts"]["safe_to_wipe"],
+        false,
+        "no receipt while the database is down"
+    );
+
+    // Back: the edit is committed, then confirmed; a node started now reads it.
+    pg.start_server();
+    eventually("the tablet to be safe to wipe again", || {
+        (tablet.status()["receipts"]["safe_to_wipe"] == true).then_some(())
+    });
+    drop((node1, node2));
+    let node3 = cloud_node("cloud-3");
+    assert_eq!(
+        content(&node3, &ids[0]).expect("in the database")["seats"],
+        10
+    );
+}
