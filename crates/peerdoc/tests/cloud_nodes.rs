@@ -115,6 +115,38 @@ fn an_edit_through_one_cloud_node_reaches_the_devices_of_the_other() {
     );
 }
 
+/// A TCP load balancer in front of the cloud nodes, as an operator puts one: each
+/// connection goes to the first backend that accepts it, and the bytes are piped both
+/// ways. Runs until the test process ends.
+fn load_balancer(backends: Vec<u16>) -> u16 {
+    use std::io::copy;
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the balancer");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Some(server) = backends
+                .iter()
+                .find_map(|port| TcpStream::connect(("127.0.0.1", *port)).ok())
+            else {
+                continue;
+            };
+            let (mut client_in, mut server_in) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut client_out, mut server_out) = (client, server);
+            std::thread::spawn(move || {
+                let _ = copy(&mut client_in, &mut server_out);
+                let _ = server_out.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let _ = copy(&mut server_in, &mut client_out);
+                let _ = client_out.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
 #[test]
 fn a_device_finishes_its_upload_through_the_other_node_when_one_is_killed() {
     let Some(pg) = pg::start_or_skip("cloud_nodes_kill") else {
@@ -123,16 +155,51 @@ fn a_device_finishes_its_upload_through_the_other_node_when_one_is_killed() {
     pg.create_database("cloud");
     let store = pg.connection_string("cloud");
     let dir = tempfile::tempdir().unwrap();
-    let mut node1 = cloud("cloud-1", dir.path(), &store);
-    let node2 = cloud("cloud-2", dir.path(), &store);
-    // The device knows both nodes (as it would reach either behind one address).
-    let tablet = device("tablet", dir.path(), &[&node1, &node2]);
+    let key_file = dir.path().join("team.key");
+    std::fs::write(&key_file, "5e".repeat(32)).expect("team key");
+    let key = key_file.to_str().expect("utf-8 path");
+    let cloud_node = |name: &'static str, port: u16| {
+        Daemon::start(
+            name,
+            &dir.path().join(name),
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+            &[
+                "--profile",
+                "cloud",
+                "--team-key-file",
+                key,
+                "--store",
+                &store,
+            ],
+        )
+    };
+    let (port1, port2) = (free_port(), free_port());
+    let mut node1 = cloud_node("cloud-1", port1);
+    let node2 = cloud_node("cloud-2", port2);
+    // One address for the cloud, no peer id in it: whichever node answers serves.
+    let balancer = format!("/ip4/127.0.0.1/tcp/{}", load_balancer(vec![port1, port2]));
+    let tablet = Daemon::start(
+        "tablet",
+        &dir.path().join("tablet"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[
+            "--cloud",
+            &balancer,
+            "--team-key-file",
+            key,
+            "--set",
+            "net.reconnect_cap=1000",
+        ],
+    );
 
     let mut ids = Vec::new();
     for i in 0..40 {
         ids.push(tablet.client.create(json!({"table": i, "seats": 8})));
         if i == 15 {
-            // SIGKILL: no goodbye, no flush beyond what PostgreSQL committed.
+            eventually("the tablet to upload through node 1", || {
+                content(&node1, &ids[0])
+            });
+            // SIGKILL: no goodbye, nothing beyond what PostgreSQL committed.
             node1.child.kill().expect("kill node 1");
             node1.wait();
         }
@@ -140,8 +207,11 @@ fn a_device_finishes_its_upload_through_the_other_node_when_one_is_killed() {
     for id in &ids {
         eventually("node 2 to hold every document", || content(&node2, id));
     }
+    eventually("the tablet to be safe to wipe, through node 2", || {
+        (tablet.status()["receipts"]["safe_to_wipe"] == true).then_some(())
+    });
     // In the database: a third node started afterwards serves every one of them.
-    let node3 = cloud("cloud-3", dir.path(), &store);
+    let node3 = cloud_node("cloud-3", free_port());
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(
             content(&node3, id).expect("in the database")["table"],
