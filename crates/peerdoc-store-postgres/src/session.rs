@@ -253,6 +253,14 @@ impl Session {
         } = self;
         Self::bounded(runtime, *operation_timeout, "write", async {
             let transaction = client.transaction().await.map_err(not_applied)?;
+            if !batch.notices.is_empty() {
+                // Queued with the transaction, delivered only if it commits (first, so
+                // that a failing statement after it shows that: tests/notify.rs).
+                transaction
+                    .execute(&prepared.notify, &[&batch.notices])
+                    .await
+                    .map_err(not_applied)?;
+            }
             if !batch.deletes.is_empty() {
                 transaction
                     .execute(&prepared.delete, &[&batch.deletes])
@@ -265,13 +273,6 @@ impl Session {
                         &prepared.upsert,
                         &[&batch.put_keys, &batch.put_values, &batch.put_crcs],
                     )
-                    .await
-                    .map_err(not_applied)?;
-            }
-            if !batch.notices.is_empty() {
-                // Delivered only if the transaction commits.
-                transaction
-                    .execute(&prepared.notify, &[&batch.notices])
                     .await
                     .map_err(not_applied)?;
             }
