@@ -11,6 +11,7 @@
 
 mod big_doc;
 mod child;
+mod cloud;
 mod durable;
 mod engine;
 mod idle;
@@ -46,7 +47,7 @@ struct Args {
     #[arg(long, env = "PEERDOC_DATA")]
     data: Option<PathBuf>,
     /// Run only these sections (comma-separated ids: reconnect, cold_sync, trace,
-    /// latency, durable_writes, startup, memory, idle, big_doc).
+    /// latency, durable_writes, startup, memory, idle, big_doc, cloud).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Skip the samod baseline (it takes up to three minutes in the full run).

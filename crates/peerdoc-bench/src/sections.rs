@@ -24,6 +24,8 @@ pub(crate) struct Sizes {
     memory_docs: Vec<usize>,
     pub(crate) idle_docs: usize,
     pub(crate) idle_secs: u64,
+    /// Devices, and documents each, reconciling with the cloud at once.
+    pub(crate) cloud: (usize, usize),
 }
 
 impl Sizes {
@@ -46,6 +48,7 @@ impl Sizes {
             memory_docs: vec![10_000, 100_000],
             idle_docs: 10_000,
             idle_secs: 60,
+            cloud: (20, 100),
         }
     }
 
@@ -65,6 +68,7 @@ impl Sizes {
             memory_docs: vec![300, 1_000],
             idle_docs: 300,
             idle_secs: 3,
+            cloud: (4, 20),
         }
     }
 }
@@ -107,7 +111,7 @@ pub(crate) fn run_all(plan: &Plan, quick: bool) -> anyhow::Result<Report> {
         machine.cores,
         machine.kernel
     );
-    let all: [(&'static str, &str, SectionFn); 9] = [
+    let all: [(&'static str, &str, SectionFn); 10] = [
         (
             "reconnect",
             "1. Reconnect with N unchanged documents",
@@ -144,6 +148,11 @@ pub(crate) fn run_all(plan: &Plan, quick: bool) -> anyhow::Result<Report> {
             "big_doc",
             "9. A 2 MB text document, and the other documents meanwhile",
             crate::big_doc::section,
+        ),
+        (
+            "cloud",
+            "10. Many devices reconcile with the cloud at once: sled, PostgreSQL, two nodes",
+            crate::cloud::section,
         ),
     ];
     let mut sections = serde_json::Map::new();
