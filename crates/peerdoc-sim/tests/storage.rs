@@ -344,3 +344,43 @@ fn a_document_deleted_during_a_compaction_that_fails_leaves_nothing_on_disk() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A deleted document's tombstone batch (the record saying "deleted", and the deletion
+/// of its data) failed, and so did its retry at the next tick; the sweep at that tick
+/// found the data still there and deleted it on its own. A crash before the record's
+/// next retry left a record naming the document's heads over a store without them
+/// (storage-fault seeds 18192, 22442, 22532, 23713, 27401). The sweep writes the
+/// tombstone record with its deletion.
+#[test]
+fn a_sweep_never_deletes_what_the_record_on_disk_still_names() {
+    use peerdoc_core::Storage as _;
+    use peerdoc_core::persist;
+    let mut c = Cluster::new(1, 48, |_| {});
+    let doc = c.create(0, json!({"guests": 1}), 0);
+    c.hold_storage = true;
+    let delete = c.submit(0, Command::Delete { doc });
+    let full = StorageFaults {
+        full: true,
+        ..StorageFaults::default()
+    };
+    c.faults = full;
+    assert!(c.release_storage_op(), "the tombstone's batch fails");
+    assert!(matches!(c.take_reply(delete), Some(Err(_))));
+    // The next tick writes the tombstone again (failing again), then sweeps.
+    c.tick();
+    assert!(c.release_storage_op(), "the retry fails");
+    c.faults = StorageFaults::default();
+    assert!(c.release_storage_op(), "the sweep reads the data");
+    assert!(c.release_storage_op(), "the sweep deletes it");
+    assert!(!c.release_storage_op(), "nothing else was written");
+    c.hold_storage = false;
+    // A crash before the next tick's retry.
+    c.restart(0);
+    let meta = &c.nodes[0].repo.catalog()[&doc];
+    assert!(meta.deleted, "the record names heads: {:?}", meta.heads);
+    let left = c.nodes[0]
+        .store
+        .range(&persist::document_prefix(&doc))
+        .expect("range");
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -70,14 +70,25 @@ impl Repo {
 
     /// Deletes whatever the sweep of `doc` found, if it is still deleted; a failed read
     /// is tried again at the next tick.
+    ///
+    /// The deletion goes in one batch with the tombstone record. The sweep finds data
+    /// mostly because the tombstone's own batch failed, and then the record on disk still
+    /// names the document's heads: deleting the chunks alone, a crash before the record's
+    /// retry left a record naming changes the store no longer held (storage-fault seeds
+    /// 18192, 22442, 22532, 23713, 27401).
     pub(super) fn sweep_completed(
         &mut self,
         doc: DocumentId,
         result: Result<super::StorageResult, crate::storage::StorageError>,
     ) {
-        if !self.catalog.get(&doc).is_some_and(|m| m.deleted) {
+        let Some(record) = self
+            .catalog
+            .get(&doc)
+            .filter(|m| m.deleted)
+            .map(|m| m.encode())
+        else {
             return;
-        }
+        };
         let entries = match result {
             Ok(super::StorageResult::Range(entries)) => entries,
             Ok(_) => return,
@@ -95,6 +106,7 @@ impl Repo {
         for (key, _) in entries {
             batch.delete(key);
         }
+        batch.put(persist::meta_key(&doc), record);
         self.write(None, None, Vec::new(), batch);
     }
 }
