@@ -66,7 +66,7 @@ impl Node {
                         .map_err(|e| NodeError::DatabaseOpen(e.to_string()))?;
                     refuse_unfinished_copy(&storage, || {
                         format!(
-                            "the database {} (schema {})",
+                            "the database at {}, schema {},",
                             storage.target(),
                             storage.schema()
                         )

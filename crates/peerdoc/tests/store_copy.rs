@@ -364,3 +364,67 @@ fn a_copy_refuses_a_running_daemon_a_full_destination_and_an_unreachable_databas
         "The Old Mill"
     );
 }
+
+#[test]
+fn an_encrypted_store_is_copied_with_the_daemons_secret_and_comes_back_encrypted() {
+    let Some(pg) = pg::start_or_skip("store_copy") else {
+        return;
+    };
+    pg.create_database("sealed");
+    let conn = pg.connection_string("sealed");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("secrets/store.key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let made = clean_command(dir.path())
+        .args(["store", "new-key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let key_file = format!("storage.key_file={:?}", key.display().to_string());
+    let sealed = [
+        "--set",
+        "storage.encryption=\"key_file\"",
+        "--set",
+        key_file.as_str(),
+    ];
+    let tablet_dir = dir.path().join("tablet");
+    let mut tablet = Daemon::start("tablet", &tablet_dir, "/ip4/127.0.0.1/tcp/0", &sealed);
+    assert_eq!(tablet.status()["store_encryption"], "key");
+    let id = tablet.client.create(json!({"secret": "The Old Mill"}));
+    assert!(tablet.sigterm().success());
+
+    // Without the secret the store does not open, and nothing reaches the database.
+    let error = failed(&store_copy(&tablet_dir, None, &["--to", &conn]));
+    assert!(error.contains("is encrypted"), "{error}");
+    let mut with_secret = vec!["--to", conn.as_str()];
+    with_secret.extend(sealed);
+    succeeded(&store_copy(&tablet_dir, None, &with_secret));
+    let in_database = pg_entries(&pg, "sealed");
+    assert!(
+        in_database
+            .values()
+            .any(|v| v.windows(12).any(|w| w == b"The Old Mill")),
+        "the database holds the plain values"
+    );
+
+    // Back into a new data directory: created encrypted with the same secret.
+    let back_dir = dir.path().join("back");
+    let mut with_secret = vec!["--from", conn.as_str()];
+    with_secret.extend(sealed);
+    succeeded(&store_copy(&back_dir, None, &with_secret));
+    let unsealed = SledStorage::open(back_dir.join("store"), SledConfig::default());
+    assert!(
+        unsealed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("is encrypted")),
+        "{unsealed:?}"
+    );
+    drop(unsealed);
+    let back = Daemon::start("back", &back_dir, "/ip4/127.0.0.1/tcp/0", &sealed);
+    assert_eq!(back.status()["store_encryption"], "key");
+    assert_eq!(
+        content(&back, &id).expect("the document")["secret"],
+        "The Old Mill"
+    );
+}

@@ -107,8 +107,23 @@ pub fn copy_store(
 
     let started = Instant::now();
     let (summary, verify_time) = match direction {
-        Direction::ToDatabase => run_copy(&sled, &database, &where_sled, &where_db, progress)?,
-        Direction::FromDatabase => run_copy(&database, &sled, &where_db, &where_sled, progress)?,
+        Direction::ToDatabase => run_copy(
+            &sled,
+            &database,
+            &where_sled,
+            &where_db,
+            "Name another database (createdb), or drop the schema if what it holds is not \
+             needed.",
+            progress,
+        )?,
+        Direction::FromDatabase => run_copy(
+            &database,
+            &sled,
+            &where_db,
+            &where_sled,
+            "Give an empty or new --data-dir.",
+            progress,
+        )?,
     };
     let elapsed = started.elapsed();
     let quarantined = sled
@@ -136,15 +151,19 @@ pub fn copy_store(
     text.push_str("\n\n");
     text.push_str(&match direction {
         Direction::ToDatabase => format!(
-            "Next: start the daemon on the database with the same data directory (its \
-             identity and team stay there): peerdoc run --store … or PEERDOC_STORE=…, and \
-             without storage.encryption (at rest is the database's job). {} is left as it \
-             was: move it aside once the daemon serves the documents from the database.",
+            "Next: start the daemon on the database, with this data directory (its identity \
+             and team stay here) and without storage.encryption:\n    \
+             PEERDOC_STORE='…' peerdoc run --data-dir {}\n\
+             {} is left as it was; move it aside once the daemon serves the documents.",
+            data_dir.display(),
             store_path.display()
         ),
-        Direction::FromDatabase => "Next: start the daemon without --store or PEERDOC_STORE; \
-             the database is left as it was."
-            .to_owned(),
+        Direction::FromDatabase => format!(
+            "Next: start the daemon without --store or PEERDOC_STORE:\n    \
+             peerdoc run --data-dir {}\n\
+             The database is left as it was.",
+            data_dir.display()
+        ),
     });
     Ok(text)
 }
@@ -155,6 +174,7 @@ fn run_copy(
     dest: &(impl ScanStorage + ?Sized),
     from: &str,
     to: &str,
+    full_destination: &str,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(CopySummary, Duration), DaemonError> {
     let fail = |message: String| DaemonError::StoreCopy(message);
@@ -168,14 +188,16 @@ fn run_copy(
              one?)"
         )));
     }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let marker = format!(
-        "peerdoc store copy from {from} to {to}, started at {} ms since 1970 by pid {}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
+        "peerdoc store copy from {from} to {to}, started {} UTC by pid {}",
+        crate::cli::output::utc(now_ms),
         std::process::id()
     );
-    let mut verify_started = None;
+    // The read-back starts when the last page is written.
+    let mut last_page_written = Instant::now();
     let summary = peerdoc_store::copy_store(
         source,
         dest,
@@ -184,11 +206,11 @@ fn run_copy(
         &mut |stage: CopyStage, tally: &Tally| {
             let doing = match stage {
                 CopyStage::Clearing => "deleting what an interrupted copy left",
-                CopyStage::Copying => "copying",
-                CopyStage::Verifying => {
-                    verify_started.get_or_insert_with(Instant::now);
-                    "verifying"
+                CopyStage::Copying => {
+                    last_page_written = Instant::now();
+                    "copying"
                 }
+                CopyStage::Verifying => "verifying",
             };
             progress(&format!(
                 "{doing}: {} values, {}",
@@ -200,13 +222,11 @@ fn run_copy(
     .map_err(|e| match e {
         peerdoc_store::StoreError::DestinationNotEmpty { first_key } => fail(format!(
             "{to} is not empty (it holds {first_key}, and maybe more): a copy only goes \
-             into an empty store, so nothing was written. Copy into another database or \
-             schema, or (for --from) another --data-dir"
+             into an empty store, so nothing was written. {full_destination}"
         )),
         other => fail(format!("copying {from} into {to}: {other}")),
     })?;
-    let verify_time = verify_started.map_or(Duration::ZERO, |t| t.elapsed());
-    Ok((summary, verify_time))
+    Ok((summary, last_page_written.elapsed()))
 }
 
 /// The summary table: one fact a line.
@@ -228,9 +248,9 @@ fn summary_lines(summary: &CopySummary, elapsed: Duration, verify_time: Duration
             copied.digest_hex()
         ),
         format!(
-            "  time       {:.2} s ({:.2} s of it reading back)",
-            elapsed.as_secs_f64(),
-            verify_time.as_secs_f64()
+            "  time       {} ({} of it reading back)",
+            seconds(elapsed),
+            seconds(verify_time)
         ),
     ];
     if summary.cleared > 0 {
@@ -240,4 +260,13 @@ fn summary_lines(summary: &CopySummary, elapsed: Duration, verify_time: Duration
         ));
     }
     lines.join("\n")
+}
+
+/// "850 ms" below a second, "12.4 s" above.
+fn seconds(time: Duration) -> String {
+    if time < Duration::from_secs(1) {
+        format!("{} ms", time.as_millis())
+    } else {
+        format!("{:.1} s", time.as_secs_f64())
+    }
 }
