@@ -15,8 +15,9 @@ mod http;
 mod pg;
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
 
 use automerge::transaction::{CommitOptions, Transactable as _};
 use automerge::{ActorId, AutoCommit, ROOT};
@@ -111,6 +112,42 @@ fn failed(output: &Output) -> String {
     assert_eq!(lines.len(), 1, "one line expected: {stderr}");
     assert!(lines[0].starts_with("peerdoc: "), "{stderr}");
     lines[0].to_owned()
+}
+
+/// Starts `peerdoc run` on `data_dir` expecting it to refuse to start: exit code 1 and
+/// one `peerdoc: ` line, which it returns. A daemon that starts instead fails the test
+/// at once (rather than hanging it, as waiting for its exit would).
+fn refused_start(data_dir: &Path, extra: &[&str]) -> String {
+    let log = data_dir.with_extension("refused.log");
+    let mut child = daemon::command(data_dir, &data_dir.with_extension("home"))
+        .args(["--api-listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn peerdoc run");
+    let status = eventually("the daemon to stop", || {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if data_dir.join("api.addr").exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the daemon started: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        None
+    });
+    let stderr = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("peerdoc: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
+    errors[0].to_owned()
 }
 
 #[test]
@@ -328,24 +365,22 @@ fn a_copy_refuses_a_running_daemon_a_full_destination_and_an_unreachable_databas
     assert!(error.contains("PEERDOC_STORE"), "{error}");
 
     // An interrupted copy: the marker stays, and the database holds part of the store
-    // (here, the first entry only). No daemon starts on it; copying again finishes it.
+    // (here, the first entry only, and one the source no longer has). No daemon starts
+    // on it; copying again clears it and finishes.
     succeeded(&store_copy(&sled_dir, None, &["--to", &empty]));
     let store = pg_store(&pg, "empty");
     let mut half = WriteBatch::new();
     half.put(copy_marker_key(), b"peerdoc store copy (killed)".to_vec());
+    half.put(
+        StorageKey::new(["gone", "snapshot", "h"]),
+        b"stale".to_vec(),
+    );
     for (key, _) in store.range(&[]).unwrap().into_iter().skip(1) {
         half.delete(key);
     }
     store.write(half).unwrap();
     drop(store);
-    let refused = daemon::run_expecting_failure(
-        daemon::command(&dir.path().join("on-pg"), dir.path()).args([
-            "--api-listen",
-            "127.0.0.1:0",
-            "--store",
-            &empty,
-        ]),
-    );
+    let refused = refused_start(&dir.path().join("on-pg"), &["--store", &empty]);
     assert!(
         refused.contains("unfinished copy") && refused.contains("peerdoc store copy"),
         "{refused}"
