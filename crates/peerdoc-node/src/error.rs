@@ -65,6 +65,18 @@ pub enum NodeError {
     /// read-only at first use); the message never holds the password.
     #[error("opening the database failed: {0}")]
     DatabaseOpen(String),
+    /// The store holds an unfinished `peerdoc store copy` (its marker): part of
+    /// another store, which must not be served.
+    #[error(
+        "{store} holds an unfinished copy ({marker}): run that `peerdoc store copy` again, \
+         which starts it over; a daemon does not start on part of a store"
+    )]
+    UnfinishedCopy {
+        /// Which store (the sled directory, or the database without its password).
+        store: String,
+        /// What the copy's marker says.
+        marker: String,
+    },
     /// The network layer failed (identity, configuration, listen, dial).
     #[error("network: {0}")]
     Net(#[from] peerdoc_net::NetError),

@@ -62,11 +62,22 @@ impl Node {
             None => open_sled(&config, &metrics).await?,
             Some(postgres) => {
                 let pg = postgres.0.clone();
-                // Connecting and creating the schema block: keep them off the workers.
-                let storage = tokio::task::spawn_blocking(move || PostgresStorage::open(pg))
-                    .await
-                    .map_err(|e| NodeError::StartFailed(format!("opening the database: {e}")))?
-                    .map_err(|e| NodeError::DatabaseOpen(e.to_string()))?;
+                // Connecting, creating the schema and reading the copy marker block:
+                // keep them off the workers.
+                let storage = tokio::task::spawn_blocking(move || {
+                    let storage = PostgresStorage::open(pg)
+                        .map_err(|e| NodeError::DatabaseOpen(e.to_string()))?;
+                    refuse_unfinished_copy(&storage, || {
+                        format!(
+                            "the database at {}, schema {},",
+                            storage.target(),
+                            storage.schema()
+                        )
+                    })?;
+                    Ok::<_, NodeError>(storage)
+                })
+                .await
+                .map_err(|e| NodeError::StartFailed(format!("opening the database: {e}")))??;
                 tracing::info!(database = %storage.target(), "documents are kept in PostgreSQL");
                 store_changes = StoreChanges::watch(&storage)?;
                 storage_worker::spawn(
@@ -199,6 +210,9 @@ async fn open_sled(
             },
             other => NodeError::StoreOpen(other),
         })?;
+    refuse_unfinished_copy(&storage, || {
+        format!("the store {}", storage.path().display())
+    })?;
     metrics.set_store_rollback(store_rollback(&storage));
     metrics.set_store_encryption(storage.encryption());
     storage_worker::spawn(
@@ -208,6 +222,24 @@ async fn open_sled(
         metrics.storage_busy(),
     )
     .map_err(|e| NodeError::StartFailed(format!("spawning the storage thread: {e}")))
+}
+
+/// Fails when `storage` is the destination of a `peerdoc store copy` that did not
+/// finish (`peerdoc_store::copy_store` deletes its marker last).
+fn refuse_unfinished_copy(
+    storage: &impl peerdoc_core::Storage,
+    store: impl FnOnce() -> String,
+) -> Result<(), NodeError> {
+    match peerdoc_store::unfinished_copy(storage) {
+        Ok(None) => Ok(()),
+        Ok(Some(marker)) => Err(NodeError::UnfinishedCopy {
+            store: store(),
+            marker,
+        }),
+        Err(error) => Err(NodeError::StartFailed(format!(
+            "reading the store's copy marker: {error}"
+        ))),
+    }
 }
 
 /// The last rollback the store recorded, for status and metrics.

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use peerdoc_core::storage::validate_key;
 use peerdoc_core::{Storage, StorageError, StorageKey, WriteBatch, WriteOp};
 use peerdoc_store::key::{decode_key, encode_key, encode_prefix};
+use peerdoc_store::{Page, ScanStorage};
 
 use crate::config::PgConfig;
 use crate::error::{FailureKind, OpFailure, PgStoreError};
 use crate::notify::{self, ChangeFeed, StoreChange};
 use crate::pool::Pool;
 use crate::schema::{LAYOUT_VERSION, Sql, prefix_successor};
-use crate::session::{CollapsedBatch, Session};
+use crate::session::{CollapsedBatch, RawEntry, Session};
 
 /// The longest encoded key accepted. A btree index entry must fit in a third of an
 /// 8 KiB page (about 2,700 bytes); a longer key is refused as invalid up front rather
@@ -169,6 +170,25 @@ impl PostgresStorage {
         let start = encode_prefix(prefix);
         let end = prefix_successor(&start);
         let rows = self.with_session(|session| session.range(&self.sql, &start, end.as_deref()))?;
+        Self::decoded(rows)
+    }
+
+    fn scan_page_checked(
+        &self,
+        after: Option<&StorageKey>,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(StorageKey, Vec<u8>)>, PgStoreError> {
+        let after = after.map(encode_key).unwrap_or_default();
+        let max_rows = i64::try_from(max_entries.max(1)).unwrap_or(i64::MAX);
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let rows =
+            self.with_session(|session| session.scan_page(&self.sql, &after, max_rows, max_bytes))?;
+        Self::decoded(rows)
+    }
+
+    /// Decodes the keys of `rows` and checks every value's CRC.
+    fn decoded(rows: Vec<RawEntry>) -> Result<Vec<(StorageKey, Vec<u8>)>, PgStoreError> {
         rows.into_iter()
             .map(|(encoded, value, stored)| {
                 let key = decode_key(&encoded).map_err(|e| PgStoreError::UndecodableKey {
@@ -252,6 +272,19 @@ fn verify(
         computed,
         len: value.len(),
     })
+}
+
+/// Pages of the whole table in key order, for `peerdoc store copy`
+/// ([`peerdoc_store::copy_store`]): one indexed query a page.
+impl ScanStorage for PostgresStorage {
+    fn scan_page(
+        &self,
+        after: Option<&StorageKey>,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Page, StorageError> {
+        Ok(self.scan_page_checked(after, max_entries, max_bytes)?)
+    }
 }
 
 impl Storage for PostgresStorage {

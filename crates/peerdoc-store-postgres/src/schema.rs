@@ -21,6 +21,7 @@ pub(crate) struct Sql {
     pub(crate) get: String,
     pub(crate) range_bounded: String,
     pub(crate) range_all: String,
+    pub(crate) scan_page: String,
     pub(crate) delete: String,
     pub(crate) upsert: String,
     pub(crate) notify: String,
@@ -40,6 +41,18 @@ impl Sql {
                 "SELECT key, value, crc32 FROM {entries} WHERE key >= $1 AND key < $2 ORDER BY key"
             ),
             range_all: format!("SELECT key, value, crc32 FROM {entries} ORDER BY key"),
+            // A page of the whole table after $1 (every key is longer than the empty
+            // one): at most $2 rows, none after the row that brings the values to $3
+            // bytes, and always the first. octet_length reads the TOAST header, not the
+            // value; the window runs in key order, so the scan stops at the LIMIT.
+            scan_page: format!(
+                "SELECT key, value, crc32 FROM ( \
+                     SELECT key, value, crc32, row_number() OVER w AS n, \
+                         sum(octet_length(value)) OVER w - octet_length(value) AS before \
+                     FROM {entries} WHERE key > $1 WINDOW w AS (ORDER BY key) \
+                     ORDER BY key LIMIT $2 \
+                 ) page WHERE n = 1 OR before < $3 ORDER BY key"
+            ),
             delete: format!("DELETE FROM {entries} WHERE key = ANY($1)"),
             upsert: format!(
                 "INSERT INTO {entries} (key, value, crc32) \

@@ -23,6 +23,7 @@ struct Prepared {
     get: Statement,
     range_bounded: Statement,
     range_all: Statement,
+    scan_page: Statement,
     delete: Statement,
     upsert: Statement,
     notify: Statement,
@@ -158,6 +159,7 @@ impl Session {
                 get: prepare(&sql.get).await?,
                 range_bounded: prepare(&sql.range_bounded).await?,
                 range_all: prepare(&sql.range_all).await?,
+                scan_page: prepare(&sql.scan_page).await?,
                 delete: prepare(&sql.delete).await?,
                 upsert: prepare(&sql.upsert).await?,
                 notify: prepare(&sql.notify).await?,
@@ -235,6 +237,29 @@ impl Session {
                     .filter(|row| row.get::<_, &[u8]>(0) >= start)
                     .collect(),
             };
+            Ok(rows
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect())
+        })
+    }
+
+    /// A page of rows after `after` in key order: at most `max_rows`, ending with the
+    /// row that brings the values to `max_bytes`.
+    pub(crate) fn scan_page(
+        &mut self,
+        sql: &Sql,
+        after: &[u8],
+        max_rows: i64,
+        max_bytes: i64,
+    ) -> Result<Vec<RawEntry>, OpFailure> {
+        let prepared = self.prepared(sql)?;
+        let client = &self.client;
+        Self::bounded(&self.runtime, self.operation_timeout, "scan", async {
+            let rows = client
+                .query(&prepared.scan_page, &[&after, &max_rows, &max_bytes])
+                .await
+                .map_err(not_applied)?;
             Ok(rows
                 .into_iter()
                 .map(|row| (row.get(0), row.get(1), row.get(2)))

@@ -48,3 +48,14 @@ fn conformance_holds_after_reopen_and_server_restart() {
     let again = PostgresStorage::open(server.config("postgres", "reopen")).expect("reopen");
     assert_eq!(again.range(&[]).expect("range"), before);
 }
+
+/// The paged scan `peerdoc store copy` reads a whole store with (one indexed query a
+/// page, bounded by entries and by bytes) gives exactly what `range` gives.
+#[test]
+fn postgres_storage_scans_in_pages() {
+    let Some(server) = pg::start_or_skip("postgres_storage_scans_in_pages") else {
+        return;
+    };
+    let store = PostgresStorage::open(server.config("postgres", "scan")).expect("open");
+    peerdoc_store::check_scan_pages(&store);
+}

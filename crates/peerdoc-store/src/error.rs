@@ -124,6 +124,45 @@ pub enum StoreError {
         /// Values and bytes read back.
         held: (u64, u64),
     },
+    /// [`copy_store`](crate::copy_store)'s destination holds entries that no interrupted
+    /// copy left there; nothing was written.
+    #[error(
+        "the destination is not empty (it holds {first_key}, and more): a copy only goes \
+         into an empty store, so nothing was written"
+    )]
+    DestinationNotEmpty {
+        /// Its first key.
+        first_key: String,
+    },
+    /// [`copy_store`](crate::copy_store)'s source is itself an unfinished copy.
+    #[error(
+        "the source holds an unfinished copy ({marker}): finish that copy first (run it \
+         again), then copy from where it went"
+    )]
+    SourceUnfinished {
+        /// What the copy's marker says.
+        marker: String,
+    },
+    /// Reading the source of a copy failed.
+    #[error("reading the source: {0}")]
+    CopySource(StorageError),
+    /// Writing to or reading back from the destination of a copy failed.
+    #[error("the destination: {0}")]
+    CopyDestination(StorageError),
+    /// The destination of a copy does not read back what was written; its marker stays,
+    /// so no daemon starts on it.
+    #[error(
+        "verification failed: {} values ({} bytes, digest {}) were copied but the \
+         destination holds {} values ({} bytes, digest {}); run the copy again",
+        copied.entries, copied.bytes, copied.digest_hex(),
+        held.entries, held.bytes, held.digest_hex()
+    )]
+    CopyVerifyFailed {
+        /// What was written.
+        copied: crate::store_copy::Tally,
+        /// What was read back.
+        held: crate::store_copy::Tally,
+    },
     /// The commit ledger (`peerdoc.ledger`) or, for `power` durability, a sync of the
     /// store's files failed.
     #[error("store at {path}: the commit ledger or a file sync failed: {source}")]

@@ -49,7 +49,9 @@ mod group_commit;
 pub mod key;
 mod ledger;
 mod quarantine;
+mod scan;
 mod sled_storage;
+mod store_copy;
 mod usage;
 
 pub use config::{Durability, SledConfig, SpaceMode};
@@ -60,5 +62,9 @@ pub use frame::CorruptionKind;
 pub use group_commit::CommitStats;
 pub use ledger::RollbackReport;
 pub use quarantine::QuarantinedChunk;
+pub use scan::{Page, ScanStorage, check_scan_pages};
 pub use sled_storage::{RecordedRollback, SledStorage};
+pub use store_copy::{
+    CopyLimits, CopyStage, CopySummary, Tally, copy_marker_key, copy_store, unfinished_copy,
+};
 pub use usage::{DocUsage, KeyClass, StorageUsage, classify, directory_bytes};

@@ -351,7 +351,7 @@ impl SledStorage {
 
     /// Moves `stored` from the data tree to the quarantine tree in one transaction, if
     /// it is still the value under `encoded`.
-    fn quarantine_value(
+    pub(crate) fn quarantine_value(
         &self,
         encoded: &[u8],
         shown_key: &str,

@@ -4,7 +4,7 @@ pub mod args;
 mod commands;
 mod error;
 mod input;
-mod output;
+pub(crate) mod output;
 
 use std::process::ExitCode;
 

@@ -21,7 +21,9 @@ use peerdoc_node::{Multiaddr, NetConfig, NodeConfig};
 use serde::{Deserialize, Serialize};
 
 pub use self::origin::{Origin, Origins, ShownKey, show};
-pub use self::secret::{EncryptionMode, PASSPHRASE_VAR, SecretSources, write_new_key};
+pub use self::secret::{
+    EncryptionMode, PASSPHRASE_VAR, SecretSources, postgres_config, write_new_key,
+};
 pub use self::sections::{CloudConfig, DurabilityMode, StorageConfig};
 pub use self::values::peer_addr;
 use self::values::{expand_home, normalize_addrs};

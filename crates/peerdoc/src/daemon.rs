@@ -24,9 +24,11 @@ mod datadir;
 mod encrypt;
 mod logfile;
 mod ready;
+mod store_copy;
 
 pub use encrypt::encrypt_store;
 pub(crate) use ready::dialable;
+pub use store_copy::copy_store;
 
 /// File in the data directory holding the API's bearer token.
 pub const TOKEN_FILE: &str = "api.token";
@@ -106,6 +108,9 @@ pub enum DaemonError {
     /// `peerdoc store encrypt` could not encrypt the store (nothing was changed).
     #[error("{0}")]
     Encrypt(String),
+    /// `peerdoc store copy` could not copy (what was written is marked unfinished).
+    #[error("{0}")]
+    StoreCopy(String),
     /// The enrolment listener could not be bound.
     #[error(
         "cannot accept invite codes on {addr}: {source}; choose another address with \

@@ -70,7 +70,8 @@ pub enum Command {
     /// The daemon's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// The document store on this device: encryption at rest.
+    /// The document store on this device: encryption at rest, copying to and from
+    /// PostgreSQL.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Print a shell completion script, e.g.
@@ -103,6 +104,47 @@ pub enum StoreCommand {
     /// Encrypt this device's existing store with the secret [storage] names (the daemon
     /// must be stopped). Set storage.encryption (and the key file or passphrase) first.
     Encrypt(Box<RunArgs>),
+    /// Copy the documents into a PostgreSQL database (--to) or back from one (--from),
+    /// with the daemon stopped.
+    ///
+    /// --to moves a cloud's documents from the data directory into the database, for
+    /// 'peerdoc run --store'; --from brings them back into an empty data directory. The
+    /// destination must be empty. The copy is read back and compared before it counts
+    /// as done; a daemon refuses a store whose copy was interrupted, and running the
+    /// same command again starts that copy over.
+    Copy(Box<CopyArgs>),
+}
+
+/// 'peerdoc store copy'.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("direction").required(true).args(["to", "from"])))]
+pub struct CopyArgs {
+    /// Copy this data directory's store (encrypted or not) into this PostgreSQL
+    /// database: a libpq connection string or postgres:// URL. With no value, the one
+    /// PEERDOC_STORE names, which keeps a password out of 'ps'.
+    #[arg(
+        long,
+        value_name = "POSTGRES_URL",
+        num_args = 0..=1,
+        default_missing_value = "",
+        hide_default_value = true
+    )]
+    pub to: Option<String>,
+    /// Copy this PostgreSQL database into this data directory's store, which must be
+    /// empty or absent (it is created encrypted when storage.encryption is set). With
+    /// no value, the database PEERDOC_STORE names.
+    #[arg(
+        long,
+        value_name = "POSTGRES_URL",
+        num_args = 0..=1,
+        default_missing_value = "",
+        hide_default_value = true
+    )]
+    pub from: Option<String>,
+    /// The daemon's settings: the data directory's store is opened as 'peerdoc run'
+    /// opens it (its [storage] encryption and secret).
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// 'peerdoc peers add|remove'.

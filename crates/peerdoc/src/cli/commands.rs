@@ -89,6 +89,20 @@ fn run(global: &GlobalArgs, command: &Command, out: &mut impl Write) -> Result<E
                 .map_err(|e| CliError::Local(e.to_string()))?;
             writeln!(out, "{done}")?;
         }
+        Command::Store(StoreCommand::Copy(args)) => {
+            // On a terminal, a line that says how far it got; elsewhere nothing.
+            let spinner = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            let done = crate::daemon::copy_store(global, args, &mut |doing| {
+                spinner.set_message(doing.to_owned());
+                spinner.tick();
+            });
+            spinner.finish_and_clear();
+            let done = done.map_err(|e| CliError::Local(e.to_string()))?;
+            writeln!(out, "{done}")?;
+        }
         Command::Completions { shell } => {
             let mut command = <super::args::Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "peerdoc", out);

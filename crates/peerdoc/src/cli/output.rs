@@ -118,7 +118,7 @@ pub(super) fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Re
 }
 
 /// `ms` since the epoch as a UTC date and time, `2026-11-22 01:17:29`; `-` for 0.
-pub(super) fn utc(ms: i64) -> String {
+pub(crate) fn utc(ms: i64) -> String {
     if ms == 0 {
         return "-".to_owned();
     }

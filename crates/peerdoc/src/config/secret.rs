@@ -149,13 +149,7 @@ impl super::Resolved {
         let Some(url) = &self.store_url else {
             return Ok(None);
         };
-        if !url.starts_with("postgres") && !url.contains('=') {
-            return Err(ConfigError::Invalid(
-                "--store takes a PostgreSQL connection string (postgres://… or host=… \
-                 dbname=…); without it the documents are kept in the data directory"
-                    .into(),
-            ));
-        }
+        let config = postgres_config("--store", url)?;
         if self.config.storage.encryption != EncryptionMode::Off {
             return Err(ConfigError::Invalid(
                 "storage.encryption applies to the data directory's store, not to \
@@ -163,10 +157,20 @@ impl super::Resolved {
                     .into(),
             ));
         }
-        peerdoc_node::PgConfig::from_connection_string(url)
-            .map(|config| Some(peerdoc_node::PostgresStore(config)))
-            .map_err(|e| ConfigError::Invalid(format!("--store: {e}")))
+        Ok(Some(peerdoc_node::PostgresStore(config)))
     }
+}
+
+/// Parses the connection string that `flag` (`--store`, `--to`, `--from`) gave.
+pub fn postgres_config(flag: &str, url: &str) -> Result<peerdoc_node::PgConfig, ConfigError> {
+    if !url.starts_with("postgres") && !url.contains('=') {
+        return Err(ConfigError::Invalid(format!(
+            "{flag} takes a PostgreSQL connection string (postgres://… or host=… \
+             dbname=…); without --store the documents are kept in the data directory"
+        )));
+    }
+    peerdoc_node::PgConfig::from_connection_string(url)
+        .map_err(|e| ConfigError::Invalid(format!("{flag}: {e}")))
 }
 
 /// Reads a key or passphrase file after checking it is outside `data_dir` and readable
