@@ -93,6 +93,13 @@ impl PgConfig {
         self.statement_timeout + Duration::from_secs(1)
     }
 
+    /// Whether this configuration can work (a well-formed schema name, a pool of at
+    /// least one, a host), without connecting. [`PostgresStorage::open`](crate::PostgresStorage::open)
+    /// checks the same.
+    pub fn check(&self) -> Result<(), PgStoreError> {
+        self.validate()
+    }
+
     pub(crate) fn validate(&self) -> Result<(), PgStoreError> {
         let schema = self.schema.as_bytes();
         let well_formed = !schema.is_empty()

@@ -449,6 +449,7 @@ const ENV_TEXT_KEYS: &[&str] = &[
     "storage.encryption",
     "storage.key_file",
     "storage.passphrase_file",
+    "storage.schema",
 ];
 
 /// The environment variable for a key: `node.max_docs_in_memory` →

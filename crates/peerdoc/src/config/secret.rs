@@ -147,9 +147,17 @@ impl super::Resolved {
     /// The PostgreSQL store `--store` names, if any.
     pub fn postgres(&self) -> Result<Option<peerdoc_node::PostgresStore>, ConfigError> {
         let Some(url) = &self.store_url else {
+            let storage = &self.config.storage;
+            if storage.schema.is_some() || storage.pool_size.is_some() {
+                return Err(ConfigError::Invalid(
+                    "storage.schema and storage.pool_size apply to a PostgreSQL store: \
+                     give --store (or PEERDOC_STORE), or remove them"
+                        .into(),
+                ));
+            }
             return Ok(None);
         };
-        let config = postgres_config("--store", url)?;
+        let config = postgres_config("--store", url, &self.config.storage)?;
         if self.config.storage.encryption != EncryptionMode::Off {
             return Err(ConfigError::Invalid(
                 "storage.encryption applies to the data directory's store, not to \
@@ -161,16 +169,36 @@ impl super::Resolved {
     }
 }
 
-/// Parses the connection string that `flag` (`--store`, `--to`, `--from`) gave.
-pub fn postgres_config(flag: &str, url: &str) -> Result<peerdoc_node::PgConfig, ConfigError> {
+/// Parses the connection string that `flag` (`--store`, `--to`, `--from`) gave, with
+/// `[storage]`'s schema and pool size.
+pub fn postgres_config(
+    flag: &str,
+    url: &str,
+    storage: &super::StorageConfig,
+) -> Result<peerdoc_node::PgConfig, ConfigError> {
     if !url.starts_with("postgres") && !url.contains('=') {
         return Err(ConfigError::Invalid(format!(
             "{flag} takes a PostgreSQL connection string (postgres://… or host=… \
              dbname=…); without --store the documents are kept in the data directory"
         )));
     }
-    peerdoc_node::PgConfig::from_connection_string(url)
-        .map_err(|e| ConfigError::Invalid(format!("{flag}: {e}")))
+    let mut config = peerdoc_node::PgConfig::from_connection_string(url)
+        .map_err(|e| ConfigError::Invalid(format!("{flag}: {e}")))?;
+    if let Some(schema) = &storage.schema {
+        config = config.schema(schema.clone());
+    }
+    if let Some(size) = storage.pool_size {
+        if size == 0 {
+            return Err(ConfigError::Invalid(
+                "storage.pool_size must be positive".into(),
+            ));
+        }
+        config = config.pool_size(size);
+    }
+    config
+        .check()
+        .map_err(|e| ConfigError::Invalid(format!("{flag}: {e}")))?;
+    Ok(config)
 }
 
 /// Reads a key or passphrase file after checking it is outside `data_dir` and readable

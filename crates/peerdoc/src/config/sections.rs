@@ -54,6 +54,14 @@ pub struct StorageConfig {
     /// `PEERDOC_STORAGE_PASSPHRASE` nor from a terminal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passphrase_file: Option<PathBuf>,
+    /// With `--store`: the PostgreSQL schema holding the tables (default `peerdoc`).
+    /// One per team when several teams' cloud daemons share a database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// With `--store`: connections each daemon keeps to the database (default 4), besides
+    /// the one that listens for other cloud nodes' changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<usize>,
 }
 
 /// The values of `storage.durability`.

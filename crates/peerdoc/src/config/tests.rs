@@ -382,3 +382,40 @@ fn durability_is_process_on_devices_power_in_the_cloud_and_a_bad_one_names_itsel
         .to_string();
     assert!(error.contains("storage.durability"), "{error}");
 }
+
+#[test]
+fn the_postgres_schema_and_pool_come_from_storage_and_need_a_store() {
+    let (global, mut run) = args(&["storage.schema=\"team_wedding\"", "storage.pool_size=2"]);
+    run.store = Some("host=/run/postgresql dbname=cloud user=peerdoc".into());
+    let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+    let store = resolved.postgres().unwrap().expect("a PostgreSQL store");
+    let shown = format!("{:?}", store.0);
+    assert!(shown.contains("schema: \"team_wedding\""), "{shown}");
+    assert!(shown.contains("pool_size: 2"), "{shown}");
+
+    // From the environment too, as every key.
+    let (global, mut run) = args(&[]);
+    run.store = Some("host=/run/postgresql dbname=cloud user=peerdoc".into());
+    let env: HashMap<&str, &str> = [("PEERDOC_STORAGE_SCHEMA", "team_gala")].into();
+    let resolved =
+        DaemonConfig::load_with(&global, &run, |v| env.get(v).map(|s| (*s).to_owned())).unwrap();
+    let shown = format!("{:?}", resolved.postgres().unwrap().unwrap().0);
+    assert!(shown.contains("schema: \"team_gala\""), "{shown}");
+
+    // A schema PostgreSQL would need quoting for, or a pool of 0: refused up front.
+    for bad in ["storage.schema=\"Team-1\"", "storage.pool_size=0"] {
+        let (global, mut run) = args(&[bad]);
+        run.store = Some("host=/run/postgresql dbname=cloud user=peerdoc".into());
+        let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+        let error = resolved.postgres().unwrap_err().to_string();
+        assert!(
+            error.contains("schema") || error.contains("pool_size"),
+            "{bad}: {error}"
+        );
+    }
+    // Without --store they would be ignored: refused instead.
+    let (global, run) = args(&["storage.schema=\"team_wedding\""]);
+    let resolved = DaemonConfig::load_with(&global, &run, |_| None).unwrap();
+    let error = resolved.postgres().unwrap_err().to_string();
+    assert!(error.contains("give --store"), "{error}");
+}

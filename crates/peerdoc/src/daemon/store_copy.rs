@@ -67,12 +67,12 @@ pub fn copy_store(
         }
         (given, _) => given.to_owned(),
     };
-    let pg_config = postgres_config(flag, &url)?;
     // The data directory's settings, without --store: it names the copy's other end,
     // and storage.encryption belongs to the data directory's store.
     let mut run = args.run.clone();
     run.store = None;
     let resolved = DaemonConfig::load(global, &run)?;
+    let pg_config = postgres_config(flag, &url, &resolved.config.storage)?;
     let secret = resolved.store_secret(&SecretSources::process())?;
     let data_dir = &resolved.data_dir;
     let store_path = data_dir.join(STORE);
