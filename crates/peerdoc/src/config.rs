@@ -25,8 +25,9 @@ pub use self::secret::{
     EncryptionMode, PASSPHRASE_VAR, SecretSources, postgres_config, write_new_key,
 };
 pub use self::sections::{CloudConfig, DurabilityMode, StorageConfig};
+pub use self::values::default_keys;
 pub use self::values::peer_addr;
-use self::values::{expand_home, normalize_addrs};
+use self::values::{expand_home, flatten, normalize_addrs};
 use crate::cli::args::{GlobalArgs, RunArgs};
 use crate::cloud::{CloudEndpoint, TlsTrust};
 
@@ -411,31 +412,6 @@ pub fn default_data_dir() -> Option<PathBuf> {
 /// The per-platform default config file (Linux: `~/.config/peerdoc/config.toml`).
 pub fn default_config_file() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "peerdoc").map(|d| d.config_dir().join("config.toml"))
-}
-
-/// Every leaf key of the configuration with its default, in file order: the keys the
-/// environment may set and `docs/daemon.md` lists. Keys without a default (`data_dir`,
-/// `team_key_file`, `net.team_key`, `net.allowlist`, `net.jitter_seed`) are not included.
-pub fn default_keys() -> Vec<(String, toml::Value)> {
-    let mut out = Vec::new();
-    if let Ok(toml::Value::Table(table)) = toml::Value::try_from(DaemonConfig::default()) {
-        flatten("", &table, &mut out);
-    }
-    out
-}
-
-fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
-    for (key, value) in table {
-        let key = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            toml::Value::Table(inner) => flatten(&key, inner, out),
-            other => out.push((key, other.clone())),
-        }
-    }
 }
 
 /// Keys without a default that the environment may still set, taken verbatim as text:

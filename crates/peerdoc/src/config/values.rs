@@ -56,3 +56,28 @@ pub(super) fn expand_home(path: &Path, home: Option<&str>) -> PathBuf {
         _ => path.to_owned(),
     }
 }
+
+/// Every leaf key of the configuration with its default, in file order: the keys the
+/// environment may set and `docs/daemon.md` lists. Keys without a default (`data_dir`,
+/// `team_key_file`, `net.team_key`, `net.allowlist`, `net.jitter_seed`) are not included.
+pub fn default_keys() -> Vec<(String, toml::Value)> {
+    let mut out = Vec::new();
+    if let Ok(toml::Value::Table(table)) = toml::Value::try_from(super::DaemonConfig::default()) {
+        flatten("", &table, &mut out);
+    }
+    out
+}
+
+pub(super) fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&key, inner, out),
+            other => out.push((key, other.clone())),
+        }
+    }
+}
