@@ -11,7 +11,8 @@
 //! and eviction) all work on the same fields. Each other job has its own file in
 //! `repo/`: peers, tombstones, commands, changes, access, receipts, find, fetch and pull (each document from one peer), wanted (late delivery),
 //! ephemeral (relay), remote heads (subscriptions), introduced (documents a peer
-//! introduces), retry (writes that failed), reconciling.
+//! introduces), retry (writes that failed), reconciling, shared store (what another
+//! cloud node on the same database wrote).
 //!
 //! ```
 //! use peerdoc_core::repo::{Command, CommandId, Input, Output, Reply, Repo, RepoConfig, StorageOp, StorageResult};
