@@ -305,3 +305,97 @@ fn receipts_come_only_for_what_the_database_committed() {
         10
     );
 }
+
+#[test]
+fn two_teams_on_one_database_never_see_each_other() {
+    let Some(pg) = pg::start_or_skip("cloud_nodes_teams") else {
+        return;
+    };
+    pg.create_database("cloud");
+    let store = pg.connection_string("cloud");
+    let dir = tempfile::tempdir().unwrap();
+    let team = |name: &'static str, byte: &str| {
+        let key_file = dir.path().join(format!("{name}.key"));
+        std::fs::write(&key_file, byte.repeat(32)).expect("team key");
+        let key = key_file.to_str().expect("utf-8 path").to_owned();
+        let schema = format!("storage.schema=\"{name}\"");
+        let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        let cloud = Daemon::start(
+            name,
+            &dir.path().join(format!("{name}-cloud")),
+            &listen,
+            &[
+                "--profile",
+                "cloud",
+                "--team-key-file",
+                &key,
+                "--store",
+                &store,
+                "--set",
+                &schema,
+            ],
+        );
+        let tablet = Daemon::start(
+            name,
+            &dir.path().join(format!("{name}-tablet")),
+            "/ip4/127.0.0.1/tcp/0",
+            &[
+                "--cloud",
+                &cloud.dial_addr(),
+                "--team-key-file",
+                &key,
+                "--set",
+                "net.reconnect_cap=1000",
+            ],
+        );
+        (cloud, tablet)
+    };
+    let (wedding_cloud, wedding) = team("team_wedding", "a1");
+    let (gala_cloud, gala) = team("team_gala", "b2");
+    let wedding_doc = wedding.client.create(json!({"couple": "Ada & Grace"}));
+    let gala_doc = gala.client.create(json!({"sponsor": "Initech"}));
+    eventually("each cloud to hold its team's document", || {
+        (content(&wedding_cloud, &wedding_doc).is_some()
+            && content(&gala_cloud, &gala_doc).is_some())
+        .then_some(())
+    });
+    // An edit on each side, to let any crossing notice be heard.
+    set(&wedding, &wedding_doc, "/guests", json!(80));
+    set(&gala, &gala_doc, "/guests", json!(300));
+    eventually("the edits to reach the clouds", || {
+        (content(&wedding_cloud, &wedding_doc)?["guests"] == 80
+            && content(&gala_cloud, &gala_doc)?["guests"] == 300)
+            .then_some(())
+    });
+    for (daemon, other) in [
+        (&wedding_cloud, &gala_doc),
+        (&wedding, &gala_doc),
+        (&gala_cloud, &wedding_doc),
+        (&gala, &wedding_doc),
+    ] {
+        assert_eq!(
+            daemon.client.get(&format!("/v1/docs/{other}")).status,
+            404,
+            "{} must not know the other team's document",
+            daemon.name
+        );
+        let listed = daemon.client.get("/v1/docs").ok(200).to_string();
+        assert!(
+            !listed.contains(other.as_str()),
+            "{}: {listed}",
+            daemon.name
+        );
+    }
+    // In the database, each team's schema holds its own document only.
+    for (schema, ours, theirs) in [
+        ("team_wedding", &wedding_doc, &gala_doc),
+        ("team_gala", &gala_doc, &wedding_doc),
+    ] {
+        let keys = pg.sql(
+            "cloud",
+            &format!("SELECT encode(key, 'escape') FROM {schema}.peerdoc_entries"),
+        );
+        assert!(keys.contains(ours.as_str()), "{schema}: {keys}");
+        assert!(!keys.contains(theirs.as_str()), "{schema}: {keys}");
+    }
+}
