@@ -176,6 +176,7 @@ async fn run(
 
 pub(crate) fn section(plan: &Plan, s: &mut Section) -> anyhow::Result<()> {
     let (devices, docs) = plan.sizes.cloud;
+    // Outside CI only: with CI=true a missing PostgreSQL panics in start_or_skip.
     let Some(server) = pg::start_or_skip("the cloud benchmark") else {
         s.note("skipped: no PostgreSQL binaries (bash .ci/setup installs them)");
         return Ok(());

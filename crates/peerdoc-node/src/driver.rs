@@ -5,7 +5,7 @@
 //! transports, access policy); split, each part would need all of it. What stands
 //! apart already lives beside it: departures (`departed.rs`), announcements
 //! (`announce.rs`), attached transports (`attach.rs`), the storage thread
-//! (`storage_worker.rs`).
+//! (`storage_worker.rs`), other cloud nodes' change notices (`shared_store.rs`).
 //!
 //! One `tokio::select!` loop takes, in priority order, storage completions, requests
 //! from [`NodeHandle`](crate::NodeHandle)s, network events and the engine's tick timer.

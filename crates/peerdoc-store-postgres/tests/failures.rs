@@ -69,18 +69,7 @@ fn a_batch_whose_last_statement_fails_leaves_nothing_of_it() {
     let store = PostgresStorage::open(server.config("postgres", "atomic")).expect("open");
     // The server refuses any row whose key holds "poison", as a full disk would: the
     // batch's last statement (the upsert) fails after its first (the delete) ran.
-    server.sql(
-        "postgres",
-        "CREATE FUNCTION atomic.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-             IF position('\\x706f69736f6e'::bytea IN NEW.key) > 0 THEN
-                 RAISE EXCEPTION 'no room for poison' USING ERRCODE = 'disk_full';
-             END IF;
-             RETURN NEW;
-         END $$;
-         CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON atomic.peerdoc_entries
-             FOR EACH ROW EXECUTE FUNCTION atomic.refuse_poison();",
-    );
+    server.refuse_poisoned_keys("postgres", "atomic");
     put(&store, &["doc", "keep"], b"old").expect("write");
     put(&store, &["doc", "gone"], b"1").expect("write");
     let before = store.range(&[]).expect("range");

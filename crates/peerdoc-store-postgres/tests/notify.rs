@@ -48,18 +48,7 @@ fn what_one_writer_commits_the_other_hears_and_nothing_else() {
     put(&node1, &["doc-a", "sync-state", "device"]);
     put(&node1, &["storage-adapter-id"]);
     // A transaction that fails after its notice was queued: not reported.
-    server.sql(
-        "postgres",
-        "CREATE FUNCTION cloud.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-             IF position('\\x706f69736f6e'::bytea IN NEW.key) > 0 THEN
-                 RAISE EXCEPTION 'no room for poison' USING ERRCODE = 'disk_full';
-             END IF;
-             RETURN NEW;
-         END $$;
-         CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON cloud.peerdoc_entries
-             FOR EACH ROW EXECUTE FUNCTION cloud.refuse_poison();",
-    );
+    server.refuse_poisoned_keys("postgres", "cloud");
     let mut batch = WriteBatch::new();
     batch.put(
         StorageKey::new(["doc-rolled-back", "incremental", "h"]),

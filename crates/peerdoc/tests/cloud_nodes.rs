@@ -15,13 +15,8 @@ mod pg;
 
 use std::path::Path;
 
-use daemon::{Daemon, eventually, free_port};
+use daemon::{Daemon, content, eventually, free_port};
 use serde_json::{Value, json};
-
-fn content(daemon: &Daemon, id: &str) -> Option<Value> {
-    let answer = daemon.client.get(&format!("/v1/docs/{id}"));
-    (answer.status == 200).then(|| answer.json()["content"].clone())
-}
 
 fn cloud(name: &'static str, dir: &Path, store: &str) -> Daemon {
     let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());

@@ -12,13 +12,8 @@ mod http;
 #[path = "../../peerdoc-store-postgres/tests/support/pg.rs"]
 mod pg;
 
-use daemon::{Daemon, eventually, free_port};
-use serde_json::{Value, json};
-
-fn content(daemon: &Daemon, id: &str) -> Option<Value> {
-    let answer = daemon.client.get(&format!("/v1/docs/{id}"));
-    (answer.status == 200).then(|| answer.json()["content"].clone())
-}
+use daemon::{Daemon, content, eventually, free_port};
+use serde_json::json;
 
 #[test]
 fn a_daemon_on_postgres_keeps_documents_in_the_database_and_rides_out_an_outage() {

@@ -13,14 +13,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use daemon::{Daemon, HANG_GUARD, command, eventually, free_port, run_expecting_failure};
-use serde_json::{Value, json};
-
-/// The document's content on `daemon`, once it has it.
-fn content(daemon: &Daemon, id: &str) -> Option<Value> {
-    let answer = daemon.client.get(&format!("/v1/docs/{id}"));
-    (answer.status == 200).then(|| answer.json()["content"].clone())
-}
+use daemon::{Daemon, HANG_GUARD, command, content, eventually, free_port, run_expecting_failure};
+use serde_json::json;
 
 fn connected(daemon: &Daemon) -> bool {
     daemon.status()["peers"].as_array().is_some_and(|p| {

@@ -21,18 +21,13 @@ use std::process::{Output, Stdio};
 
 use automerge::transaction::{CommitOptions, Transactable as _};
 use automerge::{ActorId, AutoCommit, ROOT};
-use daemon::{Daemon, clean_command, eventually, free_port};
+use daemon::{Daemon, clean_command, content, eventually, free_port};
 use peerdoc_core::{Storage as _, StorageKey, WriteBatch};
 use peerdoc_store::{SledConfig, SledStorage, copy_marker_key};
 use peerdoc_store_postgres::PostgresStorage;
 use serde_json::{Value, json};
 
 type Entries = BTreeMap<StorageKey, Vec<u8>>;
-
-fn content(daemon: &Daemon, id: &str) -> Option<Value> {
-    let answer = daemon.client.get(&format!("/v1/docs/{id}"));
-    (answer.status == 200).then(|| answer.json()["content"].clone())
-}
 
 /// What a reader sees of a document: content, heads and conflicts (current and log).
 fn served(daemon: &Daemon, id: &str) -> Value {

@@ -11,14 +11,9 @@ mod http;
 
 use std::path::Path;
 
-use daemon::{Daemon, eventually, free_port};
+use daemon::{Daemon, content, eventually, free_port};
 use peerdoc_store::{SledConfig, SledStorage};
-use serde_json::{Value, json};
-
-fn content(daemon: &Daemon, id: &str) -> Option<Value> {
-    let answer = daemon.client.get(&format!("/v1/docs/{id}"));
-    (answer.status == 200).then(|| answer.json()["content"].clone())
-}
+use serde_json::json;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("copy dir");

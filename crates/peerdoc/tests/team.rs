@@ -13,16 +13,11 @@ mod http;
 use std::path::Path;
 use std::time::Duration;
 
-use daemon::{Daemon, eventually};
+use daemon::{Daemon, content, eventually};
 use serde_json::{Value, json};
 
 fn start(name: &'static str, dir: &Path, extra: &[&str]) -> Daemon {
     Daemon::start_in_team_mode(name, &dir.join(name), "/ip4/127.0.0.1/tcp/0", extra)
-}
-
-fn content(daemon: &Daemon, id: &str) -> Option<Value> {
-    let answer = daemon.client.get(&format!("/v1/docs/{id}"));
-    (answer.status == 200).then(|| answer.json()["content"].clone())
 }
 
 fn connected_peers(daemon: &Daemon) -> Vec<Value> {

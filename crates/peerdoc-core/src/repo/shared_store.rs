@@ -33,7 +33,7 @@ use std::collections::BTreeSet;
 use crate::ids::DocumentId;
 use crate::persist::{self, ConflictRecord, DocumentMeta};
 use crate::storage::{StorageError, StorageKey};
-use crate::{HeadsDigest, WriteBatch};
+use crate::WriteBatch;
 
 use super::{ChangeOrigin, Event, Purpose, Repo, StorageOp, StorageResult, Waiter};
 
@@ -342,11 +342,7 @@ impl Repo {
                 meta.updated_ms = meta.updated_ms.max(stored.updated_ms);
                 meta.last_actor = stored.last_actor.clone();
             }
-            let digest = if meta.deleted {
-                HeadsDigest::TOMBSTONE
-            } else {
-                meta.digest()
-            };
+            let digest = meta.digest();
             self.items.insert(doc_id, digest);
         }
         if record_short {

@@ -248,6 +248,25 @@ impl TestPostgres {
             .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(300))
     }
 
+    /// Makes `schema`'s entries table refuse any row whose key holds "poison", as a full
+    /// disk would (SQLSTATE 53100): a batch's statement fails after earlier ones ran.
+    pub fn refuse_poisoned_keys(&self, database: &str, schema: &str) {
+        self.sql(
+            database,
+            &format!(
+                "CREATE FUNCTION {schema}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF position('\\x706f69736f6e'::bytea IN NEW.key) > 0 THEN
+                         RAISE EXCEPTION 'no room for poison' USING ERRCODE = 'disk_full';
+                     END IF;
+                     RETURN NEW;
+                 END $$;
+                 CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON {schema}.peerdoc_entries
+                     FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_poison();"
+            ),
+        );
+    }
+
     /// Runs SQL through `psql` on `database`; returns its unaligned output.
     pub fn sql(&self, database: &str, sql: &str) -> String {
         let output = Command::new(self.bin.join("psql"))

@@ -256,3 +256,9 @@ pub fn run_expecting_failure(cmd: &mut Command) -> String {
     assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
     errors[0].to_owned()
 }
+
+/// A document's content as `daemon` serves it, or `None` while it does not have it.
+pub fn content(daemon: &Daemon, id: &str) -> Option<Value> {
+    let answer = daemon.client.get(&format!("/v1/docs/{id}"));
+    (answer.status == 200).then(|| answer.json()["content"].clone())
+}
