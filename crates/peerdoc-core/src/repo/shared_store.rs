@@ -30,10 +30,10 @@
 
 use std::collections::BTreeSet;
 
+use crate::WriteBatch;
 use crate::ids::DocumentId;
 use crate::persist::{self, ConflictRecord, DocumentMeta};
 use crate::storage::{StorageError, StorageKey};
-use crate::WriteBatch;
 
 use super::{ChangeOrigin, Event, Purpose, Repo, StorageOp, StorageResult, Waiter};
 
